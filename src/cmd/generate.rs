@@ -1,0 +1,111 @@
+//! `fraudflow generate`: a PaySim file of our own making.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use fraudflow::generate::{Generator, GeneratorParams, FRAUD_RATE, STEPS};
+use fraudflow::paysim::PaysimWriter;
+use fraudflow::progress;
+
+/// Writes a PaySim-like file: hourly volume, per-type amounts, balances and
+/// fraud mechanics calibrated on the real data. The same seed gives the same
+/// bytes.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Rows to write (the Kaggle file has 6362620).
+    #[arg(long)]
+    rows: u64,
+    /// Seed of the random stream.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output file; standard output when absent. Written to a temporary file
+    /// beside it, then renamed, so a reader never sees half a file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Hours to spread the rows over.
+    #[arg(long, default_value_t = STEPS)]
+    steps: u32,
+    /// Share of rows that are fraud.
+    #[arg(long, default_value_t = FRAUD_RATE)]
+    fraud_rate: f64,
+}
+
+pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
+    let params = GeneratorParams {
+        rows: args.rows,
+        seed: args.seed,
+        steps: args.steps,
+        fraud_rate: args.fraud_rate,
+    }
+    .check()?;
+    let started = Instant::now();
+    let bar = progress::bar(args.rows, "rows", quiet);
+    bar.set_message("generating");
+    match &args.out {
+        Some(path) => {
+            write_atomically(path, |file| write_rows(file, Generator::new(params), &bar))?
+        }
+        None => write_rows(io::stdout().lock(), Generator::new(params), &bar)
+            .context("writing to standard output")?,
+    }
+    bar.finish_and_clear();
+    if !quiet {
+        let secs = started.elapsed().as_secs_f64();
+        let target = args.out.as_ref().map_or_else(
+            || "standard output".to_string(),
+            |p| p.display().to_string(),
+        );
+        eprintln!(
+            "wrote {} rows to {target} in {secs:.2} s ({:.0} rows/s)",
+            super::grouped(args.rows),
+            args.rows as f64 / secs.max(1e-9)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_rows(out: impl Write, rows: Generator, bar: &indicatif::ProgressBar) -> io::Result<()> {
+    let mut writer = PaysimWriter::new(out)?;
+    for (i, row) in rows.enumerate() {
+        writer.write(&row)?;
+        if i % 65_536 == 65_535 {
+            bar.inc(65_536);
+        }
+    }
+    writer.finish()?.flush()
+}
+
+/// Writes through a temporary file in the same directory, then renames it
+/// over `path`, so the file is either whole or absent.
+pub fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> io::Result<()>,
+) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = File::create(&tmp).and_then(|mut f| {
+        write(&mut f)?;
+        f.sync_all()
+    });
+    if let Err(err) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(err).with_context(|| format!("writing {}", path.display()));
+    }
+    fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}

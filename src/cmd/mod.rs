@@ -1,0 +1,33 @@
+//! One module per subcommand: flags in, validated settings, work, report out.
+
+pub mod eda;
+pub mod generate;
+pub mod validate;
+
+use fraudflow::paysim::ReadError;
+
+/// Exit status for a failed command: 1 when the data is at fault, else 2.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    match err.downcast_ref::<ReadError>() {
+        Some(e) if e.is_data_error() => 1,
+        _ => 2,
+    }
+}
+
+/// Thousands separators for people: 6362620 -> 6,362,620.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// An optional figure for people, `-` when absent.
+pub fn money(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"))
+}

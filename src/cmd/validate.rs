@@ -1,0 +1,99 @@
+//! `fraudflow validate FILE`: the original system's data checks.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use fraudflow::paysim::ReadError;
+use fraudflow::scan::ScanOptions;
+use fraudflow::validate::{validate, Finding, Validation};
+use serde::Serialize;
+
+/// Checks a PaySim file: columns, types, fraud only in TRANSFER and
+/// CASH_OUT, step range, bad rows, the isFlaggedFraud count. Exit 0 when
+/// valid, 1 when not, 2 on usage errors.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The PaySim CSV file.
+    file: PathBuf,
+    /// Print the report as JSON, for programs.
+    #[arg(long)]
+    json: bool,
+    /// Stop at the first bad row instead of reading on.
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Serialize)]
+struct Report {
+    file: String,
+    rows: u64,
+    bad_rows: u64,
+    #[serde(flatten)]
+    validation: Validation,
+}
+
+pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
+    let options = ScanOptions {
+        strict: args.strict,
+        quiet,
+    };
+    let report = match super::eda::profile(&args.file, options) {
+        Ok(eda) => Report {
+            file: args.file.display().to_string(),
+            rows: eda.rows,
+            bad_rows: eda.bad_rows.count,
+            validation: validate(&eda),
+        },
+        // A file whose header or rows are wrong is invalid, not a failure.
+        Err(err) => match err.downcast::<ReadError>() {
+            Ok(read) if read.is_data_error() => Report {
+                file: args.file.display().to_string(),
+                rows: 0,
+                bad_rows: 0,
+                validation: Validation {
+                    valid: false,
+                    errors: vec![Finding {
+                        check: check_of(&read),
+                        message: read.to_string(),
+                    }],
+                    warnings: vec![],
+                },
+            },
+            Ok(read) => return Err(read.into()),
+            Err(other) => return Err(other),
+        },
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let v = &report.validation;
+        println!(
+            "{}: {}",
+            report.file,
+            if v.valid { "valid" } else { "INVALID" }
+        );
+        println!(
+            "  rows {}, bad rows {}",
+            super::grouped(report.rows),
+            super::grouped(report.bad_rows)
+        );
+        for f in &v.errors {
+            println!("  error   [{}] {}", f.check, f.message);
+        }
+        for f in &v.warnings {
+            println!("  warning [{}] {}", f.check, f.message);
+        }
+    }
+    Ok(if report.validation.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn check_of(err: &ReadError) -> &'static str {
+    match err {
+        ReadError::Empty { .. } | ReadError::Header { .. } => "columns",
+        _ => "rows",
+    }
+}

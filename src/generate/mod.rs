@@ -1,0 +1,428 @@
+//! A PaySim generator of our own, written from the published facts about
+//! the real data (see `calibration` and `docs/generator.md`).
+//!
+//! Each step (hour) has a genuine volume that swings with the hour of day and
+//! a fraud volume that does not. Genuine rows follow PaySim's balance rules
+//! and quirks: merchants have no balances, origins are often short of the
+//! amount (the balance is floored at zero), and TRANSFER / CASH_OUT
+//! destinations are busy accounts that receive many transactions an hour.
+//! Fraud is an account takeover: the victim's balance is TRANSFERred to a
+//! fresh mule in chunks of at most 10,000,000, and a different account
+//! CASH_OUTs each chunk at once; the old rule flags some large transfers on
+//! watched accounts, and a flagged transfer moves no money.
+
+mod calibration;
+mod rng;
+
+use thiserror::Error;
+
+pub use calibration::{FRAUD_RATE, STEPS};
+pub use rng::Rng;
+
+use crate::paysim::{AccountId, AccountKind, Transaction, TxnType};
+use calibration::*;
+
+/// Settings of a generated file, checked by [`GeneratorParams::check`].
+#[derive(Clone, Copy, Debug)]
+pub struct GeneratorParams {
+    /// Rows to write, exactly.
+    pub rows: u64,
+    pub seed: u64,
+    /// Hours to spread the rows over.
+    pub steps: u32,
+    /// Share of rows that are fraud.
+    pub fraud_rate: f64,
+}
+
+impl GeneratorParams {
+    pub fn new(rows: u64, seed: u64) -> GeneratorParams {
+        GeneratorParams {
+            rows,
+            seed,
+            steps: STEPS,
+            fraud_rate: FRAUD_RATE,
+        }
+    }
+
+    pub fn check(self) -> Result<CheckedParams, ParamError> {
+        if self.steps == 0 {
+            return Err(ParamError::Steps(self.steps));
+        }
+        if !(0.0..=0.5).contains(&self.fraud_rate) {
+            return Err(ParamError::FraudRate(self.fraud_rate));
+        }
+        Ok(CheckedParams(self))
+    }
+}
+
+/// Parameters that passed [`GeneratorParams::check`].
+#[derive(Clone, Copy, Debug)]
+pub struct CheckedParams(GeneratorParams);
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ParamError {
+    #[error("steps must be at least 1, got {0}")]
+    Steps(u32),
+    #[error("fraud rate must be within [0, 0.5], got {0}")]
+    FraudRate(f64),
+}
+
+/// Yields the rows of a generated PaySim file, step by step, in file order.
+///
+/// # Examples
+///
+/// ```
+/// use fraudflow::generate::{Generator, GeneratorParams};
+///
+/// let params = GeneratorParams::new(1_000, 42).check().unwrap();
+/// let rows: Vec<_> = Generator::new(params).collect();
+/// assert_eq!(rows.len(), 1_000);
+/// assert!(rows.windows(2).all(|w| w[0].step <= w[1].step));
+/// let again: Vec<_> = Generator::new(params).collect();
+/// assert_eq!(rows, again);
+/// ```
+pub struct Generator {
+    params: GeneratorParams,
+    rng: Rng,
+    type_cdf: [f64; 5],
+    /// Cumulative share of the genuine volume up to the end of each hour.
+    step: u32,
+    rows_done: u64,
+    hour_weight_total: f64,
+    hour_weight_before: f64,
+    fraud_rows: u64,
+    dest_balances: Vec<f64>,
+    dest_salt: u64,
+    buffer: Vec<Transaction>,
+    next: usize,
+}
+
+impl Generator {
+    pub fn new(params: CheckedParams) -> Generator {
+        let params = params.0;
+        let mut rng = Rng::seed_from(params.seed);
+        let pool = (params.rows / 20).clamp(64, 4_000_000) as usize;
+        let dest_balances = (0..pool)
+            .map(|_| cents(rng.lognormal(DEST_BALANCE.0, DEST_BALANCE.1)))
+            .collect();
+        let dest_salt = rng.next_u64();
+        let hour_weight_total = (1..=params.steps).map(hour_weight).sum();
+        Generator {
+            params,
+            rng,
+            type_cdf: genuine_type_cdf(),
+            step: 0,
+            rows_done: 0,
+            hour_weight_total,
+            hour_weight_before: 0.0,
+            fraud_rows: 0,
+            dest_balances,
+            dest_salt,
+            buffer: Vec::new(),
+            next: 0,
+        }
+    }
+
+    /// Fills the buffer with the next step's rows; false when all are done.
+    fn fill_step(&mut self) -> bool {
+        if self.step >= self.params.steps {
+            return false;
+        }
+        self.step += 1;
+        self.hour_weight_before += hour_weight(self.step);
+        let rows_by_now = if self.step == self.params.steps {
+            self.params.rows
+        } else {
+            (self.params.rows as f64 * self.hour_weight_before / self.hour_weight_total).round()
+                as u64
+        };
+        let rows = rows_by_now - self.rows_done;
+        self.rows_done = rows_by_now;
+
+        let fraud = self.fraud_groups(rows);
+        let fraud_rows: usize = fraud.iter().map(Vec::len).sum();
+        let genuine = rows as usize - fraud_rows;
+        let mut positions: Vec<usize> = fraud
+            .iter()
+            .map(|_| self.rng.below(genuine as u64 + 1) as usize)
+            .collect();
+        positions.sort_unstable();
+
+        self.buffer.clear();
+        self.next = 0;
+        let window = self.busy_window(genuine);
+        let mut groups = positions.into_iter().zip(fraud).peekable();
+        for i in 0..=genuine {
+            while let Some((_, group)) = groups.next_if(|(p, _)| *p == i) {
+                self.buffer.extend(group);
+            }
+            if i < genuine {
+                let row = self.genuine_row(window);
+                self.buffer.push(row);
+            }
+        }
+        true
+    }
+
+    /// Fraud keeps pace with the fraud rate over the whole file whatever the
+    /// hour; the number of takeovers in a step is random around that pace.
+    fn fraud_groups(&mut self, room: u64) -> Vec<Vec<Transaction>> {
+        let target = self.params.fraud_rate * self.params.rows as f64 * f64::from(self.step)
+            / f64::from(self.params.steps);
+        let behind = (target - self.fraud_rows as f64).max(0.0);
+        let takeovers = self.rng.poisson(behind / 2.0);
+        let mut groups = Vec::new();
+        let mut used = 0;
+        for _ in 0..takeovers {
+            let group = self.takeover();
+            if used + group.len() as u64 > room {
+                break;
+            }
+            used += group.len() as u64;
+            groups.push(group);
+        }
+        self.fraud_rows += used;
+        groups
+    }
+
+    fn takeover(&mut self) -> Vec<Transaction> {
+        let victim = self.fresh(AccountKind::Customer);
+        let watched = self.rng.chance(FLAG_WATCHED_SHARE);
+        let mut balance = self.rng.lognormal(VICTIM_BALANCE.0, VICTIM_BALANCE.1);
+        if balance > TRANSFER_LIMIT {
+            balance = TRANSFER_LIMIT * (1.0 - VICTIM_EXCESS_MEAN * self.rng.uniform_open().ln());
+        }
+        let mut balance = cents(balance).max(1.0);
+        let mut rows = Vec::new();
+        while balance > 0.0 {
+            let amount = balance.min(TRANSFER_LIMIT);
+            let mule = self.fresh(AccountKind::Customer);
+            let flagged = watched && amount > FLAG_THRESHOLD;
+            let left = if flagged {
+                balance
+            } else {
+                cents(balance - amount)
+            };
+            rows.push(self.fraud_row(
+                TxnType::Transfer,
+                amount,
+                victim,
+                balance,
+                left,
+                mule,
+                (0.0, 0.0),
+                flagged,
+            ));
+            if flagged {
+                break;
+            }
+            // The account that cashes out is not the mule the money went to:
+            // the link is invisible in the data.
+            let casher = self.fresh(AccountKind::Customer);
+            let agent = self.rng.below(self.dest_balances.len() as u64) as usize;
+            let dest = self.move_into_dest(agent, amount);
+            rows.push(self.fraud_row(
+                TxnType::CashOut,
+                amount,
+                casher,
+                amount,
+                0.0,
+                self.dest_id(agent),
+                dest,
+                false,
+            ));
+            balance = left;
+        }
+        rows
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fraud_row(
+        &self,
+        kind: TxnType,
+        amount: f64,
+        orig: AccountId,
+        old_orig: f64,
+        new_orig: f64,
+        dest: AccountId,
+        (old_dest, new_dest): (f64, f64),
+        flagged: bool,
+    ) -> Transaction {
+        Transaction {
+            step: self.step,
+            kind,
+            amount,
+            name_orig: orig,
+            old_balance_orig: old_orig,
+            new_balance_orig: new_orig,
+            name_dest: dest,
+            old_balance_dest: old_dest,
+            new_balance_dest: new_dest,
+            is_fraud: true,
+            is_flagged_fraud: flagged,
+        }
+    }
+
+    /// The busy destinations of this step: a window of the pool sized to the
+    /// step's volume.
+    fn busy_window(&mut self, genuine: usize) -> (usize, usize) {
+        let pool = self.dest_balances.len();
+        let busy_share =
+            TYPE_SHARE[TxnType::Transfer.index()] + TYPE_SHARE[TxnType::CashOut.index()];
+        let size = ((genuine as f64 * busy_share / ROWS_PER_BUSY_DESTINATION).ceil() as usize)
+            .clamp(1, pool);
+        let start = self.rng.below((pool - size + 1) as u64) as usize;
+        (start, size)
+    }
+
+    fn genuine_row(&mut self, (start, size): (usize, usize)) -> Transaction {
+        let u = self.rng.uniform();
+        let kind = TxnType::ALL[self.type_cdf.iter().position(|&c| u < c).unwrap_or(4)];
+        let i = kind.index();
+        let (shape, scale) = AMOUNT_GAMMA[i];
+        let amount = cents(self.rng.gamma(shape, scale)).max(0.01);
+        let old_orig = if self.rng.chance(ZERO_ORIGIN_SHARE[i]) {
+            0.0
+        } else {
+            cents(amount * self.rng.lognormal(ORIGIN_RATIO[i].0, ORIGIN_RATIO[i].1))
+        };
+        let new_orig = match kind {
+            TxnType::CashIn => cents(old_orig + amount),
+            _ => cents((old_orig - amount).max(0.0)),
+        };
+        let name_orig = self.fresh(AccountKind::Customer);
+        let (name_dest, old_dest, new_dest) = match kind {
+            TxnType::Payment => (self.fresh(AccountKind::Merchant), 0.0, 0.0),
+            TxnType::Transfer | TxnType::CashOut => {
+                // Squaring a uniform skews the pick: the first destinations
+                // of the window are the hot keys.
+                let u = self.rng.uniform();
+                let agent = start + ((u * u * size as f64) as usize).min(size - 1);
+                let (old, new) = self.move_into_dest(agent, amount);
+                (self.dest_id(agent), old, new)
+            }
+            TxnType::CashIn | TxnType::Debit => {
+                let agent = self.rng.below(self.dest_balances.len() as u64) as usize;
+                let old = self.dest_balances[agent];
+                let new = if kind == TxnType::CashIn {
+                    cents((old - amount).max(0.0))
+                } else {
+                    cents(old + amount)
+                };
+                self.dest_balances[agent] = new;
+                (self.dest_id(agent), old, new)
+            }
+        };
+        Transaction {
+            step: self.step,
+            kind,
+            amount,
+            name_orig,
+            old_balance_orig: old_orig,
+            new_balance_orig: new_orig,
+            name_dest,
+            old_balance_dest: old_dest,
+            new_balance_dest: new_dest,
+            is_fraud: false,
+            is_flagged_fraud: false,
+        }
+    }
+
+    fn move_into_dest(&mut self, agent: usize, amount: f64) -> (f64, f64) {
+        let old = self.dest_balances[agent];
+        let new = cents(old + amount);
+        self.dest_balances[agent] = new;
+        (old, new)
+    }
+
+    /// A pool account's name, derived from its index so none is stored.
+    fn dest_id(&self, index: usize) -> AccountId {
+        let mut state = self.dest_salt ^ index as u64;
+        account(AccountKind::Customer, rng::splitmix64(&mut state))
+    }
+
+    fn fresh(&mut self, kind: AccountKind) -> AccountId {
+        let bits = self.rng.next_u64();
+        account(kind, bits)
+    }
+}
+
+fn account(kind: AccountKind, bits: u64) -> AccountId {
+    let (lo, hi) = ACCOUNT_NUMBERS;
+    let number = lo + ((u128::from(bits) * u128::from(hi - lo)) >> 64) as u64;
+    // Both bounds have ten digits or fewer, well inside what an id holds.
+    AccountId::new(kind, number).unwrap_or_else(|| unreachable!("account number {number} too long"))
+}
+
+impl Iterator for Generator {
+    type Item = Transaction;
+
+    fn next(&mut self) -> Option<Transaction> {
+        while self.next >= self.buffer.len() {
+            if !self.fill_step() {
+                return None;
+            }
+        }
+        self.next += 1;
+        Some(self.buffer[self.next - 1])
+    }
+}
+
+fn hour_weight(step: u32) -> f64 {
+    HOURLY_WEIGHT[(step % 24) as usize]
+}
+
+fn cents(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_row_count_for_any_size() {
+        for rows in [0, 1, 7, 743, 744, 5_000] {
+            let params = GeneratorParams::new(rows, 3).check().unwrap();
+            assert_eq!(Generator::new(params).count() as u64, rows);
+        }
+    }
+
+    #[test]
+    fn bad_params_name_the_value() {
+        let mut p = GeneratorParams::new(10, 1);
+        p.fraud_rate = 0.9;
+        assert_eq!(
+            p.check().unwrap_err().to_string(),
+            "fraud rate must be within [0, 0.5], got 0.9"
+        );
+        p.fraud_rate = 0.0;
+        p.steps = 0;
+        assert_eq!(p.check().unwrap_err(), ParamError::Steps(0));
+    }
+
+    #[test]
+    fn fraud_drains_through_chunks_and_mules() {
+        let mut params = GeneratorParams::new(200_000, 11);
+        params.fraud_rate = 0.01;
+        let fraud: Vec<Transaction> = Generator::new(params.check().unwrap())
+            .filter(|t| t.is_fraud)
+            .collect();
+        assert!(fraud.len() > 1_500);
+        for t in &fraud {
+            assert!(t.kind.can_be_fraud());
+            assert!(t.amount <= TRANSFER_LIMIT);
+            if t.is_flagged_fraud {
+                assert_eq!(t.old_balance_orig, t.new_balance_orig);
+            } else {
+                assert_eq!(cents(t.old_balance_orig - t.amount), t.new_balance_orig);
+            }
+        }
+        for pair in fraud.windows(2) {
+            if pair[0].kind == TxnType::Transfer && pair[1].kind == TxnType::CashOut {
+                assert_eq!(pair[0].amount, pair[1].amount);
+                assert_ne!(pair[0].name_dest, pair[1].name_orig);
+            }
+        }
+    }
+}

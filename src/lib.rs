@@ -1,0 +1,12 @@
+//! fraudflow: real-time fraud detection on timely dataflow.
+//!
+//! This crate holds the pieces the `fraudflow` binary is made of: the PaySim
+//! reader and writer ([`paysim`]), the data checks ([`validate`]), the
+//! exploratory figures ([`eda`]), and our own PaySim generator ([`generate`]).
+
+pub mod eda;
+pub mod generate;
+pub mod paysim;
+pub mod progress;
+pub mod scan;
+pub mod validate;

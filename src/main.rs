@@ -1,0 +1,48 @@
+//! The `fraudflow` command line.
+//!
+//! Exit codes: 0 success; 1 the data is at fault (an invalid file, a wrong
+//! header, a bad row under `--strict`); 2 usage or system errors (bad flags,
+//! a missing file, a failed write).
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "fraudflow",
+    version,
+    about = "Real-time fraud detection on timely dataflow"
+)]
+struct Cli {
+    /// No progress bars or summaries on stderr.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Validate(cmd::validate::Args),
+    Eda(cmd::eda::Args),
+    Generate(cmd::generate::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => cmd::validate::run(args, cli.quiet),
+        Command::Eda(args) => cmd::eda::run(args, cli.quiet),
+        Command::Generate(args) => cmd::generate::run(args, cli.quiet),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("fraudflow: {err:#}");
+            ExitCode::from(cmd::exit_code(&err))
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! The PaySim transaction log: typed records, a streaming reader and a writer.
+//!
+//! The Kaggle release of PaySim is a CSV file with exactly these columns:
+//! `step,type,amount,nameOrig,oldbalanceOrg,newbalanceOrig,nameDest,oldbalanceDest,newbalanceDest,isFraud,isFlaggedFraud`.
+
+mod error;
+mod reader;
+mod record;
+mod writer;
+
+pub use error::{ReadError, RowError, RowErrorKind};
+pub use reader::{PaysimReader, ReaderOptions};
+pub use record::{AccountId, AccountKind, Transaction, TxnType};
+pub use writer::{write_java_double, PaysimWriter};
+
+/// The exact header of the Kaggle PaySim file, in order.
+pub const HEADER: [&str; 11] = [
+    "step",
+    "type",
+    "amount",
+    "nameOrig",
+    "oldbalanceOrg",
+    "newbalanceOrig",
+    "nameDest",
+    "oldbalanceDest",
+    "newbalanceDest",
+    "isFraud",
+    "isFlaggedFraud",
+];

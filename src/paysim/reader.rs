@@ -1,0 +1,352 @@
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use super::error::{ReadError, RowError, RowErrorKind};
+use super::record::{AccountId, Transaction, TxnType};
+use super::HEADER;
+
+/// How a [`PaysimReader`] reads.
+#[derive(Clone, Copy, Debug)]
+pub struct ReaderOptions {
+    /// Size of the read buffer in bytes.
+    pub buffer_bytes: usize,
+}
+
+impl Default for ReaderOptions {
+    fn default() -> Self {
+        ReaderOptions {
+            buffer_bytes: 1 << 18,
+        }
+    }
+}
+
+/// Streams typed [`Transaction`]s out of a PaySim CSV file without loading it.
+///
+/// The header is checked when the reader is made. Each row then comes out as
+/// `Ok(transaction)` or, for a bad row, `Err(ReadError::Row(..))` naming the
+/// line and the reason; reading goes on after a bad row, so the caller decides
+/// whether to skip it or stop. Java-style numbers (`1.916920493E7`), labels
+/// written `0.0`/`1.0`, CRLF line ends and a missing final newline are all
+/// accepted.
+///
+/// # Examples
+///
+/// ```
+/// use fraudflow::paysim::{PaysimReader, TxnType};
+///
+/// let data = "step,type,amount,nameOrig,oldbalanceOrg,newbalanceOrig,nameDest,oldbalanceDest,newbalanceDest,isFraud,isFlaggedFraud\r\n\
+///             1,TRANSFER,1.916920493E7,C1,1.916920493E7,0.0,C2,0.0,0.0,1.0,0\r\n\
+///             1,PAYMENT,-5,C3,0,0,M4,0,0,0,0";
+/// let mut reader = PaysimReader::new(data.as_bytes()).unwrap();
+/// let first = reader.next().unwrap().unwrap();
+/// assert_eq!(first.kind, TxnType::Transfer);
+/// assert_eq!(first.amount, 19_169_204.93);
+/// assert!(first.is_fraud);
+/// let bad = reader.next().unwrap().unwrap_err();
+/// assert_eq!(bad.to_string(), "line 3: column amount: -5 is negative");
+/// assert!(reader.next().is_none());
+/// ```
+pub struct PaysimReader<R> {
+    csv: csv::Reader<R>,
+    record: csv::ByteRecord,
+}
+
+impl PaysimReader<File> {
+    /// Opens a file and checks its header.
+    pub fn open(path: &Path) -> Result<Self, ReadError> {
+        let file = File::open(path).map_err(|source| ReadError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        PaysimReader::new(file)
+    }
+}
+
+impl<R: Read> PaysimReader<R> {
+    /// Wraps any byte source and checks its header.
+    pub fn new(inner: R) -> Result<Self, ReadError> {
+        Self::with_options(inner, ReaderOptions::default())
+    }
+
+    pub fn with_options(inner: R, options: ReaderOptions) -> Result<Self, ReadError> {
+        let mut csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(options.buffer_bytes)
+            .from_reader(inner);
+        let mut header = csv::ByteRecord::new();
+        let found_any = csv
+            .read_byte_record(&mut header)
+            .map_err(|source| ReadError::Io { line: 1, source })?;
+        if !found_any {
+            return Err(ReadError::Empty {
+                expected: HEADER.join(","),
+            });
+        }
+        check_header(&header)?;
+        Ok(PaysimReader {
+            csv,
+            record: csv::ByteRecord::with_capacity(128, 11),
+        })
+    }
+
+    /// The line the last record started on.
+    pub fn line(&self) -> u64 {
+        self.record.position().map_or(1, |p| p.line())
+    }
+}
+
+impl<R: Read> Iterator for PaysimReader<R> {
+    type Item = Result<Transaction, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.csv.read_byte_record(&mut self.record) {
+            Ok(true) => {
+                let line = self.line();
+                Some(parse_record(&self.record).map_err(|kind| RowError { line, kind }.into()))
+            }
+            Ok(false) => None,
+            Err(source) => {
+                let line = source.position().map_or(self.line(), |p| p.line());
+                Some(Err(ReadError::Io { line, source }))
+            }
+        }
+    }
+}
+
+fn check_header(header: &csv::ByteRecord) -> Result<(), ReadError> {
+    let names: Vec<String> = header
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let f = if i == 0 {
+                f.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(f)
+            } else {
+                f
+            };
+            String::from_utf8_lossy(f).trim().to_string()
+        })
+        .collect();
+    if names.iter().map(String::as_str).eq(HEADER) {
+        return Ok(());
+    }
+    let missing: Vec<&str> = HEADER
+        .iter()
+        .copied()
+        .filter(|h| !names.iter().any(|n| n == h))
+        .collect();
+    let unexpected: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !HEADER.contains(n))
+        .collect();
+    let mut detail = String::new();
+    if !missing.is_empty() {
+        detail.push_str(&format!("; missing: {}", missing.join(", ")));
+    }
+    if !unexpected.is_empty() {
+        detail.push_str(&format!("; unexpected: {}", unexpected.join(", ")));
+    }
+    if missing.is_empty() && unexpected.is_empty() {
+        detail.push_str("; the columns are out of order");
+    }
+    Err(ReadError::Header {
+        expected: HEADER.join(","),
+        found: names.join(","),
+        detail,
+    })
+}
+
+/// Turns one CSV record into a transaction, or says why not.
+pub(crate) fn parse_record(rec: &csv::ByteRecord) -> Result<Transaction, RowErrorKind> {
+    if rec.len() != HEADER.len() {
+        return Err(RowErrorKind::FieldCount { found: rec.len() });
+    }
+    let field = |i: usize| trim(&rec[i]);
+    let kind = TxnType::from_bytes(field(1)).ok_or_else(|| RowErrorKind::UnknownType {
+        value: lossy(field(1)),
+    })?;
+    let amount = number(field(2), HEADER[2])?;
+    if amount < 0.0 {
+        return Err(RowErrorKind::NegativeAmount { value: amount });
+    }
+    Ok(Transaction {
+        step: step(field(0))?,
+        kind,
+        amount,
+        name_orig: account(field(3), HEADER[3])?,
+        old_balance_orig: balance(field(4), HEADER[4])?,
+        new_balance_orig: balance(field(5), HEADER[5])?,
+        name_dest: account(field(6), HEADER[6])?,
+        old_balance_dest: balance(field(7), HEADER[7])?,
+        new_balance_dest: balance(field(8), HEADER[8])?,
+        is_fraud: label(field(9), HEADER[9])?,
+        is_flagged_fraud: label(field(10), HEADER[10])?,
+    })
+}
+
+fn trim(raw: &[u8]) -> &[u8] {
+    raw.trim_ascii()
+}
+
+fn lossy(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw).into_owned()
+}
+
+fn number(raw: &[u8], column: &'static str) -> Result<f64, RowErrorKind> {
+    let parsed = std::str::from_utf8(raw)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok());
+    match parsed {
+        Some(v) if v.is_finite() => Ok(v),
+        Some(_) => Err(RowErrorKind::NotFinite {
+            column,
+            value: lossy(raw),
+        }),
+        None => Err(RowErrorKind::NotANumber {
+            column,
+            value: lossy(raw),
+        }),
+    }
+}
+
+fn balance(raw: &[u8], column: &'static str) -> Result<f64, RowErrorKind> {
+    let value = number(raw, column)?;
+    if value < 0.0 {
+        return Err(RowErrorKind::NegativeBalance { column, value });
+    }
+    Ok(value)
+}
+
+fn step(raw: &[u8]) -> Result<u32, RowErrorKind> {
+    let bad = || RowErrorKind::BadStep { value: lossy(raw) };
+    if !raw.is_empty() && raw.len() <= 9 && raw.iter().all(u8::is_ascii_digit) {
+        return Ok(raw.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')));
+    }
+    // Re-saved copies write steps as `1.0`.
+    let v = std::str::from_utf8(raw)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .ok_or_else(bad)?;
+    if v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v) {
+        Ok(v as u32)
+    } else {
+        Err(bad())
+    }
+}
+
+fn account(raw: &[u8], column: &'static str) -> Result<AccountId, RowErrorKind> {
+    AccountId::from_bytes(raw).ok_or_else(|| RowErrorKind::BadAccount {
+        column,
+        value: lossy(raw),
+    })
+}
+
+fn label(raw: &[u8], column: &'static str) -> Result<bool, RowErrorKind> {
+    match raw {
+        b"0" | b"0.0" => Ok(false),
+        b"1" | b"1.0" => Ok(true),
+        _ => match std::str::from_utf8(raw)
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+        {
+            Some(v) if v == 0.0 => Ok(false),
+            Some(v) if v == 1.0 => Ok(true),
+            _ => Err(RowErrorKind::BadLabel {
+                column,
+                value: lossy(raw),
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "step,type,amount,nameOrig,oldbalanceOrg,newbalanceOrig,nameDest,oldbalanceDest,newbalanceDest,isFraud,isFlaggedFraud";
+
+    fn read_all(body: &str) -> Vec<Result<Transaction, String>> {
+        PaysimReader::new(body.as_bytes())
+            .unwrap()
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn accepts_java_plain_and_crlf_forms() {
+        let body = format!(
+            "{HEAD}\r\n1,PAYMENT,9839.64,C1231006815,170136.0,160296.36,M1979787155,0.0,0.0,0,0\r\n\
+             743.0,TRANSFER,1.916920493E7,C2,19169204.93,0,C3,0,0,1.0,0.0\r\n"
+        );
+        let rows = read_all(&body);
+        assert_eq!(rows.len(), 2);
+        let a = rows[0].as_ref().unwrap();
+        assert_eq!((a.step, a.kind, a.amount), (1, TxnType::Payment, 9839.64));
+        assert_eq!(a.name_dest.to_string(), "M1979787155");
+        let b = rows[1].as_ref().unwrap();
+        assert_eq!(
+            (b.step, b.amount, b.old_balance_orig),
+            (743, 19_169_204.93, 19_169_204.93)
+        );
+        assert!(b.is_fraud && !b.is_flagged_fraud);
+    }
+
+    #[test]
+    fn missing_final_newline_still_yields_last_row() {
+        let body = format!("{HEAD}\n1,DEBIT,1,C1,2,1,C2,0,1,0,0");
+        assert_eq!(read_all(&body).len(), 1);
+    }
+
+    #[test]
+    fn bad_rows_carry_line_and_reason_and_reading_goes_on() {
+        let body = format!(
+            "{HEAD}\n1,DEBIT,1,C1,2,1,C2,0,1,0,0\n1,DEBIT,abc,C1,2,1,C2,0,1,0,0\n1,DEBIT,1,C1\n\
+             1,REFUND,1,C1,2,1,C2,0,1,0,0\n1,DEBIT,NaN,C1,2,1,C2,0,1,0,0\n1,DEBIT,1,C1,2,1,C2,0,1,2,0\n\
+             x,DEBIT,1,C1,2,1,C2,0,1,0,0\n1,DEBIT,1,X1,2,1,C2,0,1,0,0\n1,DEBIT,1,C1,2,1,C2,0,1,0,0\n"
+        );
+        let rows = read_all(&body);
+        let errors: Vec<&str> = rows
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "line 3: column amount: \"abc\" is not a number",
+                "line 4: expected 11 fields, found 4",
+                "line 5: column type: \"REFUND\" is not one of CASH_IN, CASH_OUT, DEBIT, PAYMENT, TRANSFER",
+                "line 6: column amount: \"NaN\" is not finite",
+                "line 7: column isFraud: \"2\" is not a label (0, 1, 0.0 or 1.0)",
+                "line 8: column step: \"x\" is not a whole number of hours",
+                "line 9: column nameOrig: \"X1\" is not an account name (C or M then digits)",
+            ]
+        );
+        assert_eq!(rows.iter().filter(|r| r.is_ok()).count(), 2);
+    }
+
+    #[test]
+    fn wrong_header_names_the_columns() {
+        let body = "step,type,amount,nameOrig,oldbalanceOrig,newbalanceOrig,nameDest,oldbalanceDest,newbalanceDest,isFraud\n";
+        let err = PaysimReader::new(body.as_bytes())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("missing: oldbalanceOrg, isFlaggedFraud"),
+            "{err}"
+        );
+        assert!(err.contains("unexpected: oldbalanceOrig"), "{err}");
+        let empty = PaysimReader::new(&b""[..]).err().unwrap();
+        assert!(empty.is_data_error());
+        assert!(empty.to_string().contains("empty"));
+    }
+
+    #[test]
+    fn header_with_bom_and_crlf_is_accepted() {
+        let body = format!("\u{feff}{HEAD}\r\n");
+        assert_eq!(read_all(&body).len(), 0);
+    }
+}

@@ -1,0 +1,112 @@
+//! The data checks of the original system, on top of the eda figures.
+
+use serde::Serialize;
+
+use crate::eda::EdaReport;
+
+/// The last step of PaySim's simulated month.
+pub const LAST_STEP: u32 = 743;
+/// At or below this many isFlaggedFraud positives, the flag says little.
+pub const FLAGGED_WARNING_AT: u64 = 20;
+
+#[derive(Debug, Serialize)]
+pub struct Finding {
+    pub check: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Validation {
+    pub valid: bool,
+    pub errors: Vec<Finding>,
+    pub warnings: Vec<Finding>,
+}
+
+/// Judges a file from its figures. Errors make it invalid; warnings do not.
+///
+/// # Examples
+///
+/// ```
+/// use fraudflow::{eda::Eda, scan::{scan, ScanOptions}, validate::validate};
+///
+/// let data = "step,type,amount,nameOrig,oldbalanceOrg,newbalanceOrig,nameDest,oldbalanceDest,newbalanceDest,isFraud,isFlaggedFraud\n\
+///             1,PAYMENT,10.0,C1,20.0,10.0,M2,0.0,0.0,1,0\n";
+/// let mut eda = Eda::default();
+/// let bad = scan(data.as_bytes(), ScanOptions::default(), |t| eda.add(t)).unwrap();
+/// let v = validate(&eda.finish(bad));
+/// assert!(!v.valid);
+/// assert_eq!(v.errors[0].check, "fraud_types");
+/// ```
+pub fn validate(report: &EdaReport) -> Validation {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut error = |check, message| errors.push(Finding { check, message });
+    if report.rows == 0 {
+        error("rows", "the file has no valid rows".to_string());
+    }
+    if report.bad_rows.count > 0 {
+        let codes: Vec<String> = report
+            .bad_rows
+            .by_code
+            .iter()
+            .map(|(c, n)| format!("{c}: {n}"))
+            .collect();
+        error(
+            "rows",
+            format!("{} bad rows ({})", report.bad_rows.count, codes.join(", ")),
+        );
+    }
+    if let Some(&n) = report.bad_rows.by_code.get("unknown_type") {
+        error(
+            "types",
+            format!("{n} rows have a type outside CASH_IN, CASH_OUT, DEBIT, PAYMENT, TRANSFER"),
+        );
+    }
+    if report.fraud_in_unexpected_types > 0 {
+        let where_: Vec<String> = report
+            .by_type
+            .iter()
+            .filter(|t| !t.kind.can_be_fraud() && t.fraud > 0)
+            .map(|t| format!("{} in {}", t.fraud, t.kind))
+            .collect();
+        error(
+            "fraud_types",
+            format!("fraud outside TRANSFER and CASH_OUT: {}", where_.join(", ")),
+        );
+    }
+    if report.steps.first == Some(0) {
+        error(
+            "step_range",
+            "steps start at 1, but step 0 occurs".to_string(),
+        );
+    }
+    if let Some(last) = report.steps.last.filter(|&l| l > LAST_STEP) {
+        warnings.push(Finding {
+            check: "step_range",
+            message: format!("last step {last} is past PaySim's month ({LAST_STEP} hours)"),
+        });
+    }
+    if report.steps.out_of_order_rows > 0 {
+        warnings.push(Finding {
+            check: "step_order",
+            message: format!(
+                "{} rows come after a row of a later step",
+                report.steps.out_of_order_rows
+            ),
+        });
+    }
+    if report.flagged <= FLAGGED_WARNING_AT {
+        warnings.push(Finding {
+            check: "flagged",
+            message: format!(
+                "isFlaggedFraud has only {} positives (at most {FLAGGED_WARNING_AT}): too few to learn from",
+                report.flagged
+            ),
+        });
+    }
+    Validation {
+        valid: errors.is_empty(),
+        errors,
+        warnings,
+    }
+}
