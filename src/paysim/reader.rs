@@ -73,6 +73,11 @@ impl<R: Read> PaysimReader<R> {
         let mut csv = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
+            // With CRLF as terminator csv-core ends a record at `\r` and
+            // counts the line at `\n`, so line numbers would lag by one;
+            // splitting at `\n` alone keeps them right, and fields are
+            // trimmed, which removes the `\r`.
+            .terminator(csv::Terminator::Any(b'\n'))
             .buffer_capacity(options.buffer_bytes)
             .from_reader(inner);
         let mut header = csv::ByteRecord::new();
@@ -101,15 +106,21 @@ impl<R: Read> Iterator for PaysimReader<R> {
     type Item = Result<Transaction, ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self.csv.read_byte_record(&mut self.record) {
-            Ok(true) => {
-                let line = self.line();
-                Some(parse_record(&self.record).map_err(|kind| RowError { line, kind }.into()))
-            }
-            Ok(false) => None,
-            Err(source) => {
-                let line = source.position().map_or(self.line(), |p| p.line());
-                Some(Err(ReadError::Io { line, source }))
+        loop {
+            match self.csv.read_byte_record(&mut self.record) {
+                // A blank line of a CRLF file (`\r` alone) holds no data.
+                Ok(true) if self.record.len() == 1 && trim(&self.record[0]).is_empty() => continue,
+                Ok(true) => {
+                    let line = self.line();
+                    return Some(
+                        parse_record(&self.record).map_err(|kind| RowError { line, kind }.into()),
+                    );
+                }
+                Ok(false) => return None,
+                Err(source) => {
+                    let line = source.position().map_or(self.line(), |p| p.line());
+                    return Some(Err(ReadError::Io { line, source }));
+                }
             }
         }
     }
@@ -195,9 +206,7 @@ fn lossy(raw: &[u8]) -> String {
 }
 
 fn number(raw: &[u8], column: &'static str) -> Result<f64, RowErrorKind> {
-    let parsed = std::str::from_utf8(raw)
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok());
+    let parsed = fast_decimal(raw).or_else(|| std::str::from_utf8(raw).ok()?.parse::<f64>().ok());
     match parsed {
         Some(v) if v.is_finite() => Ok(v),
         Some(_) => Err(RowErrorKind::NotFinite {
@@ -209,6 +218,80 @@ fn number(raw: &[u8], column: &'static str) -> Result<f64, RowErrorKind> {
             value: lossy(raw),
         }),
     }
+}
+
+/// Exact powers of ten up to the largest a double holds exactly.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Clinger's fast path for the numbers PaySim is made of (`9839.64`,
+/// `1.916920493E7`): a mantissa below 2^53 and a power of ten up to 22 are
+/// both exact, so one multiplication or division rounds correctly. Anything
+/// else returns `None` and goes to the standard parser.
+fn fast_decimal(raw: &[u8]) -> Option<f64> {
+    let (negative, raw) = match raw.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, raw),
+    };
+    let mut i = 0;
+    let mut mantissa: u64 = 0;
+    let mut digits = 0;
+    let mut exp10: i32 = 0;
+    let mut take_digits = |i: &mut usize, scale: i32| {
+        while let Some(&d) = raw.get(*i).filter(|d| d.is_ascii_digit()) {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+            digits += 1;
+            exp10 += scale;
+            *i += 1;
+        }
+    };
+    take_digits(&mut i, 0);
+    if raw.get(i) == Some(&b'.') {
+        i += 1;
+        take_digits(&mut i, -1);
+    }
+    if digits == 0 || digits > 18 || mantissa > 1 << 53 {
+        return None;
+    }
+    if matches!(raw.get(i), Some(b'E' | b'e')) {
+        i += 1;
+        let sign = match raw.get(i) {
+            Some(b'-') => {
+                i += 1;
+                -1
+            }
+            Some(b'+') => {
+                i += 1;
+                1
+            }
+            _ => 1,
+        };
+        let start = i;
+        let mut e: i32 = 0;
+        while let Some(&d) = raw.get(i).filter(|d| d.is_ascii_digit()) {
+            e = e * 10 + i32::from(d - b'0');
+            i += 1;
+            if i - start > 3 {
+                return None;
+            }
+        }
+        if i == start {
+            return None;
+        }
+        exp10 += sign * e;
+    }
+    if i != raw.len() || exp10.unsigned_abs() as usize >= POW10.len() {
+        return None;
+    }
+    let m = mantissa as f64;
+    let v = if exp10 < 0 {
+        m / POW10[(-exp10) as usize]
+    } else {
+        m * POW10[exp10 as usize]
+    };
+    Some(if negative { -v } else { v })
 }
 
 fn balance(raw: &[u8], column: &'static str) -> Result<f64, RowErrorKind> {
@@ -251,8 +334,8 @@ fn label(raw: &[u8], column: &'static str) -> Result<bool, RowErrorKind> {
             .ok()
             .and_then(|s| s.parse::<f64>().ok())
         {
-            Some(v) if v == 0.0 => Ok(false),
-            Some(v) if v == 1.0 => Ok(true),
+            Some(0.0) => Ok(false),
+            Some(1.0) => Ok(true),
             _ => Err(RowErrorKind::BadLabel {
                 column,
                 value: lossy(raw),
@@ -294,9 +377,54 @@ mod tests {
     }
 
     #[test]
+    fn fast_decimal_path_agrees_with_the_standard_parser() {
+        let cases = [
+            "0",
+            "0.0",
+            "9839.64",
+            "1.916920493E7",
+            "1.0E7",
+            "181.0",
+            "-5",
+            "123456789.12",
+            "0.001",
+            "5.0E-4",
+            "1e22",
+            "9007199254740993",
+            "1.23456789012345678901",
+            "1e400",
+            ".5",
+            "5.",
+            "1E",
+            "1e+3",
+        ];
+        for text in cases {
+            let std = text.parse::<f64>().ok();
+            let fast = fast_decimal(text.as_bytes());
+            if let Some(fast) = fast {
+                assert_eq!(Some(fast), std, "{text}");
+            }
+        }
+        let mut x = 1u64;
+        for _ in 0..100_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let text = format!("{}.{:02}", (x >> 20) % 100_000_000_000, x % 100);
+            assert_eq!(
+                fast_decimal(text.as_bytes()),
+                text.parse::<f64>().ok(),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn missing_final_newline_still_yields_last_row() {
         let body = format!("{HEAD}\n1,DEBIT,1,C1,2,1,C2,0,1,0,0");
         assert_eq!(read_all(&body).len(), 1);
+        let blank_lines = format!("{HEAD}\r\n\r\n1,DEBIT,1,C1,2,1,C2,0,1,0,0\r\n\r\n\n");
+        assert_eq!(read_all(&blank_lines).len(), 1);
     }
 
     #[test]
@@ -325,6 +453,17 @@ mod tests {
             ]
         );
         assert_eq!(rows.iter().filter(|r| r.is_ok()).count(), 2);
+    }
+
+    #[test]
+    fn crlf_line_numbers_do_not_lag_by_one() {
+        let body =
+            format!("{HEAD}\r\n1,DEBIT,1,C1,2,1,C2,0,1,0,0\r\n1,DEBIT,x,C1,2,1,C2,0,1,0,0\r\n");
+        let errors: Vec<String> = read_all(&body)
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        assert_eq!(errors, ["line 3: column amount: \"x\" is not a number"]);
     }
 
     #[test]
