@@ -1,7 +1,6 @@
 //! `fraudflow eda FILE`: the figures of a PaySim file.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -14,25 +13,13 @@ use super::{grouped, money};
 /// and steps of a PaySim file.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The PaySim CSV file.
-    file: PathBuf,
-    /// Print the report as JSON, for programs.
-    #[arg(long)]
-    json: bool,
-    /// Stop at the first bad row (exit 1) instead of skipping it.
-    #[arg(long)]
-    strict: bool,
+    #[command(flatten)]
+    input: super::FileArgs,
 }
 
 pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
-    let report = profile(
-        &args.file,
-        ScanOptions {
-            strict: args.strict,
-            quiet,
-        },
-    )?;
-    if args.json {
+    let report = profile(&args.input.file, args.input.scan_options(quiet))?;
+    if args.input.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", render(&report));

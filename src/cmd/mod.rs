@@ -4,7 +4,32 @@ pub mod eda;
 pub mod generate;
 pub mod validate;
 
+use std::path::PathBuf;
+
 use fraudflow::paysim::ReadError;
+use fraudflow::scan::ScanOptions;
+
+/// The flags of the commands that read one PaySim file and report on it.
+#[derive(clap::Args)]
+pub struct FileArgs {
+    /// The PaySim CSV file.
+    pub file: PathBuf,
+    /// Print the report as JSON, for programs.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop at the first bad row (exit 1) instead of skipping it.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+impl FileArgs {
+    pub fn scan_options(&self, quiet: bool) -> ScanOptions {
+        ScanOptions {
+            strict: self.strict,
+            quiet,
+        }
+    }
+}
 
 /// Exit status for a failed command: 1 when the data is at fault, else 2.
 pub fn exit_code(err: &anyhow::Error) -> u8 {

@@ -1,10 +1,8 @@
 //! `fraudflow validate FILE`: the original system's data checks.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use fraudflow::paysim::ReadError;
-use fraudflow::scan::ScanOptions;
 use fraudflow::validate::{validate, Finding, Validation};
 use serde::Serialize;
 
@@ -13,14 +11,8 @@ use serde::Serialize;
 /// valid, 1 when not, 2 on usage errors.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The PaySim CSV file.
-    file: PathBuf,
-    /// Print the report as JSON, for programs.
-    #[arg(long)]
-    json: bool,
-    /// Stop at the first bad row instead of reading on.
-    #[arg(long)]
-    strict: bool,
+    #[command(flatten)]
+    input: super::FileArgs,
 }
 
 #[derive(Serialize)]
@@ -33,13 +25,10 @@ struct Report {
 }
 
 pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
-    let options = ScanOptions {
-        strict: args.strict,
-        quiet,
-    };
-    let report = match super::eda::profile(&args.file, options) {
+    let options = args.input.scan_options(quiet);
+    let report = match super::eda::profile(&args.input.file, options) {
         Ok(eda) => Report {
-            file: args.file.display().to_string(),
+            file: args.input.file.display().to_string(),
             rows: eda.rows,
             bad_rows: eda.bad_rows.count,
             validation: validate(&eda),
@@ -47,7 +36,7 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
         // A file whose header or rows are wrong is invalid, not a failure.
         Err(err) => match err.downcast::<ReadError>() {
             Ok(read) if read.is_data_error() => Report {
-                file: args.file.display().to_string(),
+                file: args.input.file.display().to_string(),
                 rows: 0,
                 bad_rows: 0,
                 validation: Validation {
@@ -63,7 +52,7 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
             Err(other) => return Err(other),
         },
     };
-    if args.json {
+    if args.input.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let v = &report.validation;
