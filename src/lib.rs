@@ -4,7 +4,11 @@
 //! reader and writer ([`paysim`]), the data checks ([`validate`]), the
 //! exploratory figures ([`eda`]), and our own PaySim generator ([`generate`]).
 
+pub mod clock;
+pub mod dataflow;
 pub mod eda;
+pub mod event;
+pub mod features;
 pub mod generate;
 pub mod paysim;
 pub mod progress;

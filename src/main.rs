@@ -29,6 +29,7 @@ enum Command {
     Validate(cmd::validate::Args),
     Eda(cmd::eda::Args),
     Generate(cmd::generate::Args),
+    Features(cmd::features::Args),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => cmd::validate::run(args, cli.quiet),
         Command::Eda(args) => cmd::eda::run(args, cli.quiet),
         Command::Generate(args) => cmd::generate::run(args, cli.quiet),
+        Command::Features(args) => cmd::features::run(args, cli.quiet),
     };
     match result {
         Ok(code) => code,

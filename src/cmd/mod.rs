@@ -1,7 +1,9 @@
 //! One module per subcommand: flags in, validated settings, work, report out.
 
 pub mod eda;
+pub mod features;
 pub mod generate;
+pub mod timely_args;
 pub mod validate;
 
 use std::path::PathBuf;

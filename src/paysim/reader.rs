@@ -50,6 +50,8 @@ impl Default for ReaderOptions {
 pub struct PaysimReader<R> {
     csv: csv::Reader<R>,
     record: csv::ByteRecord,
+    /// Lines before the first one this reader sees.
+    line_offset: u64,
 }
 
 impl PaysimReader<File> {
@@ -70,7 +72,26 @@ impl<R: Read> PaysimReader<R> {
     }
 
     pub fn with_options(inner: R, options: ReaderOptions) -> Result<Self, ReadError> {
-        let mut csv = csv::ReaderBuilder::new()
+        let mut reader = Self::headless(inner, 1, options);
+        let mut header = csv::ByteRecord::new();
+        let found_any = reader
+            .csv
+            .read_byte_record(&mut header)
+            .map_err(|source| ReadError::Io { line: 1, source })?;
+        if !found_any {
+            return Err(ReadError::Empty {
+                expected: HEADER.join(","),
+            });
+        }
+        check_header(&header)?;
+        Ok(reader)
+    }
+
+    /// Reads rows from a source positioned at the start of line
+    /// `first_line` of a PaySim file, after the header: how each worker
+    /// reads its own share of a file.
+    pub fn headless(inner: R, first_line: u64, options: ReaderOptions) -> Self {
+        let csv = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             // With CRLF as terminator csv-core ends a record at `\r` and
@@ -80,25 +101,27 @@ impl<R: Read> PaysimReader<R> {
             .terminator(csv::Terminator::Any(b'\n'))
             .buffer_capacity(options.buffer_bytes)
             .from_reader(inner);
-        let mut header = csv::ByteRecord::new();
-        let found_any = csv
-            .read_byte_record(&mut header)
-            .map_err(|source| ReadError::Io { line: 1, source })?;
-        if !found_any {
-            return Err(ReadError::Empty {
-                expected: HEADER.join(","),
-            });
-        }
-        check_header(&header)?;
-        Ok(PaysimReader {
+        PaysimReader {
             csv,
             record: csv::ByteRecord::with_capacity(128, 11),
-        })
+            line_offset: first_line.saturating_sub(1),
+        }
+    }
+
+    /// The last record as text, fields joined by commas: the raw payload
+    /// a dead letter carries.
+    pub fn last_raw(&self) -> String {
+        let fields: Vec<String> = self
+            .record
+            .iter()
+            .map(|f| String::from_utf8_lossy(f.trim_ascii()).into_owned())
+            .collect();
+        fields.join(",")
     }
 
     /// The line the last record started on.
     pub fn line(&self) -> u64 {
-        self.record.position().map_or(1, |p| p.line())
+        self.line_offset + self.record.position().map_or(1, |p| p.line())
     }
 }
 
@@ -118,7 +141,9 @@ impl<R: Read> Iterator for PaysimReader<R> {
                 }
                 Ok(false) => return None,
                 Err(source) => {
-                    let line = source.position().map_or(self.line(), |p| p.line());
+                    let line = source
+                        .position()
+                        .map_or(self.line(), |p| self.line_offset + p.line());
                     return Some(Err(ReadError::Io { line, source }));
                 }
             }

@@ -1,0 +1,301 @@
+//! `fraudflow features`: the feature table training reads, made by the
+//! dataflow that serves.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::Instant;
+
+use anyhow::anyhow;
+use fraudflow::dataflow::dead_letter::DeadLetter;
+use fraudflow::dataflow::share::share;
+use fraudflow::dataflow::sink::OrderedSink;
+use fraudflow::dataflow::source::{paysim_file, SourceCounts, SourceSettings};
+use fraudflow::dataflow::{featurize, FeatureRow, WINDOW_SECONDS};
+use fraudflow::features::Contract;
+use fraudflow::paysim::{write_java_double, PaysimReader};
+use timely::dataflow::operators::core::OkErr;
+
+use super::grouped;
+use super::timely_args::TimelyArgs;
+
+/// Computes the feature table of a PaySim file with the dataflow: velocity
+/// as windowed arrangements sharded over the workers. Bad rows go to the
+/// dead-letter file with a code; events in = valid + dead letters.
+#[derive(clap::Args)]
+#[command(disable_help_flag = true)]
+pub struct Args {
+    /// The PaySim CSV file.
+    #[arg(long)]
+    input: PathBuf,
+    /// The feature table to write (CSV).
+    #[arg(long)]
+    out: PathBuf,
+    /// Feature contract.
+    #[arg(long, value_enum, default_value_t = Contract::V2)]
+    contract: Contract,
+    /// Dead letters, one JSON object a line; default: OUT with extension
+    /// `.dead-letter.jsonl`.
+    #[arg(long)]
+    dead_letter: Option<PathBuf>,
+    /// Velocity window in seconds.
+    #[arg(long, default_value_t = WINDOW_SECONDS)]
+    window: u64,
+    /// Seconds an event may arrive late and still be placed at its own time.
+    #[arg(long, default_value_t = 120)]
+    lateness: u64,
+    #[command(flatten)]
+    timely: TimelyArgs,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+}
+
+/// One worker's counts, summed over the process at the end.
+#[derive(Debug, Default)]
+struct Summary {
+    events_in: u64,
+    valid: u64,
+    dead: u64,
+    late: u64,
+    written: u64,
+}
+
+pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
+    if args.window == 0 {
+        anyhow::bail!("--window must be at least 1 second");
+    }
+    if args.out.extension().is_some_and(|e| e == "parquet") {
+        anyhow::bail!(
+            "{}: Parquet output is not built yet; write .csv",
+            args.out.display()
+        );
+    }
+    let config = args.timely.config()?;
+    // The header is checked once, before any worker starts.
+    PaysimReader::open(&args.input)?;
+    let dead_path = args
+        .dead_letter
+        .clone()
+        .unwrap_or_else(|| args.out.with_extension("dead-letter.jsonl"));
+    let (input, out, contract) = (args.input.clone(), args.out.clone(), args.contract);
+    let settings = SourceSettings {
+        lateness: args.lateness,
+        ..SourceSettings::default()
+    };
+    let window = args.window;
+    let started = Instant::now();
+
+    let guards = timely::execute(config, move |worker| -> Result<Summary, String> {
+        let (index, peers) = (worker.index(), worker.peers());
+        let share =
+            share(&input, 1, index, peers).map_err(|e| format!("{}: {e}", input.display()))?;
+        let counts = Rc::new(SourceCounts::default());
+        let writers = if index == 0 {
+            Some(Writers::create(&out, &dead_path, contract)?)
+        } else {
+            None
+        };
+        let writers = Rc::new(RefCell::new(writers));
+        worker.dataflow::<u64, _, _>(|scope| {
+            let parsed = paysim_file(scope, input.clone(), share, settings, Rc::clone(&counts));
+            let (events, dead) = parsed.ok_err(|r| r);
+            let w = Rc::clone(&writers);
+            featurize(events, contract, window).ordered_sink(
+                |r: &FeatureRow| r.seq,
+                move |rows| {
+                    w.borrow_mut()
+                        .as_mut()
+                        .into_iter()
+                        .for_each(|w| w.features(rows))
+                },
+                "FeatureSink",
+            );
+            let w = Rc::clone(&writers);
+            #[allow(clippy::borrowed_box)] // the stream's records are boxes
+            dead.ordered_sink(
+                |d: &Box<DeadLetter>| d.as_ref().seq,
+                move |rows| {
+                    w.borrow_mut()
+                        .as_mut()
+                        .into_iter()
+                        .for_each(|w| w.dead(rows))
+                },
+                "DeadLetterSink",
+            );
+        });
+        while worker.step_or_park(None) {}
+        let written = match writers.borrow_mut().take() {
+            Some(w) => w.finish()?,
+            None => 0,
+        };
+        Ok(Summary {
+            events_in: counts.events_in.get(),
+            valid: counts.valid.get(),
+            dead: counts.dead.get(),
+            late: counts.late.get(),
+            written,
+        })
+    })
+    .map_err(|e| anyhow!("starting the workers: {e}"))?;
+
+    let mut total = Summary::default();
+    for result in guards.join() {
+        let s = result
+            .map_err(|e| anyhow!("a worker failed: {e}"))?
+            .map_err(|e| anyhow!("a worker failed: {e}"))?;
+        total.events_in += s.events_in;
+        total.valid += s.valid;
+        total.dead += s.dead;
+        total.late += s.late;
+        total.written += s.written;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if !quiet {
+        eprintln!(
+            "features: {} events in = {} valid + {} dead letters ({} late), {} rows written, {:.2} s, {:.0} events/s",
+            grouped(total.events_in),
+            grouped(total.valid),
+            grouped(total.dead),
+            grouped(total.late),
+            grouped(total.written),
+            secs,
+            total.events_in as f64 / secs.max(1e-9)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The feature table and the dead-letter file, owned by worker 0.
+struct Writers {
+    features: AtomicFile,
+    dead: AtomicFile,
+    line: Vec<u8>,
+    written: u64,
+    error: Option<std::io::Error>,
+}
+
+impl Writers {
+    fn create(out: &Path, dead: &Path, contract: Contract) -> Result<Writers, String> {
+        let mut features = AtomicFile::create(out)?;
+        let header = format!("event_id,step,label,{}\n", contract.names().join(","));
+        features
+            .writer()
+            .write_all(header.as_bytes())
+            .map_err(|e| format!("{}: {e}", out.display()))?;
+        Ok(Writers {
+            features,
+            dead: AtomicFile::create(dead)?,
+            line: Vec::with_capacity(256),
+            written: 0,
+            error: None,
+        })
+    }
+
+    fn features(&mut self, rows: &[FeatureRow]) {
+        for row in rows {
+            let line = &mut self.line;
+            line.clear();
+            line.extend_from_slice(row.id.to_string().as_bytes());
+            line.push(b',');
+            if let Some(step) = row.step {
+                line.extend_from_slice(itoa::Buffer::new().format(step).as_bytes());
+            }
+            line.push(b',');
+            if let Some(label) = row.label {
+                line.push(if label.is_fraud { b'1' } else { b'0' });
+            }
+            for v in &row.values {
+                line.push(b',');
+                write_java_double(*v, line);
+            }
+            line.push(b'\n');
+            if let Err(e) = self.features.writer().write_all(line) {
+                self.error.get_or_insert(e);
+            }
+            self.written += 1;
+        }
+    }
+
+    fn dead(&mut self, rows: &[Box<DeadLetter>]) {
+        for row in rows {
+            let result = serde_json::to_writer(self.dead.writer(), row)
+                .map_err(std::io::Error::from)
+                .and_then(|()| self.dead.writer().write_all(b"\n"));
+            if let Err(e) = result {
+                self.error.get_or_insert(e);
+            }
+        }
+    }
+
+    fn finish(self) -> Result<u64, String> {
+        if let Some(e) = self.error {
+            return Err(format!("writing {}: {e}", self.features.path.display()));
+        }
+        self.features.commit()?;
+        self.dead.commit()?;
+        Ok(self.written)
+    }
+}
+
+/// A file written beside its final name and renamed into place when whole.
+struct AtomicFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    /// `None` once committed.
+    out: Option<BufWriter<File>>,
+}
+
+impl AtomicFile {
+    fn create(path: &Path) -> Result<AtomicFile, String> {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| format!("{} is not a file name", path.display()))?;
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let file = File::create(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+        Ok(AtomicFile {
+            path: path.to_path_buf(),
+            tmp,
+            out: Some(BufWriter::with_capacity(1 << 20, file)),
+        })
+    }
+
+    fn writer(&mut self) -> &mut BufWriter<File> {
+        self.out
+            .get_or_insert_with(|| unreachable!("written after commit"))
+    }
+
+    fn commit(mut self) -> Result<(), String> {
+        let Some(out) = self.out.take() else {
+            return Ok(());
+        };
+        let file = out
+            .into_inner()
+            .map_err(|e| format!("writing {}: {}", self.path.display(), e.error()))?;
+        file.sync_all()
+            .map_err(|e| format!("syncing {}: {e}", self.path.display()))?;
+        std::fs::rename(&self.tmp, &self.path)
+            .map_err(|e| format!("renaming to {}: {e}", self.path.display()))
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        // Not committed: the run failed, and no half file is left behind.
+        if self.out.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
