@@ -22,9 +22,9 @@ pub struct VelocityKey {
 }
 
 /// Counts, for every record, the records of the same account whose time is
-/// in the window `(t - window, t]` and that come at or before it: earlier
-/// times first, then input order within a time. A record without an account
-/// gets 0.
+/// in the window `(t - window, t]` and that come at or before it: all of
+/// those at earlier times, whatever their arrival order, and those at the
+/// same time up to it in input order. A record without an account gets 0.
 ///
 /// Each keyed record enters a collection `(account, seq)` at its time and
 /// leaves it `window` later; the collection is arranged by account, so each
@@ -139,14 +139,19 @@ impl<'scope, D: ExchangeData + Clone> Velocity<'scope, D> for Stream<'scope, u64
                         }
                     }
 
-                    // Nothing at or before the earliest time still to be
-                    // answered will be asked again: let the trace compact.
+                    // Every time still to be asked about is at least the
+                    // earliest pending or incoming one. Compact to just below
+                    // it: at that time itself, earlier entries would be
+                    // advanced onto it and look like ties.
                     let mut lower = Antichain::new();
-                    for t in query_frontier.frontier().iter() {
-                        lower.insert(*t);
-                    }
-                    if let Some(&t) = pending.keys().next() {
-                        lower.insert(t);
+                    let earliest = query_frontier
+                        .frontier()
+                        .iter()
+                        .copied()
+                        .chain(pending.keys().copied())
+                        .min();
+                    if let Some(t) = earliest {
+                        lower.insert(t.saturating_sub(1));
                     }
                     if lower != compaction {
                         compaction = lower;
@@ -159,7 +164,9 @@ impl<'scope, D: ExchangeData + Clone> Velocity<'scope, D> for Stream<'scope, u64
     }
 }
 
-/// Sets each record's count from the trace as of `time`.
+/// Sets each record's count from the trace as of `time`: every entry in
+/// the window that entered before `time`, and of those that entered at
+/// `time`, the ones at or before the record in input order.
 fn answer<C, D, K, S>(
     cursor: &mut C,
     storage: &C::Storage,
@@ -181,6 +188,7 @@ fn answer<C, D, K, S>(
         let k = key(d);
         (k.account, k.seq)
     });
+    let mut entered_now: Vec<u64> = Vec::new();
     let mut i = 0;
     while i < records.len() {
         let VelocityKey { account, .. } = key(&records[i]);
@@ -193,22 +201,37 @@ fn answer<C, D, K, S>(
             i = end;
             continue;
         };
+        // One walk over the account's entries: those that entered before
+        // `time` and are still in the window count for every record; those
+        // that entered at `time` (a +1 at `time`: an entry's retraction is
+        // always a window later) count by input order.
+        let mut earlier: isize = 0;
+        entered_now.clear();
         cursor.seek_key(storage, &account);
-        let found = cursor.get_key(storage) == Some(&account);
-        let mut count: isize = 0;
-        for d in &mut records[i..end] {
-            let seq = key(d).seq;
-            while found && cursor.val_valid(storage) && *cursor.val(storage) <= seq {
-                let mut weight = 0;
+        if cursor.get_key(storage) == Some(&account) {
+            while let Some(&seq) = cursor.get_val(storage) {
+                let (mut weight, mut now) = (0, false);
                 cursor.map_times(storage, |t, r| {
                     if *t <= time {
                         weight += *r;
+                        now |= *t == time && *r > 0;
                     }
                 });
-                count += weight;
+                if now {
+                    entered_now.push(seq);
+                } else {
+                    earlier += weight;
+                }
                 cursor.step_val(storage);
             }
-            set(d, count.max(0) as u64);
+        }
+        let mut ties = 0;
+        for d in &mut records[i..end] {
+            let seq = key(d).seq;
+            while entered_now.get(ties).is_some_and(|&s| s <= seq) {
+                ties += 1;
+            }
+            set(d, (earlier + ties as isize).max(0) as u64);
         }
         i = end;
     }

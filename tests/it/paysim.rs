@@ -1,52 +1,11 @@
-//! End-to-end tests of the `fraudflow` binary.
-//!
-//! Tests marked "needs ../shared" read the genuine PaySim slice from
-//! `../shared/paysim/`; they fail with a clear message when it is absent,
-//! unless `FRAUDFLOW_ALLOW_MISSING_SHARED=1`, which turns them into a printed
-//! skip.
+//! PaySim in and out: validate, eda, generate.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use crate::common::{fraudflow, shared_slice, stdout_json};
 
 use fraudflow::eda::Eda;
 use fraudflow::generate::{Generator, GeneratorParams};
 use fraudflow::paysim::{PaysimReader, PaysimWriter};
 use serde_json::Value;
-
-fn fraudflow(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fraudflow"))
-        .args(args)
-        .output()
-        .expect("the fraudflow binary runs")
-}
-
-fn stdout_json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-/// The genuine slice, or `None` (a printed skip) when allowed to be missing.
-fn shared_slice() -> Option<PathBuf> {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/paysim/paysim_first_41370_rows.csv");
-    if path.exists() {
-        return Some(path);
-    }
-    if std::env::var("FRAUDFLOW_ALLOW_MISSING_SHARED").as_deref() == Ok("1") {
-        eprintln!("skipped: needs {} (absent)", path.display());
-        return None;
-    }
-    panic!(
-        "this test needs the PaySim slice at {}: put the shared/ folder beside the checkout, \
-         or set FRAUDFLOW_ALLOW_MISSING_SHARED=1 to skip it",
-        path.display()
-    );
-}
 
 fn type_row<'a>(report: &'a Value, kind: &str) -> &'a Value {
     report["by_type"]

@@ -1,0 +1,10 @@
+//! End-to-end tests of the `fraudflow` binary: one test binary, a module per
+//! area.
+//!
+//! Tests that read the genuine PaySim slice find it at `../shared/paysim/`;
+//! they fail with a clear message when it is absent, unless
+//! `FRAUDFLOW_ALLOW_MISSING_SHARED=1`, which turns them into a printed skip.
+
+mod common;
+mod features;
+mod paysim;
