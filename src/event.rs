@@ -14,8 +14,9 @@ pub const STEP_SECONDS: u64 = 3_600;
 pub enum EventId {
     /// A PaySim row, by its 1-based data row number: stable across runs.
     Row(u64),
-    /// A live event's own `event_id`.
-    Named(String),
+    /// A live event's own `event_id` (boxed: rare, and it keeps every
+    /// event small to move).
+    Named(Box<str>),
 }
 
 impl fmt::Display for EventId {

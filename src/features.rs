@@ -70,9 +70,9 @@ impl Contract {
     /// assert_eq!(&v[..7], &[181.0, 181.0 / 182.0, 0.0, 1.0, 0.0, 1.0, 1.0]);
     /// assert_eq!(&v[7..], &[0.0, 181.0, 1.0, 1.0, 1.0, 0.0]);
     /// ```
-    pub fn compute(self, e: &Event, velocity: Velocities) -> Vec<f64> {
+    pub fn compute(self, e: &Event, velocity: Velocities) -> FeatureVec {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        let mut v = Vec::with_capacity(self.names().len());
+        let mut v = FeatureVec::default();
         v.extend_from_slice(&[
             e.amount,
             e.amount / (e.old_balance_orig + 1.0),
@@ -120,6 +120,31 @@ impl FromStr for Contract {
                 "unknown feature contract {other:?} (expected v1 or v2)"
             )),
         }
+    }
+}
+
+/// Most features any contract has.
+pub const MAX_FEATURES: usize = FEATURES_V2.len();
+
+/// A feature vector held inline: no allocation per event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FeatureVec {
+    values: [f64; MAX_FEATURES],
+    len: u8,
+}
+
+impl FeatureVec {
+    fn extend_from_slice(&mut self, more: &[f64]) {
+        let start = usize::from(self.len);
+        self.values[start..start + more.len()].copy_from_slice(more);
+        self.len += more.len() as u8;
+    }
+}
+
+impl std::ops::Deref for FeatureVec {
+    type Target = [f64];
+    fn deref(&self) -> &[f64] {
+        &self.values[..usize::from(self.len)]
     }
 }
 

@@ -48,3 +48,8 @@ fn main() -> ExitCode {
         }
     }
 }
+
+// The dataflow allocates and frees many short-lived batches; mimalloc keeps
+// them off the kernel's page-fault path that glibc's allocator takes.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -11,13 +11,15 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 use fraudflow::dataflow::dead_letter::DeadLetter;
-use fraudflow::dataflow::share::share;
 use fraudflow::dataflow::sink::OrderedSink;
 use fraudflow::dataflow::source::{paysim_file, SourceCounts, SourceSettings};
-use fraudflow::dataflow::{featurize, FeatureRow, WINDOW_SECONDS};
+use fraudflow::dataflow::{featurize, table, FeatureRow, WINDOW_SECONDS};
 use fraudflow::features::Contract;
-use fraudflow::paysim::{write_java_double, PaysimReader};
+use fraudflow::paysim::PaysimReader;
 use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::Probe;
+use timely::dataflow::ProbeHandle;
 
 use super::grouped;
 use super::timely_args::TimelyArgs;
@@ -90,9 +92,7 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
 
     let guards = timely::execute(config, move |worker| -> Result<Summary, String> {
-        let (index, peers) = (worker.index(), worker.peers());
-        let share =
-            share(&input, 1, index, peers).map_err(|e| format!("{}: {e}", input.display()))?;
+        let index = worker.index();
         let counts = Rc::new(SourceCounts::default());
         let writers = if index == 0 {
             Some(Writers::create(&out, &dead_path, contract)?)
@@ -100,12 +100,26 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
             None
         };
         let writers = Rc::new(RefCell::new(writers));
+        let done = ProbeHandle::new();
         worker.dataflow::<u64, _, _>(|scope| {
-            let parsed = paysim_file(scope, input.clone(), share, settings, Rc::clone(&counts));
+            let parsed = paysim_file(
+                scope,
+                input.clone(),
+                settings,
+                Rc::clone(&counts),
+                done.clone(),
+            );
             let (events, dead) = parsed.ok_err(|r| r);
             let w = Rc::clone(&writers);
-            featurize(events, contract, window).ordered_sink(
-                |r: &FeatureRow| r.seq,
+            // Each worker formats its own rows; worker 0 only orders bytes.
+            let lines = featurize(events, contract, window).map(|row: FeatureRow| {
+                let mut line = Vec::with_capacity(160);
+                table::write_row(&row, &mut line);
+                (row.seq, line)
+            });
+            let lines = lines.probe_with(&done);
+            lines.ordered_sink(
+                |(seq, _): &(u64, Vec<u8>)| *seq,
                 move |rows| {
                     w.borrow_mut()
                         .as_mut()
@@ -173,7 +187,6 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
 struct Writers {
     features: AtomicFile,
     dead: AtomicFile,
-    line: Vec<u8>,
     written: u64,
     error: Option<std::io::Error>,
 }
@@ -181,7 +194,7 @@ struct Writers {
 impl Writers {
     fn create(out: &Path, dead: &Path, contract: Contract) -> Result<Writers, String> {
         let mut features = AtomicFile::create(out)?;
-        let header = format!("event_id,step,label,{}\n", contract.names().join(","));
+        let header = table::header(contract);
         features
             .writer()
             .write_all(header.as_bytes())
@@ -189,30 +202,13 @@ impl Writers {
         Ok(Writers {
             features,
             dead: AtomicFile::create(dead)?,
-            line: Vec::with_capacity(256),
             written: 0,
             error: None,
         })
     }
 
-    fn features(&mut self, rows: &[FeatureRow]) {
-        for row in rows {
-            let line = &mut self.line;
-            line.clear();
-            line.extend_from_slice(row.id.to_string().as_bytes());
-            line.push(b',');
-            if let Some(step) = row.step {
-                line.extend_from_slice(itoa::Buffer::new().format(step).as_bytes());
-            }
-            line.push(b',');
-            if let Some(label) = row.label {
-                line.push(if label.is_fraud { b'1' } else { b'0' });
-            }
-            for v in &row.values {
-                line.push(b',');
-                write_java_double(*v, line);
-            }
-            line.push(b'\n');
+    fn features(&mut self, rows: &[(u64, Vec<u8>)]) {
+        for (_, line) in rows {
             if let Err(e) = self.features.writer().write_all(line) {
                 self.error.get_or_insert(e);
             }

@@ -1,10 +1,11 @@
 //! The timely dataflow: sources, parse with a dead-letter path, features
 //! with velocity as windowed arrangements, and ordered sinks.
 
+pub mod blocks;
 pub mod dead_letter;
-pub mod share;
 pub mod sink;
 pub mod source;
+pub mod table;
 pub mod velocity;
 
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::Stream;
 
 use crate::event::{Event, EventId, Label};
-use crate::features::{Contract, Velocities};
+use crate::features::{Contract, FeatureVec, Velocities};
 use velocity::{Velocity, VelocityKey};
 
 /// Default velocity window: one hour, in seconds.
@@ -26,7 +27,7 @@ pub struct FeatureRow {
     pub seq: u64,
     pub step: Option<u32>,
     pub label: Option<Label>,
-    pub values: Vec<f64>,
+    pub values: FeatureVec,
 }
 
 /// Attaches origin (and, for V2, destination) velocity to every event, each

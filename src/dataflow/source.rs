@@ -1,37 +1,41 @@
-//! The PaySim file source: each worker reads its own share of the file and
-//! emits every row at its event time, or a dead letter for a bad row.
+//! The PaySim file source: workers take blocks of the file in turn and emit
+//! every row at its event time, or a dead letter for a bad row.
 
 use std::cell::Cell;
-use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
+use std::time::Duration;
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::source;
-use timely::dataflow::{Scope, Stream};
+use timely::dataflow::{ProbeHandle, Scope, Stream};
 
+use super::blocks::Blocks;
 use super::dead_letter::DeadLetter;
-use super::share::Share;
 use crate::event::Event;
 use crate::paysim::{PaysimReader, ReadError, ReaderOptions};
 
-/// How sources turn arrival into timestamps and how much they do at once.
+/// How sources turn arrival into timestamps and how far they run ahead.
 #[derive(Clone, Copy, Debug)]
 pub struct SourceSettings {
     /// Seconds an event may arrive after later ones and still be placed at
     /// its own time; later than that it is placed at the frontier (never
     /// dropped).
     pub lateness: u64,
-    /// Rows read per activation, so one source never starves the others.
-    pub batch: usize,
+    /// Bytes of input per block; workers take blocks in turn, and a source
+    /// reads one of its blocks per activation.
+    pub block_bytes: usize,
+    /// Seconds of event time a source may run ahead of what the dataflow
+    /// has finished: bounds the data in flight, and so memory.
+    pub max_ahead: u64,
 }
 
 impl Default for SourceSettings {
     fn default() -> Self {
         SourceSettings {
             lateness: 120,
-            batch: 16_384,
+            block_bytes: 1 << 20,
+            max_ahead: 4 * 3_600,
         }
     }
 }
@@ -50,28 +54,31 @@ pub struct SourceCounts {
 /// they are rare and large).
 pub type Parsed = Result<Event, Box<DeadLetter>>;
 
-/// Reads `share` of the PaySim file at `path`, whose header was checked
-/// before the dataflow started.
+/// Reads this worker's blocks of the PaySim file at `path`, whose header was
+/// checked before the dataflow started. `done` is probed at the end of the
+/// dataflow: the source waits while it lags more than `max_ahead` behind.
 pub fn paysim_file<'scope>(
     scope: Scope<'scope, u64>,
     path: PathBuf,
-    share: Share,
     settings: SourceSettings,
     counts: Rc<SourceCounts>,
+    done: ProbeHandle<u64>,
 ) -> Stream<'scope, u64, Vec<Parsed>> {
+    let (index, peers) = (scope.index() as u64, scope.peers() as u64);
     source::<_, CapacityContainerBuilder<Vec<Parsed>>, _, _>(
         scope,
         "PaysimSource",
         move |cap, info| {
             let activator = scope.activator_for(info.address);
             let mut cap = Some(cap);
-            let mut reader = open_share(&path, share);
+            let mut blocks = Blocks::open(&path, 1, settings.block_bytes);
+            let mut buf = Vec::new();
             let label = path.display().to_string();
             let mut max_time = 0u64;
             move |output| {
                 let Some(current) = cap.as_mut() else { return };
-                let reader = match reader.as_mut() {
-                    Ok(r) => r,
+                let blocks = match blocks.as_mut() {
+                    Ok(b) => b,
                     Err(err) => {
                         // A source that cannot read holds its capability: the
                         // run must not look complete. The command reports it.
@@ -79,10 +86,31 @@ pub fn paysim_file<'scope>(
                         return;
                     }
                 };
-                let mut done = true;
-                for _ in 0..settings.batch {
-                    let Some(row) = reader.next() else { break };
-                    done = false;
+                if done.less_than(&current.time().saturating_sub(settings.max_ahead)) {
+                    activator.activate_after(Duration::from_millis(1));
+                    return;
+                }
+                let block = loop {
+                    match blocks.next_block(&mut buf) {
+                        Ok(Some(block)) if block.index % peers == index => break Some(block),
+                        Ok(Some(_)) => continue,
+                        Ok(None) => break None,
+                        Err(err) => {
+                            eprintln!("fraudflow: source {label}: {err}");
+                            return;
+                        }
+                    }
+                };
+                let Some(block) = block else {
+                    cap = None;
+                    return;
+                };
+                let mut reader = PaysimReader::headless(
+                    buf.as_slice(),
+                    block.first_line,
+                    ReaderOptions::default(),
+                );
+                while let Some(row) = reader.next() {
                     let line = reader.line();
                     counts.events_in.set(counts.events_in.get() + 1);
                     let parsed = match row {
@@ -107,28 +135,14 @@ pub fn paysim_file<'scope>(
                         output.session(&*current).give(parsed);
                     }
                 }
-                if done {
-                    cap = None;
-                } else {
-                    let lower = max_time.saturating_sub(settings.lateness);
-                    if lower > *current.time() {
-                        current.downgrade(&lower);
-                    }
-                    activator.activate();
+                let lower = max_time.saturating_sub(settings.lateness);
+                if lower > *current.time() {
+                    current.downgrade(&lower);
                 }
+                activator.activate();
             }
         },
     )
-}
-
-type ShareReader = PaysimReader<std::io::Take<BufReader<File>>>;
-
-fn open_share(path: &Path, share: Share) -> Result<ShareReader, std::io::Error> {
-    let mut file = File::open(path)?;
-    file.seek(SeekFrom::Start(share.start))?;
-    let options = ReaderOptions::default();
-    let input = BufReader::with_capacity(options.buffer_bytes, file).take(share.end - share.start);
-    Ok(PaysimReader::headless(input, share.first_line, options))
 }
 
 fn dead_letter(err: &ReadError, raw: String, source: &str, line: u64) -> DeadLetter {

@@ -103,6 +103,13 @@ pub fn write_java_double(v: f64, out: &mut Vec<u8>) {
         });
         return;
     }
+    // Integral values (flags, counts, most balances) need no shortest-digit
+    // search: below 1e7 Java prints them as the integer and `.0`.
+    if v.fract() == 0.0 && v.abs() < 1e7 {
+        out.extend_from_slice(itoa::Buffer::new().format(v as i64).as_bytes());
+        out.extend_from_slice(b".0");
+        return;
+    }
     if v < 0.0 {
         out.push(b'-');
     }
