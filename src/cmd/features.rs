@@ -9,10 +9,10 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Instant;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, Context};
 use fraudflow::dataflow::dead_letter::DeadLetter;
 use fraudflow::dataflow::sink::OrderedSink;
-use fraudflow::dataflow::source::{paysim_file, SourceCounts, SourceSettings};
+use fraudflow::dataflow::source::{file_source, InputFormat, SourceCounts, SourceSettings};
 use fraudflow::dataflow::{featurize, table, FeatureRow, WINDOW_SECONDS};
 use fraudflow::features::Contract;
 use fraudflow::paysim::PaysimReader;
@@ -30,7 +30,8 @@ use super::timely_args::TimelyArgs;
 #[derive(clap::Args)]
 #[command(disable_help_flag = true)]
 pub struct Args {
-    /// The PaySim CSV file.
+    /// The input: a PaySim CSV file (`.csv`) or JSON events, one a line
+    /// (`.jsonl`).
     #[arg(long)]
     input: PathBuf,
     /// The feature table to write (CSV).
@@ -77,8 +78,19 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
         );
     }
     let config = args.timely.config()?;
-    // The header is checked once, before any worker starts.
-    PaysimReader::open(&args.input)?;
+    let format = InputFormat::of(&args.input).ok_or_else(|| {
+        anyhow!(
+            "{}: expected a .csv (PaySim) or .jsonl (JSON events) file",
+            args.input.display()
+        )
+    })?;
+    if format == InputFormat::PaysimCsv {
+        // The header is checked once, before any worker starts.
+        PaysimReader::open(&args.input)?;
+    } else {
+        std::fs::File::open(&args.input)
+            .with_context(|| format!("opening {}", args.input.display()))?;
+    }
     let dead_path = args
         .dead_letter
         .clone()
@@ -102,9 +114,10 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
         let writers = Rc::new(RefCell::new(writers));
         let done = ProbeHandle::new();
         worker.dataflow::<u64, _, _>(|scope| {
-            let parsed = paysim_file(
+            let parsed = file_source(
                 scope,
                 input.clone(),
+                format,
                 settings,
                 Rc::clone(&counts),
                 done.clone(),

@@ -3,6 +3,7 @@
 
 pub mod blocks;
 pub mod dead_letter;
+pub mod json_event;
 pub mod sink;
 pub mod source;
 pub mod table;

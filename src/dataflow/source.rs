@@ -12,6 +12,7 @@ use timely::dataflow::{ProbeHandle, Scope, Stream};
 
 use super::blocks::Blocks;
 use super::dead_letter::DeadLetter;
+use super::json_event::parse_event;
 use crate::event::Event;
 use crate::paysim::{PaysimReader, ReadError, ReaderOptions};
 
@@ -54,12 +55,40 @@ pub struct SourceCounts {
 /// they are rare and large).
 pub type Parsed = Result<Event, Box<DeadLetter>>;
 
-/// Reads this worker's blocks of the PaySim file at `path`, whose header was
-/// checked before the dataflow started. `done` is probed at the end of the
-/// dataflow: the source waits while it lags more than `max_ahead` behind.
-pub fn paysim_file<'scope>(
+/// The kinds of input file a source reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputFormat {
+    /// The Kaggle PaySim CSV, header first.
+    PaysimCsv,
+    /// One JSON event a line (schemas/event_v1.json).
+    JsonLines,
+}
+
+impl InputFormat {
+    /// By the file's extension: `.csv`, or `.jsonl` / `.ndjson` / `.json`.
+    pub fn of(path: &std::path::Path) -> Option<InputFormat> {
+        match path.extension()?.to_str()? {
+            "csv" => Some(InputFormat::PaysimCsv),
+            "jsonl" | "ndjson" | "json" => Some(InputFormat::JsonLines),
+            _ => None,
+        }
+    }
+
+    fn header_lines(self) -> u64 {
+        match self {
+            InputFormat::PaysimCsv => 1,
+            InputFormat::JsonLines => 0,
+        }
+    }
+}
+
+/// Reads this worker's blocks of the file at `path` (for PaySim, its header
+/// was checked before the dataflow started). `done` is probed at the end of
+/// the dataflow: the source waits while it lags more than `max_ahead`.
+pub fn file_source<'scope>(
     scope: Scope<'scope, u64>,
     path: PathBuf,
+    format: InputFormat,
     settings: SourceSettings,
     counts: Rc<SourceCounts>,
     done: ProbeHandle<u64>,
@@ -71,7 +100,7 @@ pub fn paysim_file<'scope>(
         move |cap, info| {
             let activator = scope.activator_for(info.address);
             let mut cap = Some(cap);
-            let mut blocks = Blocks::open(&path, 1, settings.block_bytes);
+            let mut blocks = Blocks::open(&path, format.header_lines(), settings.block_bytes);
             let mut buf = Vec::new();
             let label = path.display().to_string();
             let mut max_time = 0u64;
@@ -105,24 +134,8 @@ pub fn paysim_file<'scope>(
                     cap = None;
                     return;
                 };
-                let mut reader = PaysimReader::headless(
-                    buf.as_slice(),
-                    block.first_line,
-                    ReaderOptions::default(),
-                );
-                while let Some(row) = reader.next() {
-                    let line = reader.line();
-                    counts.events_in.set(counts.events_in.get() + 1);
-                    let parsed = match row {
-                        Ok(t) => {
-                            counts.valid.set(counts.valid.get() + 1);
-                            Ok(Event::from_paysim(line - 1, &t))
-                        }
-                        Err(err) => {
-                            counts.dead.set(counts.dead.get() + 1);
-                            Err(Box::new(dead_letter(&err, reader.last_raw(), &label, line)))
-                        }
-                    };
+                let label = label.as_str();
+                parse_block(format, &buf, block.first_line, label, &counts, |parsed| {
                     let time = match &parsed {
                         Ok(e) => e.time,
                         Err(_) => *current.time(),
@@ -134,7 +147,7 @@ pub fn paysim_file<'scope>(
                         counts.late.set(counts.late.get() + 1);
                         output.session(&*current).give(parsed);
                     }
-                }
+                });
                 let lower = max_time.saturating_sub(settings.lateness);
                 if lower > *current.time() {
                     current.downgrade(&lower);
@@ -145,18 +158,100 @@ pub fn paysim_file<'scope>(
     )
 }
 
-fn dead_letter(err: &ReadError, raw: String, source: &str, line: u64) -> DeadLetter {
-    let (code, message) = match err {
-        ReadError::Row(row) => (row.kind.code(), row.kind.to_string()),
-        other => ("unreadable", other.to_string()),
+/// Parses one block, handing each event or dead letter to `emit`.
+fn parse_block(
+    format: InputFormat,
+    buf: &[u8],
+    first_line: u64,
+    label: &str,
+    counts: &SourceCounts,
+    mut emit: impl FnMut(Parsed),
+) {
+    let mut count = |parsed: Parsed| {
+        counts.events_in.set(counts.events_in.get() + 1);
+        let field = if parsed.is_ok() {
+            &counts.valid
+        } else {
+            &counts.dead
+        };
+        field.set(field.get() + 1);
+        emit(parsed);
     };
+    match format {
+        InputFormat::PaysimCsv => {
+            let mut reader = PaysimReader::headless(buf, first_line, ReaderOptions::default());
+            while let Some(row) = reader.next() {
+                let line = reader.line();
+                count(match row {
+                    Ok(t) => Ok(Event::from_paysim(line - 1, &t)),
+                    Err(err) => {
+                        let (code, message) = match &err {
+                            ReadError::Row(row) => (row.kind.code(), row.kind.to_string()),
+                            other => ("unreadable", other.to_string()),
+                        };
+                        Err(Box::new(dead_letter(
+                            code,
+                            message,
+                            reader.last_raw(),
+                            label,
+                            line,
+                            line - 1,
+                        )))
+                    }
+                });
+            }
+        }
+        InputFormat::JsonLines => {
+            for (k, raw) in buf.split(|&b| b == b'\n').enumerate() {
+                let line = first_line + k as u64;
+                let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+                if raw.trim_ascii().is_empty() {
+                    continue;
+                }
+                let text = String::from_utf8_lossy(raw);
+                count(parse_event(&text, line).map_err(|err| {
+                    Box::new(dead_letter(
+                        err.code(),
+                        err.to_string(),
+                        keep(&text),
+                        label,
+                        line,
+                        line,
+                    ))
+                }));
+            }
+        }
+    }
+}
+
+/// The raw payload a dead letter keeps: all of it, up to a limit.
+fn keep(text: &str) -> String {
+    const KEEP: usize = 4_096;
+    if text.len() <= KEEP {
+        return text.to_string();
+    }
+    let cut = (0..=KEEP)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{}... ({} bytes)", &text[..cut], text.len())
+}
+
+fn dead_letter(
+    code: &str,
+    message: String,
+    raw: String,
+    source: &str,
+    line: u64,
+    seq: u64,
+) -> DeadLetter {
     DeadLetter {
         code: code.to_string(),
         stage: "parse".to_string(),
         message,
         raw,
         source: format!("{source}:{line}"),
-        seq: line - 1,
+        seq,
         received_at: crate::clock::now_rfc3339(),
     }
 }

@@ -127,6 +127,25 @@ impl AccountId {
         Some(Self::pack(kind, number, digits.len()))
     }
 
+    /// Any account name: PaySim's form is parsed; any other name is hashed
+    /// (FNV-1a, stable across runs and machines) into an id that prints as
+    /// `#` and hex digits.
+    pub fn from_name(name: &str) -> AccountId {
+        if let Some(id) = AccountId::from_bytes(name.as_bytes()) {
+            return id;
+        }
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in name.as_bytes() {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        // Zero digits marks a hashed name: no parsed name has zero digits.
+        AccountId(hash & NUMBER_MASK)
+    }
+
+    fn is_hashed(self) -> bool {
+        self.digits() == 0
+    }
+
     pub fn kind(self) -> AccountKind {
         if self.0 & KIND_BIT != 0 {
             AccountKind::Merchant
@@ -150,6 +169,10 @@ impl AccountId {
 
     /// Appends the account's name (`C1231006815`) to `out`.
     pub fn write_to(self, out: &mut Vec<u8>) {
+        if self.is_hashed() {
+            out.extend_from_slice(format!("#{:x}", self.number()).as_bytes());
+            return;
+        }
         out.push(match self.kind() {
             AccountKind::Customer => b'C',
             AccountKind::Merchant => b'M',
@@ -263,6 +286,15 @@ mod tests {
         ] {
             assert!(AccountId::from_bytes(name.as_bytes()).is_none(), "{name}");
         }
+    }
+
+    #[test]
+    fn other_names_hash_stably() {
+        let a = AccountId::from_name("user_42");
+        assert_eq!(a, AccountId::from_name("user_42"));
+        assert_ne!(a, AccountId::from_name("user_43"));
+        assert_eq!(AccountId::from_name("C123").to_string(), "C123");
+        assert!(a.to_string().starts_with('#'));
     }
 
     #[test]

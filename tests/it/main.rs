@@ -8,3 +8,4 @@
 mod common;
 mod features;
 mod paysim;
+mod schemas;
