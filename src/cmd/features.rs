@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context};
 use fraudflow::dataflow::dead_letter::DeadLetter;
+use fraudflow::dataflow::parquet_table::ParquetTable;
 use fraudflow::dataflow::sink::OrderedSink;
 use fraudflow::dataflow::source::{file_source, InputFormat, SourceCounts, SourceSettings};
 use fraudflow::dataflow::{featurize, table, FeatureRow, WINDOW_SECONDS};
@@ -34,7 +35,8 @@ pub struct Args {
     /// (`.jsonl`).
     #[arg(long)]
     input: PathBuf,
-    /// The feature table to write (CSV).
+    /// The feature table to write: `.csv`, or `.parquet` for pandas and
+    /// polars.
     #[arg(long)]
     out: PathBuf,
     /// Feature contract.
@@ -71,12 +73,14 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     if args.window == 0 {
         anyhow::bail!("--window must be at least 1 second");
     }
-    if args.out.extension().is_some_and(|e| e == "parquet") {
-        anyhow::bail!(
-            "{}: Parquet output is not built yet; write .csv",
+    let parquet = match args.out.extension().and_then(|e| e.to_str()) {
+        Some("csv") => false,
+        Some("parquet") => true,
+        _ => anyhow::bail!(
+            "{}: the feature table is written as .csv or .parquet",
             args.out.display()
-        );
-    }
+        ),
+    };
     let config = args.timely.config()?;
     let format = InputFormat::of(&args.input).ok_or_else(|| {
         anyhow!(
@@ -107,7 +111,7 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
         let index = worker.index();
         let counts = Rc::new(SourceCounts::default());
         let writers = if index == 0 {
-            Some(Writers::create(&out, &dead_path, contract)?)
+            Some(Writers::create(&out, &dead_path, contract, parquet)?)
         } else {
             None
         };
@@ -123,24 +127,37 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
                 done.clone(),
             );
             let (events, dead) = parsed.ok_err(|r| r);
+            let rows = featurize(events, contract, window);
             let w = Rc::clone(&writers);
-            // Each worker formats its own rows; worker 0 only orders bytes.
-            let lines = featurize(events, contract, window).map(|row: FeatureRow| {
-                let mut line = Vec::with_capacity(160);
-                table::write_row(&row, &mut line);
-                (row.seq, line)
-            });
-            let lines = lines.probe_with(&done);
-            lines.ordered_sink(
-                |(seq, _): &(u64, Vec<u8>)| *seq,
-                move |rows| {
-                    w.borrow_mut()
-                        .as_mut()
-                        .into_iter()
-                        .for_each(|w| w.features(rows))
-                },
-                "FeatureSink",
-            );
+            if parquet {
+                rows.probe_with(&done).ordered_sink(
+                    |r: &FeatureRow| r.seq,
+                    move |rows| {
+                        w.borrow_mut()
+                            .as_mut()
+                            .into_iter()
+                            .for_each(|w| w.rows(rows))
+                    },
+                    "FeatureSink",
+                );
+            } else {
+                // Each worker formats its own rows; worker 0 only orders bytes.
+                let lines = rows.map(|row: FeatureRow| {
+                    let mut line = Vec::with_capacity(160);
+                    table::write_row(&row, &mut line);
+                    (row.seq, line)
+                });
+                lines.probe_with(&done).ordered_sink(
+                    |(seq, _): &(u64, Vec<u8>)| *seq,
+                    move |rows| {
+                        w.borrow_mut()
+                            .as_mut()
+                            .into_iter()
+                            .for_each(|w| w.lines(rows))
+                    },
+                    "FeatureSink",
+                );
+            }
             let w = Rc::clone(&writers);
             #[allow(clippy::borrowed_box)] // the stream's records are boxes
             dead.ordered_sink(
@@ -198,53 +215,95 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
 
 /// The feature table and the dead-letter file, owned by worker 0.
 struct Writers {
-    features: AtomicFile,
+    table: Table,
     dead: AtomicFile,
     written: u64,
-    error: Option<std::io::Error>,
+    /// The first write error: the run fails at the end, naming it.
+    error: Option<String>,
+}
+
+enum Table {
+    Csv(AtomicFile),
+    Parquet(Box<ParquetTable>),
 }
 
 impl Writers {
-    fn create(out: &Path, dead: &Path, contract: Contract) -> Result<Writers, String> {
-        let mut features = AtomicFile::create(out)?;
-        let header = table::header(contract);
-        features
-            .writer()
-            .write_all(header.as_bytes())
-            .map_err(|e| format!("{}: {e}", out.display()))?;
+    fn create(
+        out: &Path,
+        dead: &Path,
+        contract: Contract,
+        parquet: bool,
+    ) -> Result<Writers, String> {
+        let table = if parquet {
+            Table::Parquet(Box::new(
+                ParquetTable::create(out, contract).map_err(|e| e.to_string())?,
+            ))
+        } else {
+            let mut csv = AtomicFile::create(out)?;
+            let header = table::header(contract);
+            csv.writer()
+                .write_all(header.as_bytes())
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+            Table::Csv(csv)
+        };
         Ok(Writers {
-            features,
+            table,
             dead: AtomicFile::create(dead)?,
             written: 0,
             error: None,
         })
     }
 
-    fn features(&mut self, rows: &[(u64, Vec<u8>)]) {
+    fn note(&mut self, result: Result<(), String>) {
+        if let Err(e) = result {
+            self.error.get_or_insert(e);
+        }
+    }
+
+    fn lines(&mut self, rows: &[(u64, Vec<u8>)]) {
         for (_, line) in rows {
-            if let Err(e) = self.features.writer().write_all(line) {
-                self.error.get_or_insert(e);
-            }
+            let result = match &mut self.table {
+                Table::Csv(file) => file
+                    .writer()
+                    .write_all(line)
+                    .map_err(|e| format!("{}: {e}", file.path.display())),
+                Table::Parquet(_) => Err("a CSV line for a Parquet table".to_string()),
+            };
+            self.note(result);
+            self.written += 1;
+        }
+    }
+
+    fn rows(&mut self, rows: &[FeatureRow]) {
+        for row in rows {
+            let result = match &mut self.table {
+                Table::Parquet(table) => table.push(row).map_err(|e| e.to_string()),
+                Table::Csv(_) => Err("a row for a CSV table".to_string()),
+            };
+            self.note(result);
             self.written += 1;
         }
     }
 
     fn dead(&mut self, rows: &[Box<DeadLetter>]) {
         for row in rows {
-            let result = serde_json::to_writer(self.dead.writer(), row)
+            let out = self.dead.writer();
+            let result = serde_json::to_writer(&mut *out, row)
                 .map_err(std::io::Error::from)
-                .and_then(|()| self.dead.writer().write_all(b"\n"));
-            if let Err(e) = result {
-                self.error.get_or_insert(e);
-            }
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(|e| format!("{}: {e}", self.dead.path.display()));
+            self.note(result);
         }
     }
 
     fn finish(self) -> Result<u64, String> {
         if let Some(e) = self.error {
-            return Err(format!("writing {}: {e}", self.features.path.display()));
+            return Err(format!("writing: {e}"));
         }
-        self.features.commit()?;
+        match self.table {
+            Table::Csv(file) => file.commit()?,
+            Table::Parquet(table) => table.finish().map_err(|e| e.to_string())?,
+        }
         self.dead.commit()?;
         Ok(self.written)
     }

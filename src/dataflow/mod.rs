@@ -4,6 +4,7 @@
 pub mod blocks;
 pub mod dead_letter;
 pub mod json_event;
+pub mod parquet_table;
 pub mod sink;
 pub mod source;
 pub mod table;

@@ -337,3 +337,58 @@ fn events_in_equal_valid_plus_dead_letters_on_a_corrupted_file() {
     ];
     assert_eq!(codes, want.map(|(c, l)| (c.to_string(), l.to_string())));
 }
+
+/// The Parquet table holds the same values as the CSV one, and its columns
+/// have the types pandas and polars expect.
+#[test]
+fn parquet_table_matches_the_csv_table() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::RowAccessor;
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("generated.csv");
+    write_rows(
+        &input,
+        Generator::new(GeneratorParams::new(150_000, 21).check().unwrap()),
+    );
+    let csv = dir.path().join("features.csv");
+    let table = dir.path().join("features.parquet");
+    features(&input, &csv, &["-w", "2", "--quiet"]);
+    features(&input, &table, &["-w", "2", "--quiet"]);
+
+    let expected = read_features(&csv);
+    let reader = SerializedFileReader::new(std::fs::File::open(&table).unwrap()).unwrap();
+    let schema = reader.metadata().file_metadata().schema_descr();
+    let names: Vec<String> = schema
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    let csv_header = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(names.join(","), csv_header);
+    assert!(
+        reader.metadata().num_row_groups() > 1,
+        "written in row groups as rows arrive"
+    );
+    let mut count = 0;
+    for (row, want) in reader.get_row_iter(None).unwrap().zip(&expected) {
+        let row = row.unwrap();
+        assert_eq!(row.get_string(0).unwrap(), &want["event_id"]);
+        assert_eq!(row.get_int(1).unwrap().to_string(), want["step"]);
+        assert_eq!(row.get_int(2).unwrap().to_string(), want["label"]);
+        for (i, name) in names.iter().enumerate().skip(3) {
+            assert_eq!(
+                row.get_double(i).unwrap(),
+                want[name].parse::<f64>().unwrap(),
+                "{name}"
+            );
+        }
+        count += 1;
+    }
+    assert_eq!(count, 150_000);
+}
