@@ -4,6 +4,7 @@
 //! reader and writer ([`paysim`]), the data checks ([`validate`]), the
 //! exploratory figures ([`eda`]), and our own PaySim generator ([`generate`]).
 
+pub mod alloc;
 pub mod clock;
 pub mod dataflow;
 pub mod eda;

@@ -33,6 +33,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    fraudflow::alloc::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(args) => cmd::validate::run(args, cli.quiet),

@@ -52,6 +52,13 @@ pub struct Args {
     /// Seconds an event may arrive late and still be placed at its own time.
     #[arg(long, default_value_t = 120)]
     lateness: u64,
+    /// Seconds of event time a source may run ahead of finished output:
+    /// bounds the data in flight, and so memory.
+    #[arg(long, default_value_t = SourceSettings::default().max_ahead)]
+    max_ahead: u64,
+    /// Bytes of input per block; workers take blocks in turn.
+    #[arg(long, default_value_t = SourceSettings::default().block_bytes)]
+    block_bytes: usize,
     #[command(flatten)]
     timely: TimelyArgs,
     /// Print help.
@@ -102,7 +109,8 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     let (input, out, contract) = (args.input.clone(), args.out.clone(), args.contract);
     let settings = SourceSettings {
         lateness: args.lateness,
-        ..SourceSettings::default()
+        max_ahead: args.max_ahead,
+        block_bytes: args.block_bytes,
     };
     let window = args.window;
     let started = Instant::now();

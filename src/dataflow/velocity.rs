@@ -184,20 +184,23 @@ fn answer<C, D, K, S>(
     K: Fn(&D) -> VelocityKey,
     S: Fn(&mut D, u64),
 {
-    records.sort_by_key(|d| {
-        let k = key(d);
-        (k.account, k.seq)
-    });
+    // Sort narrow keys, not the records: they are large to move.
+    let mut order: Vec<(Option<u64>, u64, usize)> = records
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let k = key(d);
+            (k.account, k.seq, i)
+        })
+        .collect();
+    order.sort_unstable();
     let mut entered_now: Vec<u64> = Vec::new();
     let mut i = 0;
-    while i < records.len() {
-        let VelocityKey { account, .. } = key(&records[i]);
-        let end = i + records[i..]
-            .iter()
-            .take_while(|d| key(d).account == account)
-            .count();
+    while i < order.len() {
+        let account = order[i].0;
+        let end = i + order[i..].iter().take_while(|o| o.0 == account).count();
         let Some(account) = account else {
-            records[i..end].iter_mut().for_each(|d| set(d, 0));
+            order[i..end].iter().for_each(|o| set(&mut records[o.2], 0));
             i = end;
             continue;
         };
@@ -226,12 +229,11 @@ fn answer<C, D, K, S>(
             }
         }
         let mut ties = 0;
-        for d in &mut records[i..end] {
-            let seq = key(d).seq;
+        for &(_, seq, index) in &order[i..end] {
             while entered_now.get(ties).is_some_and(|&s| s <= seq) {
                 ties += 1;
             }
-            set(d, (earlier + ties as isize).max(0) as u64);
+            set(&mut records[index], (earlier + ties as isize).max(0) as u64);
         }
         i = end;
     }
