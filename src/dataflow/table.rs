@@ -11,8 +11,8 @@ pub fn header(contract: Contract) -> String {
     format!("event_id,step,label,{}\n", contract.names().join(","))
 }
 
-/// Appends one row as a CSV line. Numbers are printed as Java prints
-/// doubles, the shortest form that reads back to the same value.
+/// Appends one row as a CSV line. Numbers are the shortest form that reads
+/// back to the same double (ryu's), integral ones as `N.0`.
 ///
 /// ```
 /// use fraudflow::dataflow::{table, FeatureRow};
@@ -42,9 +42,17 @@ pub fn write_row(row: &FeatureRow, line: &mut Vec<u8>) {
     if let Some(label) = row.label {
         line.push(if label.is_fraud { b'1' } else { b'0' });
     }
-    for v in row.values.iter() {
+    let mut buf = ryu::Buffer::new();
+    for &v in row.values.iter() {
         line.push(b',');
-        write_java_double(*v, line);
+        if v.fract() == 0.0 && v.abs() < 1e15 {
+            line.extend_from_slice(itoa::Buffer::new().format(v as i64).as_bytes());
+            line.extend_from_slice(b".0");
+        } else if v.is_finite() {
+            line.extend_from_slice(buf.format_finite(v).as_bytes());
+        } else {
+            write_java_double(v, line);
+        }
     }
     line.push(b'\n');
 }

@@ -65,31 +65,40 @@ impl<'scope, D: ExchangeData + Clone> Velocity<'scope, D> for Stream<'scope, u64
         K: Fn(&D) -> VelocityKey + Clone + 'static,
         S: Fn(&mut D, u64) + 'static,
     {
+        // Each keyed record enters at its time and leaves a window later:
+        // both updates from one operator, the second under a capability
+        // delayed to the leaving time.
         let entry_key = key.clone();
-        let entries = self
+        let windowed = self
             .clone()
             .unary::<timely::container::CapacityContainerBuilder<Vec<_>>, _, _, _>(
                 Pipeline,
-                &format!("{name}Entries"),
+                &format!("{name}Window"),
                 |_, _| {
+                    let mut leaving = Vec::new();
                     move |input, output| {
                         input.for_each(|cap, data| {
                             let Some(&time) = cap.least() else { return };
+                            let later = time + window;
                             let mut session = output.session(&cap);
                             for d in data.iter() {
                                 let k = entry_key(d);
                                 if let Some(account) = k.account {
                                     session.give(((account, k.seq), time, 1isize));
+                                    leaving.push(((account, k.seq), later, -1isize));
                                 }
+                            }
+                            drop(session);
+                            if !leaving.is_empty() {
+                                output
+                                    .session(&cap.delayed(&later, 0))
+                                    .give_iterator(leaving.drain(..));
                             }
                         });
                     }
                 },
             )
             .as_collection();
-        let windowed = entries
-            .clone()
-            .concat(entries.delay(move |t| t + window).negate());
         let arranged = windowed.arrange_by_key_named(&format!("{name}Window"));
         let mut trace = arranged.trace;
 
