@@ -29,15 +29,8 @@ pub const FEATURES_V1: [&str; 7] = [
     "txn_velocity_1h",
 ];
 
-/// FEATURES_V2, in column order: V1 then what the data says matters.
-pub const FEATURES_V2: [&str; 13] = [
-    "amount",
-    "amount_ratio",
-    "balance_diff_orig",
-    "is_transfer",
-    "is_cashout",
-    "hour_of_day",
-    "txn_velocity_1h",
+/// What FEATURES_V2 adds to V1: what the data says matters.
+pub const FEATURES_V2_ADDED: [&str; 6] = [
     "error_balance_orig",
     "error_balance_dest",
     "dest_txn_velocity_1h",
@@ -45,6 +38,27 @@ pub const FEATURES_V2: [&str; 13] = [
     "dest_balances_zero",
     "orig_balance_zero",
 ];
+
+/// FEATURES_V2, in column order: V1, then the additions.
+pub const FEATURES_V2: [&str; 13] = concat(FEATURES_V1, FEATURES_V2_ADDED);
+
+const fn concat<const A: usize, const B: usize, const C: usize>(
+    a: [&'static str; A],
+    b: [&'static str; B],
+) -> [&'static str; C] {
+    assert!(A + B == C);
+    let mut out = [""; C];
+    let mut i = 0;
+    while i < A {
+        out[i] = a[i];
+        i += 1;
+    }
+    while i < C {
+        out[i] = b[i - A];
+        i += 1;
+    }
+    out
+}
 
 impl Contract {
     pub fn names(self) -> &'static [&'static str] {

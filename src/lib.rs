@@ -5,6 +5,7 @@
 //! exploratory figures ([`eda`]), and our own PaySim generator ([`generate`]).
 
 pub mod alloc;
+pub mod atomic;
 pub mod clock;
 pub mod dataflow;
 pub mod eda;

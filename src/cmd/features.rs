@@ -2,14 +2,14 @@
 //! dataflow that serves.
 
 use std::cell::RefCell;
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Instant;
 
 use anyhow::{anyhow, Context};
+use fraudflow::atomic::AtomicFile;
 use fraudflow::dataflow::dead_letter::DeadLetter;
 use fraudflow::dataflow::parquet_table::ParquetTable;
 use fraudflow::dataflow::sink::OrderedSink;
@@ -247,7 +247,7 @@ impl Writers {
                 ParquetTable::create(out, contract).map_err(|e| e.to_string())?,
             ))
         } else {
-            let mut csv = AtomicFile::create(out)?;
+            let mut csv = AtomicFile::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
             let header = table::header(contract);
             csv.writer()
                 .write_all(header.as_bytes())
@@ -256,7 +256,7 @@ impl Writers {
         };
         Ok(Writers {
             table,
-            dead: AtomicFile::create(dead)?,
+            dead: AtomicFile::create(dead).map_err(|e| format!("{}: {e}", dead.display()))?,
             written: 0,
             error: None,
         })
@@ -274,7 +274,7 @@ impl Writers {
                 Table::Csv(file) => file
                     .writer()
                     .write_all(line)
-                    .map_err(|e| format!("{}: {e}", file.path.display())),
+                    .map_err(|e| format!("{}: {e}", file.path().display())),
                 Table::Parquet(_) => Err("a CSV line for a Parquet table".to_string()),
             };
             self.note(result);
@@ -299,7 +299,7 @@ impl Writers {
             let result = serde_json::to_writer(&mut *out, row)
                 .map_err(std::io::Error::from)
                 .and_then(|()| out.write_all(b"\n"))
-                .map_err(|e| format!("{}: {e}", self.dead.path.display()));
+                .map_err(|e| format!("{}: {e}", self.dead.path().display()));
             self.note(result);
         }
     }
@@ -309,69 +309,14 @@ impl Writers {
             return Err(format!("writing: {e}"));
         }
         match self.table {
-            Table::Csv(file) => file.commit()?,
+            Table::Csv(file) => {
+                let path = file.path().display().to_string();
+                file.commit().map_err(|e| format!("{path}: {e}"))?
+            }
             Table::Parquet(table) => table.finish().map_err(|e| e.to_string())?,
         }
-        self.dead.commit()?;
+        let path = self.dead.path().display().to_string();
+        self.dead.commit().map_err(|e| format!("{path}: {e}"))?;
         Ok(self.written)
-    }
-}
-
-/// A file written beside its final name and renamed into place when whole.
-struct AtomicFile {
-    path: PathBuf,
-    tmp: PathBuf,
-    /// `None` once committed.
-    out: Option<BufWriter<File>>,
-}
-
-impl AtomicFile {
-    fn create(path: &Path) -> Result<AtomicFile, String> {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let name = path
-            .file_name()
-            .ok_or_else(|| format!("{} is not a file name", path.display()))?;
-        let tmp = dir.join(format!(
-            ".{}.{}.tmp",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let file = File::create(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
-        Ok(AtomicFile {
-            path: path.to_path_buf(),
-            tmp,
-            out: Some(BufWriter::with_capacity(1 << 20, file)),
-        })
-    }
-
-    fn writer(&mut self) -> &mut BufWriter<File> {
-        self.out
-            .get_or_insert_with(|| unreachable!("written after commit"))
-    }
-
-    fn commit(mut self) -> Result<(), String> {
-        let Some(out) = self.out.take() else {
-            return Ok(());
-        };
-        let file = out
-            .into_inner()
-            .map_err(|e| format!("writing {}: {}", self.path.display(), e.error()))?;
-        file.sync_all()
-            .map_err(|e| format!("syncing {}: {e}", self.path.display()))?;
-        std::fs::rename(&self.tmp, &self.path)
-            .map_err(|e| format!("renaming to {}: {e}", self.path.display()))
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        // Not committed: the run failed, and no half file is left behind.
-        if self.out.is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
     }
 }

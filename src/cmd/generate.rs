@@ -1,12 +1,12 @@
 //! `fraudflow generate`: a PaySim file of our own making.
 
-use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
+use fraudflow::atomic::AtomicFile;
 use fraudflow::generate::{Generator, GeneratorParams, FRAUD_RATE, STEPS};
 use fraudflow::paysim::PaysimWriter;
 use fraudflow::progress;
@@ -47,7 +47,10 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     bar.set_message("generating");
     match &args.out {
         Some(path) => {
-            write_atomically(path, |file| write_rows(file, Generator::new(params), &bar))?
+            let context = || format!("writing {}", path.display());
+            let mut file = AtomicFile::create(path).with_context(context)?;
+            write_rows(&mut file, Generator::new(params), &bar).with_context(context)?;
+            file.commit().with_context(context)?;
         }
         None => write_rows(io::stdout().lock(), Generator::new(params), &bar)
             .context("writing to standard output")?,
@@ -77,35 +80,4 @@ fn write_rows(out: impl Write, rows: Generator, bar: &indicatif::ProgressBar) ->
         }
     }
     writer.finish()?.flush()
-}
-
-/// Writes through a temporary file in the same directory, then renames it
-/// over `path`, so the file is either whole or absent.
-pub fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut File) -> io::Result<()>,
-) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = File::create(&tmp).and_then(|mut f| {
-        write(&mut f)?;
-        f.sync_all()
-    });
-    if let Err(err) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(err).with_context(|| format!("writing {}", path.display()));
-    }
-    fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }

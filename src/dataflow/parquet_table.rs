@@ -15,6 +15,7 @@ use parquet::schema::parser::parse_message_type;
 use thiserror::Error;
 
 use super::FeatureRow;
+use crate::atomic::AtomicPath;
 use crate::features::Contract;
 
 /// Rows buffered per row group.
@@ -36,7 +37,7 @@ pub enum ParquetTableError {
 /// by [`ParquetTable::finish`], so a reader never sees half a file.
 pub struct ParquetTable {
     path: PathBuf,
-    tmp: PathBuf,
+    guard: AtomicPath,
     writer: Option<SerializedFileWriter<BufWriter<File>>>,
     features: usize,
     ids: Vec<ByteArray>,
@@ -55,15 +56,6 @@ impl ParquetTable {
             path: path.display().to_string(),
             source,
         };
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let name = path
-            .file_name()
-            .map_or_else(|| "features".into(), |n| n.to_string_lossy());
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let columns: String = contract
             .names()
             .iter()
@@ -78,13 +70,13 @@ impl ParquetTable {
                 .set_compression(Compression::SNAPPY)
                 .build(),
         );
-        let file = File::create(&tmp).map_err(io)?;
+        let (guard, file) = AtomicPath::create(path).map_err(io)?;
         let writer =
             SerializedFileWriter::new(BufWriter::with_capacity(1 << 20, file), schema, props)
                 .map_err(pq)?;
         Ok(ParquetTable {
             path: path.to_path_buf(),
-            tmp,
+            guard,
             writer: Some(writer),
             features: contract.names().len(),
             ids: Vec::new(),
@@ -174,17 +166,7 @@ impl ParquetTable {
             source,
         };
         let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&self.tmp, &self.path).map_err(io)
-    }
-}
-
-impl Drop for ParquetTable {
-    fn drop(&mut self) {
-        // Not finished: the run failed, and no half file is left behind.
-        if self.writer.is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+        self.guard.commit(file).map_err(io)
     }
 }
 

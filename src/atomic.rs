@@ -1,0 +1,117 @@
+//! Files that appear whole or not at all: written beside their final name,
+//! synced, then renamed into place. A failed run leaves nothing behind.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// A temporary file beside `path`, removed on drop unless committed.
+///
+/// ```
+/// use std::io::Write;
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("out.txt");
+/// let (guard, mut file) = fraudflow::atomic::AtomicPath::create(&path).unwrap();
+/// file.write_all(b"whole").unwrap();
+/// assert!(!path.exists());
+/// guard.commit(file).unwrap();
+/// assert_eq!(std::fs::read(&path).unwrap(), b"whole");
+/// ```
+pub struct AtomicPath {
+    path: PathBuf,
+    tmp: PathBuf,
+    committed: bool,
+}
+
+impl AtomicPath {
+    /// Creates the directory if needed and the temporary file.
+    pub fn create(path: &Path) -> io::Result<(AtomicPath, File)> {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::create_dir_all(dir)?;
+        let name = path.file_name().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a file name", path.display()),
+            )
+        })?;
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let file = File::create(&tmp)?;
+        Ok((
+            AtomicPath {
+                path: path.to_path_buf(),
+                tmp,
+                committed: false,
+            },
+            file,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Syncs `file` and renames it into place.
+    pub fn commit(mut self, file: File) -> io::Result<()> {
+        file.sync_all()?;
+        fs::rename(&self.tmp, &self.path)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for AtomicPath {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// A buffered [`AtomicPath`].
+pub struct AtomicFile {
+    guard: AtomicPath,
+    out: BufWriter<File>,
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path) -> io::Result<AtomicFile> {
+        let (guard, file) = AtomicPath::create(path)?;
+        Ok(AtomicFile {
+            guard,
+            out: BufWriter::with_capacity(1 << 20, file),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.guard.path()
+    }
+
+    pub fn writer(&mut self) -> &mut BufWriter<File> {
+        &mut self.out
+    }
+
+    /// Flushes, syncs and renames into place.
+    pub fn commit(self) -> io::Result<()> {
+        let file = self
+            .out
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)?;
+        self.guard.commit(file)
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
