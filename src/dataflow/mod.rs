@@ -10,8 +10,15 @@ pub mod source;
 pub mod table;
 pub mod velocity;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::{Capability, Concat};
 use timely::dataflow::Stream;
 
 use crate::event::{Event, EventId, Label};
@@ -32,40 +39,125 @@ pub struct FeatureRow {
     pub values: FeatureVec,
 }
 
+/// A velocity question about one account of one event, and its answer:
+/// narrow, so that only this travels to the account's shard and back, while
+/// the event waits on its home worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Query {
+    account: u64,
+    seq: u64,
+    home: u32,
+    dest: bool,
+    count: u64,
+}
+
 /// Attaches origin (and, for V2, destination) velocity to every event, each
 /// computed on the shard that owns the account, then the contract's
 /// features.
+///
+/// Events stay on the worker that read them. Each sends a narrow query per
+/// account to that account's shard; the counts come back to the event's
+/// worker and are joined by input order once both the events and the
+/// answers of a time are complete.
 pub fn featurize<'scope>(
     events: Stream<'scope, u64, Vec<Event>>,
     contract: Contract,
     window: u64,
 ) -> Stream<'scope, u64, Vec<FeatureRow>> {
-    let with_orig = events.map(|e| (e, Velocities::default())).velocity(
-        window,
-        |(e, _): &(Event, Velocities)| VelocityKey {
-            account: Some(e.orig.as_u64()),
+    let home = events.scope().index() as u32;
+    let with_dest = contract == Contract::V2;
+    let queries = events.clone().flat_map(move |e: Event| {
+        let orig = Query {
+            account: e.orig.as_u64(),
             seq: e.seq,
-        },
-        |(_, v), n| v.orig = n,
-        "OrigVelocity",
-    );
-    let with_both = match contract {
-        Contract::V1 => with_orig,
-        Contract::V2 => with_orig.velocity(
-            window,
-            |(e, _): &(Event, Velocities)| VelocityKey {
-                account: e.dest.map(|d| d.as_u64()),
-                seq: e.seq,
-            },
-            |(_, v), n| v.dest = n,
-            "DestVelocity",
-        ),
+            home,
+            dest: false,
+            count: 0,
+        };
+        let dest = e.dest.filter(|_| with_dest).map(|d| Query {
+            account: d.as_u64(),
+            dest: true,
+            ..orig
+        });
+        std::iter::once(orig).chain(dest)
+    });
+    let (orig, dest) = queries.ok_err(|q| if q.dest { Err(q) } else { Ok(q) });
+    let key = |q: &Query| VelocityKey {
+        account: Some(q.account),
+        seq: q.seq,
     };
-    with_both.map(move |(e, v)| FeatureRow {
+    let answers = orig.velocity(window, key, |q, n| q.count = n, "OrigVelocity");
+    let answers = if with_dest {
+        answers.concat(dest.velocity(window, key, |q, n| q.count = n, "DestVelocity"))
+    } else {
+        answers
+    };
+    join_answers(events, answers).map(move |(e, v)| FeatureRow {
         values: contract.compute(&e, v),
         id: e.id,
         seq: e.seq,
         step: e.step,
         label: e.label,
     })
+}
+
+/// Meets each event with its answers, on the event's home worker.
+fn join_answers<'scope>(
+    events: Stream<'scope, u64, Vec<Event>>,
+    answers: Stream<'scope, u64, Vec<Query>>,
+) -> Stream<'scope, u64, Vec<(Event, Velocities)>> {
+    let home = Exchange::new(|q: &Query| u64::from(q.home));
+    events.binary_frontier::<_, CapacityContainerBuilder<Vec<_>>, _, _, _, _>(
+        answers,
+        Pipeline,
+        home,
+        "JoinVelocity",
+        |_, _| {
+            let mut waiting: BTreeMap<u64, (Capability<u64>, Vec<Event>)> = BTreeMap::new();
+            let mut answered: BTreeMap<u64, Vec<Query>> = BTreeMap::new();
+            move |(events, event_frontier), (answers, answer_frontier), output| {
+                events.for_each(|cap, data| {
+                    if let Some(cap) = cap.retain_least(0) {
+                        waiting
+                            .entry(*cap.time())
+                            .or_insert_with(|| (cap, Vec::new()))
+                            .1
+                            .append(data);
+                    }
+                });
+                answers.for_each(|cap, data| {
+                    if let Some(&time) = cap.least() {
+                        answered.entry(time).or_default().append(data);
+                    }
+                });
+                while let Some(entry) = waiting.first_entry() {
+                    let time = *entry.key();
+                    if event_frontier.less_equal(&time) || answer_frontier.less_equal(&time) {
+                        break;
+                    }
+                    let (cap, mut batch) = entry.remove();
+                    let mut replies = answered.remove(&time).unwrap_or_default();
+                    if !batch.is_sorted_by_key(|e| e.seq) {
+                        batch.sort_by_key(|e| e.seq);
+                    }
+                    replies.sort_unstable_by_key(|q| (q.seq, q.dest));
+                    let mut replies = replies.into_iter().peekable();
+                    let mut session = output.session(&cap);
+                    for event in batch {
+                        let mut v = Velocities::default();
+                        while let Some(q) = replies.next_if(|q| q.seq <= event.seq) {
+                            if q.seq == event.seq {
+                                if q.dest {
+                                    v.dest = q.count
+                                } else {
+                                    v.orig = q.count
+                                }
+                            }
+                        }
+                        session.give((event, v));
+                    }
+                }
+            }
+        },
+    )
 }
