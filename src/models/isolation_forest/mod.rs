@@ -1,0 +1,372 @@
+//! Isolation forest (Liu, Ting and Zhou, ICDM 2008): anomalies are isolated
+//! by fewer random splits than normal points. Trained on legitimate rows.
+//!
+//! The score is the original system's: a sigmoid of the negative decision
+//! function, where the decision function is the negated mean-path score
+//! `-2^(-E[h(x)] / c(ψ))` less the offset that puts the `contamination`
+//! share of the training rows below zero (scikit-learn's convention).
+//!
+//! # Examples
+//!
+//! ```
+//! use fraudflow::models::isolation_forest::IsolationForestParams;
+//! use linfa::prelude::*;
+//! use ndarray::{array, Array2};
+//!
+//! // A tight cluster around the origin, and one far point to score.
+//! let train = Array2::from_shape_fn((500, 2), |(i, j)| ((i * 7 + j * 3) % 10) as f64 / 10.0);
+//! let forest = IsolationForestParams::default().seed(7).fit(&DatasetBase::from(train)).unwrap();
+//! let scores = forest.predict(&array![[0.5, 0.5], [25.0, -40.0]]);
+//! assert!(scores[1] > scores[0]);
+//! assert!(scores.iter().all(|s| (0.0..=1.0).contains(s)));
+//! ```
+
+mod error;
+mod hyperparams;
+
+use std::collections::HashSet;
+
+use linfa::prelude::*;
+use ndarray::{Array1, ArrayBase, Data, Ix2};
+
+pub use error::IsolationForestError;
+pub use hyperparams::{IsolationForestParams, IsolationForestValidParams};
+
+use crate::eda::quantile;
+use crate::generate::Rng;
+
+/// Most training rows scored to place the decision offset.
+const OFFSET_ROWS: usize = 65_536;
+
+const LEAF: u32 = u32::MAX;
+
+/// One node of a tree, in preorder: a split's left child follows it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Node {
+    /// Split feature, or `LEAF`.
+    feature: u32,
+    /// Split value (rows below go left); for a leaf, the path-length
+    /// correction `c(size)` of the rows that reached it.
+    value: f64,
+    /// Index of the right child.
+    right: u32,
+}
+
+/// A fitted isolation forest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IsolationForest {
+    trees: Vec<Vec<Node>>,
+    n_features: usize,
+    /// `c(ψ)`: the mean path length of an unsuccessful search in a tree of
+    /// ψ samples, which normalises depths.
+    normaliser: f64,
+    offset: f64,
+}
+
+impl<T> Fit<ndarray::Array2<f64>, T, IsolationForestError> for IsolationForestValidParams {
+    type Object = IsolationForest;
+
+    fn fit(
+        &self,
+        dataset: &DatasetBase<ndarray::Array2<f64>, T>,
+    ) -> Result<IsolationForest, IsolationForestError> {
+        let x = dataset.records();
+        let (rows, n_features) = x.dim();
+        if rows < 2 {
+            return Err(IsolationForestError::TooFewRows(rows));
+        }
+        if let Some(((row, column), _)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(IsolationForestError::NotFinite { row, column });
+        }
+        let psi = self.sample_size.min(rows);
+        let max_depth = (psi as f64).log2().ceil() as usize;
+        let mut rng = Rng::seed_from(self.seed);
+        let trees = (0..self.n_trees)
+            .map(|_| {
+                let mut sample = distinct_rows(&mut rng, rows, psi);
+                let mut nodes = Vec::with_capacity(2 * psi);
+                grow(x, &mut sample, 0, max_depth, &mut rng, &mut nodes);
+                nodes
+            })
+            .collect();
+        let mut forest = IsolationForest {
+            trees,
+            n_features,
+            normaliser: average_path(psi),
+            offset: 0.0,
+        };
+        let scored = distinct_rows(&mut rng, rows, rows.min(OFFSET_ROWS));
+        let mut normality: Vec<f64> = scored
+            .iter()
+            .map(|&r| forest.normality(&row_of(x, r)))
+            .collect();
+        normality.sort_unstable_by(f64::total_cmp);
+        forest.offset = quantile(&normality, self.contamination).unwrap_or(-0.5);
+        Ok(forest)
+    }
+}
+
+impl IsolationForest {
+    /// The anomaly score of one row, in (0, 1): higher is more anomalous,
+    /// 0.5 at the decision boundary.
+    pub fn score(&self, row: &[f64]) -> f64 {
+        1.0 / (1.0 + self.decision(row).exp())
+    }
+
+    /// Negative for anomalies (the `contamination` share of training rows),
+    /// positive for normal rows.
+    pub fn decision(&self, row: &[f64]) -> f64 {
+        self.normality(row) - self.offset
+    }
+
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    /// `-2^(-E[h(x)] / c(ψ))`: near -1 for anomalies, near -0.5 or above for
+    /// normal rows.
+    fn normality(&self, row: &[f64]) -> f64 {
+        let total: f64 = self.trees.iter().map(|t| path_length(t, row)).sum();
+        -(2f64).powf(-(total / self.trees.len() as f64) / self.normaliser)
+    }
+}
+
+impl<D: Data<Elem = f64>> PredictInplace<ArrayBase<D, Ix2>, Array1<f64>> for IsolationForest {
+    fn predict_inplace(&self, x: &ArrayBase<D, Ix2>, y: &mut Array1<f64>) {
+        for (target, row) in y.iter_mut().zip(x.rows()) {
+            *target = match row.as_slice() {
+                Some(slice) => self.score(slice),
+                None => self.score(&row.to_vec()),
+            };
+        }
+    }
+
+    fn default_target(&self, x: &ArrayBase<D, Ix2>) -> Array1<f64> {
+        Array1::zeros(x.nrows())
+    }
+}
+
+fn row_of(x: &ndarray::Array2<f64>, r: usize) -> Vec<f64> {
+    x.row(r).to_vec()
+}
+
+/// `count` distinct row indices out of `rows`, in a seeded random order.
+fn distinct_rows(rng: &mut Rng, rows: usize, count: usize) -> Vec<usize> {
+    if count * 2 >= rows {
+        // Dense: a partial Fisher-Yates shuffle of all indices.
+        let mut all: Vec<usize> = (0..rows).collect();
+        for i in 0..count {
+            let j = i + rng.below((rows - i) as u64) as usize;
+            all.swap(i, j);
+        }
+        all.truncate(count);
+        return all;
+    }
+    let mut seen = HashSet::with_capacity(count);
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count {
+        let r = rng.below(rows as u64) as usize;
+        if seen.insert(r) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// Grows a tree over `sample` in preorder into `nodes`.
+fn grow(
+    x: &ndarray::Array2<f64>,
+    sample: &mut [usize],
+    depth: usize,
+    max_depth: usize,
+    rng: &mut Rng,
+    nodes: &mut Vec<Node>,
+) {
+    let leaf = Node {
+        feature: LEAF,
+        value: average_path(sample.len()),
+        right: 0,
+    };
+    if depth >= max_depth || sample.len() <= 1 {
+        nodes.push(leaf);
+        return;
+    }
+    // A random feature that still varies here; a leaf when none does.
+    let n_features = x.ncols();
+    let start = rng.below(n_features as u64) as usize;
+    let split = (0..n_features)
+        .map(|k| (start + k) % n_features)
+        .find_map(|f| {
+            let (lo, hi) =
+                sample
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| {
+                        let v = x[[r, f]];
+                        (lo.min(v), hi.max(v))
+                    });
+            (lo < hi).then_some((f, lo, hi))
+        });
+    let Some((feature, lo, hi)) = split else {
+        nodes.push(leaf);
+        return;
+    };
+    let threshold = lo + rng.uniform() * (hi - lo);
+    let mut left = 0;
+    for i in 0..sample.len() {
+        if x[[sample[i], feature]] < threshold {
+            sample.swap(i, left);
+            left += 1;
+        }
+    }
+    if left == 0 || left == sample.len() {
+        nodes.push(leaf);
+        return;
+    }
+    let at = nodes.len();
+    nodes.push(Node {
+        feature: feature as u32,
+        value: threshold,
+        right: 0,
+    });
+    let (l, r) = sample.split_at_mut(left);
+    grow(x, l, depth + 1, max_depth, rng, nodes);
+    nodes[at].right = nodes.len() as u32;
+    grow(x, r, depth + 1, max_depth, rng, nodes);
+}
+
+fn path_length(nodes: &[Node], row: &[f64]) -> f64 {
+    let (mut i, mut depth) = (0usize, 0.0);
+    loop {
+        let node = nodes[i];
+        if node.feature == LEAF {
+            return depth + node.value;
+        }
+        depth += 1.0;
+        i = if row[node.feature as usize] < node.value {
+            i + 1
+        } else {
+            node.right as usize
+        };
+    }
+}
+
+/// `c(n)`: the average path length of an unsuccessful search in a binary
+/// search tree of `n` points, the paper's normaliser.
+fn average_path(n: usize) -> f64 {
+    match n {
+        0 | 1 => 0.0,
+        2 => 1.0,
+        n => {
+            let n = n as f64;
+            2.0 * ((n - 1.0).ln() + 0.577_215_664_901_532_9) - 2.0 * (n - 1.0) / n
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    fn cluster_with_outliers(seed: u64) -> (Array2<f64>, Vec<bool>) {
+        let mut rng = Rng::seed_from(seed);
+        let n = 2_000;
+        let mut labels = vec![false; n];
+        let x = Array2::from_shape_fn((n, 4), |(i, _)| {
+            if i % 100 == 0 {
+                labels[i] = true;
+                6.0 + rng.normal()
+            } else {
+                rng.normal()
+            }
+        });
+        (x, labels)
+    }
+
+    #[test]
+    fn bad_params_name_the_value() {
+        let fit = |p: IsolationForestParams| {
+            p.fit(&DatasetBase::from(Array2::<f64>::zeros((10, 2))))
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            fit(IsolationForestParams::default().n_trees(0)),
+            "n_trees must be at least 1, got 0"
+        );
+        assert_eq!(
+            fit(IsolationForestParams::default().sample_size(1)),
+            "sample_size must be at least 2, got 1"
+        );
+        assert_eq!(
+            fit(IsolationForestParams::default().contamination(0.7)),
+            "contamination must be in (0, 0.5], got 0.7"
+        );
+        let mut x = Array2::<f64>::zeros((10, 2));
+        x[[3, 1]] = f64::NAN;
+        let err = IsolationForestParams::default()
+            .fit(&DatasetBase::from(x))
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the training data has a non-finite value at row 3, column 1"
+        );
+    }
+
+    #[test]
+    fn outliers_score_higher_and_the_same_seed_gives_the_same_forest() {
+        let (x, labels) = cluster_with_outliers(3);
+        let params = IsolationForestParams::default().seed(11);
+        let forest = params.fit(&DatasetBase::from(x.clone())).unwrap();
+        assert_eq!(forest, params.fit(&DatasetBase::from(x.clone())).unwrap());
+        assert_ne!(
+            forest,
+            params.seed(12).fit(&DatasetBase::from(x.clone())).unwrap()
+        );
+        let scores = forest.predict(&x);
+        // Every outlier outranks the 95th percentile of the inliers.
+        let mut inliers: Vec<f64> = scores
+            .iter()
+            .zip(&labels)
+            .filter(|(_, &l)| !l)
+            .map(|(s, _)| *s)
+            .collect();
+        inliers.sort_unstable_by(f64::total_cmp);
+        let p95 = quantile(&inliers, 0.95).unwrap();
+        for (s, _) in scores.iter().zip(&labels).filter(|(_, &l)| l) {
+            assert!(*s > p95, "outlier {s} vs inlier p95 {p95}");
+        }
+    }
+
+    #[test]
+    fn contamination_sets_the_share_of_training_rows_flagged() {
+        let (x, _) = cluster_with_outliers(5);
+        for share in [0.01, 0.05, 0.2] {
+            let forest = IsolationForestParams::default()
+                .contamination(share)
+                .fit(&DatasetBase::from(x.clone()))
+                .unwrap();
+            let flagged = x
+                .rows()
+                .into_iter()
+                .filter(|r| forest.decision(r.as_slice().unwrap()) < 0.0)
+                .count();
+            let got = flagged as f64 / x.nrows() as f64;
+            assert!(
+                (got - share).abs() < 0.02,
+                "contamination {share}: flagged {got}"
+            );
+        }
+    }
+
+    #[test]
+    fn average_path_matches_the_paper() {
+        assert_eq!(average_path(1), 0.0);
+        assert_eq!(average_path(2), 1.0);
+        // c(256) from the paper's formula: 2 H(255) - 2 * 255 / 256.
+        let h255: f64 = (1..=255).map(|i| 1.0 / i as f64).sum();
+        assert!((average_path(256) - (2.0 * h255 - 2.0 * 255.0 / 256.0)).abs() < 0.01);
+    }
+}

@@ -1,0 +1,4 @@
+//! The models of the ensemble, each in linfa's shape: parameters that
+//! validate and name the bad value, `Fit`, `Predict`, seeded randomness.
+
+pub mod isolation_forest;
