@@ -2,3 +2,4 @@
 //! validate and name the bad value, `Fit`, `Predict`, seeded randomness.
 
 pub mod isolation_forest;
+pub mod online_logistic;

@@ -1,0 +1,387 @@
+//! Logistic regression that learns online: stochastic gradient descent on
+//! class-weighted log loss with L2, one mini-batch at a time
+//! (`partial_fit`), as analysts' labels arrive.
+//!
+//! Features are standardised with the mean and spread of the first batch it
+//! was fitted on, then frozen, so that raw amounts in the millions do not
+//! swamp the gradient and later batches are scaled as the first was.
+//!
+//! # Examples
+//!
+//! ```
+//! use fraudflow::models::online_logistic::OnlineLogisticParams;
+//! use linfa::prelude::*;
+//! use ndarray::{array, Array1};
+//!
+//! let x = array![[0.0, 1.0], [0.2, 0.8], [3.0, -1.0], [2.8, -0.9]];
+//! let y: Array1<bool> = array![false, false, true, true];
+//! let model = OnlineLogisticParams::default().fit(&DatasetBase::new(x, y)).unwrap();
+//! // Later, one more labelled example; a batch of one class is fine.
+//! let model = OnlineLogisticParams::default()
+//!     .fit_with(Some(model), &DatasetBase::new(array![[3.1, -1.2]], array![true]))
+//!     .unwrap();
+//! assert!(model.probability(&[3.0, -1.0]) > 0.5);
+//! assert!(model.probability(&[0.0, 1.0]) < 0.5);
+//! ```
+
+use linfa::prelude::*;
+use linfa::ParamGuard;
+use ndarray::{Array1, Array2, ArrayBase, Data, Ix2};
+use thiserror::Error;
+
+use crate::generate::Rng;
+
+#[derive(Debug, Error)]
+pub enum OnlineLogisticError {
+    #[error("learning_rate must be positive and finite, got {0}")]
+    LearningRate(f64),
+    #[error("l2 must be non-negative and finite, got {0}")]
+    L2(f64),
+    #[error("epochs must be at least 1, got {0}")]
+    Epochs(usize),
+    #[error("positive_weight must be positive and finite, got {0}")]
+    PositiveWeight(f64),
+    #[error("cannot fit on an empty batch")]
+    Empty,
+    #[error("the batch has {found} features, the model {expected}")]
+    Features { expected: usize, found: usize },
+    #[error("the batch has a non-finite value at row {row}, column {column}")]
+    NotFinite { row: usize, column: usize },
+    #[error(transparent)]
+    Linfa(#[from] linfa::Error),
+}
+
+/// Checked parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OnlineLogisticValidParams {
+    learning_rate: f64,
+    l2: f64,
+    epochs: usize,
+    /// Weight of a positive (fraud) example; `None` balances the classes of
+    /// the first batch.
+    positive_weight: Option<f64>,
+    seed: u64,
+}
+
+/// Unchecked parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OnlineLogisticParams(OnlineLogisticValidParams);
+
+impl Default for OnlineLogisticParams {
+    fn default() -> Self {
+        OnlineLogisticParams(OnlineLogisticValidParams {
+            learning_rate: 0.05,
+            l2: 1e-4,
+            epochs: 5,
+            positive_weight: None,
+            seed: 42,
+        })
+    }
+}
+
+impl OnlineLogisticParams {
+    pub fn learning_rate(mut self, rate: f64) -> Self {
+        self.0.learning_rate = rate;
+        self
+    }
+    pub fn l2(mut self, l2: f64) -> Self {
+        self.0.l2 = l2;
+        self
+    }
+    /// Passes over the data in `fit` and in each `fit_with` batch.
+    pub fn epochs(mut self, epochs: usize) -> Self {
+        self.0.epochs = epochs;
+        self
+    }
+    pub fn positive_weight(mut self, weight: f64) -> Self {
+        self.0.positive_weight = Some(weight);
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.0.seed = seed;
+        self
+    }
+}
+
+impl ParamGuard for OnlineLogisticParams {
+    type Checked = OnlineLogisticValidParams;
+    type Error = OnlineLogisticError;
+
+    fn check_ref(&self) -> Result<&Self::Checked, Self::Error> {
+        let p = &self.0;
+        if !(p.learning_rate > 0.0 && p.learning_rate.is_finite()) {
+            return Err(OnlineLogisticError::LearningRate(p.learning_rate));
+        }
+        if !(p.l2 >= 0.0 && p.l2.is_finite()) {
+            return Err(OnlineLogisticError::L2(p.l2));
+        }
+        if p.epochs == 0 {
+            return Err(OnlineLogisticError::Epochs(p.epochs));
+        }
+        if let Some(w) = p.positive_weight.filter(|w| !(*w > 0.0 && w.is_finite())) {
+            return Err(OnlineLogisticError::PositiveWeight(w));
+        }
+        Ok(p)
+    }
+
+    fn check(self) -> Result<Self::Checked, Self::Error> {
+        self.check_ref()?;
+        Ok(self.0)
+    }
+}
+
+/// A fitted model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OnlineLogistic {
+    mean: Array1<f64>,
+    scale: Array1<f64>,
+    weights: Array1<f64>,
+    bias: f64,
+    positive_weight: f64,
+    /// Examples seen, for the learning-rate schedule.
+    seen: u64,
+    /// Batches learned from.
+    pub updates: u64,
+}
+
+impl OnlineLogistic {
+    /// The probability of fraud for one row.
+    pub fn probability(&self, row: &[f64]) -> f64 {
+        sigmoid(self.margin(row))
+    }
+
+    fn margin(&self, row: &[f64]) -> f64 {
+        let mut z = self.bias;
+        for (j, &v) in row.iter().enumerate() {
+            z += self.weights[j] * (v - self.mean[j]) / self.scale[j];
+        }
+        z
+    }
+
+    /// Each contributing feature's push on the margin for `row`, for reason
+    /// codes: standardised value times weight.
+    pub fn contributions(&self, row: &[f64]) -> Vec<f64> {
+        row.iter()
+            .enumerate()
+            .map(|(j, &v)| self.weights[j] * (v - self.mean[j]) / self.scale[j])
+            .collect()
+    }
+
+    fn learn(&mut self, params: &OnlineLogisticValidParams, x: &Array2<f64>, y: &Array1<bool>) {
+        let mut rng = Rng::seed_from(params.seed ^ self.updates);
+        let mut order: Vec<usize> = (0..x.nrows()).collect();
+        for _ in 0..params.epochs {
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            for &r in &order {
+                let row = x.row(r);
+                let row = row.as_slice().map_or_else(|| row.to_vec(), <[f64]>::to_vec);
+                let target = if y[r] { 1.0 } else { 0.0 };
+                let weight = if y[r] { self.positive_weight } else { 1.0 };
+                // A decaying step keeps later batches from undoing earlier
+                // ones wholesale.
+                self.seen += 1;
+                let rate = params.learning_rate
+                    / (1.0 + params.learning_rate * params.l2 * self.seen as f64).sqrt();
+                let gradient = weight * (self.probability(&row) - target);
+                for (j, &v) in row.iter().enumerate() {
+                    let z = (v - self.mean[j]) / self.scale[j];
+                    self.weights[j] -= rate * (gradient * z + params.l2 * self.weights[j]);
+                }
+                self.bias -= rate * gradient;
+            }
+        }
+        self.updates += 1;
+    }
+}
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+fn check_batch(
+    x: &Array2<f64>,
+    y: &Array1<bool>,
+    features: Option<usize>,
+) -> Result<(), OnlineLogisticError> {
+    if x.nrows() == 0 || y.is_empty() {
+        return Err(OnlineLogisticError::Empty);
+    }
+    if let Some(expected) = features.filter(|&e| e != x.ncols()) {
+        return Err(OnlineLogisticError::Features {
+            expected,
+            found: x.ncols(),
+        });
+    }
+    if let Some(((row, column), _)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        return Err(OnlineLogisticError::NotFinite { row, column });
+    }
+    Ok(())
+}
+
+impl<'a> FitWith<'a, Array2<f64>, Array1<bool>, OnlineLogisticError> for OnlineLogisticValidParams {
+    type ObjectIn = Option<OnlineLogistic>;
+    type ObjectOut = OnlineLogistic;
+
+    /// `partial_fit`: learns from one more batch; with no model yet, starts
+    /// one from this batch (its scaler and class balance).
+    fn fit_with(
+        &self,
+        model: Option<OnlineLogistic>,
+        dataset: &'a DatasetBase<Array2<f64>, Array1<bool>>,
+    ) -> Result<OnlineLogistic, OnlineLogisticError> {
+        let (x, y) = (dataset.records(), dataset.targets());
+        check_batch(x, y, model.as_ref().map(|m| m.weights.len()))?;
+        let mut model = match model {
+            Some(m) => m,
+            None => {
+                let n = x.nrows() as f64;
+                let mean = x
+                    .mean_axis(ndarray::Axis(0))
+                    .unwrap_or_else(|| Array1::zeros(x.ncols()));
+                let scale = x
+                    .std_axis(ndarray::Axis(0), 0.0)
+                    .mapv(|s| if s > 1e-12 { s } else { 1.0 });
+                let positives = y.iter().filter(|&&b| b).count() as f64;
+                let balanced = if positives > 0.0 {
+                    (n - positives) / positives
+                } else {
+                    1.0
+                };
+                OnlineLogistic {
+                    weights: Array1::zeros(x.ncols()),
+                    mean,
+                    scale,
+                    bias: 0.0,
+                    positive_weight: self.positive_weight.unwrap_or(balanced),
+                    seen: 0,
+                    updates: 0,
+                }
+            }
+        };
+        model.learn(self, x, y);
+        Ok(model)
+    }
+}
+
+impl Fit<Array2<f64>, Array1<bool>, OnlineLogisticError> for OnlineLogisticValidParams {
+    type Object = OnlineLogistic;
+
+    fn fit(
+        &self,
+        dataset: &DatasetBase<Array2<f64>, Array1<bool>>,
+    ) -> Result<OnlineLogistic, OnlineLogisticError> {
+        self.fit_with(None, dataset)
+    }
+}
+
+impl<D: Data<Elem = f64>> PredictInplace<ArrayBase<D, Ix2>, Array1<f64>> for OnlineLogistic {
+    /// Probabilities of fraud.
+    fn predict_inplace(&self, x: &ArrayBase<D, Ix2>, y: &mut Array1<f64>) {
+        for (target, row) in y.iter_mut().zip(x.rows()) {
+            *target = self.probability(&row.to_vec());
+        }
+    }
+
+    fn default_target(&self, x: &ArrayBase<D, Ix2>) -> Array1<f64> {
+        Array1::zeros(x.nrows())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rare positives shifted along two of three features.
+    fn data(seed: u64, n: usize) -> (Array2<f64>, Array1<bool>) {
+        let mut rng = Rng::seed_from(seed);
+        let y: Array1<bool> = (0..n).map(|i| i % 25 == 0).collect();
+        let x = Array2::from_shape_fn((n, 3), |(i, j)| {
+            let shift = if y[i] && j < 2 { 2.5 } else { 0.0 };
+            (rng.normal() + shift) * [1.0, 1e6, 1.0][j]
+        });
+        (x, y)
+    }
+
+    fn auc(model: &OnlineLogistic, x: &Array2<f64>, y: &Array1<bool>) -> f64 {
+        let mut scored: Vec<(f64, bool)> = model
+            .predict(x)
+            .iter()
+            .copied()
+            .zip(y.iter().copied())
+            .collect();
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let pos = y.iter().filter(|&&b| b).count() as f64;
+        let neg = y.len() as f64 - pos;
+        let ranks: f64 = scored
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.1)
+            .map(|(i, _)| (i + 1) as f64)
+            .sum();
+        (ranks - pos * (pos + 1.0) / 2.0) / (pos * neg)
+    }
+
+    #[test]
+    fn bad_params_name_the_value() {
+        let (x, y) = data(1, 50);
+        let ds = DatasetBase::new(x, y);
+        let err = |p: OnlineLogisticParams| p.fit(&ds).map(|_| ()).unwrap_err().to_string();
+        assert_eq!(
+            err(OnlineLogisticParams::default().learning_rate(0.0)),
+            "learning_rate must be positive and finite, got 0"
+        );
+        assert_eq!(
+            err(OnlineLogisticParams::default().l2(-1.0)),
+            "l2 must be non-negative and finite, got -1"
+        );
+        assert_eq!(
+            err(OnlineLogisticParams::default().epochs(0)),
+            "epochs must be at least 1, got 0"
+        );
+        assert_eq!(
+            err(OnlineLogisticParams::default().positive_weight(f64::NAN)),
+            "positive_weight must be positive and finite, got NaN"
+        );
+    }
+
+    #[test]
+    fn learns_rare_positives_despite_scale_and_keeps_learning_online() {
+        let (x, y) = data(2, 4_000);
+        let (test_x, test_y) = data(3, 4_000);
+        let params = OnlineLogisticParams::default();
+        let model = params.fit(&DatasetBase::new(x.clone(), y.clone())).unwrap();
+        assert!(auc(&model, &test_x, &test_y) > 0.95);
+        assert_eq!(
+            model,
+            params.fit(&DatasetBase::new(x, y)).unwrap(),
+            "same seed, same model"
+        );
+
+        // Small batches, some with one class only, must not fail and keep
+        // the model good.
+        let mut model = model;
+        for start in (0..1_000).step_by(10) {
+            let (bx, by) = data(100 + start as u64, 10);
+            model = params
+                .fit_with(Some(model), &DatasetBase::new(bx, by))
+                .unwrap();
+        }
+        assert_eq!(model.updates, 101);
+        assert!(auc(&model, &test_x, &test_y) > 0.95);
+    }
+
+    #[test]
+    fn a_batch_of_the_wrong_width_is_refused() {
+        let (x, y) = data(4, 100);
+        let params = OnlineLogisticParams::default();
+        let model = params.fit(&DatasetBase::new(x, y)).unwrap();
+        let wrong = DatasetBase::new(Array2::zeros((2, 5)), Array1::from(vec![true, false]));
+        let err = params
+            .fit_with(Some(model), &wrong)
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(err.to_string(), "the batch has 5 features, the model 3");
+    }
+}
