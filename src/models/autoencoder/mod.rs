@@ -1,0 +1,420 @@
+//! An autoencoder: a small MLP that learns to reconstruct legitimate rows
+//! from min-max scaled features. Rows it reconstructs badly are unusual.
+//!
+//! Network: `d → hidden (tanh) → d (sigmoid)`, trained with Adam on mean
+//! squared error. The last `validation_share` of the training rows (they are
+//! in time order) is held out; the score is a row's reconstruction error
+//! over the validation rows' 99th percentile, clipped to [0, 1].
+//!
+//! The min-max scaler is the model's own, fitted on the training rows:
+//! linfa-preprocessing's would bring its text-vectoriser dependencies for ten
+//! lines of arithmetic.
+//!
+//! # Examples
+//!
+//! ```
+//! use fraudflow::models::autoencoder::AutoencoderParams;
+//! use linfa::prelude::*;
+//! use ndarray::{array, Array2};
+//!
+//! // Rows on a line: the third feature is the mean of the first two.
+//! let x = Array2::from_shape_fn((2_000, 3), |(i, j)| {
+//!     let (a, b) = ((i % 37) as f64 / 37.0, (i % 11) as f64 / 11.0);
+//!     [a, b, (a + b) / 2.0][j]
+//! });
+//! let model = AutoencoderParams::default().fit(&DatasetBase::from(x)).unwrap();
+//! let on_line = model.score(&[0.4, 0.6, 0.5]);
+//! let off_line = model.score(&[0.0, 1.0, 1.0]);
+//! assert!(off_line > on_line, "{off_line} vs {on_line}");
+//! ```
+
+use linfa::prelude::*;
+use linfa::ParamGuard;
+use ndarray::{Array1, Array2, ArrayBase, Data, Ix2};
+use thiserror::Error;
+
+use crate::eda::quantile;
+use crate::generate::Rng;
+
+#[derive(Debug, Error)]
+pub enum AutoencoderError {
+    #[error("hidden must be at least 1, got {0}")]
+    Hidden(usize),
+    #[error("epochs must be at least 1, got {0}")]
+    Epochs(usize),
+    #[error("learning_rate must be positive and finite, got {0}")]
+    LearningRate(f64),
+    #[error("validation_share must be in (0, 0.5], got {0}")]
+    ValidationShare(f64),
+    #[error("cannot fit on {0} rows: at least 10 are needed")]
+    TooFewRows(usize),
+    #[error("the training data has a non-finite value at row {row}, column {column}")]
+    NotFinite { row: usize, column: usize },
+    #[error(transparent)]
+    Linfa(#[from] linfa::Error),
+}
+
+/// Checked parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AutoencoderValidParams {
+    hidden: usize,
+    epochs: usize,
+    learning_rate: f64,
+    validation_share: f64,
+    seed: u64,
+}
+
+/// Unchecked parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AutoencoderParams(AutoencoderValidParams);
+
+impl Default for AutoencoderParams {
+    fn default() -> Self {
+        AutoencoderParams(AutoencoderValidParams {
+            hidden: 8,
+            epochs: 10,
+            learning_rate: 0.005,
+            validation_share: 0.15,
+            seed: 42,
+        })
+    }
+}
+
+impl AutoencoderParams {
+    /// Units in the hidden layer.
+    pub fn hidden(mut self, n: usize) -> Self {
+        self.0.hidden = n;
+        self
+    }
+    pub fn epochs(mut self, n: usize) -> Self {
+        self.0.epochs = n;
+        self
+    }
+    pub fn learning_rate(mut self, rate: f64) -> Self {
+        self.0.learning_rate = rate;
+        self
+    }
+    /// Share of the rows, taken from the end, that place the score's p99.
+    pub fn validation_share(mut self, share: f64) -> Self {
+        self.0.validation_share = share;
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.0.seed = seed;
+        self
+    }
+}
+
+impl ParamGuard for AutoencoderParams {
+    type Checked = AutoencoderValidParams;
+    type Error = AutoencoderError;
+
+    fn check_ref(&self) -> Result<&Self::Checked, Self::Error> {
+        let p = &self.0;
+        if p.hidden == 0 {
+            return Err(AutoencoderError::Hidden(p.hidden));
+        }
+        if p.epochs == 0 {
+            return Err(AutoencoderError::Epochs(p.epochs));
+        }
+        if !(p.learning_rate > 0.0 && p.learning_rate.is_finite()) {
+            return Err(AutoencoderError::LearningRate(p.learning_rate));
+        }
+        if !(p.validation_share > 0.0 && p.validation_share <= 0.5) {
+            return Err(AutoencoderError::ValidationShare(p.validation_share));
+        }
+        Ok(p)
+    }
+
+    fn check(self) -> Result<Self::Checked, Self::Error> {
+        self.check_ref()?;
+        Ok(self.0)
+    }
+}
+
+/// A fitted autoencoder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Autoencoder {
+    min: Array1<f64>,
+    range: Array1<f64>,
+    /// hidden × d
+    w1: Array2<f64>,
+    b1: Array1<f64>,
+    /// d × hidden
+    w2: Array2<f64>,
+    b2: Array1<f64>,
+    /// Reconstruction error at the validation rows' 99th percentile.
+    p99: f64,
+}
+
+/// Adam's running moments for one parameter array.
+struct Adam {
+    m: Vec<f64>,
+    v: Vec<f64>,
+}
+
+impl Adam {
+    fn new(n: usize) -> Adam {
+        Adam {
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+        }
+    }
+
+    fn step(&mut self, params: &mut [f64], grads: &[f64], rate: f64, t: i32) {
+        const B1: f64 = 0.9;
+        const B2: f64 = 0.999;
+        let (c1, c2) = (1.0 - B1.powi(t), 1.0 - B2.powi(t));
+        for i in 0..params.len() {
+            self.m[i] = B1 * self.m[i] + (1.0 - B1) * grads[i];
+            self.v[i] = B2 * self.v[i] + (1.0 - B2) * grads[i] * grads[i];
+            params[i] -= rate * (self.m[i] / c1) / ((self.v[i] / c2).sqrt() + 1e-8);
+        }
+    }
+}
+
+const BATCH: usize = 32;
+
+impl<T> Fit<Array2<f64>, T, AutoencoderError> for AutoencoderValidParams {
+    type Object = Autoencoder;
+
+    fn fit(&self, dataset: &DatasetBase<Array2<f64>, T>) -> Result<Autoencoder, AutoencoderError> {
+        let x = dataset.records();
+        let (rows, d) = x.dim();
+        if rows < 10 {
+            return Err(AutoencoderError::TooFewRows(rows));
+        }
+        if let Some(((row, column), _)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(AutoencoderError::NotFinite { row, column });
+        }
+        let validation = ((rows as f64 * self.validation_share).ceil() as usize).clamp(1, rows - 1);
+        let train = rows - validation;
+        let min = x.fold_axis(ndarray::Axis(0), f64::INFINITY, |a, &b| a.min(b));
+        let max = x.fold_axis(ndarray::Axis(0), f64::NEG_INFINITY, |a, &b| a.max(b));
+        let range = (&max - &min).mapv(|r| if r > 0.0 { r } else { 1.0 });
+        let mut rng = Rng::seed_from(self.seed);
+        let h = self.hidden;
+        let init = |rng: &mut Rng, fan_in: usize| rng.normal() * (1.0 / fan_in as f64).sqrt();
+        let mut model = Autoencoder {
+            w1: Array2::from_shape_fn((h, d), |_| init(&mut rng, d)),
+            b1: Array1::zeros(h),
+            w2: Array2::from_shape_fn((d, h), |_| init(&mut rng, h)),
+            b2: Array1::zeros(d),
+            min,
+            range,
+            p99: 1.0,
+        };
+        let scaled: Vec<Vec<f64>> = (0..rows)
+            .map(|r| model.scale(x.row(r).iter().copied()))
+            .collect();
+        model.train(&scaled[..train], self, &mut rng);
+        let mut errors: Vec<f64> = scaled[train..].iter().map(|z| model.error(z)).collect();
+        errors.sort_unstable_by(f64::total_cmp);
+        model.p99 = quantile(&errors, 0.99)
+            .filter(|p| *p > 0.0)
+            .unwrap_or(f64::MIN_POSITIVE);
+        Ok(model)
+    }
+}
+
+impl Autoencoder {
+    /// Reconstruction error over the validation p99, clipped to [0, 1].
+    pub fn score(&self, row: &[f64]) -> f64 {
+        (self.error(&self.scale(row.iter().copied())) / self.p99).clamp(0.0, 1.0)
+    }
+
+    fn scale(&self, row: impl Iterator<Item = f64>) -> Vec<f64> {
+        row.zip(self.min.iter().zip(&self.range))
+            .map(|(v, (lo, r))| (v - lo) / r)
+            .collect()
+    }
+
+    /// Hidden activations and reconstruction of a scaled row.
+    fn forward(&self, z: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let hidden: Vec<f64> = (0..self.b1.len())
+            .map(|k| {
+                (self.b1[k]
+                    + self
+                        .w1
+                        .row(k)
+                        .iter()
+                        .zip(z)
+                        .map(|(w, v)| w * v)
+                        .sum::<f64>())
+                .tanh()
+            })
+            .collect();
+        let out = (0..self.b2.len())
+            .map(|j| {
+                let s = self.b2[j]
+                    + self
+                        .w2
+                        .row(j)
+                        .iter()
+                        .zip(&hidden)
+                        .map(|(w, a)| w * a)
+                        .sum::<f64>();
+                1.0 / (1.0 + (-s).exp())
+            })
+            .collect();
+        (hidden, out)
+    }
+
+    fn error(&self, z: &[f64]) -> f64 {
+        let (_, out) = self.forward(z);
+        out.iter()
+            .zip(z)
+            .map(|(o, v)| (o - v) * (o - v))
+            .sum::<f64>()
+            / z.len() as f64
+    }
+
+    /// Mini-batch Adam on mean squared error, rows shuffled each epoch.
+    fn train(&mut self, rows: &[Vec<f64>], params: &AutoencoderValidParams, rng: &mut Rng) {
+        let (h, d) = self.w1.dim();
+        let mut opt = [
+            Adam::new(h * d),
+            Adam::new(h),
+            Adam::new(d * h),
+            Adam::new(d),
+        ];
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        let mut step = 0;
+        for _ in 0..params.epochs {
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            for batch in order.chunks(BATCH) {
+                let (mut gw1, mut gb1) = (vec![0.0; h * d], vec![0.0; h]);
+                let (mut gw2, mut gb2) = (vec![0.0; d * h], vec![0.0; d]);
+                for &r in batch {
+                    let z = &rows[r];
+                    let (hidden, out) = self.forward(z);
+                    // d(mse)/d(pre-sigmoid output), then back through tanh.
+                    let delta_out: Vec<f64> = (0..d)
+                        .map(|j| 2.0 * (out[j] - z[j]) / d as f64 * out[j] * (1.0 - out[j]))
+                        .collect();
+                    for j in 0..d {
+                        gb2[j] += delta_out[j];
+                        for k in 0..h {
+                            gw2[j * h + k] += delta_out[j] * hidden[k];
+                        }
+                    }
+                    for k in 0..h {
+                        let back: f64 = (0..d).map(|j| self.w2[[j, k]] * delta_out[j]).sum();
+                        let delta = back * (1.0 - hidden[k] * hidden[k]);
+                        gb1[k] += delta;
+                        for j in 0..d {
+                            gw1[k * d + j] += delta * z[j];
+                        }
+                    }
+                }
+                let n = batch.len() as f64;
+                for g in [&mut gw1, &mut gb1, &mut gw2, &mut gb2] {
+                    g.iter_mut().for_each(|v| *v /= n);
+                }
+                step += 1;
+                let rate = params.learning_rate;
+                if let (Some(w1), Some(b1), Some(w2), Some(b2)) = (
+                    self.w1.as_slice_mut(),
+                    self.b1.as_slice_mut(),
+                    self.w2.as_slice_mut(),
+                    self.b2.as_slice_mut(),
+                ) {
+                    opt[0].step(w1, &gw1, rate, step);
+                    opt[1].step(b1, &gb1, rate, step);
+                    opt[2].step(w2, &gw2, rate, step);
+                    opt[3].step(b2, &gb2, rate, step);
+                }
+            }
+        }
+    }
+}
+
+impl<D: Data<Elem = f64>> PredictInplace<ArrayBase<D, Ix2>, Array1<f64>> for Autoencoder {
+    /// Scores in [0, 1].
+    fn predict_inplace(&self, x: &ArrayBase<D, Ix2>, y: &mut Array1<f64>) {
+        for (target, row) in y.iter_mut().zip(x.rows()) {
+            *target = self.score(&row.to_vec());
+        }
+    }
+
+    fn default_target(&self, x: &ArrayBase<D, Ix2>) -> Array1<f64> {
+        Array1::zeros(x.nrows())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows where feature 2 is the mean of features 0 and 1, with noise.
+    fn on_a_plane(seed: u64, n: usize) -> Array2<f64> {
+        let mut rng = Rng::seed_from(seed);
+        let mut x = Array2::zeros((n, 3));
+        for mut row in x.rows_mut() {
+            let (a, b) = (rng.uniform(), rng.uniform());
+            row.assign(&ndarray::arr1(&[a, b, (a + b) / 2.0 + 0.01 * rng.normal()]));
+        }
+        x
+    }
+
+    #[test]
+    fn bad_params_name_the_value() {
+        let ds = DatasetBase::from(on_a_plane(1, 50));
+        let err = |p: AutoencoderParams| p.fit(&ds).map(|_| ()).unwrap_err().to_string();
+        assert_eq!(
+            err(AutoencoderParams::default().hidden(0)),
+            "hidden must be at least 1, got 0"
+        );
+        assert_eq!(
+            err(AutoencoderParams::default().validation_share(0.9)),
+            "validation_share must be in (0, 0.5], got 0.9"
+        );
+        assert_eq!(
+            err(AutoencoderParams::default().learning_rate(-1.0)),
+            "learning_rate must be positive and finite, got -1"
+        );
+        let few = AutoencoderParams::default()
+            .fit(&DatasetBase::from(on_a_plane(1, 5)))
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(
+            few.to_string(),
+            "cannot fit on 5 rows: at least 10 are needed"
+        );
+    }
+
+    #[test]
+    fn rows_off_the_learned_shape_score_higher_and_the_seed_fixes_the_model() {
+        let x = on_a_plane(2, 3_000);
+        let params = AutoencoderParams::default();
+        let model = params.fit(&DatasetBase::from(x.clone())).unwrap();
+        assert_eq!(model, params.fit(&DatasetBase::from(x)).unwrap());
+        let test = on_a_plane(3, 500);
+        let inliers: Vec<f64> = test
+            .rows()
+            .into_iter()
+            .map(|r| model.score(&r.to_vec()))
+            .collect();
+        let outliers: Vec<f64> = test
+            .rows()
+            .into_iter()
+            .map(|r| model.score(&[r[0], r[1], 1.0 - (r[0] + r[1]) / 2.0]))
+            .collect();
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        assert!(
+            mean(&outliers) > 3.0 * mean(&inliers),
+            "{} vs {}",
+            mean(&outliers),
+            mean(&inliers)
+        );
+        // About 1 % of held-in rows reach the clipped maximum.
+        let clipped = inliers.iter().filter(|&&s| s >= 1.0).count() as f64 / inliers.len() as f64;
+        assert!(clipped < 0.05, "{clipped}");
+        assert!(inliers
+            .iter()
+            .chain(&outliers)
+            .all(|s| (0.0..=1.0).contains(s)));
+    }
+}
