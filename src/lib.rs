@@ -12,6 +12,7 @@ pub mod eda;
 pub mod event;
 pub mod features;
 pub mod generate;
+pub mod metrics;
 pub mod models;
 pub mod paysim;
 pub mod progress;

@@ -1,0 +1,74 @@
+//! Ranking quality of scores against labels.
+
+/// Area under the ROC curve: the chance that a random positive outranks a
+/// random negative, ties counting half. `None` without both classes.
+///
+/// ```
+/// use fraudflow::metrics::roc_auc;
+/// assert_eq!(roc_auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]), Some(0.75));
+/// assert_eq!(roc_auc(&[0.5, 0.5], &[false, true]), Some(0.5));
+/// ```
+pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    let mut pairs: Vec<(f64, bool)> = scores.iter().copied().zip(labels.iter().copied()).collect();
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let positives = pairs.iter().filter(|p| p.1).count() as f64;
+    let negatives = pairs.len() as f64 - positives;
+    if positives == 0.0 || negatives == 0.0 {
+        return None;
+    }
+    // Mid-ranks for ties.
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < pairs.len() {
+        let j = i + pairs[i..].iter().take_while(|p| p.0 == pairs[i].0).count();
+        let mid = (i + 1 + j) as f64 / 2.0;
+        rank_sum += mid * pairs[i..j].iter().filter(|p| p.1).count() as f64;
+        i = j;
+    }
+    Some((rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives))
+}
+
+/// Average precision (the area under the precision-recall curve as a step
+/// function, scikit-learn's definition): the mean of the precision at each
+/// positive, tied scores taken together. `None` without positives.
+///
+/// ```
+/// use fraudflow::metrics::average_precision;
+/// // Ranked: 0.8 (pos), 0.4 (neg), 0.35 (pos), 0.1 (neg): (1/1 + 2/3) / 2.
+/// let ap = average_precision(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]).unwrap();
+/// assert!((ap - 5.0 / 6.0).abs() < 1e-12);
+/// ```
+pub fn average_precision(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    let mut pairs: Vec<(f64, bool)> = scores.iter().copied().zip(labels.iter().copied()).collect();
+    pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let positives = pairs.iter().filter(|p| p.1).count() as f64;
+    if positives == 0.0 {
+        return None;
+    }
+    let (mut seen, mut hits, mut ap, mut i) = (0.0, 0.0, 0.0, 0);
+    while i < pairs.len() {
+        let j = i + pairs[i..].iter().take_while(|p| p.0 == pairs[i].0).count();
+        let new_hits = pairs[i..j].iter().filter(|p| p.1).count() as f64;
+        seen += (j - i) as f64;
+        hits += new_hits;
+        ap += (new_hits / positives) * (hits / seen);
+        i = j;
+    }
+    Some(ap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perfect_and_reversed_rankings() {
+        let labels = [false, false, true, true];
+        assert_eq!(roc_auc(&[0.1, 0.2, 0.8, 0.9], &labels), Some(1.0));
+        assert_eq!(roc_auc(&[0.9, 0.8, 0.2, 0.1], &labels), Some(0.0));
+        assert_eq!(average_precision(&[0.1, 0.2, 0.8, 0.9], &labels), Some(1.0));
+        assert_eq!(average_precision(&[0.5; 4], &labels), Some(0.5));
+        assert_eq!(roc_auc(&[0.1, 0.2], &[true, true]), None);
+        assert_eq!(average_precision(&[0.1, 0.2], &[false, false]), None);
+    }
+}
