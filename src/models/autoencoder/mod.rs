@@ -184,7 +184,7 @@ impl<T> Fit<Array2<f64>, T, AutoencoderError> for AutoencoderValidParams {
         if rows < 10 {
             return Err(AutoencoderError::TooFewRows(rows));
         }
-        if let Some(((row, column), _)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        if let Some((row, column)) = super::first_non_finite(x) {
             return Err(AutoencoderError::NotFinite { row, column });
         }
         let validation = ((rows as f64 * self.validation_share).ceil() as usize).clamp(1, rows - 1);

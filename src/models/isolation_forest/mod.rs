@@ -94,7 +94,7 @@ impl<T> Fit<ndarray::Array2<f64>, T, IsolationForestError> for IsolationForestVa
         if rows < 2 {
             return Err(IsolationForestError::TooFewRows(rows));
         }
-        if let Some(((row, column), _)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        if let Some((row, column)) = super::first_non_finite(x) {
             return Err(IsolationForestError::NotFinite { row, column });
         }
         let psi = self.sample_size.min(rows);

@@ -214,7 +214,7 @@ fn check_batch(
             found: x.ncols(),
         });
     }
-    if let Some(((row, column), _)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+    if let Some((row, column)) = super::first_non_finite(x) {
         return Err(OnlineLogisticError::NotFinite { row, column });
     }
     Ok(())
@@ -305,22 +305,8 @@ mod tests {
     }
 
     fn auc(model: &OnlineLogistic, x: &Array2<f64>, y: &Array1<bool>) -> f64 {
-        let mut scored: Vec<(f64, bool)> = model
-            .predict(x)
-            .iter()
-            .copied()
-            .zip(y.iter().copied())
-            .collect();
-        scored.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let pos = y.iter().filter(|&&b| b).count() as f64;
-        let neg = y.len() as f64 - pos;
-        let ranks: f64 = scored
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.1)
-            .map(|(i, _)| (i + 1) as f64)
-            .sum();
-        (ranks - pos * (pos + 1.0) / 2.0) / (pos * neg)
+        let scores = model.predict(x).to_vec();
+        crate::metrics::roc_auc(&scores, &y.to_vec()).unwrap_or(f64::NAN)
     }
 
     #[test]
