@@ -115,3 +115,53 @@ impl Write for AtomicFile {
         self.out.flush()
     }
 }
+
+/// A JSON-lines file written atomically by a sink: the first write error is
+/// kept and reported when the file is committed, so an operator never
+/// panics on I/O.
+pub struct JsonLines {
+    file: AtomicFile,
+    lines: u64,
+    error: Option<String>,
+}
+
+impl JsonLines {
+    pub fn create(path: &Path) -> Result<JsonLines, String> {
+        Ok(JsonLines {
+            file: AtomicFile::create(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            lines: 0,
+            error: None,
+        })
+    }
+
+    /// Appends one value as a line.
+    pub fn push<T: serde::Serialize>(&mut self, value: &T) {
+        if self.error.is_some() {
+            return;
+        }
+        let out = self.file.writer();
+        let result = serde_json::to_writer(&mut *out, value)
+            .map_err(io::Error::from)
+            .and_then(|()| out.write_all(b"\n"));
+        match result {
+            Ok(()) => self.lines += 1,
+            Err(e) => self.error = Some(format!("{}: {e}", self.file.path().display())),
+        }
+    }
+
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// Renames the file into place, or names the first error.
+    pub fn commit(self) -> Result<u64, String> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let path = self.file.path().display().to_string();
+        self.file
+            .commit()
+            .map_err(|e| format!("{path}: {e}"))
+            .map(|()| self.lines)
+    }
+}

@@ -3,6 +3,14 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Now, in microseconds since the Unix epoch: comparable across the
+/// processes of one machine, for latency.
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 /// Now, as `2026-11-24T07:30:50Z`.
 pub fn now_rfc3339() -> String {
     let secs = SystemTime::now()

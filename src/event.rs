@@ -57,6 +57,9 @@ pub struct Event {
     pub old_balance_dest: f64,
     pub new_balance_dest: f64,
     pub label: Option<Label>,
+    /// When this process read the event, in microseconds since the Unix
+    /// epoch (0 until a source stamps it): latency is measured from here.
+    pub received_us: u64,
 }
 
 impl Event {
@@ -80,6 +83,7 @@ impl Event {
                 is_fraud: t.is_fraud,
                 is_flagged_fraud: t.is_flagged_fraud,
             }),
+            received_us: 0,
         }
     }
 }

@@ -148,6 +148,13 @@ pub struct FeatureVec {
 }
 
 impl FeatureVec {
+    /// A vector of these values; at most `MAX_FEATURES` are kept.
+    pub fn from_slice(values: &[f64]) -> FeatureVec {
+        let mut v = FeatureVec::default();
+        v.extend_from_slice(&values[..values.len().min(MAX_FEATURES)]);
+        v
+    }
+
     fn extend_from_slice(&mut self, more: &[f64]) {
         let start = usize::from(self.len);
         self.values[start..start + more.len()].copy_from_slice(more);

@@ -6,9 +6,11 @@
 
 pub mod alloc;
 pub mod atomic;
+pub mod bundle;
 pub mod clock;
 pub mod dataflow;
 pub mod eda;
+pub mod ensemble;
 pub mod event;
 pub mod features;
 pub mod generate;
@@ -17,4 +19,5 @@ pub mod models;
 pub mod paysim;
 pub mod progress;
 pub mod scan;
+pub mod train;
 pub mod validate;

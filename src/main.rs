@@ -30,6 +30,8 @@ enum Command {
     Eda(cmd::eda::Args),
     Generate(cmd::generate::Args),
     Features(cmd::features::Args),
+    Train(cmd::train::Args),
+    Backtest(cmd::backtest::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +42,8 @@ fn main() -> ExitCode {
         Command::Eda(args) => cmd::eda::run(args, cli.quiet),
         Command::Generate(args) => cmd::generate::run(args, cli.quiet),
         Command::Features(args) => cmd::features::run(args, cli.quiet),
+        Command::Train(args) => cmd::train::run(args, cli.quiet),
+        Command::Backtest(args) => cmd::backtest::run(args, cli.quiet),
     };
     match result {
         Ok(code) => code,

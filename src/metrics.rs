@@ -57,6 +57,69 @@ pub fn average_precision(scores: &[f64], labels: &[bool]) -> Option<f64> {
     Some(ap)
 }
 
+/// Precision and recall of alerting on scores at or above a threshold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AtThreshold {
+    pub threshold: f64,
+    pub alerts: u64,
+    pub caught: u64,
+    /// `None` with no alerts.
+    pub precision: Option<f64>,
+    /// `None` with no positives.
+    pub recall: Option<f64>,
+}
+
+/// Alerting on `scores >= threshold`.
+///
+/// ```
+/// use fraudflow::metrics::at_threshold;
+/// let m = at_threshold(&[0.9, 0.8, 0.2, 0.1], &[true, false, true, false], 0.5);
+/// assert_eq!((m.alerts, m.caught), (2, 1));
+/// assert_eq!((m.precision, m.recall), (Some(0.5), Some(0.5)));
+/// ```
+pub fn at_threshold(scores: &[f64], labels: &[bool], threshold: f64) -> AtThreshold {
+    let positives = labels.iter().filter(|&&l| l).count() as u64;
+    let (mut alerts, mut caught) = (0u64, 0u64);
+    for (s, l) in scores.iter().zip(labels) {
+        if *s >= threshold {
+            alerts += 1;
+            caught += u64::from(*l);
+        }
+    }
+    AtThreshold {
+        threshold,
+        alerts,
+        caught,
+        precision: (alerts > 0).then(|| caught as f64 / alerts as f64),
+        recall: (positives > 0).then(|| caught as f64 / positives as f64),
+    }
+}
+
+/// The threshold that alerts on a `budget` share of `scores`: the score of
+/// the last event inside the budget (ties may take a few more). `None` for
+/// no scores or a budget outside (0, 1].
+///
+/// ```
+/// use fraudflow::metrics::threshold_for_budget;
+/// let scores: Vec<f64> = (0..1000).map(|i| i as f64).collect();
+/// assert_eq!(threshold_for_budget(&scores, 0.005), Some(995.0));
+/// ```
+pub fn threshold_for_budget(scores: &[f64], budget: f64) -> Option<f64> {
+    if scores.is_empty() || !(budget > 0.0 && budget <= 1.0) {
+        return None;
+    }
+    let k = ((scores.len() as f64 * budget).ceil() as usize).clamp(1, scores.len());
+    let mut sorted = scores.to_vec();
+    let (_, kth, _) = sorted.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    Some(*kth)
+}
+
+/// Alerting on a `budget` share of these scores, the threshold found on
+/// them.
+pub fn at_budget(scores: &[f64], labels: &[bool], budget: f64) -> Option<AtThreshold> {
+    threshold_for_budget(scores, budget).map(|t| at_threshold(scores, labels, t))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

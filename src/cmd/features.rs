@@ -8,22 +8,20 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Instant;
 
-use anyhow::{anyhow, Context};
-use fraudflow::atomic::AtomicFile;
+use anyhow::anyhow;
+use fraudflow::atomic::{AtomicFile, JsonLines};
 use fraudflow::dataflow::dead_letter::DeadLetter;
 use fraudflow::dataflow::parquet_table::ParquetTable;
-use fraudflow::dataflow::sink::OrderedSink;
-use fraudflow::dataflow::source::{file_source, InputFormat, SourceCounts, SourceSettings};
-use fraudflow::dataflow::{featurize, table, FeatureRow, WINDOW_SECONDS};
+use fraudflow::dataflow::sink::{on_owner, OrderedSink};
+use fraudflow::dataflow::source::SourceCounts;
+use fraudflow::dataflow::{file_features, table, FeatureRow};
 use fraudflow::features::Contract;
-use fraudflow::paysim::PaysimReader;
-use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 
-use super::grouped;
 use super::timely_args::TimelyArgs;
+use super::{grouped, SourceArgs};
 
 /// Computes the feature table of a PaySim file with the dataflow: velocity
 /// as windowed arrangements sharded over the workers. Bad rows go to the
@@ -46,19 +44,8 @@ pub struct Args {
     /// `.dead-letter.jsonl`.
     #[arg(long)]
     dead_letter: Option<PathBuf>,
-    /// Velocity window in seconds.
-    #[arg(long, default_value_t = WINDOW_SECONDS)]
-    window: u64,
-    /// Seconds an event may arrive late and still be placed at its own time.
-    #[arg(long, default_value_t = 120)]
-    lateness: u64,
-    /// Seconds of event time a source may run ahead of finished output:
-    /// bounds the data in flight, and so memory.
-    #[arg(long, default_value_t = SourceSettings::default().max_ahead)]
-    max_ahead: u64,
-    /// Bytes of input per block; workers take blocks in turn.
-    #[arg(long, default_value_t = SourceSettings::default().block_bytes)]
-    block_bytes: usize,
+    #[command(flatten)]
+    source: SourceArgs,
     #[command(flatten)]
     timely: TimelyArgs,
     /// Print help.
@@ -77,9 +64,6 @@ struct Summary {
 }
 
 pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
-    if args.window == 0 {
-        anyhow::bail!("--window must be at least 1 second");
-    }
     let parquet = match args.out.extension().and_then(|e| e.to_str()) {
         Some("csv") => false,
         Some("parquet") => true,
@@ -89,30 +73,12 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
         ),
     };
     let config = args.timely.config()?;
-    let format = InputFormat::of(&args.input).ok_or_else(|| {
-        anyhow!(
-            "{}: expected a .csv (PaySim) or .jsonl (JSON events) file",
-            args.input.display()
-        )
-    })?;
-    if format == InputFormat::PaysimCsv {
-        // The header is checked once, before any worker starts.
-        PaysimReader::open(&args.input)?;
-    } else {
-        std::fs::File::open(&args.input)
-            .with_context(|| format!("opening {}", args.input.display()))?;
-    }
+    let input = args.source.input(&args.input, args.contract)?;
     let dead_path = args
         .dead_letter
         .clone()
         .unwrap_or_else(|| args.out.with_extension("dead-letter.jsonl"));
-    let (input, out, contract) = (args.input.clone(), args.out.clone(), args.contract);
-    let settings = SourceSettings {
-        lateness: args.lateness,
-        max_ahead: args.max_ahead,
-        block_bytes: args.block_bytes,
-    };
-    let window = args.window;
+    let (out, contract) = (args.out.clone(), args.contract);
     let started = Instant::now();
 
     let guards = timely::execute(config, move |worker| -> Result<Summary, String> {
@@ -126,26 +92,11 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
         let writers = Rc::new(RefCell::new(writers));
         let done = ProbeHandle::new();
         worker.dataflow::<u64, _, _>(|scope| {
-            let parsed = file_source(
-                scope,
-                input.clone(),
-                format,
-                settings,
-                Rc::clone(&counts),
-                done.clone(),
-            );
-            let (events, dead) = parsed.ok_err(|r| r);
-            let rows = featurize(events, contract, window);
-            let w = Rc::clone(&writers);
+            let (rows, dead) = file_features(scope, &input, Rc::clone(&counts), done.clone());
             if parquet {
                 rows.probe_with(&done).ordered_sink(
                     |r: &FeatureRow| r.seq,
-                    move |rows| {
-                        w.borrow_mut()
-                            .as_mut()
-                            .into_iter()
-                            .for_each(|w| w.rows(rows))
-                    },
+                    on_owner(&writers, Writers::rows),
                     "FeatureSink",
                 );
             } else {
@@ -157,25 +108,14 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
                 });
                 lines.probe_with(&done).ordered_sink(
                     |(seq, _): &(u64, Vec<u8>)| *seq,
-                    move |rows| {
-                        w.borrow_mut()
-                            .as_mut()
-                            .into_iter()
-                            .for_each(|w| w.lines(rows))
-                    },
+                    on_owner(&writers, Writers::lines),
                     "FeatureSink",
                 );
             }
-            let w = Rc::clone(&writers);
             #[allow(clippy::borrowed_box)] // the stream's records are boxes
             dead.ordered_sink(
                 |d: &Box<DeadLetter>| d.as_ref().seq,
-                move |rows| {
-                    w.borrow_mut()
-                        .as_mut()
-                        .into_iter()
-                        .for_each(|w| w.dead(rows))
-                },
+                on_owner(&writers, Writers::dead),
                 "DeadLetterSink",
             );
         });
@@ -224,7 +164,7 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
 /// The feature table and the dead-letter file, owned by worker 0.
 struct Writers {
     table: Table,
-    dead: AtomicFile,
+    dead: JsonLines,
     written: u64,
     /// The first write error: the run fails at the end, naming it.
     error: Option<String>,
@@ -256,7 +196,7 @@ impl Writers {
         };
         Ok(Writers {
             table,
-            dead: AtomicFile::create(dead).map_err(|e| format!("{}: {e}", dead.display()))?,
+            dead: JsonLines::create(dead)?,
             written: 0,
             error: None,
         })
@@ -294,14 +234,7 @@ impl Writers {
     }
 
     fn dead(&mut self, rows: &[Box<DeadLetter>]) {
-        for row in rows {
-            let out = self.dead.writer();
-            let result = serde_json::to_writer(&mut *out, row)
-                .map_err(std::io::Error::from)
-                .and_then(|()| out.write_all(b"\n"))
-                .map_err(|e| format!("{}: {e}", self.dead.path().display()));
-            self.note(result);
-        }
+        rows.iter().for_each(|row| self.dead.push(row));
     }
 
     fn finish(self) -> Result<u64, String> {
@@ -315,8 +248,7 @@ impl Writers {
             }
             Table::Parquet(table) => table.finish().map_err(|e| e.to_string())?,
         }
-        let path = self.dead.path().display().to_string();
-        self.dead.commit().map_err(|e| format!("{path}: {e}"))?;
+        self.dead.commit()?;
         Ok(self.written)
     }
 }

@@ -46,12 +46,7 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     let bar = progress::bar(args.rows, "rows", quiet);
     bar.set_message("generating");
     match &args.out {
-        Some(path) => {
-            let context = || format!("writing {}", path.display());
-            let mut file = AtomicFile::create(path).with_context(context)?;
-            write_rows(&mut file, Generator::new(params), &bar).with_context(context)?;
-            file.commit().with_context(context)?;
-        }
+        Some(path) => write_file(params, path, &bar)?,
         None => write_rows(io::stdout().lock(), Generator::new(params), &bar)
             .context("writing to standard output")?,
     }
@@ -69,6 +64,18 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the generated rows to `path` atomically.
+pub fn write_file(
+    params: fraudflow::generate::CheckedParams,
+    path: &std::path::Path,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<()> {
+    let context = || format!("writing {}", path.display());
+    let mut file = AtomicFile::create(path).with_context(context)?;
+    write_rows(&mut file, Generator::new(params), bar).with_context(context)?;
+    file.commit().with_context(context)
 }
 
 fn write_rows(out: impl Write, rows: Generator, bar: &indicatif::ProgressBar) -> io::Result<()> {

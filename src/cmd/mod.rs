@@ -1,14 +1,20 @@
 //! One module per subcommand: flags in, validated settings, work, report out.
 
+pub mod backtest;
 pub mod eda;
 pub mod features;
 pub mod generate;
 pub mod timely_args;
+pub mod train;
 pub mod validate;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use fraudflow::paysim::ReadError;
+use anyhow::{anyhow, Context};
+use fraudflow::dataflow::source::{InputFormat, SourceSettings};
+use fraudflow::dataflow::{FeatureInput, WINDOW_SECONDS};
+use fraudflow::features::Contract;
+use fraudflow::paysim::{PaysimReader, ReadError};
 use fraudflow::scan::ScanOptions;
 
 /// The flags of the commands that read one PaySim file and report on it.
@@ -57,4 +63,54 @@ pub fn grouped(n: u64) -> String {
 /// An optional figure for people, `-` when absent.
 pub fn money(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"))
+}
+
+/// How a dataflow reads its input file and computes features.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SourceArgs {
+    /// Velocity window in seconds.
+    #[arg(long, default_value_t = WINDOW_SECONDS)]
+    pub window: u64,
+    /// Seconds an event may arrive late and still be placed at its own time.
+    #[arg(long, default_value_t = 120)]
+    pub lateness: u64,
+    /// Seconds of event time a source may run ahead of finished output:
+    /// bounds the data in flight, and so memory.
+    #[arg(long, default_value_t = SourceSettings::default().max_ahead)]
+    pub max_ahead: u64,
+    /// Bytes of input per block; workers take blocks in turn.
+    #[arg(long, default_value_t = SourceSettings::default().block_bytes)]
+    pub block_bytes: usize,
+}
+
+impl SourceArgs {
+    /// Checks the flags and the input (its kind by extension; a PaySim
+    /// header once, before any worker starts).
+    pub fn input(&self, path: &Path, contract: Contract) -> anyhow::Result<FeatureInput> {
+        if self.window == 0 {
+            anyhow::bail!("--window must be at least 1 second");
+        }
+        let format = InputFormat::of(path).ok_or_else(|| {
+            anyhow!(
+                "{}: expected a .csv (PaySim) or .jsonl (JSON events) file",
+                path.display()
+            )
+        })?;
+        if format == InputFormat::PaysimCsv {
+            PaysimReader::open(path)?;
+        } else {
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        }
+        Ok(FeatureInput {
+            path: path.to_path_buf(),
+            format,
+            settings: SourceSettings {
+                lateness: self.lateness,
+                max_ahead: self.max_ahead,
+                block_bytes: self.block_bytes,
+            },
+            contract,
+            window: self.window,
+        })
+    }
 }

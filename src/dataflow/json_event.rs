@@ -132,6 +132,7 @@ pub fn parse_event(payload: &str, seq: u64) -> Result<Event, EventError> {
         old_balance_dest: balance("old_balance_dest")?.unwrap_or(0.0),
         new_balance_dest: balance("new_balance_dest")?.unwrap_or(0.0),
         label: label(&obj)?,
+        received_us: 0,
     })
 }
 

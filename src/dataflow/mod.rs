@@ -5,6 +5,7 @@ pub mod blocks;
 pub mod dead_letter;
 pub mod json_event;
 pub mod parquet_table;
+pub mod score;
 pub mod sink;
 pub mod source;
 pub mod table;
@@ -34,7 +35,11 @@ pub const WINDOW_SECONDS: u64 = 3_600;
 pub struct FeatureRow {
     pub id: EventId,
     pub seq: u64,
+    /// Event time in seconds.
+    pub time: u64,
     pub step: Option<u32>,
+    /// When the source read the event (µs since the Unix epoch).
+    pub received_us: u64,
     pub label: Option<Label>,
     pub values: FeatureVec,
 }
@@ -96,7 +101,9 @@ pub fn featurize<'scope>(
         values: contract.compute(&e, v),
         id: e.id,
         seq: e.seq,
+        time: e.time,
         step: e.step,
+        received_us: e.received_us,
         label: e.label,
     })
 }
@@ -160,4 +167,41 @@ fn join_answers<'scope>(
             }
         },
     )
+}
+
+/// Where a dataflow's events come from and how they become features.
+#[derive(Clone, Debug)]
+pub struct FeatureInput {
+    pub path: std::path::PathBuf,
+    pub format: source::InputFormat,
+    pub settings: source::SourceSettings,
+    pub contract: Contract,
+    pub window: u64,
+}
+
+/// The two streams the front of a dataflow gives: features, dead letters.
+pub type FeaturesAndDead<'scope> = (
+    Stream<'scope, u64, Vec<FeatureRow>>,
+    Stream<'scope, u64, Vec<Box<dead_letter::DeadLetter>>>,
+);
+
+/// The front of every dataflow that reads a file: the source, the dead
+/// letters split off, and the features of the rest. `done` must be probed
+/// downstream: the source runs at most `max_ahead` ahead of it.
+pub fn file_features<'scope>(
+    scope: timely::dataflow::Scope<'scope, u64>,
+    input: &FeatureInput,
+    counts: std::rc::Rc<source::SourceCounts>,
+    done: timely::dataflow::ProbeHandle<u64>,
+) -> FeaturesAndDead<'scope> {
+    let parsed = source::file_source(
+        scope,
+        input.path.clone(),
+        input.format,
+        input.settings,
+        counts,
+        done,
+    );
+    let (events, dead) = parsed.ok_err(|r| r);
+    (featurize(events, input.contract, input.window), dead)
 }

@@ -55,3 +55,17 @@ impl<D: ExchangeData + Clone> OrderedSink<D> for Stream<'_, u64, Vec<D>> {
         });
     }
 }
+
+/// A sink's writer for state that only worker 0 owns (`None` elsewhere):
+/// hands each batch to `f` where the state exists.
+pub fn on_owner<T, D>(
+    owner: &std::rc::Rc<std::cell::RefCell<Option<T>>>,
+    f: impl Fn(&mut T, &[D]),
+) -> impl FnMut(&[D]) {
+    let owner = std::rc::Rc::clone(owner);
+    move |batch| {
+        if let Some(state) = owner.borrow_mut().as_mut() {
+            f(state, batch)
+        }
+    }
+}

@@ -135,19 +135,30 @@ pub fn file_source<'scope>(
                     return;
                 };
                 let label = label.as_str();
-                parse_block(format, &buf, block.first_line, label, &counts, |parsed| {
-                    let time = match &parsed {
-                        Ok(e) => e.time,
-                        Err(_) => *current.time(),
-                    };
-                    max_time = max_time.max(time);
-                    if time >= *current.time() {
-                        output.session(&current.delayed(&time)).give(parsed);
-                    } else {
-                        counts.late.set(counts.late.get() + 1);
-                        output.session(&*current).give(parsed);
-                    }
-                });
+                let received = crate::clock::now_micros();
+                parse_block(
+                    format,
+                    &buf,
+                    block.first_line,
+                    label,
+                    &counts,
+                    |mut parsed| {
+                        if let Ok(e) = parsed.as_mut() {
+                            e.received_us = received;
+                        }
+                        let time = match &parsed {
+                            Ok(e) => e.time,
+                            Err(_) => *current.time(),
+                        };
+                        max_time = max_time.max(time);
+                        if time >= *current.time() {
+                            output.session(&current.delayed(&time)).give(parsed);
+                        } else {
+                            counts.late.set(counts.late.get() + 1);
+                            output.session(&*current).give(parsed);
+                        }
+                    },
+                );
                 let lower = max_time.saturating_sub(settings.lateness);
                 if lower > *current.time() {
                     current.downgrade(&lower);

@@ -129,7 +129,7 @@ fn slice_features_match_hand_checked_rows_and_the_original_velocity() {
     );
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

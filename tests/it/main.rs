@@ -7,5 +7,6 @@
 
 mod common;
 mod features;
+mod models;
 mod paysim;
 mod schemas;

@@ -31,6 +31,7 @@
 use linfa::prelude::*;
 use linfa::ParamGuard;
 use ndarray::{Array1, Array2, ArrayBase, Data, Ix2};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::eda::quantile;
@@ -133,7 +134,7 @@ impl ParamGuard for AutoencoderParams {
 }
 
 /// A fitted autoencoder.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Autoencoder {
     min: Array1<f64>,
     range: Array1<f64>,
@@ -221,6 +222,51 @@ impl Autoencoder {
     /// Reconstruction error over the validation p99, clipped to [0, 1].
     pub fn score(&self, row: &[f64]) -> f64 {
         (self.error(&self.scale(row.iter().copied())) / self.p99).clamp(0.0, 1.0)
+    }
+
+    pub fn n_features(&self) -> usize {
+        self.min.len()
+    }
+
+    /// Checks a model read from outside: shapes that agree, finite values.
+    pub fn check(&self) -> Result<(), String> {
+        let (h, d) = self.w1.dim();
+        let shapes_agree = d > 0
+            && h > 0
+            && self.min.len() == d
+            && self.range.len() == d
+            && self.b1.len() == h
+            && self.w2.dim() == (d, h)
+            && self.b2.len() == d;
+        if !shapes_agree {
+            return Err(format!(
+                "w1 is {h}x{d} but min {}, range {}, b1 {}, w2 {:?}, b2 {}",
+                self.min.len(),
+                self.range.len(),
+                self.b1.len(),
+                self.w2.dim(),
+                self.b2.len()
+            ));
+        }
+        let finite = [&self.min, &self.range, &self.b1, &self.b2]
+            .iter()
+            .all(|a| a.iter().all(|v| v.is_finite()))
+            && self.w1.iter().chain(self.w2.iter()).all(|v| v.is_finite())
+            && self.range.iter().all(|r| *r > 0.0)
+            && self.p99.is_finite()
+            && self.p99 > 0.0;
+        if !finite {
+            return Err("a weight, bound or p99 is not finite (or a range not positive)".into());
+        }
+        Ok(())
+    }
+
+    /// Each feature's share of the reconstruction error of `row`: where the
+    /// row least resembles the legitimate traffic it learned.
+    pub fn errors(&self, row: &[f64]) -> Vec<f64> {
+        let z = self.scale(row.iter().copied());
+        let (_, out) = self.forward(&z);
+        out.iter().zip(&z).map(|(o, v)| (o - v) * (o - v)).collect()
     }
 
     fn scale(&self, row: impl Iterator<Item = f64>) -> Vec<f64> {

@@ -28,6 +28,7 @@ use std::collections::HashSet;
 
 use linfa::prelude::*;
 use ndarray::{Array1, ArrayBase, Data, Ix2};
+use serde::{Deserialize, Serialize};
 
 pub use error::IsolationForestError;
 pub use hyperparams::{IsolationForestParams, IsolationForestValidParams};
@@ -41,7 +42,7 @@ const OFFSET_ROWS: usize = 65_536;
 const LEAF: u32 = u32::MAX;
 
 /// One node of a tree, in preorder: a split's left child follows it.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 struct Node {
     /// Split feature, or `LEAF`.
     feature: u32,
@@ -69,8 +70,10 @@ struct CompiledTree {
 /// processor overlaps their loads.
 const LANES: usize = 16;
 
-/// A fitted isolation forest.
-#[derive(Clone, Debug, PartialEq)]
+/// A fitted isolation forest. It is stored as its preorder trees and
+/// compiled again on loading, after every tree is checked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredForest", into = "StoredForest")]
 pub struct IsolationForest {
     trees: Vec<Vec<Node>>,
     compiled: Vec<CompiledTree>,
@@ -271,6 +274,99 @@ fn grow(
     grow(x, l, depth + 1, max_depth, rng, nodes);
     nodes[at].right = nodes.len() as u32;
     grow(x, r, depth + 1, max_depth, rng, nodes);
+}
+
+/// What an artifact holds of a forest.
+#[derive(Serialize, Deserialize)]
+struct StoredForest {
+    trees: Vec<Vec<Node>>,
+    depth: usize,
+    n_features: usize,
+    normaliser: f64,
+    offset: f64,
+}
+
+impl From<IsolationForest> for StoredForest {
+    fn from(f: IsolationForest) -> StoredForest {
+        StoredForest {
+            trees: f.trees,
+            depth: f.depth,
+            n_features: f.n_features,
+            normaliser: f.normaliser,
+            offset: f.offset,
+        }
+    }
+}
+
+/// Deepest tree a stored forest may hold: 2^20 leaves each.
+const MAX_DEPTH: usize = 20;
+
+impl TryFrom<StoredForest> for IsolationForest {
+    type Error = String;
+
+    fn try_from(s: StoredForest) -> Result<IsolationForest, String> {
+        if s.trees.is_empty() || s.depth == 0 || s.depth > MAX_DEPTH || s.n_features == 0 {
+            return Err(format!(
+                "a forest of {} trees of depth {} over {} features",
+                s.trees.len(),
+                s.depth,
+                s.n_features
+            ));
+        }
+        if !(s.normaliser.is_finite() && s.normaliser > 0.0 && s.offset.is_finite()) {
+            return Err(format!(
+                "normaliser {} and offset {} must be finite",
+                s.normaliser, s.offset
+            ));
+        }
+        for (i, tree) in s.trees.iter().enumerate() {
+            check_tree(tree, s.depth, s.n_features).map_err(|e| format!("tree {i}: {e}"))?;
+        }
+        let compiled = s.trees.iter().map(|t| compile(t, s.depth)).collect();
+        Ok(IsolationForest {
+            trees: s.trees,
+            compiled,
+            depth: s.depth,
+            n_features: s.n_features,
+            normaliser: s.normaliser,
+            offset: s.offset,
+        })
+    }
+}
+
+/// Checks that a preorder tree from outside can be compiled: children
+/// after their parent and inside the tree, splits above `depth`, known
+/// features, finite values.
+fn check_tree(nodes: &[Node], depth: usize, n_features: usize) -> Result<(), String> {
+    let mut stack = vec![(0usize, 0usize)];
+    let mut visited = 0usize;
+    while let Some((node, level)) = stack.pop() {
+        let n = nodes
+            .get(node)
+            .ok_or_else(|| format!("node {node} is outside its {} nodes", nodes.len()))?;
+        visited += 1;
+        if visited > nodes.len() {
+            return Err("a node is reached twice".to_string());
+        }
+        if !n.value.is_finite() {
+            return Err(format!("node {node} has value {}", n.value));
+        }
+        if n.feature == LEAF {
+            continue;
+        }
+        if n.feature as usize >= n_features || level >= depth {
+            return Err(format!(
+                "node {node} splits on feature {} at level {level} (features {n_features}, depth {depth})",
+                n.feature
+            ));
+        }
+        if n.right as usize <= node + 1 {
+            return Err(format!("node {node} has its right child at {}", n.right));
+        }
+        stack.push((node + 1, level + 1));
+        stack.push((n.right as usize, level + 1));
+    }
+    Ok(())
 }
 
 impl CompiledTree {

@@ -2,8 +2,8 @@
 //! class-weighted log loss with L2, one mini-batch at a time
 //! (`partial_fit`), as analysts' labels arrive.
 //!
-//! Features are standardised with the mean and spread of the first batch it
-//! was fitted on, then frozen, so that raw amounts in the millions do not
+//! Features are compressed by `sign(v) ln(1 + |v|)`, then standardised with
+//! the mean and spread of the first batch it was fitted on, then frozen, so that raw amounts in the millions do not
 //! swamp the gradient and later batches are scaled as the first was.
 //!
 //! # Examples
@@ -27,6 +27,7 @@
 use linfa::prelude::*;
 use linfa::ParamGuard;
 use ndarray::{Array1, Array2, ArrayBase, Data, Ix2};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::generate::Rng;
@@ -131,7 +132,7 @@ impl ParamGuard for OnlineLogisticParams {
 }
 
 /// A fitted model.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OnlineLogistic {
     mean: Array1<f64>,
     scale: Array1<f64>,
@@ -150,10 +151,38 @@ impl OnlineLogistic {
         sigmoid(self.margin(row))
     }
 
+    pub fn n_features(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// Checks a model read from outside: one length for every array, finite
+    /// values, positive scales.
+    pub fn check(&self) -> Result<(), String> {
+        let n = self.weights.len();
+        if n == 0 || self.mean.len() != n || self.scale.len() != n {
+            return Err(format!(
+                "weights {}, mean {} and scale {} must have one non-zero length",
+                n,
+                self.mean.len(),
+                self.scale.len()
+            ));
+        }
+        let finite = self.weights.iter().chain(&self.mean).all(|v| v.is_finite())
+            && self.scale.iter().all(|s| s.is_finite() && *s > 0.0)
+            && self.bias.is_finite()
+            && self.positive_weight.is_finite();
+        if !finite {
+            return Err(
+                "a weight, mean, scale or bias is not finite (or a scale not positive)".into(),
+            );
+        }
+        Ok(())
+    }
+
     fn margin(&self, row: &[f64]) -> f64 {
         let mut z = self.bias;
         for (j, &v) in row.iter().enumerate() {
-            z += self.weights[j] * (v - self.mean[j]) / self.scale[j];
+            z += self.weights[j] * (squash(v) - self.mean[j]) / self.scale[j];
         }
         z
     }
@@ -163,7 +192,7 @@ impl OnlineLogistic {
     pub fn contributions(&self, row: &[f64]) -> Vec<f64> {
         row.iter()
             .enumerate()
-            .map(|(j, &v)| self.weights[j] * (v - self.mean[j]) / self.scale[j])
+            .map(|(j, &v)| self.weights[j] * (squash(v) - self.mean[j]) / self.scale[j])
             .collect()
     }
 
@@ -186,7 +215,7 @@ impl OnlineLogistic {
                     / (1.0 + params.learning_rate * params.l2 * self.seen as f64).sqrt();
                 let gradient = weight * (self.probability(&row) - target);
                 for (j, &v) in row.iter().enumerate() {
-                    let z = (v - self.mean[j]) / self.scale[j];
+                    let z = (squash(v) - self.mean[j]) / self.scale[j];
                     self.weights[j] -= rate * (gradient * z + params.l2 * self.weights[j]);
                 }
                 self.bias -= rate * gradient;
@@ -194,6 +223,13 @@ impl OnlineLogistic {
         }
         self.updates += 1;
     }
+}
+
+/// `sign(v) ln(1 + |v|)`: amounts and balances span ten orders of
+/// magnitude; compressed, a linear model can weigh their scale rather than
+/// be swamped by their largest values.
+fn squash(v: f64) -> f64 {
+    v.signum() * v.abs().ln_1p()
 }
 
 fn sigmoid(z: f64) -> f64 {
@@ -237,12 +273,14 @@ impl<'a> FitWith<'a, Array2<f64>, Array1<bool>, OnlineLogisticError> for OnlineL
             Some(m) => m,
             None => {
                 let n = x.nrows() as f64;
-                let mean = x
+                let squashed = x.mapv(squash);
+                let mean = squashed
                     .mean_axis(ndarray::Axis(0))
                     .unwrap_or_else(|| Array1::zeros(x.ncols()));
-                let scale = x
-                    .std_axis(ndarray::Axis(0), 0.0)
-                    .mapv(|s| if s > 1e-12 { s } else { 1.0 });
+                let scale =
+                    squashed
+                        .std_axis(ndarray::Axis(0), 0.0)
+                        .mapv(|s| if s > 1e-12 { s } else { 1.0 });
                 let positives = y.iter().filter(|&&b| b).count() as f64;
                 let balanced = if positives > 0.0 {
                     (n - positives) / positives

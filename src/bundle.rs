@@ -1,0 +1,259 @@
+//! The model artifact bundle: every model, the ensemble policy, the feature
+//! contract it was made for, the fingerprint of its training data and the
+//! metrics it reached, in one JSON file written atomically.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::atomic::AtomicFile;
+use crate::ensemble::{Models, Policy};
+use crate::features::Contract;
+use crate::metrics::AtThreshold;
+
+/// The bundle layout this build reads and writes.
+pub const BUNDLE_FORMAT: u32 = 1;
+
+/// The bundle's file name inside a models directory.
+pub const BUNDLE_FILE: &str = "bundle.json";
+
+#[derive(Debug, Error)]
+pub enum BundleError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a model bundle: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: bundle format {found}, but this build reads format {BUNDLE_FORMAT}; train again with this build")]
+    Format { path: PathBuf, found: u32 },
+    #[error("{path}: the models were trained for feature contract {found}, but this run computes {expected}; train with --contract {expected} or run with --contract {found}")]
+    Contract {
+        path: PathBuf,
+        found: Contract,
+        expected: Contract,
+    },
+    #[error("{path}: {what}")]
+    Corrupt { path: PathBuf, what: String },
+}
+
+/// Which data a bundle was trained on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// The training file's name (not its directory).
+    pub file: String,
+    pub bytes: u64,
+    /// A 64-bit hash of the file's bytes, in hex.
+    pub hash: String,
+    /// Events that reached training (dead letters excluded).
+    pub events: u64,
+}
+
+/// The chronological split: steps up to `train_last_step` train, up to
+/// `validation_last_step` choose the weights and threshold, the rest test.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitSummary {
+    pub train_last_step: u32,
+    pub validation_last_step: u32,
+    pub train_rows: u64,
+    pub validation_rows: u64,
+    pub test_rows: u64,
+    pub train_fraud: u64,
+    pub validation_fraud: u64,
+    pub test_fraud: u64,
+}
+
+/// One model's quality on the test split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelMetrics {
+    pub pr_auc: Option<f64>,
+    pub roc_auc: Option<f64>,
+    /// At the threshold chosen on the validation split for the budget.
+    pub at_threshold: AtThreshold,
+    /// At the budget share of the test split itself.
+    pub at_budget: Option<AtThreshold>,
+}
+
+/// Everything the dataflow needs to score, and what it was made from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Bundle {
+    pub format: u32,
+    /// Names this bundle: its creation time and training fingerprint.
+    pub version: String,
+    pub created_at: String,
+    pub contract: Contract,
+    pub features: Vec<String>,
+    pub fingerprint: Fingerprint,
+    pub split: SplitSummary,
+    /// Share of traffic the threshold alerts on.
+    pub budget: f64,
+    /// The weights and threshold chosen on the validation split.
+    pub policy: Policy,
+    /// The original weights (0.4/0.3/0.3), with a threshold chosen for the
+    /// same budget: for parity.
+    pub parity: Policy,
+    pub models: Models,
+    /// Test-split metrics by model: `isolation_forest`, `autoencoder`,
+    /// `logistic`, `ensemble` and `ensemble_parity`.
+    pub metrics: BTreeMap<String, ModelMetrics>,
+    pub training_seconds: f64,
+}
+
+/// The fields read before the rest, so that a bundle of another format or
+/// contract is refused by name rather than by a parse error.
+#[derive(Deserialize)]
+struct Header {
+    format: u32,
+    contract: Contract,
+}
+
+impl Bundle {
+    /// Writes `dir/metrics/<model>.json` for each model, then the bundle
+    /// itself: each file through a temporary file and a rename, the bundle
+    /// last, so a reader never sees a half-written one.
+    pub fn save(&self, dir: &Path) -> Result<PathBuf, BundleError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| BundleError::Io { path, source }
+        };
+        let metrics_dir = dir.join("metrics");
+        std::fs::create_dir_all(&metrics_dir).map_err(io(&metrics_dir))?;
+        for (model, metrics) in &self.metrics {
+            let path = metrics_dir.join(format!("{model}.json"));
+            let report = serde_json::json!({
+                "model": model,
+                "bundle_version": self.version,
+                "contract": self.contract,
+                "split": "test",
+                "budget": self.budget,
+                "metrics": metrics,
+            });
+            write_json(&path, &report)?;
+        }
+        let path = dir.join(BUNDLE_FILE);
+        write_json(&path, self)?;
+        Ok(path)
+    }
+
+    /// Reads the bundle in `dir` (or the file `dir` names), refusing one of
+    /// another format or made for another contract than `expected`.
+    pub fn load(dir: &Path, expected: Option<Contract>) -> Result<Bundle, BundleError> {
+        let path = if dir.is_dir() {
+            dir.join(BUNDLE_FILE)
+        } else {
+            dir.to_path_buf()
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| BundleError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let json = |source| BundleError::Json {
+            path: path.clone(),
+            source,
+        };
+        let header: Header = serde_json::from_str(&text).map_err(json)?;
+        if header.format != BUNDLE_FORMAT {
+            return Err(BundleError::Format {
+                path,
+                found: header.format,
+            });
+        }
+        if let Some(expected) = expected.filter(|&e| e != header.contract) {
+            return Err(BundleError::Contract {
+                path,
+                found: header.contract,
+                expected,
+            });
+        }
+        let bundle: Bundle = serde_json::from_str(&text).map_err(json)?;
+        let corrupt = |what: String| BundleError::Corrupt {
+            path: path.clone(),
+            what,
+        };
+        let names = bundle.contract.names();
+        if bundle
+            .features
+            .iter()
+            .map(String::as_str)
+            .ne(names.iter().copied())
+        {
+            return Err(corrupt(format!(
+                "its features {:?} are not contract {}'s {:?}",
+                bundle.features, bundle.contract, names
+            )));
+        }
+        bundle.models.check(names.len()).map_err(corrupt)?;
+        for policy in [bundle.policy, bundle.parity] {
+            if !policy.threshold.is_finite() {
+                return Err(corrupt(format!("threshold {}", policy.threshold)));
+            }
+        }
+        Ok(bundle)
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), BundleError> {
+    let io = |source| BundleError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = AtomicFile::create(path).map_err(io)?;
+    serde_json::to_writer_pretty(file.writer(), value).map_err(|source| BundleError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    file.writer().write_all(b"\n").map_err(io)?;
+    file.commit().map_err(io)
+}
+
+/// The fingerprint of a training file: its size and a 64-bit hash of its
+/// bytes (FNV-1a over 8-byte words; to tell files apart, not for security).
+pub fn fingerprint_file(path: &Path, events: u64) -> Result<Fingerprint, BundleError> {
+    use std::io::Read;
+    let io = |source| BundleError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        // Whole buffers, whatever sizes the reads return: the hash must not
+        // depend on them.
+        let mut n = 0;
+        while n < buf.len() {
+            match file.read(&mut buf[n..]).map_err(io)? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+        let chunks = buf[..n].chunks(8);
+        for chunk in chunks {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            hash = (hash ^ u64::from_le_bytes(word)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash ^= bytes;
+    Ok(Fingerprint {
+        file: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        bytes,
+        hash: format!("{hash:016x}"),
+        events,
+    })
+}

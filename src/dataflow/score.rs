@@ -1,0 +1,129 @@
+//! Scoring and routing: every event's ensemble score and component scores;
+//! events at or above the threshold become alerts with their reasons, the
+//! rest are normal traffic.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::Stream;
+
+use super::FeatureRow;
+use crate::ensemble::{Components, Models, Policy, Reason};
+use crate::event::EventId;
+use crate::features::Contract;
+
+/// What scoring needs: the models, the policy and what names them.
+#[derive(Debug)]
+pub struct Scorer {
+    pub models: Models,
+    pub policy: Policy,
+    pub contract: Contract,
+    pub model_version: String,
+}
+
+/// Every event's outcome: what evaluation, the scores file and the counts
+/// read. Small, so that all of them can meet on one worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub id: EventId,
+    pub seq: u64,
+    pub step: Option<u32>,
+    /// The ground truth, when the event carried one.
+    pub is_fraud: Option<bool>,
+    pub amount: f64,
+    pub components: Components,
+    pub score: f64,
+    /// The alert, when the score reached the threshold (boxed: rare).
+    pub alert: Option<Box<Alert>>,
+    /// Microseconds from the source reading the event to its routing.
+    pub latency_us: u64,
+}
+
+/// An alert, as the anomalies sink writes it (schemas/alert_v1.json).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub event_id: String,
+    pub seq: u64,
+    /// Event time, RFC 3339 (PaySim: step hours after the epoch).
+    pub event_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+    pub amount: f64,
+    pub score: f64,
+    pub threshold: f64,
+    pub scores: Components,
+    pub reasons: Vec<Reason>,
+    pub model_version: String,
+    pub contract: Contract,
+    /// The event's own label, when it carried one (backtests): never used
+    /// to score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_fraud: Option<bool>,
+}
+
+/// Scores each row and routes it: returns the anomalies (outcomes with
+/// their alert) and the normal traffic. Runs where the rows are, without
+/// exchange.
+pub fn score_and_route<'scope>(
+    rows: Stream<'scope, u64, Vec<FeatureRow>>,
+    scorer: Arc<Scorer>,
+) -> (
+    Stream<'scope, u64, Vec<Outcome>>,
+    Stream<'scope, u64, Vec<Outcome>>,
+) {
+    let scored = rows.unary::<CapacityContainerBuilder<Vec<Outcome>>, _, _, _>(
+        Pipeline,
+        "Score",
+        move |_, _| {
+            move |input, output| {
+                input.for_each(|cap, data| {
+                    // One clock reading a batch: the batch is routed at once.
+                    let now = crate::clock::now_micros();
+                    let mut session = output.session(&cap);
+                    for row in data.drain(..) {
+                        session.give(score(&scorer, row, now));
+                    }
+                });
+            }
+        },
+    );
+    scored.ok_err(|o| if o.alert.is_some() { Ok(o) } else { Err(o) })
+}
+
+fn score(scorer: &Scorer, row: FeatureRow, now: u64) -> Outcome {
+    let components = scorer.models.components(&row.values);
+    let score = scorer.policy.weights.combine(&components);
+    let is_fraud = row.label.map(|l| l.is_fraud);
+    let amount = row.values.first().copied().unwrap_or(0.0);
+    let alert = (score >= scorer.policy.threshold).then(|| {
+        Box::new(Alert {
+            event_id: row.id.to_string(),
+            seq: row.seq,
+            event_time: crate::clock::format_rfc3339(row.time as i64),
+            step: row.step,
+            amount,
+            score,
+            threshold: scorer.policy.threshold,
+            scores: components,
+            reasons: scorer.models.reasons(scorer.contract, &row.values),
+            model_version: scorer.model_version.clone(),
+            contract: scorer.contract,
+            is_fraud,
+        })
+    });
+    Outcome {
+        alert,
+        id: row.id,
+        seq: row.seq,
+        step: row.step,
+        is_fraud,
+        amount,
+        components,
+        score,
+        latency_us: now.saturating_sub(row.received_us),
+    }
+}
