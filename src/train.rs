@@ -270,7 +270,16 @@ fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> 
 
 /// Each model's scores of `rows`.
 fn components(models: &Models, table: &Table, rows: &[usize]) -> Vec<Components> {
-    par_map(rows, |&r| models.components(table.row(r)))
+    let batches: Vec<&[usize]> = rows.chunks(1024).collect();
+    par_map(&batches, |batch| {
+        let rows: Vec<&[f64]> = batch.iter().map(|&r| table.row(r)).collect();
+        let mut out = Vec::new();
+        models.components_many(&rows, &mut out);
+        out
+    })
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Fits the three models on the training split, then chooses the weights

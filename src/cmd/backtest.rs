@@ -22,6 +22,9 @@ use fraudflow::ensemble::{Policy, Weights};
 use fraudflow::generate::{GeneratorParams, STEPS};
 use fraudflow::metrics::{at_budget, at_threshold, average_precision, roc_auc, AtThreshold};
 use serde::Serialize;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 
@@ -80,9 +83,11 @@ pub struct Args {
     help: Option<bool>,
 }
 
-/// What the evaluation keeps of each event.
-#[derive(Clone, Copy, Debug)]
+/// What the evaluation keeps of each event: small, since every event's
+/// record travels to worker 0.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 struct Record {
+    seq: u64,
     step: u32,
     score: f64,
     is_fraud: Option<bool>,
@@ -112,15 +117,7 @@ impl Collector {
     }
 
     fn keep(&mut self, outcomes: &[Outcome]) {
-        for o in outcomes {
-            self.records.push(Record {
-                step: o.step.unwrap_or(0),
-                score: o.score,
-                is_fraud: o.is_fraud,
-                amount: o.amount,
-                latency_us: o.latency_us,
-            });
-        }
+        self.records.extend(outcomes.iter().map(Record::of));
         if let Some(all) = self.outcomes.as_mut() {
             all.extend_from_slice(outcomes);
         }
@@ -138,12 +135,21 @@ impl Collector {
         self.normal += outcomes.len() as u64;
     }
 
+    /// Normal traffic when no scores file is asked for: its records only.
+    fn normal_records(&mut self, records: &[Record]) {
+        self.records.extend_from_slice(records);
+        self.normal += records.len() as u64;
+    }
+
     fn dead(&mut self, letters: &[Box<DeadLetter>]) {
         letters.iter().for_each(|d| self.dead_file.push(d));
     }
 
     /// Commits the files; returns the records and counts.
-    fn finish(self, out: &Path) -> Result<Collected, String> {
+    fn finish(mut self, out: &Path) -> Result<Collected, String> {
+        // Input order: sums over the records come out the same for any
+        // number of workers.
+        self.records.sort_unstable_by_key(|r| r.seq);
         let alerts = self.alerts_file.commit()?;
         let dead = self.dead_file.commit()?;
         if let Some(mut all) = self.outcomes {
@@ -156,6 +162,19 @@ impl Collector {
             normal: self.normal,
             dead,
         })
+    }
+}
+
+impl Record {
+    fn of(o: &Outcome) -> Record {
+        Record {
+            seq: o.seq,
+            step: o.step.unwrap_or(0),
+            score: o.score,
+            is_fraud: o.is_fraud,
+            amount: o.amount,
+            latency_us: o.latency_us,
+        }
     }
 }
 
@@ -271,11 +290,22 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
                 on_owner(&collector, Collector::anomalies),
                 "AnomalySink",
             );
-            normal.probe_with(&done).ordered_sink(
-                |o: &Outcome| o.seq,
-                on_owner(&collector, Collector::normal),
-                "NormalSink",
-            );
+            if scores {
+                normal.probe_with(&done).ordered_sink(
+                    |o: &Outcome| o.seq,
+                    on_owner(&collector, Collector::normal),
+                    "NormalSink",
+                );
+            } else {
+                // Only counts and records: no order needed until the report,
+                // which sorts them.
+                let mut write = on_owner(&collector, Collector::normal_records);
+                normal.map(|o| Record::of(&o)).probe_with(&done).sink(
+                    Exchange::new(|_: &Record| 0),
+                    "NormalSink",
+                    move |(input, _)| input.for_each(|_, records| write(records)),
+                );
+            }
             #[allow(clippy::borrowed_box)] // the stream's records are boxes
             dead.ordered_sink(
                 |d: &Box<DeadLetter>| d.as_ref().seq,

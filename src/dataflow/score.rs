@@ -80,12 +80,15 @@ pub fn score_and_route<'scope>(
         "Score",
         move |_, _| {
             move |input, output| {
+                let mut components = Vec::new();
                 input.for_each(|cap, data| {
+                    let rows: Vec<&[f64]> = data.iter().map(|r| &r.values[..]).collect();
+                    scorer.models.components_many(&rows, &mut components);
                     // One clock reading a batch: the batch is routed at once.
                     let now = crate::clock::now_micros();
                     let mut session = output.session(&cap);
-                    for row in data.drain(..) {
-                        session.give(score(&scorer, row, now));
+                    for (row, c) in data.drain(..).zip(&components) {
+                        session.give(route(&scorer, row, *c, now));
                     }
                 });
             }
@@ -94,8 +97,7 @@ pub fn score_and_route<'scope>(
     scored.ok_err(|o| if o.alert.is_some() { Ok(o) } else { Err(o) })
 }
 
-fn score(scorer: &Scorer, row: FeatureRow, now: u64) -> Outcome {
-    let components = scorer.models.components(&row.values);
+fn route(scorer: &Scorer, row: FeatureRow, components: Components, now: u64) -> Outcome {
     let score = scorer.policy.weights.combine(&components);
     let is_fraud = row.label.map(|l| l.is_fraud);
     let amount = row.values.first().copied().unwrap_or(0.0);

@@ -221,6 +221,20 @@ fn alerts_follow_their_schema_and_carry_reasons() {
     let props = schema["properties"].as_object().unwrap();
     let text = std::fs::read_to_string(out.join("alerts.jsonl")).unwrap();
     assert!(!text.is_empty());
+    // Trained in the same run or loaded from the bundle it wrote: the same
+    // alerts, so the bundle keeps every number exactly.
+    let again = dir.path().join("again");
+    run_ok(&[
+        "backtest",
+        "--input",
+        s(&input),
+        "--models",
+        s(&out.join("models")),
+        "--out",
+        s(&again),
+        "--quiet",
+    ]);
+    assert!(std::fs::read_to_string(again.join("alerts.jsonl")).unwrap() == text);
     for line in text.lines() {
         let alert: Value = serde_json::from_str(line).unwrap();
         for field in schema["required"].as_array().unwrap() {

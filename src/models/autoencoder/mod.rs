@@ -148,6 +148,16 @@ pub struct Autoencoder {
     p99: f64,
 }
 
+/// The output layer's activation; training and scoring share it.
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// The hidden layer's activation.
+fn tanh(x: f64) -> f64 {
+    x.tanh()
+}
+
 /// Adam's running moments for one parameter array.
 struct Adam {
     m: Vec<f64>,
@@ -221,7 +231,42 @@ impl<T> Fit<Array2<f64>, T, AutoencoderError> for AutoencoderValidParams {
 impl Autoencoder {
     /// Reconstruction error over the validation p99, clipped to [0, 1].
     pub fn score(&self, row: &[f64]) -> f64 {
-        (self.error(&self.scale(row.iter().copied())) / self.p99).clamp(0.0, 1.0)
+        let error = self
+            .error_on_stack(row)
+            .unwrap_or_else(|| self.error(&self.scale(row.iter().copied())));
+        (error / self.p99).clamp(0.0, 1.0)
+    }
+
+    /// The reconstruction error of a raw row with no allocation, for the
+    /// widths the ensemble uses: the same operations in the same order as
+    /// `error(scale(row))`, so the same number. `None` for wider models.
+    fn error_on_stack(&self, row: &[f64]) -> Option<f64> {
+        const MAX: usize = 16;
+        let (h, d) = self.w1.dim();
+        if d > MAX || h > MAX || row.len() != d {
+            return None;
+        }
+        let (w1, w2) = (self.w1.as_slice()?, self.w2.as_slice()?);
+        let (min, range) = (self.min.as_slice()?, self.range.as_slice()?);
+        let (b1, b2) = (self.b1.as_slice()?, self.b2.as_slice()?);
+        let mut z = [0.0; MAX];
+        for j in 0..d {
+            z[j] = (row[j] - min[j]) / range[j];
+        }
+        let mut hidden = [0.0; MAX];
+        for k in 0..h {
+            let weights = &w1[k * d..(k + 1) * d];
+            let sum: f64 = weights.iter().zip(&z[..d]).map(|(w, v)| w * v).sum();
+            hidden[k] = tanh(b1[k] + sum);
+        }
+        let mut error = [0.0; MAX];
+        for j in 0..d {
+            let weights = &w2[j * h..(j + 1) * h];
+            let sum: f64 = weights.iter().zip(&hidden[..h]).map(|(w, a)| w * a).sum();
+            let out = sigmoid(b2[j] + sum);
+            error[j] = (out - z[j]) * (out - z[j]);
+        }
+        Some(error[..d].iter().sum::<f64>() / d as f64)
     }
 
     pub fn n_features(&self) -> usize {
@@ -279,15 +324,8 @@ impl Autoencoder {
     fn forward(&self, z: &[f64]) -> (Vec<f64>, Vec<f64>) {
         let hidden: Vec<f64> = (0..self.b1.len())
             .map(|k| {
-                (self.b1[k]
-                    + self
-                        .w1
-                        .row(k)
-                        .iter()
-                        .zip(z)
-                        .map(|(w, v)| w * v)
-                        .sum::<f64>())
-                .tanh()
+                let sum: f64 = self.w1.row(k).iter().zip(z).map(|(w, v)| w * v).sum();
+                tanh(self.b1[k] + sum)
             })
             .collect();
         let out = (0..self.b2.len())
@@ -300,7 +338,7 @@ impl Autoencoder {
                         .zip(&hidden)
                         .map(|(w, a)| w * a)
                         .sum::<f64>();
-                1.0 / (1.0 + (-s).exp())
+                sigmoid(s)
             })
             .collect();
         (hidden, out)
@@ -403,6 +441,22 @@ mod tests {
             row.assign(&ndarray::arr1(&[a, b, (a + b) / 2.0 + 0.01 * rng.normal()]));
         }
         x
+    }
+
+    #[test]
+    fn the_allocation_free_score_is_the_same_number() {
+        let x = Array2::from_shape_fn((400, 5), |(i, j)| {
+            ((i * 13 + j * 7) % 17) as f64 * (j + 1) as f64
+        });
+        let model = AutoencoderParams::default()
+            .epochs(2)
+            .fit(&DatasetBase::from(x.clone()))
+            .unwrap();
+        for row in x.rows() {
+            let row = row.to_vec();
+            let slow = model.error(&model.scale(row.iter().copied()));
+            assert_eq!(model.error_on_stack(&row), Some(slow));
+        }
     }
 
     #[test]
