@@ -328,6 +328,42 @@ fn a_bundle_refuses_another_contract_and_names_it() {
         "--quiet",
     ]);
 
+    // Parity: the original weights, with the threshold chosen for them.
+    let parity = dir.path().join("parity");
+    run_ok(&[
+        "backtest",
+        "--input",
+        s(&input),
+        "--models",
+        s(&models),
+        "--contract",
+        "v1",
+        "--out",
+        s(&parity),
+        "--parity",
+        "--quiet",
+    ]);
+    let report = json(&parity.join("report.json"));
+    let bundle = json(&models.join("bundle.json"));
+    assert_eq!(report["policy"], bundle["parity"]);
+    assert_eq!(report["policy"]["weights"]["isolation_forest"], 0.4);
+    let out = fraudflow(&[
+        "backtest",
+        "--input",
+        s(&input),
+        "--models",
+        s(&models),
+        "--contract",
+        "v1",
+        "--weights",
+        "0.4,x,0.3",
+        "--out",
+        s(&parity),
+        "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"x\""));
+
     // A bundle whose models do not fit its contract is refused too.
     let bundle = models.join("bundle.json");
     let text = std::fs::read_to_string(&bundle).unwrap();
@@ -376,4 +412,34 @@ fn training_on_the_slice_steps_1_to_7_ranks_steps_8_and_9() {
     assert!(test_fraud > 0, "{printed}");
     let roc = bundle["metrics"]["ensemble"]["roc_auc"].as_f64().unwrap();
     assert!(roc > 0.8, "ensemble ROC-AUC on steps 8-9: {roc}\n{printed}");
+}
+
+/// Nothing lost: bad rows go to the dead-letter file, and events in =
+/// scored + dead letters.
+#[test]
+fn backtest_counts_every_event_with_bad_rows_in_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 60_000, 8);
+    let text = std::fs::read_to_string(&input).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    for at in [100, 2_000, 30_000] {
+        lines[at] = lines[at].replacen(',', ",NOT_A_TYPE_", 1);
+    }
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let out = dir.path().join("bt");
+    run_ok(&[
+        "backtest",
+        "--input",
+        s(&input),
+        "--out",
+        s(&out),
+        "--quiet",
+    ]);
+    let report = json(&out.join("report.json"));
+    assert_eq!(report["events_in"], 60_000);
+    assert_eq!(report["dead_letters"], 3);
+    assert_eq!(report["scored"], 59_997);
+    let dead = std::fs::read_to_string(out.join("dead_letters.jsonl")).unwrap();
+    assert_eq!(dead.lines().count(), 3);
+    assert!(dead.contains(&format!("{}:101", input.display())), "{dead}");
 }
