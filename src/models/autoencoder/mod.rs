@@ -253,18 +253,28 @@ impl Autoencoder {
         for j in 0..d {
             z[j] = (row[j] - min[j]) / range[j];
         }
-        let mut hidden = [0.0; MAX];
-        for k in 0..h {
-            let weights = &w1[k * d..(k + 1) * d];
-            let sum: f64 = weights.iter().zip(&z[..d]).map(|(w, v)| w * v).sum();
-            hidden[k] = tanh(b1[k] + sum);
+        // Each unit's sum runs over its inputs in order, as in `forward`, but
+        // the units advance side by side: their additions overlap rather than
+        // wait on one another. (Sums start at -0.0, as `Iterator::sum` does.)
+        let mut hidden = [-0.0; MAX];
+        for (j, v) in z[..d].iter().enumerate() {
+            for (k, sum) in hidden[..h].iter_mut().enumerate() {
+                *sum += w1[k * d + j] * v;
+            }
+        }
+        for (k, unit) in hidden[..h].iter_mut().enumerate() {
+            *unit = tanh(b1[k] + *unit);
+        }
+        let mut out = [-0.0; MAX];
+        for (k, a) in hidden[..h].iter().enumerate() {
+            for (j, sum) in out[..d].iter_mut().enumerate() {
+                *sum += w2[j * h + k] * a;
+            }
         }
         let mut error = [0.0; MAX];
         for j in 0..d {
-            let weights = &w2[j * h..(j + 1) * h];
-            let sum: f64 = weights.iter().zip(&hidden[..h]).map(|(w, a)| w * a).sum();
-            let out = sigmoid(b2[j] + sum);
-            error[j] = (out - z[j]) * (out - z[j]);
+            let o = sigmoid(b2[j] + out[j]);
+            error[j] = (o - z[j]) * (o - z[j]);
         }
         Some(error[..d].iter().sum::<f64>() / d as f64)
     }
