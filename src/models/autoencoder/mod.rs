@@ -153,9 +153,11 @@ fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// The hidden layer's activation.
+/// The hidden layer's activation: tanh(x) = 2 / (1 + e^(-2x)) - 1, by `exp`,
+/// which costs half of the library's `tanh`. Near zero it loses a few
+/// digits of relative precision, none of absolute.
 fn tanh(x: f64) -> f64 {
-    x.tanh()
+    2.0 / (1.0 + (-2.0 * x).exp()) - 1.0
 }
 
 /// Adam's running moments for one parameter array.
@@ -451,6 +453,15 @@ mod tests {
             row.assign(&ndarray::arr1(&[a, b, (a + b) / 2.0 + 0.01 * rng.normal()]));
         }
         x
+    }
+
+    #[test]
+    fn tanh_by_exp_agrees_with_the_library() {
+        for i in -3000..=3000 {
+            let x = f64::from(i) / 100.0;
+            assert!((tanh(x) - x.tanh()).abs() < 1e-15, "tanh({x})");
+        }
+        assert_eq!((tanh(-800.0), tanh(800.0)), (-1.0, 1.0));
     }
 
     #[test]
