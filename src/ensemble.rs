@@ -114,16 +114,7 @@ pub struct Models {
 }
 
 impl Models {
-    pub fn components(&self, row: &[f64]) -> Components {
-        Components {
-            isolation_forest: self.isolation_forest.score(row),
-            autoencoder: self.autoencoder.score(row),
-            logistic: self.logistic.probability(row),
-        }
-    }
-
-    /// Each model's scores of many rows: the same numbers as
-    /// [`components`](Self::components), with the forest scored in a batch.
+    /// Each model's scores of many rows, the forest scored in a batch.
     pub fn components_many(&self, rows: &[&[f64]], out: &mut Vec<Components>) {
         let mut forest = Vec::with_capacity(rows.len());
         self.isolation_forest.score_many(rows, &mut forest);

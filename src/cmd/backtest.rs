@@ -241,20 +241,25 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
             path
         }
     };
-    let bundle = match &args.models {
-        Some(dir) => Bundle::load(dir, Some(args.training.contract))?,
+    // A loaded bundle must have been made for this contract, so the input is
+    // read with the training contract either way.
+    let input = args.source.input(&input_path, args.training.contract)?;
+    // The test split means something only on the file the models learned
+    // from: the same hash.
+    let (bundle, input_hash) = match &args.models {
+        Some(dir) => (
+            Bundle::load(dir, Some(args.training.contract))?,
+            fingerprint_file(&input_path, 0)?.hash,
+        ),
         None => {
-            let input = args.source.input(&input_path, args.training.contract)?;
             let dir = args.out.join("models");
-            train_bundle(input, &args.training, &args.timely, &dir, quiet)?
+            let bundle = train_bundle(input.clone(), &args.training, &args.timely, &dir, quiet)?;
+            let hash = bundle.fingerprint.hash.clone();
+            (bundle, hash)
         }
     };
     let contract = bundle.contract;
-    let input = args.source.input(&input_path, contract)?;
-    let fingerprint = fingerprint_file(&input_path, 0)?;
-    // The test split means something only on the file the models learned
-    // from.
-    let same_file = fingerprint.hash == bundle.fingerprint.hash;
+    let same_file = input_hash == bundle.fingerprint.hash;
     let (policy, policy_source) = choose_policy(&args, &bundle);
     let scorer = Arc::new(Scorer {
         models: bundle.models.clone(),
@@ -272,7 +277,7 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     let config = args.timely.config()?;
     let (out, scores) = (args.out.clone(), args.scores);
     // A PaySim row takes 70 to 90 bytes: this over-reserves a little.
-    let expected = (fingerprint.bytes / 60) as usize;
+    let expected = (std::fs::metadata(&input_path)?.len() / 60) as usize;
     let started = Instant::now();
     let guards = timely::execute(config, move |worker| {
         let counts = Rc::new(SourceCounts::default());
@@ -348,7 +353,7 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
         &policy,
         policy_source,
         &input_path,
-        &fingerprint.hash,
+        &input_hash,
         test_after,
         late,
         seconds,

@@ -1,9 +1,11 @@
 //! What the integration tests share: running the binary, finding the
 //! genuine PaySim slice.
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
+use fraudflow::paysim::{PaysimWriter, Transaction};
 use serde_json::Value;
 
 pub fn fraudflow(args: &[&str]) -> Output {
@@ -39,4 +41,45 @@ pub fn shared_slice() -> Option<PathBuf> {
          or set FRAUDFLOW_ALLOW_MISSING_SHARED=1 to skip it",
         path.display()
     );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `fraudflow ARGS` as two processes on 127.0.0.1 (`-n 2`, `workers`
+/// each, a hostfile in `dir`) and asserts that both succeed.
+pub fn run_two_processes(dir: &Path, args: &[&str], workers: &str) {
+    let hosts = dir.join("hosts");
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    let spawn = |process: &str| {
+        Command::new(env!("CARGO_BIN_EXE_fraudflow"))
+            .args(args)
+            .args(["-w", workers, "-n", "2", "-p", process, "-h"])
+            .arg(&hosts)
+            .arg("--quiet")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut second = spawn("1");
+    let mut first = spawn("0");
+    assert!(first.wait().unwrap().success() && second.wait().unwrap().success());
+}
+
+/// Writes `rows` as a PaySim file at `path`.
+pub fn write_rows(path: &Path, rows: impl IntoIterator<Item = Transaction>) {
+    let mut writer = PaysimWriter::new(std::fs::File::create(path).unwrap()).unwrap();
+    for row in rows {
+        writer.write(&row).unwrap();
+    }
+    writer.finish().unwrap();
 }

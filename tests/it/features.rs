@@ -2,14 +2,12 @@
 //! velocity against from-scratch recomputation, dead letters.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::Command;
 
 use fraudflow::generate::{Generator, GeneratorParams, Rng};
-use fraudflow::paysim::{AccountId, AccountKind, PaysimWriter, Transaction, TxnType};
+use fraudflow::paysim::{AccountId, AccountKind, Transaction, TxnType};
 
-use crate::common::{fraudflow, shared_slice};
+use crate::common::{fraudflow, run_two_processes, shared_slice, write_rows};
 
 /// The rows of a features CSV: header, then one map per row.
 fn read_features(path: &Path) -> Vec<HashMap<String, String>> {
@@ -40,14 +38,6 @@ fn features(input: &Path, out: &Path, extra: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
     assert!(run.status.success(), "features {extra:?} failed: {stderr}");
     stderr
-}
-
-fn write_rows(path: &Path, rows: impl IntoIterator<Item = Transaction>) {
-    let mut writer = PaysimWriter::new(std::fs::File::create(path).unwrap()).unwrap();
-    for row in rows {
-        writer.write(&row).unwrap();
-    }
-    writer.finish().unwrap();
 }
 
 #[test]
@@ -129,14 +119,6 @@ fn slice_features_match_hand_checked_rows_and_the_original_velocity() {
     );
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn output_is_identical_for_any_worker_and_process_count() {
     let dir = tempfile::tempdir().unwrap();
@@ -163,39 +145,13 @@ fn output_is_identical_for_any_worker_and_process_count() {
     }
 
     // Two processes on 127.0.0.1, two workers each; process 0 writes.
-    let hosts = dir.path().join("hosts");
-    std::fs::write(
-        &hosts,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
     let out = dir.path().join("n2.csv");
-    let spawn = |process: &str| {
-        Command::new(env!("CARGO_BIN_EXE_fraudflow"))
-            .args([
-                "features",
-                "--input",
-                input.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-            ])
-            .args([
-                "-w",
-                "2",
-                "-n",
-                "2",
-                "-p",
-                process,
-                "-h",
-                hosts.to_str().unwrap(),
-                "--quiet",
-            ])
-            .spawn()
-            .unwrap()
-    };
-    let mut second = spawn("1");
-    let mut first = spawn("0");
-    assert!(first.wait().unwrap().success() && second.wait().unwrap().success());
+    let (input, out_arg) = (input.to_str().unwrap(), out.to_str().unwrap());
+    run_two_processes(
+        dir.path(),
+        &["features", "--input", input, "--out", out_arg],
+        "2",
+    );
     assert!(
         std::fs::read(&out).unwrap() == expected,
         "two processes differ from -w 1"

@@ -3,21 +3,18 @@
 //! quality on generated data and on the genuine slice.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use fraudflow::generate::{Generator, GeneratorParams};
-use fraudflow::paysim::PaysimWriter;
 use serde_json::Value;
 
-use crate::common::{fraudflow, shared_slice};
+use crate::common::{fraudflow, run_two_processes, shared_slice, write_rows};
 
 fn generated(dir: &Path, rows: u64, seed: u64) -> PathBuf {
     let path = dir.join(format!("generated-{rows}-{seed}.csv"));
-    let mut writer = PaysimWriter::new(std::fs::File::create(&path).unwrap()).unwrap();
-    for row in Generator::new(GeneratorParams::new(rows, seed).check().unwrap()) {
-        writer.write(&row).unwrap();
-    }
-    writer.finish().unwrap();
+    write_rows(
+        &path,
+        Generator::new(GeneratorParams::new(rows, seed).check().unwrap()),
+    );
     path
 }
 
@@ -151,46 +148,20 @@ fn train_then_backtest_gives_identical_alerts_for_any_worker_and_process_count()
     );
 
     // Two processes on 127.0.0.1; process 0 writes.
-    let hosts = dir.path().join("hosts");
-    std::fs::write(
-        &hosts,
-        format!(
-            "127.0.0.1:{}\n127.0.0.1:{}\n",
-            crate::features::free_port(),
-            crate::features::free_port()
-        ),
-    )
-    .unwrap();
     let n2 = dir.path().join("n2");
-    let spawn = |process: &str| {
-        Command::new(env!("CARGO_BIN_EXE_fraudflow"))
-            .args([
-                "backtest",
-                "--input",
-                s(&input),
-                "--models",
-                s(&models),
-                "--out",
-                s(&n2),
-            ])
-            .args([
-                "-w",
-                "1",
-                "-n",
-                "2",
-                "-p",
-                process,
-                "-h",
-                s(&hosts),
-                "--quiet",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let mut second = spawn("1");
-    let mut first = spawn("0");
-    assert!(first.wait().unwrap().success() && second.wait().unwrap().success());
+    run_two_processes(
+        dir.path(),
+        &[
+            "backtest",
+            "--input",
+            s(&input),
+            "--models",
+            s(&models),
+            "--out",
+            s(&n2),
+        ],
+        "1",
+    );
     assert!(
         std::fs::read(n2.join("alerts.jsonl")).unwrap() == alerts,
         "-n 2 differs"

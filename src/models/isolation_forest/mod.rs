@@ -142,7 +142,7 @@ impl IsolationForest {
     /// The anomaly score of one row, in (0, 1): higher is more anomalous,
     /// 0.5 at the decision boundary.
     pub fn score(&self, row: &[f64]) -> f64 {
-        1.0 / (1.0 + self.decision(row).exp())
+        score_of_decision(self.decision(row))
     }
 
     /// Negative for anomalies (the `contamination` share of training rows),
@@ -193,13 +193,8 @@ impl IsolationForest {
             }
         }
         for total in out.iter_mut() {
-            *total = self.score_of_total(*total);
+            *total = score_of_decision(self.normality_of_total(*total) - self.offset);
         }
-    }
-
-    /// The score of a row whose path lengths over all trees sum to `total`.
-    fn score_of_total(&self, total: f64) -> f64 {
-        1.0 / (1.0 + (self.normality_of_total(total) - self.offset).exp())
     }
 
     /// `-2^(-E[h(x)] / c(ψ))`: near -1 for anomalies, near -0.5 or above for
@@ -225,6 +220,11 @@ impl IsolationForest {
     fn normality_of_total(&self, total: f64) -> f64 {
         -(2f64).powf(-(total / self.trees.len() as f64) / self.normaliser)
     }
+}
+
+/// The score in (0, 1) of a decision value: higher is more anomalous.
+fn score_of_decision(decision: f64) -> f64 {
+    1.0 / (1.0 + decision.exp())
 }
 
 impl<D: Data<Elem = f64>> PredictInplace<ArrayBase<D, Ix2>, Array1<f64>> for IsolationForest {
