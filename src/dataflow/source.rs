@@ -104,6 +104,7 @@ pub fn file_source<'scope>(
             let mut buf = Vec::new();
             let label = path.display().to_string();
             let mut max_time = 0u64;
+            let mut run: Vec<Parsed> = Vec::new();
             move |output| {
                 let Some(current) = cap.as_mut() else { return };
                 let blocks = match blocks.as_mut() {
@@ -136,6 +137,9 @@ pub fn file_source<'scope>(
                 };
                 let label = label.as_str();
                 let received = crate::clock::now_micros();
+                // Consecutive records of one time leave as one container: a
+                // session a record would send each in a container of its own.
+                let mut run_time = *current.time();
                 parse_block(
                     format,
                     &buf,
@@ -151,14 +155,28 @@ pub fn file_source<'scope>(
                             Err(_) => *current.time(),
                         };
                         max_time = max_time.max(time);
-                        if time >= *current.time() {
-                            output.session(&current.delayed(&time)).give(parsed);
+                        let time = if time >= *current.time() {
+                            time
                         } else {
                             counts.late.set(counts.late.get() + 1);
-                            output.session(&*current).give(parsed);
+                            *current.time()
+                        };
+                        if time != run_time && !run.is_empty() {
+                            output
+                                .session(&current.delayed(&run_time))
+                                .give_container(&mut run);
+                            run.clear();
                         }
+                        run_time = time;
+                        run.push(parsed);
                     },
                 );
+                if !run.is_empty() {
+                    output
+                        .session(&current.delayed(&run_time))
+                        .give_container(&mut run);
+                    run.clear();
+                }
                 let lower = max_time.saturating_sub(settings.lateness);
                 if lower > *current.time() {
                     current.downgrade(&lower);
