@@ -1,6 +1,7 @@
 //! The timely dataflow: sources, parse with a dead-letter path, features
 //! with velocity as windowed arrangements, and ordered sinks.
 
+pub mod batcher;
 pub mod blocks;
 pub mod dead_letter;
 pub mod json_event;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
+use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
 use differential_dataflow::trace::TraceReader;
 use differential_dataflow::{AsCollection, Hashable};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -12,6 +13,11 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 use timely::progress::Antichain;
 use timely::ExchangeData;
+
+use super::batcher::BucketBatcher;
+
+/// The windowed collection's batcher: `((account, seq), time, diff)`.
+type WindowBatcher = BucketBatcher<(u64, u64), u64, isize, ValBuilder<u64, u64, u64, isize>>;
 
 /// Where a record sits for a velocity count: its account (none when the
 /// record has no such account) and its input order, which breaks ties.
@@ -99,7 +105,12 @@ impl<'scope, D: ExchangeData + Clone> Velocity<'scope, D> for Stream<'scope, u64
                 },
             )
             .as_collection();
-        let arranged = windowed.arrange_by_key_named(&format!("{name}Window"));
+        // Updates come at two times per input time (entering, leaving): a
+        // bucket per time sorts each update once.
+        let arranged = windowed.arrange_named::<WindowBatcher, ValSpine<u64, u64, u64, isize>>(
+            &format!("{name}Window"),
+            WindowBatcher::new,
+        );
         let mut trace = arranged.trace;
 
         let route = key.clone();
