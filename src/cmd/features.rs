@@ -14,9 +14,9 @@ use fraudflow::dataflow::dead_letter::DeadLetter;
 use fraudflow::dataflow::parquet_table::ParquetTable;
 use fraudflow::dataflow::sink::{on_owner, OrderedSink};
 use fraudflow::dataflow::source::SourceCounts;
+use fraudflow::dataflow::table::CsvRun;
 use fraudflow::dataflow::{file_features, table, FeatureRow};
 use fraudflow::features::Contract;
-use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 
@@ -100,15 +100,11 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
                     "FeatureSink",
                 );
             } else {
-                // Each worker formats its own rows; worker 0 only orders bytes.
-                let lines = rows.map(|row: FeatureRow| {
-                    let mut line = Vec::with_capacity(160);
-                    table::write_row(&row, &mut line);
-                    (row.seq, line)
-                });
-                lines.probe_with(&done).ordered_sink(
-                    |(seq, _): &(u64, Vec<u8>)| *seq,
-                    on_owner(&writers, Writers::lines),
+                // Each worker formats its own rows; worker 0 only orders runs
+                // of them.
+                table::csv_runs(rows).probe_with(&done).ordered_sink(
+                    |run: &CsvRun| run.first,
+                    on_owner(&writers, Writers::runs),
                     "FeatureSink",
                 );
             }
@@ -208,17 +204,17 @@ impl Writers {
         }
     }
 
-    fn lines(&mut self, rows: &[(u64, Vec<u8>)]) {
-        for (_, line) in rows {
+    fn runs(&mut self, runs: &[CsvRun]) {
+        for run in runs {
             let result = match &mut self.table {
                 Table::Csv(file) => file
                     .writer()
-                    .write_all(line)
+                    .write_all(&run.bytes)
                     .map_err(|e| format!("{}: {e}", file.path().display())),
-                Table::Parquet(_) => Err("a CSV line for a Parquet table".to_string()),
+                Table::Parquet(_) => Err("CSV lines for a Parquet table".to_string()),
             };
             self.note(result);
-            self.written += 1;
+            self.written += run.rows;
         }
     }
 
