@@ -126,25 +126,25 @@ impl Collector {
         }
     }
 
-    fn anomalies(&mut self, outcomes: &[Outcome]) {
+    fn anomalies(&mut self, outcomes: &mut [Outcome]) {
         self.keep(outcomes);
         for alert in outcomes.iter().filter_map(|o| o.alert.as_ref()) {
             self.alerts_file.push(alert);
         }
     }
 
-    fn normal(&mut self, outcomes: &[Outcome]) {
+    fn normal(&mut self, outcomes: &mut [Outcome]) {
         self.keep(outcomes);
         self.normal += outcomes.len() as u64;
     }
 
     /// Normal traffic when no scores file is asked for: its records only.
-    fn normal_records(&mut self, records: &[Record]) {
+    fn normal_records(&mut self, records: &mut [Record]) {
         self.records.extend_from_slice(records);
         self.normal += records.len() as u64;
     }
 
-    fn dead(&mut self, letters: &[Box<DeadLetter>]) {
+    fn dead(&mut self, letters: &mut [Box<DeadLetter>]) {
         letters.iter().for_each(|d| self.dead_file.push(d));
     }
 

@@ -2,14 +2,13 @@
 //! dataflow that serves.
 
 use std::cell::RefCell;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Instant;
 
 use anyhow::anyhow;
-use fraudflow::atomic::{AtomicFile, JsonLines};
+use fraudflow::atomic::{BackgroundFile, JsonLines};
 use fraudflow::dataflow::dead_letter::DeadLetter;
 use fraudflow::dataflow::parquet_table::ParquetTable;
 use fraudflow::dataflow::sink::{on_owner, OrderedSink};
@@ -166,8 +165,12 @@ struct Writers {
     error: Option<String>,
 }
 
+/// Runs of CSV lines queued for the writer thread: about 5 KiB each.
+const WRITE_QUEUE: usize = 1024;
+
 enum Table {
-    Csv(AtomicFile),
+    /// Written by a thread of its own: worker 0 only queues the bytes.
+    Csv(BackgroundFile),
     Parquet(Box<ParquetTable>),
 }
 
@@ -183,10 +186,9 @@ impl Writers {
                 ParquetTable::create(out, contract).map_err(|e| e.to_string())?,
             ))
         } else {
-            let mut csv = AtomicFile::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
-            let header = table::header(contract);
-            csv.writer()
-                .write_all(header.as_bytes())
+            let mut csv = BackgroundFile::create(out, WRITE_QUEUE)
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+            csv.write(table::header(contract).into_bytes())
                 .map_err(|e| format!("{}: {e}", out.display()))?;
             Table::Csv(csv)
         };
@@ -204,12 +206,11 @@ impl Writers {
         }
     }
 
-    fn runs(&mut self, runs: &[CsvRun]) {
+    fn runs(&mut self, runs: &mut [CsvRun]) {
         for run in runs {
             let result = match &mut self.table {
                 Table::Csv(file) => file
-                    .writer()
-                    .write_all(&run.bytes)
+                    .write(std::mem::take(&mut run.bytes))
                     .map_err(|e| format!("{}: {e}", file.path().display())),
                 Table::Parquet(_) => Err("CSV lines for a Parquet table".to_string()),
             };
@@ -218,7 +219,7 @@ impl Writers {
         }
     }
 
-    fn rows(&mut self, rows: &[FeatureRow]) {
+    fn rows(&mut self, rows: &mut [FeatureRow]) {
         for row in rows {
             let result = match &mut self.table {
                 Table::Parquet(table) => table.push(row).map_err(|e| e.to_string()),
@@ -229,13 +230,18 @@ impl Writers {
         }
     }
 
-    fn dead(&mut self, rows: &[Box<DeadLetter>]) {
+    fn dead(&mut self, rows: &mut [Box<DeadLetter>]) {
         rows.iter().for_each(|row| self.dead.push(row));
     }
 
     fn finish(self) -> Result<u64, String> {
         if let Some(e) = self.error {
-            return Err(format!("writing: {e}"));
+            // A stopped writer thread knows why it stopped.
+            let cause = match self.table {
+                Table::Csv(file) => file.abandon().err().map(|c| c.to_string()),
+                Table::Parquet(_) => None,
+            };
+            return Err(format!("writing: {}", cause.unwrap_or(e)));
         }
         match self.table {
             Table::Csv(file) => {

@@ -9,7 +9,8 @@ use timely::ExchangeData;
 
 /// Gathers a stream on worker 0 and hands `write` each time's records,
 /// sorted by `seq`, once the frontier has passed that time: the output is
-/// the same bytes for any number of workers and processes.
+/// the same bytes for any number of workers and processes. `write` may take
+/// the records' contents (they are dropped after it).
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
@@ -19,7 +20,7 @@ use timely::ExchangeData;
 /// let seen = Arc::new(Mutex::new(Vec::new()));
 /// let out = Arc::clone(&seen);
 /// timely::example(move |scope| {
-///     let write = move |xs: &[u64]| out.lock().unwrap().extend_from_slice(xs);
+///     let write = move |xs: &mut [u64]| out.lock().unwrap().extend_from_slice(xs);
 ///     vec![3u64, 1, 2].to_stream(scope).ordered_sink(|x| *x, write, "Sorted");
 /// });
 /// assert_eq!(*seen.lock().unwrap(), [1, 2, 3]);
@@ -28,14 +29,14 @@ pub trait OrderedSink<D> {
     fn ordered_sink<S, W>(self, seq: S, write: W, name: &str)
     where
         S: Fn(&D) -> u64 + 'static,
-        W: FnMut(&[D]) + 'static;
+        W: FnMut(&mut [D]) + 'static;
 }
 
 impl<D: ExchangeData + Clone> OrderedSink<D> for Stream<'_, u64, Vec<D>> {
     fn ordered_sink<S, W>(self, seq: S, mut write: W, name: &str)
     where
         S: Fn(&D) -> u64 + 'static,
-        W: FnMut(&[D]) + 'static,
+        W: FnMut(&mut [D]) + 'static,
     {
         let mut stash: BTreeMap<u64, Vec<D>> = BTreeMap::new();
         self.sink(Exchange::new(|_: &D| 0), name, move |(input, frontier)| {
@@ -50,7 +51,7 @@ impl<D: ExchangeData + Clone> OrderedSink<D> for Stream<'_, u64, Vec<D>> {
                 }
                 let mut records = entry.remove();
                 records.sort_by_key(|d| seq(d));
-                write(&records);
+                write(&mut records);
             }
         });
     }
@@ -60,8 +61,8 @@ impl<D: ExchangeData + Clone> OrderedSink<D> for Stream<'_, u64, Vec<D>> {
 /// hands each batch to `f` where the state exists.
 pub fn on_owner<T, D>(
     owner: &std::rc::Rc<std::cell::RefCell<Option<T>>>,
-    f: impl Fn(&mut T, &[D]),
-) -> impl FnMut(&[D]) {
+    f: impl Fn(&mut T, &mut [D]),
+) -> impl FnMut(&mut [D]) {
     let owner = std::rc::Rc::clone(owner);
     move |batch| {
         if let Some(state) = owner.borrow_mut().as_mut() {
