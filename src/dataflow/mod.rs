@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::core::OkErr;
-use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::{Operator, OutputBuilder};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Capability, Concat};
 use timely::dataflow::Stream;
@@ -47,14 +48,16 @@ pub struct FeatureRow {
 
 /// A velocity question about one account of one event, and its answer:
 /// narrow, so that only this travels to the account's shard and back, while
-/// the event waits on its home worker.
+/// the event waits on its home worker, at `index` among the events of its
+/// time there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Query {
     account: u64,
     seq: u64,
-    home: u32,
-    dest: bool,
     count: u64,
+    home: u32,
+    index: u32,
+    dest: bool,
 }
 
 /// Attaches origin (and, for V2, destination) velocity to every event, each
@@ -63,40 +66,26 @@ struct Query {
 ///
 /// Events stay on the worker that read them. Each sends a narrow query per
 /// account to that account's shard; the counts come back to the event's
-/// worker and are joined by input order once both the events and the
-/// answers of a time are complete.
+/// worker, which places each by the event's position among the events of
+/// its time once both the events and the answers of that time are
+/// complete. Rows leave in arrival order within a time; the sinks order
+/// by `seq`.
 pub fn featurize<'scope>(
     events: Stream<'scope, u64, Vec<Event>>,
     contract: Contract,
     window: u64,
 ) -> Stream<'scope, u64, Vec<FeatureRow>> {
-    let home = events.scope().index() as u32;
-    let with_dest = contract == Contract::V2;
-    let queries = events.clone().flat_map(move |e: Event| {
-        let orig = Query {
-            account: e.orig.as_u64(),
-            seq: e.seq,
-            home,
-            dest: false,
-            count: 0,
-        };
-        let dest = e.dest.filter(|_| with_dest).map(|d| Query {
-            account: d.as_u64(),
-            dest: true,
-            ..orig
-        });
-        std::iter::once(orig).chain(dest)
-    });
-    let (orig, dest) = queries.ok_err(|q| if q.dest { Err(q) } else { Ok(q) });
+    let (orig, dest) = queries(events.clone(), contract == Contract::V2);
     let key = |q: &Query| VelocityKey {
         account: Some(q.account),
         seq: q.seq,
     };
     let answers = orig.velocity(window, key, |q, n| q.count = n, "OrigVelocity");
-    let answers = if with_dest {
-        answers.concat(dest.velocity(window, key, |q, n| q.count = n, "DestVelocity"))
-    } else {
-        answers
+    let answers = match dest {
+        Some(dest) => {
+            answers.concat(dest.velocity(window, key, |q, n| q.count = n, "DestVelocity"))
+        }
+        None => answers,
     };
     join_answers(events, answers).map(move |(e, v)| FeatureRow {
         values: contract.compute(&e, v),
@@ -109,7 +98,65 @@ pub fn featurize<'scope>(
     })
 }
 
-/// Meets each event with its answers, on the event's home worker.
+type Queries<'scope> = Stream<'scope, u64, Vec<Query>>;
+
+/// The origin and (with `with_dest`) destination queries of each event.
+/// Each query carries its event's position among the events of its time on
+/// this worker, in arrival order: the join finds the event by it.
+fn queries<'scope>(
+    events: Stream<'scope, u64, Vec<Event>>,
+    with_dest: bool,
+) -> (Queries<'scope>, Option<Queries<'scope>>) {
+    let home = events.scope().index() as u32;
+    let mut builder = OperatorBuilder::new("Queries".to_owned(), events.scope());
+    let mut input = builder.new_input(events, Pipeline);
+    let (orig_out, orig) = builder.new_output();
+    let (dest_out, dest) = builder.new_output();
+    let mut orig_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<Query>>>::from(orig_out);
+    let mut dest_out = OutputBuilder::<_, CapacityContainerBuilder<Vec<Query>>>::from(dest_out);
+    builder.build(move |_| {
+        // Events seen so far of each time not yet complete.
+        let mut seen: BTreeMap<u64, u32> = BTreeMap::new();
+        move |frontiers| {
+            let mut orig_out = orig_out.activate();
+            let mut dest_out = dest_out.activate();
+            // In arrival order (not grouped by stamp): the join counts the
+            // same way.
+            input.for_each(|cap, data| {
+                let Some(&time) = cap.least() else { return };
+                let index = seen.entry(time).or_insert(0);
+                let mut orig = orig_out.session(&cap);
+                let mut dest = dest_out.session(&cap);
+                for e in data.iter() {
+                    let query = Query {
+                        account: e.orig.as_u64(),
+                        seq: e.seq,
+                        count: 0,
+                        home,
+                        index: *index,
+                        dest: false,
+                    };
+                    orig.give(query);
+                    if let Some(account) = e.dest.filter(|_| with_dest) {
+                        dest.give(Query {
+                            account: account.as_u64(),
+                            dest: true,
+                            ..query
+                        });
+                    }
+                    *index += 1;
+                }
+            });
+            let frontier = frontiers[0].frontier();
+            seen.retain(|time, _| frontier.less_equal(time));
+        }
+    });
+    (orig, with_dest.then_some(dest))
+}
+
+/// Meets each event with its answers, on the event's home worker: events
+/// of a time wait in arrival order, and each answer names its event's
+/// place.
 fn join_answers<'scope>(
     events: Stream<'scope, u64, Vec<Event>>,
     answers: Stream<'scope, u64, Vec<Query>>,
@@ -124,6 +171,7 @@ fn join_answers<'scope>(
             let mut waiting: BTreeMap<u64, (Capability<u64>, Vec<Event>)> = BTreeMap::new();
             let mut answered: BTreeMap<u64, Vec<Query>> = BTreeMap::new();
             move |(events, event_frontier), (answers, answer_frontier), output| {
+                // In arrival order, as `queries` numbered them.
                 events.for_each(|cap, data| {
                     if let Some(cap) = cap.retain_least(0) {
                         waiting
@@ -143,27 +191,22 @@ fn join_answers<'scope>(
                     if event_frontier.less_equal(&time) || answer_frontier.less_equal(&time) {
                         break;
                     }
-                    let (cap, mut batch) = entry.remove();
-                    let mut replies = answered.remove(&time).unwrap_or_default();
-                    if !batch.is_sorted_by_key(|e| e.seq) {
-                        batch.sort_by_key(|e| e.seq);
-                    }
-                    replies.sort_unstable_by_key(|q| (q.seq, q.dest));
-                    let mut replies = replies.into_iter().peekable();
-                    let mut session = output.session(&cap);
-                    for event in batch {
-                        let mut v = Velocities::default();
-                        while let Some(q) = replies.next_if(|q| q.seq <= event.seq) {
-                            if q.seq == event.seq {
-                                if q.dest {
-                                    v.dest = q.count
-                                } else {
-                                    v.orig = q.count
-                                }
+                    let (cap, batch) = entry.remove();
+                    let mut velocities = vec![Velocities::default(); batch.len()];
+                    for q in answered.remove(&time).unwrap_or_default() {
+                        // Every answer's place exists: it was counted from
+                        // these same events.
+                        if let Some(v) = velocities.get_mut(q.index as usize) {
+                            if q.dest {
+                                v.dest = q.count
+                            } else {
+                                v.orig = q.count
                             }
                         }
-                        session.give((event, v));
                     }
+                    output
+                        .session(&cap)
+                        .give_iterator(batch.into_iter().zip(velocities));
                 }
             }
         },

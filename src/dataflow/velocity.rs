@@ -155,7 +155,7 @@ impl<'scope, D: ExchangeData + Clone> Velocity<'scope, D> for Stream<'scope, u64
                             };
                             let (mut cursor, storage) = cursor_list(batches.clone());
                             answer(&mut cursor, &storage, time, &mut records, &key, &set);
-                            output.session(&cap).give_iterator(records.into_iter());
+                            output.session(&cap).give_container(&mut records);
                         }
                     }
 
@@ -204,23 +204,21 @@ fn answer<C, D, K, S>(
     K: Fn(&D) -> VelocityKey,
     S: Fn(&mut D, u64),
 {
-    // Sort narrow keys, not the records: they are large to move.
-    let mut order: Vec<(Option<u64>, u64, usize)> = records
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let k = key(d);
-            (k.account, k.seq, i)
-        })
-        .collect();
-    order.sort_unstable();
+    // Sorted by account, then input order: each account is one run.
+    records.sort_unstable_by_key(|d| {
+        let k = key(d);
+        (k.account, k.seq)
+    });
     let mut entered_now: Vec<u64> = Vec::new();
     let mut i = 0;
-    while i < order.len() {
-        let account = order[i].0;
-        let end = i + order[i..].iter().take_while(|o| o.0 == account).count();
+    while i < records.len() {
+        let account = key(&records[i]).account;
+        let end = i + records[i..]
+            .iter()
+            .take_while(|d| key(d).account == account)
+            .count();
         let Some(account) = account else {
-            order[i..end].iter().for_each(|o| set(&mut records[o.2], 0));
+            records[i..end].iter_mut().for_each(|d| set(d, 0));
             i = end;
             continue;
         };
@@ -249,11 +247,12 @@ fn answer<C, D, K, S>(
             }
         }
         let mut ties = 0;
-        for &(_, seq, index) in &order[i..end] {
+        for d in &mut records[i..end] {
+            let seq = key(d).seq;
             while entered_now.get(ties).is_some_and(|&s| s <= seq) {
                 ties += 1;
             }
-            set(&mut records[index], (earlier + ties as isize).max(0) as u64);
+            set(d, (earlier + ties as isize).max(0) as u64);
         }
         i = end;
     }
