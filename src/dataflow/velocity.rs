@@ -3,21 +3,23 @@
 
 use std::collections::BTreeMap;
 
+use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
 use differential_dataflow::trace::TraceReader;
-use differential_dataflow::{AsCollection, Hashable};
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use differential_dataflow::Hashable;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::{Capability, Exchange};
 use timely::dataflow::Stream;
 use timely::progress::Antichain;
 use timely::ExchangeData;
 
-use super::batcher::BucketBatcher;
+use super::batcher;
 
 /// The windowed collection's batcher: `((account, seq), time, diff)`.
-type WindowBatcher = BucketBatcher<(u64, u64), u64, isize, ValBuilder<u64, u64, u64, isize>>;
+type WindowBatcher = batcher::WindowBatcher<(u64, u64), ValBuilder<u64, u64, u64, isize>>;
 
 /// Where a record sits for a velocity count: its account (none when the
 /// record has no such account) and its input order, which breaks ties.
@@ -71,56 +73,47 @@ impl<'scope, D: ExchangeData + Clone> Velocity<'scope, D> for Stream<'scope, u64
         K: Fn(&D) -> VelocityKey + Clone + 'static,
         S: Fn(&mut D, u64) + 'static,
     {
-        // Each keyed record enters at its time and leaves a window later:
-        // both updates from one operator, the second under a capability
-        // delayed to the leaving time.
-        let entry_key = key.clone();
-        let windowed = self
-            .clone()
-            .unary::<timely::container::CapacityContainerBuilder<Vec<_>>, _, _, _>(
-                Pipeline,
-                &format!("{name}Window"),
-                |_, _| {
-                    let mut leaving = Vec::new();
-                    move |input, output| {
-                        input.for_each(|cap, data| {
-                            let Some(&time) = cap.least() else { return };
-                            let later = time + window;
-                            let mut session = output.session(&cap);
-                            for d in data.iter() {
-                                let k = entry_key(d);
-                                if let Some(account) = k.account {
-                                    session.give(((account, k.seq), time, 1isize));
-                                    leaving.push(((account, k.seq), later, -1isize));
-                                }
-                            }
-                            drop(session);
-                            if !leaving.is_empty() {
-                                output
-                                    .session(&cap.delayed(&later, 0))
-                                    .give_iterator(leaving.drain(..));
-                            }
-                        });
-                    }
-                },
-            )
-            .as_collection();
-        // Updates come at two times per input time (entering, leaving): a
-        // bucket per time sorts each update once.
-        let arranged = windowed.arrange_named::<WindowBatcher, ValSpine<u64, u64, u64, isize>>(
-            &format!("{name}Window"),
-            WindowBatcher::new,
-        );
-        let mut trace = arranged.trace;
-
+        // Records go to their account's shard once; there they both enter
+        // the window's arrangement and ask it for their counts.
         let route = key.clone();
-        let exchange = Exchange::new(move |d: &D| {
+        let sharded = self.exchange(move |d: &D| {
             let k = route(d);
             k.account.map_or(k.seq, |a| a.hashed())
         });
-        self.binary_frontier::<_, timely::container::CapacityContainerBuilder<Vec<D>>, _, _, _, _>(
+        // Each keyed record enters the collection at its time; the batcher
+        // retracts it a window later.
+        let entry_key = key.clone();
+        let entering = sharded
+            .clone()
+            .unary::<CapacityContainerBuilder<Vec<_>>, _, _, _>(
+                Pipeline,
+                &format!("{name}Enter"),
+                |_, _| {
+                    move |input, output| {
+                        input.for_each(|cap, data| {
+                            let Some(&time) = cap.least() else { return };
+                            output
+                                .session(&cap)
+                                .give_iterator(data.iter().filter_map(|d| {
+                                    let k = entry_key(d);
+                                    k.account.map(|account| ((account, k.seq), time, 1isize))
+                                }));
+                        });
+                    }
+                },
+            );
+        // Already sharded by the account's hash, as the queries are.
+        let arranged = arrange_core::<_, _, WindowBatcher, ValSpine<u64, u64, u64, isize>>(
+            entering,
+            Pipeline,
+            &format!("{name}Window"),
+            move |_, _| WindowBatcher::new(window),
+        );
+        let mut trace = arranged.trace;
+
+        sharded.binary_frontier::<_, CapacityContainerBuilder<Vec<D>>, _, _, _, _>(
             arranged.stream,
-            exchange,
+            Pipeline,
             Pipeline,
             name,
             move |_, _| {
