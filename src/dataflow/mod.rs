@@ -20,7 +20,6 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::{Operator, OutputBuilder};
-use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Capability, Concat};
 use timely::dataflow::Stream;
 
@@ -87,7 +86,7 @@ pub fn featurize<'scope>(
         }
         None => answers,
     };
-    join_answers(events, answers).map(move |(e, v)| FeatureRow {
+    join_answers(events, answers, move |e, v| FeatureRow {
         values: contract.compute(&e, v),
         id: e.id,
         seq: e.seq,
@@ -154,31 +153,33 @@ fn queries<'scope>(
     (orig, with_dest.then_some(dest))
 }
 
-/// Meets each event with its answers, on the event's home worker: events
-/// of a time wait in arrival order, and each answer names its event's
-/// place.
-fn join_answers<'scope>(
+/// Meets each event with its answers, on the event's home worker, and
+/// hands both to `finish`: events of a time wait in arrival order, in the
+/// containers they came in, and each answer names its event's place.
+fn join_answers<'scope, R: Clone + 'static>(
     events: Stream<'scope, u64, Vec<Event>>,
     answers: Stream<'scope, u64, Vec<Query>>,
-) -> Stream<'scope, u64, Vec<(Event, Velocities)>> {
+    finish: impl Fn(Event, Velocities) -> R + 'static,
+) -> Stream<'scope, u64, Vec<R>> {
     let home = Exchange::new(|q: &Query| u64::from(q.home));
-    events.binary_frontier::<_, CapacityContainerBuilder<Vec<_>>, _, _, _, _>(
+    events.binary_frontier::<_, CapacityContainerBuilder<Vec<R>>, _, _, _, _>(
         answers,
         Pipeline,
         home,
         "JoinVelocity",
         |_, _| {
-            let mut waiting: BTreeMap<u64, (Capability<u64>, Vec<Event>)> = BTreeMap::new();
+            type Waiting = (Capability<u64>, Vec<Vec<Event>>, usize);
+            let mut waiting: BTreeMap<u64, Waiting> = BTreeMap::new();
             let mut answered: BTreeMap<u64, Vec<Query>> = BTreeMap::new();
             move |(events, event_frontier), (answers, answer_frontier), output| {
                 // In arrival order, as `queries` numbered them.
                 events.for_each(|cap, data| {
                     if let Some(cap) = cap.retain_least(0) {
-                        waiting
+                        let (_, containers, count) = waiting
                             .entry(*cap.time())
-                            .or_insert_with(|| (cap, Vec::new()))
-                            .1
-                            .append(data);
+                            .or_insert_with(|| (cap, Vec::new(), 0));
+                        *count += data.len();
+                        containers.push(std::mem::take(data));
                     }
                 });
                 answers.for_each(|cap, data| {
@@ -191,8 +192,8 @@ fn join_answers<'scope>(
                     if event_frontier.less_equal(&time) || answer_frontier.less_equal(&time) {
                         break;
                     }
-                    let (cap, batch) = entry.remove();
-                    let mut velocities = vec![Velocities::default(); batch.len()];
+                    let (cap, containers, count) = entry.remove();
+                    let mut velocities = vec![Velocities::default(); count];
                     for q in answered.remove(&time).unwrap_or_default() {
                         // Every answer's place exists: it was counted from
                         // these same events.
@@ -204,9 +205,10 @@ fn join_answers<'scope>(
                             }
                         }
                     }
+                    let events = containers.into_iter().flatten();
                     output
                         .session(&cap)
-                        .give_iterator(batch.into_iter().zip(velocities));
+                        .give_iterator(events.zip(velocities).map(|(e, v)| finish(e, v)));
                 }
             }
         },
