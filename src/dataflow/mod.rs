@@ -168,18 +168,17 @@ fn join_answers<'scope, R: Clone + 'static>(
         home,
         "JoinVelocity",
         |_, _| {
-            type Waiting = (Capability<u64>, Vec<Vec<Event>>, usize);
-            let mut waiting: BTreeMap<u64, Waiting> = BTreeMap::new();
+            let mut waiting: BTreeMap<u64, (Capability<u64>, Vec<Vec<Event>>)> = BTreeMap::new();
             let mut answered: BTreeMap<u64, Vec<Query>> = BTreeMap::new();
             move |(events, event_frontier), (answers, answer_frontier), output| {
                 // In arrival order, as `queries` numbered them.
                 events.for_each(|cap, data| {
                     if let Some(cap) = cap.retain_least(0) {
-                        let (_, containers, count) = waiting
+                        waiting
                             .entry(*cap.time())
-                            .or_insert_with(|| (cap, Vec::new(), 0));
-                        *count += data.len();
-                        containers.push(std::mem::take(data));
+                            .or_insert_with(|| (cap, Vec::new()))
+                            .1
+                            .push(std::mem::take(data));
                     }
                 });
                 answers.for_each(|cap, data| {
@@ -192,7 +191,8 @@ fn join_answers<'scope, R: Clone + 'static>(
                     if event_frontier.less_equal(&time) || answer_frontier.less_equal(&time) {
                         break;
                     }
-                    let (cap, containers, count) = entry.remove();
+                    let (cap, containers) = entry.remove();
+                    let count = containers.iter().map(Vec::len).sum();
                     let mut velocities = vec![Velocities::default(); count];
                     for q in answered.remove(&time).unwrap_or_default() {
                         // Every answer's place exists: it was counted from

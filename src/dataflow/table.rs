@@ -89,13 +89,14 @@ pub fn csv_runs<'scope>(
                 data.sort_unstable_by_key(|r| r.seq);
                 let mut session = output.session(&cap);
                 let mut run = CsvRun::default();
-                for row in data.iter() {
+                for (i, row) in data.iter().enumerate() {
                     if run.rows > 0 && row.seq != run.first + run.rows {
                         session.give(std::mem::take(&mut run));
                     }
                     if run.rows == 0 {
                         run.first = row.seq;
-                        run.bytes.reserve(160 * data.len());
+                        // Room for the rest of the container, at most.
+                        run.bytes.reserve(160 * (data.len() - i));
                     }
                     write_row(row, &mut run.bytes);
                     run.rows += 1;

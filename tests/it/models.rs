@@ -247,6 +247,28 @@ fn alerts_follow_their_schema_and_carry_reasons() {
     }
 }
 
+/// `fraudflow backtest` of `input` with the bundle in `models`, writing to
+/// `out`, quietly, with `extra` flags.
+fn backtest<'a>(
+    input: &'a Path,
+    models: &'a Path,
+    out: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "backtest",
+        "--input",
+        s(input),
+        "--models",
+        s(models),
+        "--out",
+        s(out),
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 #[test]
 fn a_bundle_refuses_another_contract_and_names_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -269,16 +291,7 @@ fn a_bundle_refuses_another_contract_and_names_it() {
             .len(),
         7
     );
-    let out = fraudflow(&[
-        "backtest",
-        "--input",
-        s(&input),
-        "--models",
-        s(&models),
-        "--out",
-        s(&dir.path().join("bt")),
-        "--quiet",
-    ]);
+    let out = fraudflow(&backtest(&input, &models, &dir.path().join("bt"), &[]));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -286,52 +299,31 @@ fn a_bundle_refuses_another_contract_and_names_it() {
         "{err}"
     );
     // With the contract it was made for, it runs.
-    run_ok(&[
-        "backtest",
-        "--input",
-        s(&input),
-        "--models",
-        s(&models),
-        "--contract",
-        "v1",
-        "--out",
-        s(&dir.path().join("bt")),
-        "--quiet",
-    ]);
+    run_ok(&backtest(
+        &input,
+        &models,
+        &dir.path().join("bt"),
+        &["--contract", "v1"],
+    ));
 
     // Parity: the original weights, with the threshold chosen for them.
     let parity = dir.path().join("parity");
-    run_ok(&[
-        "backtest",
-        "--input",
-        s(&input),
-        "--models",
-        s(&models),
-        "--contract",
-        "v1",
-        "--out",
-        s(&parity),
-        "--parity",
-        "--quiet",
-    ]);
+    run_ok(&backtest(
+        &input,
+        &models,
+        &parity,
+        &["--contract", "v1", "--parity"],
+    ));
     let report = json(&parity.join("report.json"));
     let bundle = json(&models.join("bundle.json"));
     assert_eq!(report["policy"], bundle["parity"]);
     assert_eq!(report["policy"]["weights"]["isolation_forest"], 0.4);
-    let out = fraudflow(&[
-        "backtest",
-        "--input",
-        s(&input),
-        "--models",
-        s(&models),
-        "--contract",
-        "v1",
-        "--weights",
-        "0.4,x,0.3",
-        "--out",
-        s(&parity),
-        "--quiet",
-    ]);
+    let out = fraudflow(&backtest(
+        &input,
+        &models,
+        &parity,
+        &["--contract", "v1", "--weights", "0.4,x,0.3"],
+    ));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"x\""));
 
@@ -342,18 +334,12 @@ fn a_bundle_refuses_another_contract_and_names_it() {
     value["models"]["logistic"]["weights"]["data"] = serde_json::json!([1.0]);
     value["models"]["logistic"]["weights"]["dim"] = serde_json::json!([1]);
     std::fs::write(&bundle, value.to_string()).unwrap();
-    let out = fraudflow(&[
-        "backtest",
-        "--input",
-        s(&input),
-        "--models",
-        s(&models),
-        "--contract",
-        "v1",
-        "--out",
-        s(&dir.path().join("bt")),
-        "--quiet",
-    ]);
+    let out = fraudflow(&backtest(
+        &input,
+        &models,
+        &dir.path().join("bt"),
+        &["--contract", "v1"],
+    ));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("logistic"));
 }
