@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use fraudflow::metrics::{average_precision, roc_auc};
+use fraudflow::eval::ranking::{average_precision, roc_auc};
 use fraudflow::models::online_logistic::OnlineLogisticParams;
 use linfa::prelude::*;
 use linfa_ftrl::Ftrl;

@@ -45,6 +45,7 @@ impl AtomicPath {
             std::process::id()
         ));
         let file = File::create(&tmp)?;
+        pending().push(tmp.clone());
         Ok((
             AtomicPath {
                 path: path.to_path_buf(),
@@ -64,6 +65,7 @@ impl AtomicPath {
         file.sync_all()?;
         fs::rename(&self.tmp, &self.path)?;
         self.committed = true;
+        forget_pending(&self.tmp);
         Ok(())
     }
 }
@@ -72,7 +74,27 @@ impl Drop for AtomicPath {
     fn drop(&mut self) {
         if !self.committed {
             let _ = fs::remove_file(&self.tmp);
+            forget_pending(&self.tmp);
         }
+    }
+}
+
+/// The temporary files of this process not yet committed or dropped.
+fn pending() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    static PENDING: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    PENDING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn forget_pending(tmp: &Path) {
+    pending().retain(|p| p != tmp);
+}
+
+/// Removes every temporary file of this process that is still pending: for
+/// a process about to exit without running its destructors (a failed run
+/// of several processes, see `pipeline::harness`).
+pub fn remove_pending() {
+    for tmp in pending().drain(..) {
+        let _ = fs::remove_file(tmp);
     }
 }
 
@@ -330,15 +352,39 @@ impl Unbuffered {
 pub struct JsonLines {
     file: AtomicFile,
     lines: u64,
-    error: Option<String>,
+    error: Option<io::Error>,
+}
+
+/// A file that could not be written, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {cause}", path.display())]
+pub struct WriteError {
+    pub path: PathBuf,
+    pub cause: io::Error,
 }
 
 impl JsonLines {
-    pub fn create(path: &Path) -> Result<JsonLines, String> {
+    pub fn create(path: &Path) -> Result<JsonLines, WriteError> {
         Ok(JsonLines {
-            file: AtomicFile::create(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            file: AtomicFile::create(path).map_err(|cause| WriteError {
+                path: path.to_path_buf(),
+                cause,
+            })?,
             lines: 0,
             error: None,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// The first write error, if one happened: a sink checks after each
+    /// batch, to end the run at once.
+    pub fn failed(&self) -> Option<WriteError> {
+        self.error.as_ref().map(|e| WriteError {
+            path: self.path().to_path_buf(),
+            cause: io::Error::new(e.kind(), e.to_string()),
         })
     }
 
@@ -353,7 +399,7 @@ impl JsonLines {
             .and_then(|()| out.write_all(b"\n"));
         match result {
             Ok(()) => self.lines += 1,
-            Err(e) => self.error = Some(format!("{}: {e}", self.file.path().display())),
+            Err(e) => self.error = Some(e),
         }
     }
 
@@ -362,14 +408,14 @@ impl JsonLines {
     }
 
     /// Renames the file into place, or names the first error.
-    pub fn commit(self) -> Result<u64, String> {
-        if let Some(e) = self.error {
-            return Err(e);
+    pub fn commit(self) -> Result<u64, WriteError> {
+        let path = self.file.path().to_path_buf();
+        if let Some(cause) = self.error {
+            return Err(WriteError { path, cause });
         }
-        let path = self.file.path().display().to_string();
         self.file
             .commit()
-            .map_err(|e| format!("{path}: {e}"))
+            .map_err(|cause| WriteError { path, cause })
             .map(|()| self.lines)
     }
 }

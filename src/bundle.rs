@@ -12,7 +12,6 @@ use thiserror::Error;
 use crate::atomic::AtomicFile;
 use crate::ensemble::{Models, Policy};
 use crate::features::Contract;
-use crate::metrics::AtThreshold;
 
 /// The bundle layout this build reads and writes.
 pub const BUNDLE_FORMAT: u32 = 1;
@@ -70,16 +69,9 @@ pub struct SplitSummary {
     pub test_fraud: u64,
 }
 
-/// One model's quality on the test split.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelMetrics {
-    pub pr_auc: Option<f64>,
-    pub roc_auc: Option<f64>,
-    /// At the threshold chosen on the validation split for the budget.
-    pub at_threshold: AtThreshold,
-    /// At the budget share of the test split itself.
-    pub at_budget: Option<AtThreshold>,
-}
+/// One model's quality on the test split: the threshold chosen on the
+/// validation split for the budget, and the budget share of the test split.
+pub use crate::eval::Ranking as ModelMetrics;
 
 /// Everything the dataflow needs to score, and what it was made from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

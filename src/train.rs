@@ -10,9 +10,10 @@ use thiserror::Error;
 use crate::bundle::{ModelMetrics, SplitSummary};
 use crate::dataflow::FeatureRow;
 use crate::ensemble::{Components, Models, Policy, Weights};
+use crate::eval::ranking::{average_precision, threshold_for_budget};
+use crate::eval::split::{hour_of, split, SplitError};
 use crate::features::Contract;
 use crate::generate::Rng;
-use crate::metrics::{at_budget, at_threshold, average_precision, roc_auc, threshold_for_budget};
 use crate::models::autoencoder::{AutoencoderError, AutoencoderParams};
 use crate::models::isolation_forest::{IsolationForestError, IsolationForestParams};
 use crate::models::online_logistic::{OnlineLogisticError, OnlineLogisticParams};
@@ -21,20 +22,10 @@ use crate::models::online_logistic::{OnlineLogisticError, OnlineLogisticParams};
 pub enum TrainError {
     #[error("event {id} has no label: training needs labelled events (isFraud)")]
     Unlabelled { id: String },
-    #[error("no events to train on")]
-    Empty,
-    #[error("the {part} split (steps {first}..={last}) is empty; choose other steps with --split")]
-    EmptySplit {
-        part: &'static str,
-        first: u32,
-        last: u32,
-    },
+    #[error(transparent)]
+    Split(#[from] SplitError),
     #[error("the validation split (steps {first}..={last}) has no fraud, so no weights or threshold can be chosen on it; choose other steps with --split")]
     NoValidationFraud { first: u32, last: u32 },
-    #[error(
-        "--split {train},{validation}: the training steps must end before the validation steps do"
-    )]
-    SplitOrder { train: u32, validation: u32 },
     #[error("the budget must be in (0, 1], got {0}")]
     Budget(f64),
     #[error("isolation forest: {0}")]
@@ -66,17 +57,14 @@ impl Table {
         }
     }
 
-    /// Appends a row; its step is its PaySim step, or its hour since the
-    /// epoch for events that carry a timestamp instead.
+    /// Appends a row; its step is the hour of its event time (a PaySim
+    /// row's step), as the split defines it.
     pub fn push(&mut self, row: &FeatureRow) -> Result<(), TrainError> {
         let label = row.label.ok_or_else(|| TrainError::Unlabelled {
             id: row.id.to_string(),
         })?;
         self.values.extend_from_slice(&row.values);
-        self.steps.push(
-            row.step
-                .unwrap_or((row.time / crate::event::STEP_SECONDS) as u32),
-        );
+        self.steps.push(hour_of(row.time));
         self.labels.push(label.is_fraud);
         Ok(())
     }
@@ -155,85 +143,6 @@ pub struct Trained {
     pub metrics: BTreeMap<String, ModelMetrics>,
 }
 
-/// Rows of each part, in table order.
-struct Split {
-    train: Vec<usize>,
-    validation: Vec<usize>,
-    test: Vec<usize>,
-    train_last: u32,
-    validation_last: u32,
-}
-
-fn split(table: &Table, explicit: Option<(u32, u32)>) -> Result<Split, TrainError> {
-    let first = *table.steps.iter().min().ok_or(TrainError::Empty)?;
-    let last = *table.steps.iter().max().ok_or(TrainError::Empty)?;
-    let (train_last, validation_last) = match explicit {
-        Some((t, v)) if t >= v => {
-            return Err(TrainError::SplitOrder {
-                train: t,
-                validation: v,
-            })
-        }
-        Some(split) => split,
-        None => {
-            // The steps at which the running row count passes 70 % and 85 %.
-            let mut per_step: BTreeMap<u32, usize> = BTreeMap::new();
-            for &s in &table.steps {
-                *per_step.entry(s).or_default() += 1;
-            }
-            let n = table.len() as f64;
-            let (mut seen, mut cuts) = (0usize, Vec::new());
-            let mut shares = [0.70, 0.85].into_iter().peekable();
-            for (&step, &count) in &per_step {
-                seen += count;
-                // A step holds one cut at most: the next share moves on.
-                if shares.next_if(|&share| seen as f64 >= share * n).is_some() {
-                    cuts.push(step);
-                }
-            }
-            let t = cuts.first().copied().unwrap_or(last);
-            (t, cuts.get(1).copied().unwrap_or(t))
-        }
-    };
-    let mut parts = Split {
-        train: Vec::new(),
-        validation: Vec::new(),
-        test: Vec::new(),
-        train_last,
-        validation_last,
-    };
-    for (i, &s) in table.steps.iter().enumerate() {
-        if s <= train_last {
-            parts.train.push(i)
-        } else if s <= validation_last {
-            parts.validation.push(i)
-        } else {
-            parts.test.push(i)
-        }
-    }
-    let ranges = [
-        ("training", &parts.train, first, train_last),
-        (
-            "validation",
-            &parts.validation,
-            train_last + 1,
-            validation_last,
-        ),
-        (
-            "test",
-            &parts.test,
-            validation_last + 1,
-            last.max(validation_last + 1),
-        ),
-    ];
-    for (part, rows, first, last) in ranges {
-        if rows.is_empty() {
-            return Err(TrainError::EmptySplit { part, first, last });
-        }
-    }
-    Ok(parts)
-}
-
 /// `count` of `rows`, drawn without replacement by a seeded stream and kept
 /// in their order (the autoencoder validates on its chronologically last
 /// rows).
@@ -294,7 +203,7 @@ pub fn train(
     if !(params.budget > 0.0 && params.budget <= 1.0) {
         return Err(TrainError::Budget(params.budget));
     }
-    let parts = split(table, params.split)?;
+    let parts = split(&table.steps, params.split)?;
     let fraud = |rows: &[usize]| rows.iter().filter(|&&r| table.labels[r]).count() as u64;
     let summary = SplitSummary {
         train_last_step: parts.train_last,
@@ -391,12 +300,7 @@ pub fn train(
         let threshold = threshold_for_budget(&valid_scores, params.budget).unwrap_or(1.0);
         metrics.insert(
             name.to_string(),
-            ModelMetrics {
-                pr_auc: average_precision(&test_scores, &test_labels),
-                roc_auc: roc_auc(&test_scores, &test_labels),
-                at_threshold: at_threshold(&test_scores, &test_labels, threshold),
-                at_budget: at_budget(&test_scores, &test_labels, params.budget),
-            },
+            crate::eval::ranking(&test_scores, &test_labels, threshold, params.budget),
         );
     }
     Ok(Trained {
@@ -427,29 +331,6 @@ mod tests {
             }),
             values: FeatureVec::from_slice(&[f64::from(step); 13]),
         }
-    }
-
-    #[test]
-    fn the_default_split_is_chronological_at_70_and_85_percent() {
-        let mut table = Table::new(Contract::V2);
-        for step in 1..=100 {
-            table.push(&row(step, step % 10 == 0)).unwrap();
-        }
-        let parts = split(&table, None).unwrap();
-        assert_eq!((parts.train_last, parts.validation_last), (70, 85));
-        assert_eq!(parts.train, (0..70).collect::<Vec<_>>());
-        assert_eq!(parts.test.first(), Some(&85));
-        assert_eq!(table.row(0)[0], 1.0);
-        let parts = split(&table, Some((50, 60))).unwrap();
-        assert_eq!(parts.validation.len(), 10);
-        assert!(matches!(
-            split(&table, Some((60, 50))),
-            Err(TrainError::SplitOrder { .. })
-        ));
-        assert!(matches!(
-            split(&table, Some((90, 100))),
-            Err(TrainError::EmptySplit { part: "test", .. })
-        ));
     }
 
     #[test]

@@ -2,35 +2,31 @@
 //! serves live traffic (source, features, score, route, sinks) and report
 //! quality, latency and throughput.
 
-use std::cell::RefCell;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
 
-use anyhow::{anyhow, Context};
-use fraudflow::atomic::{AtomicFile, JsonLines};
+use anyhow::Context;
+use fraudflow::atomic::AtomicFile;
 use fraudflow::bundle::{fingerprint_file, Bundle};
-use fraudflow::dataflow::dead_letter::DeadLetter;
-use fraudflow::dataflow::file_features;
-use fraudflow::dataflow::score::{score_and_route, Outcome, Scorer};
-use fraudflow::dataflow::sink::{on_owner, OrderedSink};
-use fraudflow::dataflow::source::SourceCounts;
+use fraudflow::dataflow::score::{ModelVersion, Outcome, Scorer};
 use fraudflow::ensemble::{Policy, Weights};
-use fraudflow::generate::{GeneratorParams, STEPS};
-use fraudflow::metrics::{at_budget, at_threshold, average_precision, roc_auc, AtThreshold};
+use fraudflow::eval::{per_day, Day, Latency, Quality, Record};
+use fraudflow::generate::{write_file, GeneratorParams, STEPS};
+use fraudflow::pipeline::training::train_bundle;
+use fraudflow::pipeline::{
+    self, Cluster, NormalSink, Outputs, PipelineSettings, RunSummary, ScoringSettings, Stage,
+    StageOutputs,
+};
+use fraudflow::sinks::file::{JsonLinesSink, ScoresCsv};
+use fraudflow::sinks::memory::{Collect, CollectMap};
+use fraudflow::sinks::{BoxSink, Fanout};
 use serde::Serialize;
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::Probe;
-use timely::dataflow::ProbeHandle;
 
 use super::timely_args::TimelyArgs;
-use super::train::{train_bundle, TrainingArgs};
-use super::{grouped, SourceArgs};
+use super::train::TrainingArgs;
+use super::{grouped, on_cluster, SourceArgs};
 
 /// Rows of the Kaggle PaySim file: the default generated input.
 const PAYSIM_ROWS: u64 = 6_362_620;
@@ -72,6 +68,10 @@ pub struct Args {
     /// Override the threshold.
     #[arg(long)]
     threshold: Option<f64>,
+    /// From step STEP on (event hour STEP), score with the bundle in DIR:
+    /// `STEP=DIR`, repeatable. Events before keep the version before.
+    #[arg(long = "switch-models", value_name = "STEP=DIR", value_parser = parse_switch)]
+    switches: Vec<(u32, PathBuf)>,
     #[command(flatten)]
     training: TrainingArgs,
     #[command(flatten)]
@@ -83,281 +83,211 @@ pub struct Args {
     help: Option<bool>,
 }
 
-/// What the evaluation keeps of each event: small, since every event's
-/// record travels to worker 0.
-#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
-struct Record {
-    seq: u64,
-    step: u32,
-    score: f64,
-    is_fraud: Option<bool>,
-    amount: f64,
-    latency_us: u64,
+fn parse_switch(s: &str) -> Result<(u32, PathBuf), String> {
+    let (step, dir) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected STEP=DIR, got {s:?}"))?;
+    let step = step
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| format!("{step:?} in {s:?} is not a step number"))?;
+    Ok((step, PathBuf::from(dir)))
 }
 
-/// Worker 0's view of the run: every event's record, the outputs.
-struct Collector {
-    records: Vec<Record>,
-    normal: u64,
-    alerts_file: JsonLines,
-    dead_file: JsonLines,
-    /// With --scores, every outcome, to write in input order at the end.
-    outcomes: Option<Vec<Outcome>>,
+/// The input file: the one given, or a generated one written into --out.
+fn input_file(args: &Args, quiet: bool) -> anyhow::Result<PathBuf> {
+    if let Some(path) = &args.input {
+        return Ok(path.clone());
+    }
+    let path = args.out.join(format!(
+        "paysim-generated-{}-seed{}.csv",
+        args.rows, args.generate_seed
+    ));
+    if !quiet {
+        eprintln!(
+            "backtest: generating {} rows into {}",
+            grouped(args.rows),
+            path.display()
+        );
+    }
+    let mut params = GeneratorParams::new(args.rows, args.generate_seed);
+    params.steps = STEPS;
+    let bar = fraudflow::progress::bar(args.rows, "rows", quiet);
+    write_file(params.check()?, &path, &bar)
+        .with_context(|| format!("writing {}", path.display()))?;
+    bar.finish_and_clear();
+    Ok(path)
 }
 
-impl Collector {
-    /// `expected` events: reserved up front, since growing a vector of
-    /// millions of records copies it again and again (address space costs
-    /// nothing until it is touched).
-    fn create(out: &Path, scores: bool, expected: usize) -> Result<Collector, String> {
-        Ok(Collector {
-            records: Vec::with_capacity(expected),
-            normal: 0,
-            alerts_file: JsonLines::create(&out.join("alerts.jsonl"))?,
-            dead_file: JsonLines::create(&out.join("dead_letters.jsonl"))?,
-            outcomes: scores.then(Vec::new),
+/// The bundle given, or one trained on the input first (into OUT/models),
+/// and the input's hash.
+fn bundle_for(
+    args: &Args,
+    settings: &PipelineSettings,
+    input: &Path,
+    quiet: bool,
+) -> anyhow::Result<(Bundle, String)> {
+    if let Some(dir) = &args.models {
+        let bundle = Bundle::load(dir, Some(args.training.contract))?;
+        return Ok((bundle, fingerprint_file(input, 0)?.hash));
+    }
+    if settings.cluster.processes() > 1 {
+        anyhow::bail!(
+            "with several processes, give --models: every process must load the same bundle"
+        );
+    }
+    let say = |what: &str| {
+        if !quiet {
+            eprintln!("train: {what}");
+        }
+    };
+    let params = args.training.params()?;
+    let bundle = train_bundle(settings.clone(), &params, &args.out.join("models"), say)?
+        .context("training returned no bundle")?;
+    let hash = bundle.fingerprint.hash.clone();
+    Ok((bundle, hash))
+}
+
+/// The scorer of a bundle under the flags' policy.
+fn scorer(args: &Args, bundle: &Bundle) -> (Scorer, &'static str) {
+    let (policy, source) = choose_policy(args, bundle);
+    let scorer = Scorer {
+        models: bundle.models.clone(),
+        policy,
+        contract: bundle.contract,
+        model_version: bundle.version.clone(),
+    };
+    (scorer, source)
+}
+
+/// The run's outputs and the collections the report reads.
+struct Gathered {
+    records: Collect<Record>,
+    outcomes: Option<Collect<Outcome>>,
+}
+
+fn outputs(args: &Args, expected: usize) -> anyhow::Result<(Outputs, Gathered)> {
+    let records = Collect::with_capacity(expected);
+    let outcomes = args.scores.then(Collect::<Outcome>::default);
+    let to_records = || -> BoxSink<Outcome> {
+        Box::new(CollectMap {
+            into: records.clone(),
+            map: Record::of,
         })
-    }
-
-    fn keep(&mut self, outcomes: &[Outcome]) {
-        self.records.extend(outcomes.iter().map(Record::of));
-        if let Some(all) = self.outcomes.as_mut() {
-            all.extend_from_slice(outcomes);
+    };
+    let alerts = JsonLinesSink::create(&args.out.join("alerts.jsonl"), |o: &Outcome| {
+        o.alert.as_deref()
+    })?;
+    let mut anomalies: Vec<BoxSink<Outcome>> = vec![Box::new(alerts), to_records()];
+    let normal = match &outcomes {
+        Some(all) => {
+            anomalies.push(Box::new(all.clone()));
+            NormalSink::Outcomes(Box::new(Fanout(vec![to_records(), Box::new(all.clone())])))
         }
-    }
-
-    fn anomalies(&mut self, outcomes: &mut [Outcome]) {
-        self.keep(outcomes);
-        for alert in outcomes.iter().filter_map(|o| o.alert.as_ref()) {
-            self.alerts_file.push(alert);
-        }
-    }
-
-    fn normal(&mut self, outcomes: &mut [Outcome]) {
-        self.keep(outcomes);
-        self.normal += outcomes.len() as u64;
-    }
-
-    /// Normal traffic when no scores file is asked for: its records only.
-    fn normal_records(&mut self, records: &mut [Record]) {
-        self.records.extend_from_slice(records);
-        self.normal += records.len() as u64;
-    }
-
-    fn dead(&mut self, letters: &mut [Box<DeadLetter>]) {
-        letters.iter().for_each(|d| self.dead_file.push(d));
-    }
-
-    /// Commits the files; returns the records and counts.
-    fn finish(self, out: &Path) -> Result<Collected, String> {
-        let alerts = self.alerts_file.commit()?;
-        let dead = self.dead_file.commit()?;
-        if let Some(mut all) = self.outcomes {
-            all.sort_by_key(|o| o.seq);
-            write_scores(&out.join("scores.csv"), &all).map_err(|e| format!("scores.csv: {e}"))?;
-        }
-        Ok(Collected {
-            records: self.records,
-            alerts,
-            normal: self.normal,
-            dead,
-        })
-    }
-}
-
-impl Record {
-    fn of(o: &Outcome) -> Record {
-        Record {
-            seq: o.seq,
-            step: o.step.unwrap_or(0),
-            score: o.score,
-            is_fraud: o.is_fraud,
-            amount: o.amount,
-            latency_us: o.latency_us,
-        }
-    }
-}
-
-struct Collected {
-    records: Vec<Record>,
-    alerts: u64,
-    normal: u64,
-    dead: u64,
-}
-
-fn write_scores(path: &Path, all: &[Outcome]) -> std::io::Result<()> {
-    let mut file = AtomicFile::create(path)?;
-    let w = file.writer();
-    w.write_all(b"event_id,is_fraud,isolation_forest,autoencoder,logistic,score,alert\n")?;
-    for o in all {
-        let label = match o.is_fraud {
-            Some(true) => "1",
-            Some(false) => "0",
-            None => "",
-        };
-        let c = o.components;
-        writeln!(
-            w,
-            "{},{label},{},{},{},{},{}",
-            o.id,
-            c.isolation_forest,
-            c.autoencoder,
-            c.logistic,
-            o.score,
-            u8::from(o.alert.is_some())
-        )?;
-    }
-    file.commit()
+        None => NormalSink::Records(Box::new(records.clone())),
+    };
+    let dead = JsonLinesSink::create(&args.out.join("dead_letters.jsonl"), |d| Some(d))?;
+    let outputs = Outputs {
+        dead_letters: Box::new(dead),
+        stage: StageOutputs::Scored {
+            anomalies: Box::new(Fanout(anomalies)),
+            normal,
+        },
+    };
+    Ok((outputs, Gathered { records, outcomes }))
 }
 
 pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
+    let cluster = args.timely.cluster()?;
+    on_cluster(&cluster, || backtest(&args, cluster.clone(), quiet))
+}
+
+fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCode> {
     if let Some(t) = args.threshold.filter(|t| !t.is_finite()) {
         anyhow::bail!("--threshold must be a finite number, got {t}");
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let say = |what: String| {
-        if !quiet {
-            eprintln!("backtest: {what}");
-        }
-    };
-    let input_path = match &args.input {
-        Some(path) => path.clone(),
-        None => {
-            let path = args.out.join(format!(
-                "paysim-generated-{}-seed{}.csv",
-                args.rows, args.generate_seed
-            ));
-            say(format!(
-                "generating {} rows into {}",
-                grouped(args.rows),
-                path.display()
-            ));
-            let mut params = GeneratorParams::new(args.rows, args.generate_seed);
-            params.steps = STEPS;
-            let bar = fraudflow::progress::bar(args.rows, "rows", quiet);
-            super::generate::write_file(params.check()?, &path, &bar)?;
-            bar.finish_and_clear();
-            path
-        }
-    };
+    let input_path = input_file(args, quiet)?;
     // A loaded bundle must have been made for this contract, so the input is
     // read with the training contract either way.
-    let input = args.source.input(&input_path, args.training.contract)?;
-    // The test split means something only on the file the models learned
-    // from: the same hash.
-    let (bundle, input_hash) = match &args.models {
-        Some(dir) => (
-            Bundle::load(dir, Some(args.training.contract))?,
-            fingerprint_file(&input_path, 0)?.hash,
-        ),
-        None => {
-            let dir = args.out.join("models");
-            let bundle = train_bundle(input.clone(), &args.training, &args.timely, &dir, quiet)?;
-            let hash = bundle.fingerprint.hash.clone();
-            (bundle, hash)
-        }
+    let mut settings = PipelineSettings {
+        cluster,
+        source: args.source.source(&input_path)?,
+        features: args.source.features(args.training.contract)?,
+        stage: Stage::Rows,
     };
-    let contract = bundle.contract;
-    let same_file = input_hash == bundle.fingerprint.hash;
-    let (policy, policy_source) = choose_policy(&args, &bundle);
-    let scorer = Arc::new(Scorer {
-        models: bundle.models.clone(),
-        policy,
-        contract,
-        model_version: bundle.version.clone(),
-    });
-
-    say(format!(
-        "replaying {} with bundle {} ({contract}) on {} workers",
-        input_path.display(),
-        bundle.version,
-        args.timely.workers
-    ));
-    let config = args.timely.config()?;
-    let (out, scores) = (args.out.clone(), args.scores);
-    // A PaySim row takes 70 to 90 bytes: this over-reserves a little.
-    let expected = (std::fs::metadata(&input_path)?.len() / 60) as usize;
-    let started = Instant::now();
-    let guards = timely::execute(config, move |worker| {
-        let counts = Rc::new(SourceCounts::default());
-        let collector = if worker.index() == 0 {
-            Some(Collector::create(&out, scores, expected)?)
-        } else {
-            None
-        };
-        let collector = Rc::new(RefCell::new(collector));
-        let done = ProbeHandle::new();
-        let scorer = Arc::clone(&scorer);
-        worker.dataflow::<u64, _, _>(|scope| {
-            let (rows, dead) = file_features(scope, &input, Rc::clone(&counts), done.clone());
-            let (anomalies, normal) = score_and_route(rows, scorer);
-            anomalies.probe_with(&done).ordered_sink(
-                |o: &Outcome| o.seq,
-                on_owner(&collector, Collector::anomalies),
-                "AnomalySink",
-            );
-            if scores {
-                normal.probe_with(&done).ordered_sink(
-                    |o: &Outcome| o.seq,
-                    on_owner(&collector, Collector::normal),
-                    "NormalSink",
-                );
-            } else {
-                // Only counts and records: no order needed until the report,
-                // which sorts them.
-                let mut write = on_owner(&collector, Collector::normal_records);
-                normal.map(|o| Record::of(&o)).probe_with(&done).sink(
-                    Exchange::new(|_: &Record| 0),
-                    "NormalSink",
-                    move |(input, _)| input.for_each(|_, records| write(records)),
-                );
-            }
-            #[allow(clippy::borrowed_box)] // the stream's records are boxes
-            dead.ordered_sink(
-                |d: &Box<DeadLetter>| d.as_ref().seq,
-                on_owner(&collector, Collector::dead),
-                "DeadLetterSink",
-            );
+    let (bundle, input_hash) = bundle_for(args, &settings, &input_path, quiet)?;
+    let mut versions = Vec::new();
+    for (step, dir) in &args.switches {
+        let other = Bundle::load(dir, Some(bundle.contract))?;
+        versions.push(ModelVersion {
+            from: u64::from(*step) * fraudflow::event::STEP_SECONDS,
+            scorer: scorer(args, &other).0,
         });
-        while worker.step_or_park(None) {}
-        let collected = match collector.borrow_mut().take() {
-            Some(c) => Some(c.finish(&out)?),
-            None => None,
-        };
-        Ok::<_, String>((collected, counts.events_in.get(), counts.late.get()))
-    })
-    .map_err(|e| anyhow!("starting the workers: {e}"))?;
-    let (mut collected, mut read, mut late) = (None, 0, 0);
-    for result in guards.join() {
-        let (c, r, l) = result
-            .map_err(|e| anyhow!("a worker failed: {e}"))?
-            .map_err(|e| anyhow!("a worker failed: {e}"))?;
-        read += r;
-        late += l;
-        collected = collected.or(c);
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let Some(mut collected) = collected else {
+    let (initial, policy_source) = scorer(args, &bundle);
+    let policy = initial.policy;
+    settings.stage = Stage::Scored {
+        scoring: ScoringSettings {
+            initial: Arc::new(initial),
+            versions,
+        },
+        all_outcomes: args.scores,
+    };
+    if !quiet {
+        eprintln!(
+            "backtest: replaying {} with bundle {} ({}) on {} workers",
+            input_path.display(),
+            bundle.version,
+            bundle.contract,
+            args.timely.workers
+        );
+    }
+    let owner = settings.cluster.owns_outputs();
+    let gathered = if owner {
+        // A PaySim row takes 70 to 90 bytes: this over-reserves a little.
+        let expected = (std::fs::metadata(&input_path)?.len() / 60) as usize;
+        let scores = args
+            .scores
+            .then(|| ScoresCsv::create(&args.out.join("scores.csv")));
+        let (outputs, gathered) = outputs(args, expected)?;
+        Some((outputs, gathered, scores.transpose()?))
+    } else {
+        None
+    };
+    let (outputs, gathered, scores) = match gathered {
+        Some((o, g, s)) => (Some(o), Some(g), s),
+        None => (None, None, None),
+    };
+    let summary = pipeline::run(settings, outputs)?;
+    let Some(gathered) = gathered else {
         // Worker 0 lives in process 0: the others have nothing to report.
-        say(format!("{} events read by this process", grouped(read)));
+        if !quiet {
+            eprintln!("{} events read by this process", grouped(summary.events_in));
+        }
         return Ok(ExitCode::SUCCESS);
     };
+    if let (Some(file), Some(all)) = (scores, &gathered.outcomes) {
+        file.write(&mut all.take())?;
+    }
     // Input order: sums over the records come out the same for any number
     // of workers.
-    collected.records.sort_unstable_by_key(|r| r.seq);
-    let test_after = same_file.then_some(bundle.split.validation_last_step);
+    let mut records = gathered.records.take();
+    records.sort_unstable_by_key(|r| r.seq);
+    let same_file = input_hash == bundle.fingerprint.hash;
     let report = Report::new(
-        &collected,
+        &records,
+        &summary,
         &bundle,
-        &policy,
-        policy_source,
-        &input_path,
-        &input_hash,
-        test_after,
-        late,
-        seconds,
-        args.timely.workers * args.timely.processes,
+        ReportContext {
+            policy,
+            policy_source,
+            input: &input_path,
+            input_hash: &input_hash,
+            test_after: same_file.then_some(bundle.split.validation_last_step),
+            workers: args.timely.workers * args.timely.processes,
+        },
     );
     let path = args.out.join("report.json");
     let mut file =
@@ -390,53 +320,6 @@ fn choose_policy(args: &Args, bundle: &Bundle) -> (Policy, &'static str) {
     (policy, source)
 }
 
-/// Quality of the routing over a set of events.
-#[derive(Debug, Serialize)]
-struct Quality {
-    events: u64,
-    fraud: u64,
-    pr_auc: Option<f64>,
-    roc_auc: Option<f64>,
-    at_threshold: AtThreshold,
-    /// The same share of these events as the training budget, ranked.
-    at_budget: Option<AtThreshold>,
-    fraud_amount: f64,
-    fraud_amount_caught: f64,
-}
-
-impl Quality {
-    fn of(records: &[&Record], threshold: f64, budget: f64) -> Option<Quality> {
-        let labelled: Vec<&&Record> = records.iter().filter(|r| r.is_fraud.is_some()).collect();
-        if labelled.is_empty() {
-            return None;
-        }
-        let scores: Vec<f64> = labelled.iter().map(|r| r.score).collect();
-        let labels: Vec<bool> = labelled.iter().map(|r| r.is_fraud == Some(true)).collect();
-        let fraud = labelled.iter().filter(|r| r.is_fraud == Some(true));
-        Some(Quality {
-            events: labelled.len() as u64,
-            fraud: labels.iter().filter(|&&l| l).count() as u64,
-            pr_auc: average_precision(&scores, &labels),
-            roc_auc: roc_auc(&scores, &labels),
-            at_threshold: at_threshold(&scores, &labels, threshold),
-            at_budget: at_budget(&scores, &labels, budget),
-            fraud_amount: fraud.clone().map(|r| r.amount).sum(),
-            fraud_amount_caught: fraud
-                .filter(|r| r.score >= threshold)
-                .map(|r| r.amount)
-                .sum(),
-        })
-    }
-}
-
-#[derive(Debug, Serialize)]
-struct Latency {
-    p50: u64,
-    p95: u64,
-    p99: u64,
-    max: u64,
-}
-
 #[derive(Debug, Serialize)]
 struct Report {
     input: String,
@@ -459,6 +342,8 @@ struct Report {
     /// is the file it was trained on: the honest figure.
     test_split_after_step: Option<u32>,
     quality_test_split: Option<Quality>,
+    /// Every day of event time replayed.
+    per_day: Vec<Day>,
     /// Microseconds from the source reading an event to its routing.
     latency_us: Option<Latency>,
     seconds: f64,
@@ -466,55 +351,46 @@ struct Report {
     workers: usize,
 }
 
+/// What the report says of the run besides its records.
+struct ReportContext<'a> {
+    policy: Policy,
+    policy_source: &'static str,
+    input: &'a Path,
+    input_hash: &'a str,
+    /// The bundle's last validation step, when the input is its training
+    /// file: the events after it are the honest test split.
+    test_after: Option<u32>,
+    workers: usize,
+}
+
 impl Report {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        c: &Collected,
-        bundle: &Bundle,
-        policy: &Policy,
-        policy_source: &'static str,
-        input: &Path,
-        input_hash: &str,
-        test_after: Option<u32>,
-        late: u64,
-        seconds: f64,
-        workers: usize,
-    ) -> Report {
-        let all: Vec<&Record> = c.records.iter().collect();
-        let test: Vec<&Record> = match test_after {
-            Some(step) => c.records.iter().filter(|r| r.step > step).collect(),
-            None => Vec::new(),
-        };
-        let mut latencies: Vec<u64> = c.records.iter().map(|r| r.latency_us).collect();
-        latencies.sort_unstable();
-        let pick = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
-        let events_in = c.records.len() as u64 + c.dead;
+    fn new(records: &[Record], summary: &RunSummary, bundle: &Bundle, c: ReportContext) -> Report {
+        let threshold = c.policy.threshold;
+        let test = c
+            .test_after
+            .map(|step| records.iter().filter(move |r| r.hour() > step));
         Report {
-            input: input.display().to_string(),
-            input_hash: input_hash.to_string(),
+            input: c.input.display().to_string(),
+            input_hash: c.input_hash.to_string(),
             bundle_version: bundle.version.clone(),
             contract: bundle.contract,
-            policy: *policy,
-            policy_source,
+            policy: c.policy,
+            policy_source: c.policy_source,
             budget: bundle.budget,
-            events_in,
-            scored: c.records.len() as u64,
-            alerts: c.alerts,
-            normal: c.normal,
-            dead_letters: c.dead,
-            late,
-            quality_all: Quality::of(&all, policy.threshold, bundle.budget),
-            test_split_after_step: test_after,
-            quality_test_split: Quality::of(&test, policy.threshold, bundle.budget),
-            latency_us: (!latencies.is_empty()).then(|| Latency {
-                p50: pick(0.50),
-                p95: pick(0.95),
-                p99: pick(0.99),
-                max: latencies[latencies.len() - 1],
-            }),
-            seconds,
-            events_per_second: events_in as f64 / seconds.max(1e-9),
-            workers,
+            events_in: summary.events_in,
+            scored: records.len() as u64,
+            alerts: summary.written,
+            normal: summary.normal_written,
+            dead_letters: summary.dead_written,
+            late: summary.late,
+            quality_all: Quality::of(records, threshold, bundle.budget),
+            test_split_after_step: c.test_after,
+            quality_test_split: test.and_then(|t| Quality::of(t, threshold, bundle.budget)),
+            per_day: per_day(records, threshold),
+            latency_us: Latency::of(records.iter().map(|r| r.latency_us).collect()),
+            seconds: summary.seconds,
+            events_per_second: summary.events_in as f64 / summary.seconds.max(1e-9),
+            workers: c.workers,
         }
     }
 
@@ -548,16 +424,16 @@ impl Report {
                 "{name}: {} events, {} fraud; PR-AUC {}, ROC-AUC {}",
                 grouped(q.events),
                 grouped(q.fraud),
-                opt(q.pr_auc),
-                opt(q.roc_auc)
+                opt(q.ranking.pr_auc),
+                opt(q.ranking.roc_auc)
             );
             println!(
                 "  at the threshold: {} alerts, precision {}, recall {}",
-                grouped(q.at_threshold.alerts),
-                opt(q.at_threshold.precision),
-                opt(q.at_threshold.recall)
+                grouped(q.ranking.at_threshold.alerts),
+                opt(q.ranking.at_threshold.precision),
+                opt(q.ranking.at_threshold.recall)
             );
-            if let Some(b) = q.at_budget {
+            if let Some(b) = q.ranking.at_budget {
                 println!(
                     "  at the {:.2} % budget: {} alerts, precision {}, recall {}",
                     self.budget * 100.0,

@@ -1,14 +1,12 @@
 //! `fraudflow generate`: a PaySim file of our own making.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use fraudflow::atomic::AtomicFile;
-use fraudflow::generate::{Generator, GeneratorParams, FRAUD_RATE, STEPS};
-use fraudflow::paysim::PaysimWriter;
+use fraudflow::generate::{write_file, write_rows, Generator, GeneratorParams, FRAUD_RATE, STEPS};
 use fraudflow::progress;
 
 /// Writes a PaySim-like file: hourly volume, per-type amounts, balances and
@@ -46,7 +44,9 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     let bar = progress::bar(args.rows, "rows", quiet);
     bar.set_message("generating");
     match &args.out {
-        Some(path) => write_file(params, path, &bar)?,
+        Some(path) => {
+            write_file(params, path, &bar).with_context(|| format!("writing {}", path.display()))?
+        }
         None => write_rows(io::stdout().lock(), Generator::new(params), &bar)
             .context("writing to standard output")?,
     }
@@ -64,27 +64,4 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes the generated rows to `path` atomically.
-pub fn write_file(
-    params: fraudflow::generate::CheckedParams,
-    path: &std::path::Path,
-    bar: &indicatif::ProgressBar,
-) -> anyhow::Result<()> {
-    let context = || format!("writing {}", path.display());
-    let mut file = AtomicFile::create(path).with_context(context)?;
-    write_rows(&mut file, Generator::new(params), bar).with_context(context)?;
-    file.commit().with_context(context)
-}
-
-fn write_rows(out: impl Write, rows: Generator, bar: &indicatif::ProgressBar) -> io::Result<()> {
-    let mut writer = PaysimWriter::new(out)?;
-    for (i, row) in rows.enumerate() {
-        writer.write(&row)?;
-        if i % 65_536 == 65_535 {
-            bar.inc(65_536);
-        }
-    }
-    writer.finish()?.flush()
 }

@@ -10,12 +10,16 @@ pub mod validate;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context};
-use fraudflow::dataflow::source::{InputFormat, SourceSettings};
-use fraudflow::dataflow::{FeatureInput, WINDOW_SECONDS};
+use fraudflow::dataflow::WINDOW_SECONDS;
 use fraudflow::features::Contract;
-use fraudflow::paysim::{PaysimReader, ReadError};
+use fraudflow::paysim::ReadError;
+use fraudflow::pipeline::harness::fail_cluster;
+use fraudflow::pipeline::{Cluster, FeatureSettings, PipelineError, PipelineSettings, Stage};
 use fraudflow::scan::ScanOptions;
+use fraudflow::sources::file::{
+    FileSource, DEFAULT_BLOCK_BYTES, DEFAULT_LATENESS, DEFAULT_MAX_AHEAD,
+};
+use fraudflow::sources::SourceSettings;
 
 /// The flags of the commands that read one PaySim file and report on it.
 #[derive(clap::Args)]
@@ -41,7 +45,13 @@ impl FileArgs {
 
 /// Exit status for a failed command: 1 when the data is at fault, else 2.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    match err.downcast_ref::<ReadError>() {
+    let read_error =
+        err.downcast_ref::<ReadError>()
+            .or_else(|| match err.downcast_ref::<PipelineError>() {
+                Some(PipelineError::Component { cause, .. }) => cause.downcast_ref::<ReadError>(),
+                _ => None,
+            });
+    match read_error {
         Some(e) if e.is_data_error() => 1,
         _ => 2,
     }
@@ -72,45 +82,76 @@ pub struct SourceArgs {
     #[arg(long, default_value_t = WINDOW_SECONDS)]
     pub window: u64,
     /// Seconds an event may arrive late and still be placed at its own time.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = DEFAULT_LATENESS)]
     pub lateness: u64,
     /// Seconds of event time a source may run ahead of finished output:
     /// bounds the data in flight, and so memory.
-    #[arg(long, default_value_t = SourceSettings::default().max_ahead)]
+    #[arg(long, default_value_t = DEFAULT_MAX_AHEAD)]
     pub max_ahead: u64,
     /// Bytes of input per block; workers take blocks in turn.
-    #[arg(long, default_value_t = SourceSettings::default().block_bytes)]
+    #[arg(long, default_value_t = DEFAULT_BLOCK_BYTES)]
     pub block_bytes: usize,
 }
 
 impl SourceArgs {
     /// Checks the flags and the input (its kind by extension; a PaySim
-    /// header once, before any worker starts).
-    pub fn input(&self, path: &Path, contract: Contract) -> anyhow::Result<FeatureInput> {
+    /// header once), before any worker starts.
+    pub fn source(&self, path: &Path) -> anyhow::Result<SourceSettings> {
+        if self.block_bytes == 0 {
+            anyhow::bail!("--block-bytes must be at least 1");
+        }
+        let mut file = FileSource::open(path)?;
+        file.lateness = self.lateness;
+        file.max_ahead = self.max_ahead;
+        file.block_bytes = self.block_bytes;
+        Ok(SourceSettings::File(file))
+    }
+
+    /// The features of `contract` with this window.
+    pub fn features(&self, contract: Contract) -> anyhow::Result<FeatureSettings> {
         if self.window == 0 {
             anyhow::bail!("--window must be at least 1 second");
         }
-        let format = InputFormat::of(path).ok_or_else(|| {
-            anyhow!(
-                "{}: expected a .csv (PaySim) or .jsonl (JSON events) file",
-                path.display()
-            )
-        })?;
-        if format == InputFormat::PaysimCsv {
-            PaysimReader::open(path)?;
-        } else {
-            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        }
-        Ok(FeatureInput {
-            path: path.to_path_buf(),
-            format,
-            settings: SourceSettings {
-                lateness: self.lateness,
-                max_ahead: self.max_ahead,
-                block_bytes: self.block_bytes,
-            },
+        Ok(FeatureSettings {
             contract,
             window: self.window,
         })
     }
+}
+
+/// The settings of a run over one input file, up to its features.
+pub fn file_pipeline(
+    input: &Path,
+    source: &SourceArgs,
+    contract: Contract,
+    cluster: &Cluster,
+    stage: Stage,
+) -> anyhow::Result<PipelineSettings> {
+    Ok(PipelineSettings {
+        cluster: cluster.clone(),
+        source: source.source(input)?,
+        features: source.features(contract)?,
+        stage,
+    })
+}
+
+/// Runs a command's work on `cluster`; a failure before the workers start
+/// still ends the other processes of the run at once (see
+/// `pipeline::harness::fail_cluster`).
+pub fn on_cluster<T>(
+    cluster: &Cluster,
+    work: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    work().map_err(|err| {
+        if cluster.processes() == 1 {
+            return err;
+        }
+        let error = match err.downcast::<PipelineError>() {
+            Ok(e) => e,
+            Err(other) => PipelineError::Setup {
+                message: format!("{other:#}"),
+            },
+        };
+        anyhow::Error::new(fail_cluster(cluster, error))
+    })
 }

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use fraudflow::pipeline::harness::CONNECT_TIMEOUT;
+use fraudflow::pipeline::Cluster;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct TimelyArgs {
@@ -20,11 +22,14 @@ pub struct TimelyArgs {
     /// processes listen on localhost:2101 and up.
     #[arg(short = 'h', long = "hostfile")]
     pub hostfile: Option<PathBuf>,
+    /// Seconds to wait for every process to connect before giving up.
+    #[arg(long, default_value_t = CONNECT_TIMEOUT.as_secs())]
+    pub connect_timeout: u64,
 }
 
 impl TimelyArgs {
-    /// Checks the flags and turns them into timely's configuration.
-    pub fn config(&self) -> anyhow::Result<timely::Config> {
+    /// Checks the flags and turns them into the pipeline's cluster.
+    pub fn cluster(&self) -> anyhow::Result<Cluster> {
         if self.workers == 0 {
             bail!("-w must be at least 1, got 0");
         }
@@ -35,41 +40,31 @@ impl TimelyArgs {
                 self.processes
             );
         }
-        let communication = if self.processes == 1 {
-            timely::CommunicationConfig::Process(self.workers)
-        } else {
-            let addresses = match &self.hostfile {
-                Some(path) => {
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("reading hostfile {}", path.display()))?;
-                    text.lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .map(String::from)
-                        .collect::<Vec<_>>()
-                }
-                None => (0..self.processes)
-                    .map(|i| format!("localhost:{}", 2101 + i))
-                    .collect(),
-            };
-            if addresses.len() != self.processes {
-                bail!(
-                    "the hostfile names {} processes, but -n is {}",
-                    addresses.len(),
-                    self.processes
-                );
+        let addresses = match (&self.hostfile, self.processes) {
+            (_, 1) => vec![String::new()],
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading hostfile {}", path.display()))?;
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(String::from)
+                    .collect::<Vec<_>>()
             }
-            timely::CommunicationConfig::Cluster {
-                threads: self.workers,
-                process: self.process,
-                addresses,
-                report: false,
-                zerocopy: false,
-            }
+            (None, n) => (0..n).map(|i| format!("localhost:{}", 2101 + i)).collect(),
         };
-        Ok(timely::Config {
-            communication,
-            worker: timely::WorkerConfig::default(),
+        if addresses.len() != self.processes {
+            bail!(
+                "the hostfile names {} processes, but -n is {}",
+                addresses.len(),
+                self.processes
+            );
+        }
+        Ok(Cluster {
+            workers: self.workers,
+            process: self.process,
+            addresses,
+            connect_timeout: std::time::Duration::from_secs(self.connect_timeout),
         })
     }
 }

@@ -1,24 +1,17 @@
 //! `fraudflow train`: featurize with the dataflow, split by step, fit the
 //! ensemble, choose its weights and threshold, write the bundle.
 
-use std::cell::RefCell;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::rc::Rc;
-use std::time::Instant;
 
-use anyhow::anyhow;
-use fraudflow::bundle::{fingerprint_file, Bundle, BUNDLE_FORMAT};
-use fraudflow::dataflow::sink::OrderedSink;
-use fraudflow::dataflow::source::SourceCounts;
-use fraudflow::dataflow::{file_features, FeatureInput, FeatureRow};
+use fraudflow::bundle::Bundle;
 use fraudflow::features::Contract;
-use fraudflow::train::{train, Table, TrainParams};
-use timely::dataflow::operators::Probe;
-use timely::dataflow::ProbeHandle;
+use fraudflow::pipeline::training::train_bundle;
+use fraudflow::pipeline::{Cluster, Stage};
+use fraudflow::train::TrainParams;
 
 use super::timely_args::TimelyArgs;
-use super::{grouped, SourceArgs};
+use super::{file_pipeline, grouped, on_cluster, SourceArgs};
 
 /// Trains the ensemble on a PaySim file (or JSON events with labels):
 /// features from the dataflow that serves, a chronological 70/15/15 split
@@ -83,129 +76,47 @@ fn parse_split(s: &str) -> Result<(u32, u32), String> {
 }
 
 impl TrainingArgs {
-    fn params(&self) -> TrainParams {
-        TrainParams {
+    /// Checked before any worker starts.
+    pub fn params(&self) -> anyhow::Result<TrainParams> {
+        if !(self.budget > 0.0 && self.budget <= 1.0) {
+            anyhow::bail!("--budget must be in (0, 1], got {}", self.budget);
+        }
+        Ok(TrainParams {
             budget: self.budget,
             seed: self.seed,
             split: self.split,
             trees: self.trees,
             positive_weight: (self.positive_weight > 0.0).then_some(self.positive_weight),
             ..TrainParams::default()
-        }
+        })
     }
 }
 
 pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
-    let input = args.source.input(&args.input, args.training.contract)?;
-    let bundle = train_bundle(input, &args.training, &args.timely, &args.out, quiet)?;
-    print_metrics(&bundle);
+    let cluster = args.timely.cluster()?;
+    let bundle = on_cluster(&cluster, || train(&args, &cluster, quiet))?;
+    if let Some(bundle) = bundle {
+        print_metrics(&bundle);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Trains and writes the bundle into `out`, saying what it does on stderr.
-pub fn train_bundle(
-    input: FeatureInput,
-    training: &TrainingArgs,
-    timely: &TimelyArgs,
-    out: &Path,
-    quiet: bool,
-) -> anyhow::Result<Bundle> {
+fn train(args: &Args, cluster: &Cluster, quiet: bool) -> anyhow::Result<Option<Bundle>> {
+    let contract = args.training.contract;
+    let settings = file_pipeline(&args.input, &args.source, contract, cluster, Stage::Rows)?;
     let say = |what: &str| {
         if !quiet {
             eprintln!("train: {what}");
         }
     };
-    let started = Instant::now();
     say(&format!(
         "featurizing {} ({}, {} workers)",
-        input.path.display(),
-        input.contract,
-        timely.workers
+        args.input.display(),
+        args.training.contract,
+        args.timely.workers
     ));
-    let path = input.path.clone();
-    let (table, events_in, dead) = feature_table(input, timely)?;
-    say(&format!(
-        "{} events: {} labelled rows, {} dead letters, {:.1} s",
-        grouped(events_in),
-        grouped(table.len() as u64),
-        grouped(dead),
-        started.elapsed().as_secs_f64()
-    ));
-    let fingerprint = fingerprint_file(&path, table.len() as u64)?;
-    let trained = train(&table, &training.params(), |stage| {
-        say(&format!("fitting: {stage}"))
-    })?;
-    let contract = table.contract;
-    let now = fraudflow::clock::now_rfc3339();
-    let bundle = Bundle {
-        format: BUNDLE_FORMAT,
-        version: format!("{}-{}", now.replace([':', '-'], ""), &fingerprint.hash[..8]),
-        created_at: now,
-        contract,
-        features: contract.names().iter().map(|s| s.to_string()).collect(),
-        fingerprint,
-        split: trained.split,
-        budget: training.budget,
-        policy: trained.policy,
-        parity: trained.parity,
-        models: trained.models,
-        metrics: trained.metrics,
-        training_seconds: started.elapsed().as_secs_f64(),
-    };
-    let written = bundle.save(out)?;
-    say(&format!(
-        "wrote {} (version {}) in {:.1} s",
-        written.display(),
-        bundle.version,
-        bundle.training_seconds
-    ));
-    Ok(bundle)
-}
-
-/// Runs the featurizing dataflow and gathers its rows, in time order, on
-/// worker 0: returns them with the events read and the dead letters.
-fn feature_table(input: FeatureInput, timely: &TimelyArgs) -> anyhow::Result<(Table, u64, u64)> {
-    let config = timely.config()?;
-    let guards = timely::execute(config, move |worker| {
-        let counts = Rc::new(SourceCounts::default());
-        let table = Rc::new(RefCell::new(Ok(Table::new(input.contract))));
-        let done = ProbeHandle::new();
-        worker.dataflow::<u64, _, _>(|scope| {
-            let (rows, _dead) = file_features(scope, &input, Rc::clone(&counts), done.clone());
-            let sink = Rc::clone(&table);
-            rows.probe_with(&done).ordered_sink(
-                |r: &FeatureRow| r.seq,
-                move |rows| {
-                    let mut table = sink.borrow_mut();
-                    if let Ok(t) = table.as_mut() {
-                        if let Err(e) = rows.iter().try_for_each(|r| t.push(r)) {
-                            *table = Err(e);
-                        }
-                    }
-                },
-                "TrainingRows",
-            );
-        });
-        while worker.step_or_park(None) {}
-        let table = table.replace(Ok(Table::new(input.contract)));
-        (
-            (worker.index() == 0).then_some(table),
-            counts.events_in.get(),
-            counts.dead.get(),
-        )
-    })
-    .map_err(|e| anyhow!("starting the workers: {e}"))?;
-    let (mut table, mut events_in, mut dead) = (None, 0, 0);
-    for result in guards.join() {
-        let (t, e, d) = result.map_err(|e| anyhow!("a worker failed: {e}"))?;
-        events_in += e;
-        dead += d;
-        if let Some(t) = t {
-            table = Some(t?);
-        }
-    }
-    let table = table.ok_or_else(|| anyhow!("worker 0 returned no table"))?;
-    Ok((table, events_in, dead))
+    let params = args.training.params()?;
+    Ok(train_bundle(settings, &params, &args.out, say)?)
 }
 
 /// The split, the policy and the test-split metrics, one line a model, on

@@ -1,14 +1,12 @@
-//! The timely dataflow: sources, parse with a dead-letter path, features
-//! with velocity as windowed arrangements, and ordered sinks.
+//! The dataflow's operators: features with velocity as windowed
+//! arrangements, scoring and routing, ordered sinks. The graph that joins
+//! them is built in [`crate::pipeline`].
 
 pub mod batcher;
-pub mod blocks;
 pub mod dead_letter;
 pub mod json_event;
-pub mod parquet_table;
 pub mod score;
 pub mod sink;
-pub mod source;
 pub mod table;
 pub mod velocity;
 
@@ -17,7 +15,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::{Operator, OutputBuilder};
 use timely::dataflow::operators::{Capability, Concat};
@@ -213,41 +210,4 @@ fn join_answers<'scope, R: Clone + 'static>(
             }
         },
     )
-}
-
-/// Where a dataflow's events come from and how they become features.
-#[derive(Clone, Debug)]
-pub struct FeatureInput {
-    pub path: std::path::PathBuf,
-    pub format: source::InputFormat,
-    pub settings: source::SourceSettings,
-    pub contract: Contract,
-    pub window: u64,
-}
-
-/// The two streams the front of a dataflow gives: features, dead letters.
-pub type FeaturesAndDead<'scope> = (
-    Stream<'scope, u64, Vec<FeatureRow>>,
-    Stream<'scope, u64, Vec<Box<dead_letter::DeadLetter>>>,
-);
-
-/// The front of every dataflow that reads a file: the source, the dead
-/// letters split off, and the features of the rest. `done` must be probed
-/// downstream: the source runs at most `max_ahead` ahead of it.
-pub fn file_features<'scope>(
-    scope: timely::dataflow::Scope<'scope, u64>,
-    input: &FeatureInput,
-    counts: std::rc::Rc<source::SourceCounts>,
-    done: timely::dataflow::ProbeHandle<u64>,
-) -> FeaturesAndDead<'scope> {
-    let parsed = source::file_source(
-        scope,
-        input.path.clone(),
-        input.format,
-        input.settings,
-        counts,
-        done,
-    );
-    let (events, dead) = parsed.ok_err(|r| r);
-    (featurize(events, input.contract, input.window), dead)
 }

@@ -2,6 +2,7 @@
 //! events at or above the threshold become alerts with their reasons, the
 //! rest are normal traffic.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -9,6 +10,7 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
 use super::FeatureRow;
@@ -17,12 +19,21 @@ use crate::event::EventId;
 use crate::features::Contract;
 
 /// What scoring needs: the models, the policy and what names them.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scorer {
     pub models: Models,
     pub policy: Policy,
     pub contract: Contract,
     pub model_version: String,
+}
+
+/// A model version and the event time from which it scores: events at
+/// earlier times keep the version before it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelVersion {
+    /// Event time (seconds) from which this version applies.
+    pub from: u64,
+    pub scorer: Scorer,
 }
 
 /// Every event's outcome: what evaluation, the scores file and the counts
@@ -31,6 +42,8 @@ pub struct Scorer {
 pub struct Outcome {
     pub id: EventId,
     pub seq: u64,
+    /// Event time in seconds.
+    pub time: u64,
     pub step: Option<u32>,
     /// The ground truth, when the event carried one.
     pub is_fraud: Option<bool>,
@@ -65,32 +78,75 @@ pub struct Alert {
     pub is_fraud: Option<bool>,
 }
 
-/// Scores each row and routes it: returns the anomalies (outcomes with
-/// their alert) and the normal traffic. Runs where the rows are, without
-/// exchange.
+/// Scores each row with the model version in force at its time and routes
+/// it: returns the anomalies (outcomes with their alert) and the normal
+/// traffic. Runs where the rows are, without exchange.
+///
+/// `versions` must reach every worker (broadcast): each applies from its
+/// time on, so which version scores an event depends on the event's time
+/// alone, never on the number of workers. Rows wait only while a version
+/// for their time may still arrive; `initial` scores everything before the
+/// first version.
 pub fn score_and_route<'scope>(
     rows: Stream<'scope, u64, Vec<FeatureRow>>,
-    scorer: Arc<Scorer>,
+    versions: Stream<'scope, u64, Vec<ModelVersion>>,
+    initial: Arc<Scorer>,
 ) -> (
     Stream<'scope, u64, Vec<Outcome>>,
     Stream<'scope, u64, Vec<Outcome>>,
 ) {
-    let scored = rows.unary::<CapacityContainerBuilder<Vec<Outcome>>, _, _, _>(
+    let scored = rows.binary_frontier::<_, CapacityContainerBuilder<Vec<Outcome>>, _, _, _, _>(
+        versions,
+        Pipeline,
         Pipeline,
         "Score",
         move |_, _| {
-            move |input, output| {
-                let mut components = Vec::new();
-                input.for_each(|cap, data| {
-                    let rows: Vec<&[f64]> = data.iter().map(|r| &r.values[..]).collect();
-                    scorer.models.components_many(&rows, &mut components);
-                    // One clock reading a batch: the batch is routed at once.
-                    let now = crate::clock::now_micros();
-                    let mut session = output.session(&cap);
-                    for (row, c) in data.drain(..).zip(&components) {
-                        session.give(route(&scorer, row, *c, now));
+            // Versions by the time they apply from; rows waiting for the
+            // version frontier to pass their time.
+            let mut known: BTreeMap<u64, Arc<Scorer>> = BTreeMap::new();
+            let mut waiting: BTreeMap<u64, (Capability<u64>, Vec<FeatureRow>)> = BTreeMap::new();
+            let mut components = Vec::new();
+            move |(rows, _), (versions, version_frontier), output| {
+                versions.for_each(|_, data| {
+                    for v in data.drain(..) {
+                        known.insert(v.from, Arc::new(v.scorer));
                     }
                 });
+                let mut score = |cap: &Capability<u64>, data: &mut Vec<FeatureRow>| {
+                    let time = *cap.time();
+                    let scorer = known
+                        .range(..=time)
+                        .next_back()
+                        .map_or(&initial, |(_, s)| s);
+                    let batch: Vec<&[f64]> = data.iter().map(|r| &r.values[..]).collect();
+                    scorer.models.components_many(&batch, &mut components);
+                    // One clock reading a batch: the batch is routed at once.
+                    let now = crate::clock::now_micros();
+                    let mut session = output.session(cap);
+                    for (row, c) in data.drain(..).zip(&components) {
+                        session.give(route(scorer, row, *c, now));
+                    }
+                };
+                rows.for_each(|cap, data| {
+                    let Some(cap) = cap.retain_least(0) else {
+                        return;
+                    };
+                    if version_frontier.less_equal(cap.time()) {
+                        let entry = waiting
+                            .entry(*cap.time())
+                            .or_insert_with(|| (cap, Vec::new()));
+                        entry.1.append(data);
+                    } else {
+                        score(&cap, data);
+                    }
+                });
+                while let Some(entry) = waiting.first_entry() {
+                    if version_frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let (cap, mut data) = entry.remove();
+                    score(&cap, &mut data);
+                }
             }
         },
     );
@@ -121,6 +177,7 @@ fn route(scorer: &Scorer, row: FeatureRow, components: Components, now: u64) -> 
         alert,
         id: row.id,
         seq: row.seq,
+        time: row.time,
         step: row.step,
         is_fraud,
         amount,

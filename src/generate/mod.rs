@@ -376,6 +376,34 @@ fn cents(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// Writes the generated rows to `path` atomically (a temporary file, then a
+/// rename), advancing `bar` as it goes.
+pub fn write_file(
+    params: CheckedParams,
+    path: &std::path::Path,
+    bar: &indicatif::ProgressBar,
+) -> std::io::Result<()> {
+    let mut file = crate::atomic::AtomicFile::create(path)?;
+    write_rows(&mut file, Generator::new(params), bar)?;
+    file.commit()
+}
+
+/// Writes `rows` as a PaySim file to `out`.
+pub fn write_rows(
+    out: impl std::io::Write,
+    rows: Generator,
+    bar: &indicatif::ProgressBar,
+) -> std::io::Result<()> {
+    let mut writer = crate::paysim::PaysimWriter::new(out)?;
+    for (i, row) in rows.enumerate() {
+        writer.write(&row)?;
+        if i % 65_536 == 65_535 {
+            bar.inc(65_536);
+        }
+    }
+    writer.finish()?.flush()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

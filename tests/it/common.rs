@@ -5,6 +5,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use fraudflow::generate::{Generator, GeneratorParams};
 use fraudflow::paysim::{PaysimWriter, Transaction};
 use serde_json::Value;
 
@@ -43,7 +44,8 @@ pub fn shared_slice() -> Option<PathBuf> {
     );
 }
 
-fn free_port() -> u16 {
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -82,4 +84,62 @@ pub fn write_rows(path: &Path, rows: impl IntoIterator<Item = Transaction>) {
         writer.write(&row).unwrap();
     }
     writer.finish().unwrap();
+}
+
+/// A generated PaySim file of `rows` rows in `dir`.
+pub fn generated(dir: &Path, rows: u64, seed: u64) -> PathBuf {
+    let path = dir.join(format!("generated-{rows}-{seed}.csv"));
+    write_rows(
+        &path,
+        Generator::new(GeneratorParams::new(rows, seed).check().unwrap()),
+    );
+    path
+}
+
+/// Runs `fraudflow ARGS`, asserts it succeeded, returns its standard output.
+pub fn run_ok(args: &[&str]) -> String {
+    let out = fraudflow(args);
+    assert!(
+        out.status.success(),
+        "fraudflow {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `fraudflow backtest` of `input` with the bundle in `models`, writing to
+/// `out`, quietly, with `extra` flags.
+pub fn backtest<'a>(
+    input: &'a Path,
+    models: &'a Path,
+    out: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "backtest",
+        "--input",
+        s(input),
+        "--models",
+        s(models),
+        "--out",
+        s(out),
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// `fraudflow train` of `input` into `out`, quietly, with `extra` flags.
+pub fn train(input: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["train", "--input", s(input), "--out", s(out), "--quiet"];
+    args.extend_from_slice(extra);
+    run_ok(&args)
 }

@@ -9,4 +9,5 @@ mod common;
 mod features;
 mod models;
 mod paysim;
+mod pipeline;
 mod schemas;

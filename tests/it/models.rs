@@ -2,39 +2,13 @@
 //! alerts identical for any worker and process count, the alert schema,
 //! quality on generated data and on the genuine slice.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use fraudflow::generate::{Generator, GeneratorParams};
 use serde_json::Value;
 
-use crate::common::{fraudflow, run_two_processes, shared_slice, write_rows};
-
-fn generated(dir: &Path, rows: u64, seed: u64) -> PathBuf {
-    let path = dir.join(format!("generated-{rows}-{seed}.csv"));
-    write_rows(
-        &path,
-        Generator::new(GeneratorParams::new(rows, seed).check().unwrap()),
-    );
-    path
-}
-
-fn run_ok(args: &[&str]) -> String {
-    let out = fraudflow(args);
-    assert!(
-        out.status.success(),
-        "fraudflow {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use crate::common::{
+    backtest, fraudflow, generated, json, run_ok, run_two_processes, s, shared_slice,
+};
 
 #[test]
 fn train_then_backtest_gives_identical_alerts_for_any_worker_and_process_count() {
@@ -245,28 +219,6 @@ fn alerts_follow_their_schema_and_carry_reasons() {
         let reasons = alert["reasons"].as_array().unwrap();
         assert!((1..=3).contains(&reasons.len()), "{line}");
     }
-}
-
-/// `fraudflow backtest` of `input` with the bundle in `models`, writing to
-/// `out`, quietly, with `extra` flags.
-fn backtest<'a>(
-    input: &'a Path,
-    models: &'a Path,
-    out: &'a Path,
-    extra: &[&'a str],
-) -> Vec<&'a str> {
-    let mut args = vec![
-        "backtest",
-        "--input",
-        s(input),
-        "--models",
-        s(models),
-        "--out",
-        s(out),
-        "--quiet",
-    ];
-    args.extend_from_slice(extra);
-    args
 }
 
 #[test]

@@ -347,7 +347,7 @@ mod tests {
 
     fn auc(model: &OnlineLogistic, x: &Array2<f64>, y: &Array1<bool>) -> f64 {
         let scores = model.predict(x).to_vec();
-        crate::metrics::roc_auc(&scores, &y.to_vec()).unwrap_or(f64::NAN)
+        crate::eval::ranking::roc_auc(&scores, &y.to_vec()).unwrap_or(f64::NAN)
     }
 
     #[test]

@@ -4,7 +4,7 @@
 /// random negative, ties counting half. `None` without both classes.
 ///
 /// ```
-/// use fraudflow::metrics::roc_auc;
+/// use fraudflow::eval::ranking::roc_auc;
 /// assert_eq!(roc_auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]), Some(0.75));
 /// assert_eq!(roc_auc(&[0.5, 0.5], &[false, true]), Some(0.5));
 /// ```
@@ -33,7 +33,7 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
 /// positive, tied scores taken together. `None` without positives.
 ///
 /// ```
-/// use fraudflow::metrics::average_precision;
+/// use fraudflow::eval::ranking::average_precision;
 /// // Ranked: 0.8 (pos), 0.4 (neg), 0.35 (pos), 0.1 (neg): (1/1 + 2/3) / 2.
 /// let ap = average_precision(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]).unwrap();
 /// assert!((ap - 5.0 / 6.0).abs() < 1e-12);
@@ -72,7 +72,7 @@ pub struct AtThreshold {
 /// Alerting on `scores >= threshold`.
 ///
 /// ```
-/// use fraudflow::metrics::at_threshold;
+/// use fraudflow::eval::ranking::at_threshold;
 /// let m = at_threshold(&[0.9, 0.8, 0.2, 0.1], &[true, false, true, false], 0.5);
 /// assert_eq!((m.alerts, m.caught), (2, 1));
 /// assert_eq!((m.precision, m.recall), (Some(0.5), Some(0.5)));
@@ -100,7 +100,7 @@ pub fn at_threshold(scores: &[f64], labels: &[bool], threshold: f64) -> AtThresh
 /// no scores or a budget outside (0, 1].
 ///
 /// ```
-/// use fraudflow::metrics::threshold_for_budget;
+/// use fraudflow::eval::ranking::threshold_for_budget;
 /// let scores: Vec<f64> = (0..1000).map(|i| i as f64).collect();
 /// assert_eq!(threshold_for_budget(&scores, 0.005), Some(995.0));
 /// ```

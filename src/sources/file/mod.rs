@@ -1,24 +1,28 @@
 //! The PaySim file source: workers take blocks of the file in turn and emit
 //! every row at its event time, or a dead letter for a bad row.
 
-use std::cell::Cell;
-use std::path::PathBuf;
-use std::rc::Rc;
+pub mod blocks;
+
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::source;
-use timely::dataflow::{ProbeHandle, Scope, Stream};
+use timely::dataflow::{Scope, Stream};
 
-use super::blocks::Blocks;
-use super::dead_letter::DeadLetter;
-use super::json_event::parse_event;
+use super::{Parsed, SourceContext, SourceCounts};
+use crate::dataflow::dead_letter::DeadLetter;
+use crate::dataflow::json_event::parse_event;
 use crate::event::Event;
 use crate::paysim::{PaysimReader, ReadError, ReaderOptions};
+use crate::pipeline::PipelineError;
+use blocks::Blocks;
 
-/// How sources turn arrival into timestamps and how far they run ahead.
-#[derive(Clone, Copy, Debug)]
-pub struct SourceSettings {
+/// A file source: which file, and how it turns arrival into timestamps.
+#[derive(Clone, Debug)]
+pub struct FileSource {
+    pub path: PathBuf,
+    pub format: InputFormat,
     /// Seconds an event may arrive after later ones and still be placed at
     /// its own time; later than that it is placed at the frontier (never
     /// dropped).
@@ -31,29 +35,56 @@ pub struct SourceSettings {
     pub max_ahead: u64,
 }
 
-impl Default for SourceSettings {
-    fn default() -> Self {
-        SourceSettings {
-            lateness: 120,
-            block_bytes: 1 << 20,
-            max_ahead: 4 * 3_600,
+/// Defaults of a file source's timing.
+pub const DEFAULT_LATENESS: u64 = 120;
+pub const DEFAULT_BLOCK_BYTES: usize = 1 << 20;
+pub const DEFAULT_MAX_AHEAD: u64 = 4 * 3_600;
+
+impl FileSource {
+    /// A source reading `path` with the default timing, its format by its
+    /// extension; the file is checked before any worker starts: it must be
+    /// a readable file of a known kind (for PaySim, with the right header).
+    pub fn open(path: &Path) -> Result<FileSource, PipelineError> {
+        let format = InputFormat::of(path).ok_or_else(|| PipelineError::Setting {
+            setting: "input",
+            problem: format!(
+                "{}: expected a .csv (PaySim) or .jsonl (JSON events) file",
+                path.display()
+            ),
+        })?;
+        check_readable(path)?;
+        if format == InputFormat::PaysimCsv {
+            PaysimReader::open(path).map_err(|e| PipelineError::component("input", e))?;
         }
+        Ok(FileSource {
+            path: path.to_path_buf(),
+            format,
+            lateness: DEFAULT_LATENESS,
+            block_bytes: DEFAULT_BLOCK_BYTES,
+            max_ahead: DEFAULT_MAX_AHEAD,
+        })
     }
 }
 
-/// Counts a source keeps for the run's summary.
-#[derive(Debug, Default)]
-pub struct SourceCounts {
-    pub events_in: Cell<u64>,
-    pub valid: Cell<u64>,
-    pub dead: Cell<u64>,
-    /// Events that arrived later than the allowed lateness.
-    pub late: Cell<u64>,
+/// Opens `path` and reads a byte: a directory opens on Linux but fails to
+/// read, inside a worker, which is too late to say so plainly.
+fn check_readable(path: &Path) -> Result<(), PipelineError> {
+    use std::io::Read;
+    let io = |e| PipelineError::io(path, e);
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if meta.is_dir() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "a directory, not a file",
+        )));
+    }
+    if meta.is_file() {
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read(&mut [0u8; 1]))
+            .map_err(io)?;
+    }
+    Ok(())
 }
-
-/// A parsed event, or the dead letter for a payload that failed (boxed:
-/// they are rare and large).
-pub type Parsed = Result<Event, Box<DeadLetter>>;
 
 /// The kinds of input file a source reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,21 +113,25 @@ impl InputFormat {
     }
 }
 
-/// Reads this worker's blocks of the file at `path` (for PaySim, its header
-/// was checked before the dataflow started). `done` is probed at the end of
-/// the dataflow: the source waits while it lags more than `max_ahead`.
+/// Reads this worker's blocks of the file (for PaySim, its header was
+/// checked before the dataflow started). The source waits while the end of
+/// the dataflow lags more than `max_ahead` behind it; a read error ends the
+/// run, naming the file.
 pub fn file_source<'scope>(
     scope: Scope<'scope, u64>,
-    path: PathBuf,
-    format: InputFormat,
-    settings: SourceSettings,
-    counts: Rc<SourceCounts>,
-    done: ProbeHandle<u64>,
+    settings: FileSource,
+    context: SourceContext,
 ) -> Stream<'scope, u64, Vec<Parsed>> {
     let (index, peers) = (scope.index() as u64, scope.peers() as u64);
+    let SourceContext {
+        counts,
+        done,
+        abort,
+    } = context;
+    let (path, format) = (settings.path.clone(), settings.format);
     source::<_, CapacityContainerBuilder<Vec<Parsed>>, _, _>(
         scope,
-        "PaysimSource",
+        "FileSource",
         move |cap, info| {
             let activator = scope.activator_for(info.address);
             let mut cap = Some(cap);
@@ -107,13 +142,13 @@ pub fn file_source<'scope>(
             let mut run: Vec<Parsed> = Vec::new();
             move |output| {
                 let Some(current) = cap.as_mut() else { return };
+                // A source that cannot read holds its capability (the run
+                // must not look complete) and ends the run.
                 let blocks = match blocks.as_mut() {
                     Ok(b) => b,
                     Err(err) => {
-                        // A source that cannot read holds its capability: the
-                        // run must not look complete. The command reports it.
-                        eprintln!("fraudflow: source {label}: {err}");
-                        return;
+                        let err = std::io::Error::new(err.kind(), err.to_string());
+                        return abort.fail(PipelineError::io(&path, err));
                     }
                 };
                 if done.less_than(&current.time().saturating_sub(settings.max_ahead)) {
@@ -125,10 +160,7 @@ pub fn file_source<'scope>(
                         Ok(Some(block)) if block.index % peers == index => break Some(block),
                         Ok(Some(_)) => continue,
                         Ok(None) => break None,
-                        Err(err) => {
-                            eprintln!("fraudflow: source {label}: {err}");
-                            return;
-                        }
+                        Err(err) => return abort.fail(PipelineError::io(&path, err)),
                     }
                 };
                 let Some(block) = block else {

@@ -14,8 +14,8 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 use thiserror::Error;
 
-use super::FeatureRow;
 use crate::atomic::AtomicPath;
+use crate::dataflow::FeatureRow;
 use crate::features::Contract;
 
 /// Rows buffered per row group.

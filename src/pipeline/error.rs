@@ -1,0 +1,67 @@
+//! What can end a run of the dataflow, each naming the file, setting or
+//! thread at fault.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Why a run of the pipeline failed.
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    /// Reading an input or writing an output failed.
+    #[error("{}: {cause}", path.display())]
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    /// A setting that cannot work, named with its value.
+    #[error("{setting}: {problem}")]
+    Setting {
+        setting: &'static str,
+        problem: String,
+    },
+    /// A command's setup failed before the workers started, as it said.
+    #[error("{message}")]
+    Setup { message: String },
+    /// timely could not start the workers (e.g. a port in use).
+    #[error("starting the workers: {0}")]
+    Start(String),
+    /// A worker thread panicked: a bug, reported with where it happened.
+    #[error("worker thread {thread} panicked: {message}")]
+    Panic { thread: String, message: String },
+    /// Another process of the run went away before the run ended.
+    #[error(
+        "lost the connection to another process of this run (it failed or was stopped): {message}"
+    )]
+    PeerLost { message: String },
+    /// Another worker failed first; this one stopped because of it.
+    #[error("stopped because another worker failed")]
+    Aborted,
+    /// A failure of a component, with its own typed error.
+    #[error("{what}: {cause}")]
+    Component {
+        what: &'static str,
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl PipelineError {
+    /// An I/O failure on `path`.
+    pub fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> PipelineError {
+        PipelineError::Io {
+            path: path.into(),
+            cause,
+        }
+    }
+
+    /// A component's own error, under its name.
+    pub fn component(
+        what: &'static str,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> PipelineError {
+        PipelineError::Component {
+            what,
+            cause: Box::new(cause),
+        }
+    }
+}

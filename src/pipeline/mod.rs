@@ -1,0 +1,367 @@
+//! The one dataflow every command runs, built from typed settings:
+//!
+//! ```text
+//! source -> parse --(bad)--> dead letters
+//!             |
+//!         featurize (velocity by account, on its shard)
+//!             |
+//!           score (the model version in force at the event's time)
+//!             |
+//!           route --> anomalies (alerts) / normal traffic
+//! ```
+//!
+//! A command chooses the source, how far the graph goes (features only, or
+//! scored and routed) and the outputs, which are opened before any worker
+//! starts and owned by worker 0. [`run`] builds the graph on every worker
+//! through the [`harness`], which ends the run on the first failure.
+
+pub mod error;
+pub mod harness;
+pub mod training;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::{Broadcast, Map};
+use timely::dataflow::operators::Probe;
+use timely::dataflow::{ProbeHandle, Scope, Stream};
+use timely::worker::Worker;
+use timely::ExchangeData;
+
+use crate::dataflow::dead_letter::DeadLetter;
+use crate::dataflow::score::{score_and_route, ModelVersion, Outcome, Scorer};
+use crate::dataflow::sink::OrderedSink;
+use crate::dataflow::table::{csv_runs, CsvRun};
+use crate::dataflow::{featurize, FeatureRow};
+use crate::eval::Record;
+use crate::features::Contract;
+use crate::sinks::BoxSink;
+use crate::sources::{SourceContext, SourceCounts, SourceSettings};
+pub use error::PipelineError;
+pub use harness::{Abort, Cluster};
+
+/// How events become features.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeatureSettings {
+    pub contract: Contract,
+    /// Velocity window, in seconds.
+    pub window: u64,
+}
+
+/// The models that score: `initial` from the start, then each version from
+/// its time on.
+#[derive(Clone, Debug)]
+pub struct ScoringSettings {
+    pub initial: Arc<Scorer>,
+    pub versions: Vec<ModelVersion>,
+}
+
+/// How far the graph goes, and so what its outputs are.
+#[derive(Clone, Debug)]
+pub enum Stage {
+    /// Features only, written as the CSV table (each worker formats its
+    /// own rows).
+    CsvTable,
+    /// Features only, as rows (Parquet, training's table).
+    Rows,
+    /// Scored and routed. `all_outcomes`: the normal traffic's sink gets
+    /// whole outcomes in order; otherwise only evaluation records, in any
+    /// order (cheaper).
+    Scored {
+        scoring: ScoringSettings,
+        all_outcomes: bool,
+    },
+}
+
+/// Everything a run needs, the same on every process.
+#[derive(Clone, Debug)]
+pub struct PipelineSettings {
+    pub cluster: Cluster,
+    pub source: SourceSettings,
+    pub features: FeatureSettings,
+    pub stage: Stage,
+}
+
+/// The normal traffic's sink: see [`Stage::Scored`].
+pub enum NormalSink {
+    Outcomes(BoxSink<Outcome>),
+    Records(BoxSink<Record>),
+}
+
+/// The outputs of the stage the graph ends in.
+pub enum StageOutputs {
+    CsvTable(BoxSink<CsvRun>),
+    Rows(BoxSink<FeatureRow>),
+    Scored {
+        anomalies: BoxSink<Outcome>,
+        normal: NormalSink,
+    },
+}
+
+/// The run's outputs, opened before any worker starts; only the process of
+/// worker 0 has them.
+pub struct Outputs {
+    pub dead_letters: BoxSink<Box<DeadLetter>>,
+    pub stage: StageOutputs,
+}
+
+/// What one process read and, on process 0, wrote.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunSummary {
+    pub events_in: u64,
+    pub valid: u64,
+    pub dead: u64,
+    /// Events placed at the frontier because they came behind it.
+    pub late: u64,
+    /// Dead letters written (process 0).
+    pub dead_written: u64,
+    /// Rows, or anomalies, written (process 0).
+    pub written: u64,
+    /// Normal traffic written (process 0, scored runs).
+    pub normal_written: u64,
+    pub seconds: f64,
+}
+
+/// Runs the pipeline: `outputs` must be given on the process of worker 0
+/// (process 0), and its kind must match the settings' stage.
+pub fn run(
+    settings: PipelineSettings,
+    outputs: Option<Outputs>,
+) -> Result<RunSummary, PipelineError> {
+    let started = Instant::now();
+    let cluster = settings.cluster.clone();
+    let outputs = Arc::new(Mutex::new(outputs));
+    let results = harness::execute(&cluster, move |worker, abort| {
+        let mine = if worker.index() == 0 {
+            outputs.lock().unwrap_or_else(|e| e.into_inner()).take()
+        } else {
+            None
+        };
+        build(worker, &settings, mine, abort)
+    })?;
+    let mut total = RunSummary::default();
+    for s in results {
+        total.events_in += s.events_in;
+        total.valid += s.valid;
+        total.dead += s.dead;
+        total.late += s.late;
+        total.dead_written += s.dead_written;
+        total.written += s.written;
+        total.normal_written += s.normal_written;
+    }
+    total.seconds = started.elapsed().as_secs_f64();
+    Ok(total)
+}
+
+/// One output, owned by worker 0 (`None` elsewhere, and once it failed).
+type Slot<D> = Rc<RefCell<Option<BoxSink<D>>>>;
+
+fn slot<D>(sink: Option<BoxSink<D>>) -> Slot<D> {
+    Rc::new(RefCell::new(sink))
+}
+
+/// Finishes a slot's sink: its count, 0 where it has none.
+fn finish<D>(slot: &Slot<D>) -> Result<u64, PipelineError> {
+    slot.borrow_mut().take().map_or(Ok(0), |s| s.finish())
+}
+
+/// A writer for a sink operator: hands each batch to the slot's sink; the
+/// first error ends the run and drops the sink (no partial file is left).
+fn writer<D: 'static>(slot: &Slot<D>, abort: &Abort) -> impl FnMut(&mut [D]) + 'static {
+    let (slot, abort) = (Rc::clone(slot), abort.clone());
+    move |batch| {
+        let mut owned = slot.borrow_mut();
+        if let Some(sink) = owned.as_mut() {
+            if let Err(e) = sink.write(batch) {
+                *owned = None;
+                abort.fail(e);
+            }
+        }
+    }
+}
+
+/// The slots of one worker's outputs.
+struct Slots {
+    dead: Slot<Box<DeadLetter>>,
+    csv: Slot<CsvRun>,
+    rows: Slot<FeatureRow>,
+    anomalies: Slot<Outcome>,
+    normal: Slot<Outcome>,
+    records: Slot<Record>,
+}
+
+impl Slots {
+    fn new(outputs: Option<Outputs>) -> Slots {
+        let mut slots = Slots {
+            dead: slot(None),
+            csv: slot(None),
+            rows: slot(None),
+            anomalies: slot(None),
+            normal: slot(None),
+            records: slot(None),
+        };
+        if let Some(o) = outputs {
+            slots.dead = slot(Some(o.dead_letters));
+            match o.stage {
+                StageOutputs::CsvTable(s) => slots.csv = slot(Some(s)),
+                StageOutputs::Rows(s) => slots.rows = slot(Some(s)),
+                StageOutputs::Scored { anomalies, normal } => {
+                    slots.anomalies = slot(Some(anomalies));
+                    match normal {
+                        NormalSink::Outcomes(s) => slots.normal = slot(Some(s)),
+                        NormalSink::Records(s) => slots.records = slot(Some(s)),
+                    }
+                }
+            }
+        }
+        slots
+    }
+
+    /// Commits every output, the large ones first (a late write error there
+    /// then leaves no dead-letter file behind either); the summary's counts.
+    fn finish(&self, counts: &SourceCounts) -> Result<RunSummary, PipelineError> {
+        let written = finish(&self.csv)? + finish(&self.rows)? + finish(&self.anomalies)?;
+        let normal_written = finish(&self.normal)? + finish(&self.records)?;
+        Ok(RunSummary {
+            events_in: counts.events_in.get(),
+            valid: counts.valid.get(),
+            dead: counts.dead.get(),
+            late: counts.late.get(),
+            dead_written: finish(&self.dead)?,
+            written,
+            normal_written,
+            seconds: 0.0,
+        })
+    }
+}
+
+/// Builds this worker's graph; returns its finish step.
+fn build(
+    worker: &mut Worker,
+    settings: &PipelineSettings,
+    outputs: Option<Outputs>,
+    abort: &Abort,
+) -> Result<harness::Finish<RunSummary>, PipelineError> {
+    if let (Some(o), stage) = (&outputs, &settings.stage) {
+        check_shape(&o.stage, stage)?;
+    }
+    let counts = Rc::new(SourceCounts::default());
+    let slots = Slots::new(outputs);
+    let done = ProbeHandle::new();
+    worker.dataflow::<u64, _, _>(|scope| {
+        let context = SourceContext {
+            counts: Rc::clone(&counts),
+            done: done.clone(),
+            abort: abort.clone(),
+        };
+        let parsed = settings.source.build(scope, context);
+        let (events, dead) = parsed.ok_err(|r| r);
+        #[allow(clippy::borrowed_box)] // the stream's records are boxes
+        dead.ordered_sink(
+            |d: &Box<DeadLetter>| d.as_ref().seq,
+            writer(&slots.dead, abort),
+            "DeadLetterSink",
+        );
+        let f = settings.features;
+        let rows = featurize(events, f.contract, f.window);
+        match &settings.stage {
+            Stage::CsvTable => csv_runs(rows).probe_with(&done).ordered_sink(
+                |run: &CsvRun| run.first,
+                writer(&slots.csv, abort),
+                "FeatureSink",
+            ),
+            Stage::Rows => rows.probe_with(&done).ordered_sink(
+                |r: &FeatureRow| r.seq,
+                writer(&slots.rows, abort),
+                "FeatureSink",
+            ),
+            Stage::Scored {
+                scoring,
+                all_outcomes,
+            } => {
+                let versions = version_source(scope, scoring.versions.clone());
+                let (anomalies, normal) =
+                    score_and_route(rows, versions, Arc::clone(&scoring.initial));
+                anomalies.probe_with(&done).ordered_sink(
+                    |o: &Outcome| o.seq,
+                    writer(&slots.anomalies, abort),
+                    "AnomalySink",
+                );
+                if *all_outcomes {
+                    normal.probe_with(&done).ordered_sink(
+                        |o: &Outcome| o.seq,
+                        writer(&slots.normal, abort),
+                        "NormalSink",
+                    );
+                } else {
+                    let records = normal.map(|o| Record::of(&o)).probe_with(&done);
+                    unordered_sink(records, writer(&slots.records, abort), "NormalSink");
+                }
+            }
+        }
+    });
+    Ok(Box::new(move |_: &mut Worker| slots.finish(&counts)))
+}
+
+/// The outputs must be the kind the stage writes.
+fn check_shape(outputs: &StageOutputs, stage: &Stage) -> Result<(), PipelineError> {
+    let fits = match (outputs, stage) {
+        (StageOutputs::CsvTable(_), Stage::CsvTable) | (StageOutputs::Rows(_), Stage::Rows) => true,
+        (
+            StageOutputs::Scored { normal, .. },
+            Stage::Scored {
+                all_outcomes: all, ..
+            },
+        ) => matches!(normal, NormalSink::Outcomes(_)) == *all,
+        _ => false,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(PipelineError::Setting {
+            setting: "outputs",
+            problem: "the outputs given are not the kind the pipeline's stage writes".into(),
+        })
+    }
+}
+
+/// Gathers a stream on worker 0 in any order.
+fn unordered_sink<D: ExchangeData>(
+    stream: Stream<'_, u64, Vec<D>>,
+    mut write: impl FnMut(&mut [D]) + 'static,
+    name: &str,
+) {
+    stream.sink(Exchange::new(|_: &D| 0), name, move |(input, _)| {
+        input.for_each(|_, data| write(data))
+    });
+}
+
+/// Worker 0 sends each version at its time to every worker.
+fn version_source<'scope>(
+    scope: Scope<'scope, u64>,
+    versions: Vec<ModelVersion>,
+) -> Stream<'scope, u64, Vec<ModelVersion>> {
+    let leader = scope.index() == 0;
+    source::<_, timely::container::CapacityContainerBuilder<Vec<ModelVersion>>, _, _>(
+        scope,
+        "ModelVersions",
+        move |cap, _| {
+            let mut cap = Some(cap);
+            let mut versions = Some(versions);
+            move |output| {
+                if let (Some(cap), Some(versions)) = (cap.take(), versions.take()) {
+                    for v in versions.into_iter().filter(|_| leader) {
+                        output.session(&cap.delayed(&v.from)).give(v);
+                    }
+                }
+            }
+        },
+    )
+    .broadcast()
+}

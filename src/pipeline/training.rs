@@ -1,0 +1,131 @@
+//! Training through the pipeline: the feature table comes from the same
+//! graph that serves (so no second implementation of any feature exists),
+//! then the models are fitted and the bundle written.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use thiserror::Error;
+
+use super::{run, Outputs, PipelineError, PipelineSettings, RunSummary, Stage, StageOutputs};
+use crate::bundle::{fingerprint_file, Bundle, BundleError, BUNDLE_FORMAT};
+use crate::dataflow::FeatureRow;
+use crate::sinks::{BoxSink, Sink};
+use crate::sources::SourceSettings;
+use crate::train::{train, Table, TrainError, TrainParams};
+
+#[derive(Debug, Error)]
+pub enum TrainingError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error("training reads a file; this pipeline's source is not one")]
+    NotAFile,
+}
+
+/// Training's table as a sink: rows arrive in input order on worker 0.
+struct TableSink(Arc<Mutex<Table>>);
+
+impl Sink<FeatureRow> for TableSink {
+    fn write(&mut self, rows: &mut [FeatureRow]) -> Result<(), PipelineError> {
+        let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        rows.iter()
+            .try_for_each(|r| table.push(r))
+            .map_err(|e| PipelineError::component("training table", e))
+    }
+
+    fn finish(self: Box<Self>) -> Result<u64, PipelineError> {
+        Ok(self.0.lock().unwrap_or_else(|e| e.into_inner()).len() as u64)
+    }
+}
+
+/// Runs the pipeline to its features and gathers them, in input order.
+/// Returns the table (on the process of worker 0; empty elsewhere) and the
+/// run's counts.
+pub fn feature_table(
+    mut settings: PipelineSettings,
+    dead_letters: Option<BoxSink<Box<crate::dataflow::dead_letter::DeadLetter>>>,
+) -> Result<(Table, RunSummary), PipelineError> {
+    settings.stage = Stage::Rows;
+    let contract = settings.features.contract;
+    let table = Arc::new(Mutex::new(Table::new(contract)));
+    let outputs = settings.cluster.owns_outputs().then(|| Outputs {
+        dead_letters: dead_letters.unwrap_or_else(|| Box::new(Discard)),
+        stage: StageOutputs::Rows(Box::new(TableSink(Arc::clone(&table)))),
+    });
+    let summary = run(settings, outputs)?;
+    let table = std::mem::replace(
+        &mut *table.lock().unwrap_or_else(|e| e.into_inner()),
+        Table::new(contract),
+    );
+    Ok((table, summary))
+}
+
+/// A sink that keeps nothing but the count.
+pub struct Discard;
+
+impl<D> Sink<D> for Discard {
+    fn write(&mut self, _: &mut [D]) -> Result<(), PipelineError> {
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<u64, PipelineError> {
+        Ok(0)
+    }
+}
+
+/// Featurizes the settings' file with the pipeline, fits the ensemble and
+/// writes the bundle into `out`; `say` hears each stage as it starts.
+/// Only the process of worker 0 trains; others return `None`.
+pub fn train_bundle(
+    settings: PipelineSettings,
+    params: &TrainParams,
+    out: &Path,
+    mut say: impl FnMut(&str),
+) -> Result<Option<Bundle>, TrainingError> {
+    let SourceSettings::File(file) = &settings.source;
+    let path = file.path.clone();
+    let owner = settings.cluster.owns_outputs();
+    let started = Instant::now();
+    let (table, summary) = feature_table(settings, None)?;
+    if !owner {
+        return Ok(None);
+    }
+    say(&format!(
+        "{} events: {} labelled rows, {} dead letters, {:.1} s",
+        summary.events_in,
+        table.len(),
+        summary.dead,
+        started.elapsed().as_secs_f64()
+    ));
+    let fingerprint = fingerprint_file(&path, table.len() as u64)?;
+    let trained = train(&table, params, |stage| say(&format!("fitting: {stage}")))?;
+    let contract = table.contract;
+    let now = crate::clock::now_rfc3339();
+    let bundle = Bundle {
+        format: BUNDLE_FORMAT,
+        version: format!("{}-{}", now.replace([':', '-'], ""), &fingerprint.hash[..8]),
+        created_at: now,
+        contract,
+        features: contract.names().iter().map(|s| s.to_string()).collect(),
+        fingerprint,
+        split: trained.split,
+        budget: params.budget,
+        policy: trained.policy,
+        parity: trained.parity,
+        models: trained.models,
+        metrics: trained.metrics,
+        training_seconds: started.elapsed().as_secs_f64(),
+    };
+    let written = bundle.save(out)?;
+    say(&format!(
+        "wrote {} (version {}) in {:.1} s",
+        written.display(),
+        bundle.version,
+        bundle.training_seconds
+    ));
+    Ok(Some(bundle))
+}

@@ -1,0 +1,296 @@
+//! The one pipeline and its harness: a failure anywhere ends the run
+//! promptly with a clear message (regressions named after the hangs they
+//! pin), model versions switched at a logical time, and one evaluation for
+//! PaySim and JSON-lines input.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fraudflow::clock::format_rfc3339;
+use fraudflow::paysim::PaysimReader;
+use serde_json::{json, Value};
+
+use crate::common::{backtest, free_port, generated, json, run_ok, s, shared_slice, train};
+
+/// Far more than any of these runs needs: a run still going then is hung.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Waits for `child`, killing it and failing the test past the deadline.
+fn finish(mut child: Child, what: &str) -> Output {
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > DEADLINE {
+            child.kill().unwrap();
+            panic!("{what} hung: still running after {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn spawn(args: &[&str], limit_file_kb: Option<u64>) -> Child {
+    let bin = env!("CARGO_BIN_EXE_fraudflow");
+    let mut command = match limit_file_kb {
+        // A file-size limit, with SIGXFSZ ignored: writes past it fail with
+        // EFBIG, a write error in the middle of the run.
+        Some(kb) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(format!("trap '' XFSZ; ulimit -f {kb}; exec \"$0\" \"$@\""))
+                .arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    command
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Runs `args` at `-w 2`, then as two processes of two workers; returns
+/// the three outputs (one process, then processes 0 and 1).
+fn one_and_two_processes(dir: &Path, args: &[&str], limit_file_kb: Option<u64>) -> [Output; 3] {
+    let mut one = args.to_vec();
+    one.extend(["-w", "2"]);
+    let single = finish(spawn(&one, limit_file_kb), "the run at -w 2");
+    let hosts = dir.join("hosts");
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    let with = |p: &'static str| {
+        let mut v = args.to_vec();
+        v.extend(["-w", "2", "-n", "2", "-p", p, "-h", s(&hosts)]);
+        spawn(&v, limit_file_kb)
+    };
+    let (second, first) = (with("1"), with("0"));
+    let first = finish(first, "process 0 of 2");
+    let second = finish(second, "process 1 of 2");
+    [single, first, second]
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every run failed with status 2, and the one owning the outputs (or all,
+/// for a failure every process sees) named `cause`.
+fn assert_failed(outs: &[Output; 3], cause: &str) {
+    for out in outs {
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(out));
+        assert!(!stderr(out).contains("panicked"), "{}", stderr(out));
+    }
+    assert!(stderr(&outs[0]).contains(cause), "{}", stderr(&outs[0]));
+    assert!(stderr(&outs[1]).contains(cause), "{}", stderr(&outs[1]));
+}
+
+/// No output under a final name, and no temporary file left.
+fn assert_nothing_written(dir: &Path, keep: &[&str]) {
+    let left: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !keep.contains(&n.as_str()))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn features_with_a_directory_as_input_ends_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("d.jsonl");
+    std::fs::create_dir(&input).unwrap();
+    let out = dir.path().join("o.csv");
+    let outs = one_and_two_processes(
+        dir.path(),
+        &["features", "--input", s(&input), "--out", s(&out)],
+        None,
+    );
+    assert_failed(&outs, "d.jsonl: a directory, not a file");
+    assert!(stderr(&outs[2]).contains("d.jsonl"), "{}", stderr(&outs[2]));
+    assert_nothing_written(dir.path(), &["d.jsonl", "hosts"]);
+}
+
+#[test]
+fn features_with_an_unwritable_output_ends_instead_of_hanging() {
+    let Some(slice) = shared_slice() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let outs = one_and_two_processes(
+        dir.path(),
+        &[
+            "features",
+            "--input",
+            s(&slice),
+            "--out",
+            "/proc/nope/o.csv",
+        ],
+        None,
+    );
+    assert_failed(&outs, "/proc/nope/o.csv: No such file or directory");
+    // Process 1 opens no outputs: it learns of the failure from process 0.
+    assert!(
+        stderr(&outs[2]).contains("lost the connection to another process"),
+        "{}",
+        stderr(&outs[2])
+    );
+}
+
+#[test]
+fn a_write_error_in_the_middle_of_the_run_ends_it_and_leaves_no_file() {
+    let Some(slice) = shared_slice() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("table.csv");
+    // 100 KiB: the 4 MiB table fails mid-run, its first block written.
+    let outs = one_and_two_processes(
+        dir.path(),
+        &["features", "--input", s(&slice), "--out", s(&out)],
+        Some(100),
+    );
+    assert_failed(&outs, "table.csv: File too large");
+    assert_nothing_written(dir.path(), &["hosts"]);
+}
+
+#[test]
+fn a_backtest_whose_alerts_cannot_be_written_ends_with_the_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 20_000, 2);
+    let models = dir.path().join("models");
+    train(&input, &models, &[]);
+    // The output directory is a file: nothing can be opened in it.
+    let blocked = dir.path().join("blocked");
+    std::fs::write(&blocked, "").unwrap();
+    let bt = backtest(&input, &models, &blocked, &["-w", "2"]);
+    let out = finish(spawn(&bt, None), "the backtest");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("blocked"), "{}", stderr(&out));
+}
+
+/// Alerts of a backtest, by event id, with the version that scored each.
+fn alerts(out: &Path) -> Vec<(u64, String, Value)> {
+    std::fs::read_to_string(out.join("alerts.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            let step = v["step"].as_u64().unwrap();
+            let version = v["model_version"].as_str().unwrap().to_string();
+            v.as_object_mut().unwrap().remove("model_version");
+            (step, version, v)
+        })
+        .collect()
+}
+
+#[test]
+fn a_model_switched_mid_run_changes_alerts_exactly_from_its_step_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 120_000, 4);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    train(&input, &a, &[]);
+    train(
+        &input,
+        &b,
+        &["--seed", "7", "--trees", "50", "--budget", "0.02"],
+    );
+    let version = |dir: &Path| json(&dir.join("bundle.json"))["version"].clone();
+    let (version_a, version_b) = (version(&a), version(&b));
+    let only = |models: &Path, name: &str| {
+        let out = dir.path().join(name);
+        run_ok(&backtest(&input, models, &out, &["-w", "2"]));
+        alerts(&out)
+    };
+    let (all_a, all_b) = (only(&a, "only-a"), only(&b, "only-b"));
+    assert_ne!(all_a.len(), all_b.len(), "the versions must differ to tell");
+    let switch_step = 400u64;
+    let switch = format!("{switch_step}={}", s(&b));
+    let mut expected: Vec<Value> = all_a
+        .iter()
+        .filter(|(step, ..)| *step < switch_step)
+        .chain(all_b.iter().filter(|(step, ..)| *step >= switch_step))
+        .map(|(.., v)| v.clone())
+        .collect();
+    expected.sort_by_key(|v| v["seq"].as_u64());
+    for workers in ["1", "4"] {
+        let out = dir.path().join(format!("switched-{workers}"));
+        let args = backtest(
+            &input,
+            &a,
+            &out,
+            &["-w", workers, "--switch-models", &switch],
+        );
+        run_ok(&args);
+        let got = alerts(&out);
+        for (step, v, _) in &got {
+            let want = if *step < switch_step {
+                &version_a
+            } else {
+                &version_b
+            };
+            assert_eq!(v, want.as_str().unwrap(), "step {step}");
+        }
+        let got: Vec<Value> = got.into_iter().map(|(.., v)| v).collect();
+        assert_eq!(got.len(), expected.len(), "-w {workers}");
+        assert!(got == expected, "-w {workers}: the alerts differ");
+    }
+}
+
+/// The same events as a PaySim file, written as JSON lines.
+fn as_json_lines(csv: &Path, out: &Path) {
+    let reader = PaysimReader::open(csv).unwrap();
+    let mut text = String::new();
+    for (row, t) in reader.enumerate() {
+        let (row, t) = (row + 1, t.unwrap());
+        let event = json!({
+            "event_id": format!("r{row}"),
+            "timestamp": format_rfc3339(i64::from(t.step) * 3600),
+            "user_id": t.name_orig.to_string(),
+            "dest_id": t.name_dest.to_string(),
+            "type": t.kind.as_str(),
+            "amount": t.amount,
+            "old_balance_orig": t.old_balance_orig,
+            "new_balance_orig": t.new_balance_orig,
+            "old_balance_dest": t.old_balance_dest,
+            "new_balance_dest": t.new_balance_dest,
+            "is_fraud": u8::from(t.is_fraud),
+        });
+        text.push_str(&event.to_string());
+        text.push('\n');
+    }
+    std::fs::write(out, text).unwrap();
+}
+
+#[test]
+fn paysim_and_json_lines_of_the_same_events_give_the_same_split_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = generated(dir.path(), 60_000, 5);
+    let jsonl = dir.path().join("events.jsonl");
+    as_json_lines(&csv, &jsonl);
+    let report = |input: &Path, name: &str| {
+        let models = dir.path().join(format!("{name}-models"));
+        train(input, &models, &[]);
+        let out = dir.path().join(name);
+        run_ok(&backtest(input, &models, &out, &["-w", "2"]));
+        (
+            json(&models.join("bundle.json")),
+            json(&out.join("report.json")),
+        )
+    };
+    let (csv_bundle, csv_report) = report(&csv, "csv");
+    let (json_bundle, json_report) = report(&jsonl, "jsonl");
+    assert_eq!(csv_bundle["split"], json_bundle["split"]);
+    assert_eq!(csv_bundle["metrics"], json_bundle["metrics"]);
+    assert!(csv_report["quality_test_split"].is_object(), "{csv_report}");
+    for key in [
+        "events_in",
+        "alerts",
+        "quality_all",
+        "test_split_after_step",
+        "quality_test_split",
+        "per_day",
+    ] {
+        assert_eq!(csv_report[key], json_report[key], "{key}");
+    }
+}
