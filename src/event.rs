@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::paysim::{AccountId, Transaction, TxnType};
 
-/// Seconds in one PaySim step.
-pub const STEP_SECONDS: u64 = 3_600;
+/// Milliseconds in one PaySim step (an hour): event time is kept in
+/// milliseconds since the Unix epoch.
+pub const STEP_MS: u64 = 3_600_000;
 
 /// Where an event came from, and so how it is named in outputs.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -42,8 +43,8 @@ pub struct Event {
     pub id: EventId,
     /// Input order: breaks ties between events of the same time.
     pub seq: u64,
-    /// Event time in seconds (PaySim: step × 3600).
-    pub time: u64,
+    /// Event time, milliseconds since the Unix epoch (PaySim: step hours).
+    pub time_ms: u64,
     /// Hour of day, 0..24 (PaySim: step mod 24).
     pub hour_of_day: u8,
     /// PaySim step, when the event came from PaySim.
@@ -68,7 +69,7 @@ impl Event {
         Event {
             id: EventId::Row(row),
             seq: row,
-            time: u64::from(t.step) * STEP_SECONDS,
+            time_ms: u64::from(t.step) * STEP_MS,
             hour_of_day: (t.step % 24) as u8,
             step: Some(t.step),
             kind: t.kind,

@@ -20,6 +20,8 @@ pub mod paysim;
 pub mod pipeline;
 pub mod progress;
 pub mod scan;
+pub mod serve;
+pub mod settings;
 pub mod sinks;
 pub mod sources;
 pub mod train;

@@ -32,6 +32,8 @@ enum Command {
     Features(cmd::features::Args),
     Train(cmd::train::Args),
     Backtest(cmd::backtest::Args),
+    Run(cmd::run::Args),
+    Loadgen(cmd::loadgen::Args),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +46,8 @@ fn main() -> ExitCode {
         Command::Features(args) => cmd::features::run(args, cli.quiet),
         Command::Train(args) => cmd::train::run(args, cli.quiet),
         Command::Backtest(args) => cmd::backtest::run(args, cli.quiet),
+        Command::Run(args) => cmd::run::run(args, cli.quiet),
+        Command::Loadgen(args) => cmd::loadgen::run(args, cli.quiet),
     };
     match result {
         Ok(code) => code,

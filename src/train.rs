@@ -64,7 +64,7 @@ impl Table {
             id: row.id.to_string(),
         })?;
         self.values.extend_from_slice(&row.values);
-        self.steps.push(hour_of(row.time));
+        self.steps.push(hour_of(row.time_ms));
         self.labels.push(label.is_fraud);
         Ok(())
     }
@@ -322,7 +322,7 @@ mod tests {
         FeatureRow {
             id: EventId::Row(u64::from(step)),
             seq: 0,
-            time: u64::from(step) * 3600,
+            time_ms: u64::from(step) * crate::event::STEP_MS,
             step: Some(step),
             received_us: 0,
             label: Some(Label {

@@ -17,7 +17,7 @@ use fraudflow::generate::{write_file, GeneratorParams, STEPS};
 use fraudflow::pipeline::training::train_bundle;
 use fraudflow::pipeline::{
     self, Cluster, NormalSink, Outputs, PipelineSettings, RunSummary, ScoringSettings, Stage,
-    StageOutputs,
+    StageOutputs, VersionFeed,
 };
 use fraudflow::sinks::file::{JsonLinesSink, ScoresCsv};
 use fraudflow::sinks::memory::{Collect, CollectMap};
@@ -222,7 +222,7 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
     for (step, dir) in &args.switches {
         let other = Bundle::load(dir, Some(bundle.contract))?;
         versions.push(ModelVersion {
-            from: u64::from(*step) * fraudflow::event::STEP_SECONDS,
+            from: u64::from(*step) * fraudflow::event::STEP_MS,
             scorer: scorer(args, &other).0,
         });
     }
@@ -231,7 +231,7 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
     settings.stage = Stage::Scored {
         scoring: ScoringSettings {
             initial: Arc::new(initial),
-            versions,
+            versions: VersionFeed::Fixed(versions),
         },
         all_outcomes: args.scores,
     };
@@ -241,7 +241,7 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
             input_path.display(),
             bundle.version,
             bundle.contract,
-            args.timely.workers
+            args.timely.workers()
         );
     }
     let owner = settings.cluster.owns_outputs();
@@ -286,7 +286,7 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
             input: &input_path,
             input_hash: &input_hash,
             test_after: same_file.then_some(bundle.split.validation_last_step),
-            workers: args.timely.workers * args.timely.processes,
+            workers: args.timely.workers() * args.timely.processes,
         },
     );
     let path = args.out.join("report.json");

@@ -4,6 +4,8 @@ pub mod backtest;
 pub mod eda;
 pub mod features;
 pub mod generate;
+pub mod loadgen;
+pub mod run;
 pub mod timely_args;
 pub mod train;
 pub mod validate;
@@ -101,8 +103,8 @@ impl SourceArgs {
             anyhow::bail!("--block-bytes must be at least 1");
         }
         let mut file = FileSource::open(path)?;
-        file.lateness = self.lateness;
-        file.max_ahead = self.max_ahead;
+        file.lateness_ms = self.lateness.saturating_mul(1_000);
+        file.max_ahead_ms = self.max_ahead.saturating_mul(1_000);
         file.block_bytes = self.block_bytes;
         Ok(SourceSettings::File(file))
     }
@@ -114,7 +116,7 @@ impl SourceArgs {
         }
         Ok(FeatureSettings {
             contract,
-            window: self.window,
+            window_ms: self.window.saturating_mul(1_000),
         })
     }
 }

@@ -9,9 +9,9 @@ use fraudflow::pipeline::Cluster;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct TimelyArgs {
-    /// Worker threads per process.
-    #[arg(short = 'w', long = "workers", default_value_t = 1)]
-    pub workers: usize,
+    /// Worker threads per process [default: 1, or the dataflow file's].
+    #[arg(short = 'w', long = "workers")]
+    pub workers: Option<usize>,
     /// Number of processes.
     #[arg(short = 'n', long = "processes", default_value_t = 1)]
     pub processes: usize,
@@ -22,15 +22,26 @@ pub struct TimelyArgs {
     /// processes listen on localhost:2101 and up.
     #[arg(short = 'h', long = "hostfile")]
     pub hostfile: Option<PathBuf>,
-    /// Seconds to wait for every process to connect before giving up.
-    #[arg(long, default_value_t = CONNECT_TIMEOUT.as_secs())]
-    pub connect_timeout: u64,
+    /// Seconds to wait for every process to connect before giving up
+    /// [default: 30, or the dataflow file's].
+    #[arg(long)]
+    pub connect_timeout: Option<u64>,
 }
 
 impl TimelyArgs {
     /// Checks the flags and turns them into the pipeline's cluster.
+    /// Worker threads per process.
+    pub fn workers(&self) -> usize {
+        self.workers.unwrap_or(1)
+    }
+
+    pub fn connect_timeout_given(&self) -> bool {
+        self.connect_timeout.is_some()
+    }
+
     pub fn cluster(&self) -> anyhow::Result<Cluster> {
-        if self.workers == 0 {
+        let workers = self.workers();
+        if workers == 0 {
             bail!("-w must be at least 1, got 0");
         }
         if self.processes == 0 || self.process >= self.processes {
@@ -61,10 +72,12 @@ impl TimelyArgs {
             );
         }
         Ok(Cluster {
-            workers: self.workers,
+            workers,
             process: self.process,
             addresses,
-            connect_timeout: std::time::Duration::from_secs(self.connect_timeout),
+            connect_timeout: self
+                .connect_timeout
+                .map_or(CONNECT_TIMEOUT, std::time::Duration::from_secs),
         })
     }
 }

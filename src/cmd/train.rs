@@ -113,7 +113,7 @@ fn train(args: &Args, cluster: &Cluster, quiet: bool) -> anyhow::Result<Option<B
         "featurizing {} ({}, {} workers)",
         args.input.display(),
         args.training.contract,
-        args.timely.workers
+        args.timely.workers()
     ));
     let params = args.training.params()?;
     Ok(train_bundle(settings, &params, &args.out, say)?)

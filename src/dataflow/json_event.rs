@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use crate::clock::parse_rfc3339;
+use crate::clock::parse_millis;
 use crate::event::{Event, EventId, Label};
 use crate::paysim::{AccountId, TxnType};
 
@@ -89,7 +89,7 @@ pub fn parse_event(payload: &str, seq: u64) -> Result<Event, EventError> {
     };
     let event_id = string(&obj, "event_id")?;
     let timestamp = string(&obj, "timestamp")?;
-    let secs = parse_rfc3339(&timestamp)
+    let ms = parse_millis(&timestamp)
         .filter(|&s| s >= 0)
         .ok_or(EventError::BadTimestamp { value: timestamp })?;
     let user = string(&obj, "user_id")?;
@@ -116,12 +116,12 @@ pub fn parse_event(payload: &str, seq: u64) -> Result<Event, EventError> {
         None | Some(Value::Null) => None,
         Some(_) => Some(AccountId::from_name(&string(&obj, "dest_id")?)),
     };
-    let secs = secs as u64;
+    let ms = ms as u64;
     Ok(Event {
         id: EventId::Named(event_id.into_boxed_str()),
         seq,
-        time: secs,
-        hour_of_day: (secs / 3_600 % 24) as u8,
+        time_ms: ms,
+        hour_of_day: (ms / crate::event::STEP_MS % 24) as u8,
         step: None,
         kind,
         amount,
@@ -133,6 +133,39 @@ pub fn parse_event(payload: &str, seq: u64) -> Result<Event, EventError> {
         new_balance_dest: balance("new_balance_dest")?.unwrap_or(0.0),
         label: label(&obj)?,
         received_us: 0,
+    })
+}
+
+/// A PaySim row as a JSON event (schemas/event_v1.json) named `event_id`
+/// and stamped `time_ms`: what `loadgen` sends, and how tests write the
+/// same events in both formats.
+///
+/// ```
+/// use fraudflow::dataflow::json_event::{paysim_event, parse_event};
+/// use fraudflow::paysim::{AccountId, Transaction, TxnType};
+/// let t = Transaction {
+///     step: 1, kind: TxnType::Transfer, amount: 181.0,
+///     name_orig: AccountId::from_name("C1305486145"), old_balance_orig: 181.0, new_balance_orig: 0.0,
+///     name_dest: AccountId::from_name("C553264065"), old_balance_dest: 0.0, new_balance_dest: 0.0,
+///     is_fraud: true, is_flagged_fraud: false,
+/// };
+/// let e = parse_event(&paysim_event(&t, "e1", 3_600_000).to_string(), 1).unwrap();
+/// assert_eq!((e.time_ms, e.amount, e.orig), (3_600_000, 181.0, t.name_orig));
+/// assert!(e.label.unwrap().is_fraud);
+/// ```
+pub fn paysim_event(t: &crate::paysim::Transaction, event_id: &str, time_ms: u64) -> Value {
+    serde_json::json!({
+        "event_id": event_id,
+        "timestamp": crate::clock::format_millis(time_ms as i64),
+        "user_id": t.name_orig.to_string(),
+        "dest_id": t.name_dest.to_string(),
+        "type": t.kind.as_str(),
+        "amount": t.amount,
+        "old_balance_orig": t.old_balance_orig,
+        "new_balance_orig": t.new_balance_orig,
+        "old_balance_dest": t.old_balance_dest,
+        "new_balance_dest": t.new_balance_dest,
+        "is_fraud": u8::from(t.is_fraud),
     })
 }
 

@@ -33,8 +33,8 @@ pub const WINDOW_SECONDS: u64 = 3_600;
 pub struct FeatureRow {
     pub id: EventId,
     pub seq: u64,
-    /// Event time in seconds.
-    pub time: u64,
+    /// Event time, milliseconds since the Unix epoch.
+    pub time_ms: u64,
     pub step: Option<u32>,
     /// When the source read the event (µs since the Unix epoch).
     pub received_us: u64,
@@ -69,17 +69,17 @@ struct Query {
 pub fn featurize<'scope>(
     events: Stream<'scope, u64, Vec<Event>>,
     contract: Contract,
-    window: u64,
+    window_ms: u64,
 ) -> Stream<'scope, u64, Vec<FeatureRow>> {
     let (orig, dest) = queries(events.clone(), contract == Contract::V2);
     let key = |q: &Query| VelocityKey {
         account: Some(q.account),
         seq: q.seq,
     };
-    let answers = orig.velocity(window, key, |q, n| q.count = n, "OrigVelocity");
+    let answers = orig.velocity(window_ms, key, |q, n| q.count = n, "OrigVelocity");
     let answers = match dest {
         Some(dest) => {
-            answers.concat(dest.velocity(window, key, |q, n| q.count = n, "DestVelocity"))
+            answers.concat(dest.velocity(window_ms, key, |q, n| q.count = n, "DestVelocity"))
         }
         None => answers,
     };
@@ -87,7 +87,7 @@ pub fn featurize<'scope>(
         values: contract.compute(&e, v),
         id: e.id,
         seq: e.seq,
-        time: e.time,
+        time_ms: e.time_ms,
         step: e.step,
         received_us: e.received_us,
         label: e.label,

@@ -31,7 +31,7 @@ pub struct Scorer {
 /// earlier times keep the version before it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelVersion {
-    /// Event time (seconds) from which this version applies.
+    /// Event time (milliseconds) from which this version applies.
     pub from: u64,
     pub scorer: Scorer,
 }
@@ -42,8 +42,8 @@ pub struct ModelVersion {
 pub struct Outcome {
     pub id: EventId,
     pub seq: u64,
-    /// Event time in seconds.
-    pub time: u64,
+    /// Event time, milliseconds since the Unix epoch.
+    pub time_ms: u64,
     pub step: Option<u32>,
     /// The ground truth, when the event carried one.
     pub is_fraud: Option<bool>,
@@ -54,6 +54,8 @@ pub struct Outcome {
     pub alert: Option<Box<Alert>>,
     /// Microseconds from the source reading the event to its routing.
     pub latency_us: u64,
+    /// When the source read the event (µs since the Unix epoch).
+    pub received_us: u64,
 }
 
 /// An alert, as the anomalies sink writes it (schemas/alert_v1.json).
@@ -161,7 +163,7 @@ fn route(scorer: &Scorer, row: FeatureRow, components: Components, now: u64) -> 
         Box::new(Alert {
             event_id: row.id.to_string(),
             seq: row.seq,
-            event_time: crate::clock::format_rfc3339(row.time as i64),
+            event_time: crate::clock::format_millis(row.time_ms as i64),
             step: row.step,
             amount,
             score,
@@ -177,12 +179,13 @@ fn route(scorer: &Scorer, row: FeatureRow, components: Components, now: u64) -> 
         alert,
         id: row.id,
         seq: row.seq,
-        time: row.time,
+        time_ms: row.time_ms,
         step: row.step,
         is_fraud,
         amount,
         components,
         score,
         latency_us: now.saturating_sub(row.received_us),
+        received_us: row.received_us,
     }
 }

@@ -121,7 +121,7 @@ mod tests {
         FeatureRow {
             id: EventId::Row(seq),
             seq,
-            time: 0,
+            time_ms: 0,
             step: Some(1),
             received_us: 0,
             label: None,

@@ -44,8 +44,8 @@ pub fn ranking(scores: &[f64], labels: &[bool], threshold: f64, budget: f64) -> 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub seq: u64,
-    /// Event time in seconds.
-    pub time: u64,
+    /// Event time, milliseconds since the Unix epoch.
+    pub time_ms: u64,
     pub score: f64,
     pub is_fraud: Option<bool>,
     pub amount: f64,
@@ -56,7 +56,7 @@ impl Record {
     pub fn of(o: &Outcome) -> Record {
         Record {
             seq: o.seq,
-            time: o.time,
+            time_ms: o.time_ms,
             score: o.score,
             is_fraud: o.is_fraud,
             amount: o.amount,
@@ -66,7 +66,7 @@ impl Record {
 
     /// The split's unit: see [`split::hour_of`].
     pub fn hour(&self) -> u32 {
-        split::hour_of(self.time)
+        split::hour_of(self.time_ms)
     }
 }
 
@@ -128,8 +128,8 @@ pub struct Day {
 ///
 /// ```
 /// use fraudflow::eval::{per_day, Record};
-/// let r = |time, score, fraud| Record { seq: 0, time, score, is_fraud: Some(fraud), amount: 10.0, latency_us: 0 };
-/// let days = per_day(&[r(0, 0.9, true), r(3600, 0.1, true), r(86_400, 0.7, false)], 0.5);
+/// let r = |time_ms, score, fraud| Record { seq: 0, time_ms, score, is_fraud: Some(fraud), amount: 10.0, latency_us: 0 };
+/// let days = per_day(&[r(0, 0.9, true), r(3_600_000, 0.1, true), r(86_400_000, 0.7, false)], 0.5);
 /// assert_eq!(days.len(), 2);
 /// assert_eq!((days[0].events, days[0].fraud, days[0].fraud_caught), (2, 2, 1));
 /// assert_eq!((days[1].alerts, days[1].fraud_amount), (1, 0.0));

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
-use crate::event::STEP_SECONDS;
+use crate::event::STEP_MS;
 
-/// The split's unit for an event at `time` seconds: whole hours since the
-/// epoch, which is the step of a PaySim row (its time is step × 3600).
-pub fn hour_of(time: u64) -> u32 {
-    u32::try_from(time / STEP_SECONDS).unwrap_or(u32::MAX)
+/// The split's unit for an event at `time_ms`: whole hours since the epoch,
+/// which is the step of a PaySim row (its time is step hours).
+pub fn hour_of(time_ms: u64) -> u32 {
+    u32::try_from(time_ms / STEP_MS).unwrap_or(u32::MAX)
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -150,8 +150,8 @@ mod tests {
 
     #[test]
     fn hours_are_paysim_steps_and_saturate() {
-        assert_eq!(hour_of(743 * 3600), 743);
-        assert_eq!(hour_of(743 * 3600 + 3599), 743);
+        assert_eq!(hour_of(743 * STEP_MS), 743);
+        assert_eq!(hour_of(744 * STEP_MS - 1), 743);
         assert_eq!(hour_of(u64::MAX), u32::MAX);
     }
 }

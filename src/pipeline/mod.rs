@@ -18,6 +18,7 @@
 pub mod error;
 pub mod harness;
 pub mod training;
+pub mod versions;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -26,16 +27,15 @@ use std::time::Instant;
 
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::core::OkErr;
-use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::{Broadcast, Map};
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Probe;
-use timely::dataflow::{ProbeHandle, Scope, Stream};
+use timely::dataflow::{ProbeHandle, Stream};
 use timely::worker::Worker;
 use timely::ExchangeData;
 
 use crate::dataflow::dead_letter::DeadLetter;
-use crate::dataflow::score::{score_and_route, ModelVersion, Outcome, Scorer};
+use crate::dataflow::score::{score_and_route, Outcome, Scorer};
 use crate::dataflow::sink::OrderedSink;
 use crate::dataflow::table::{csv_runs, CsvRun};
 use crate::dataflow::{featurize, FeatureRow};
@@ -45,13 +45,14 @@ use crate::sinks::BoxSink;
 use crate::sources::{SourceContext, SourceCounts, SourceSettings};
 pub use error::PipelineError;
 pub use harness::{Abort, Cluster};
+pub use versions::{version_source, LiveVersions, VersionFeed};
 
 /// How events become features.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FeatureSettings {
     pub contract: Contract,
-    /// Velocity window, in seconds.
-    pub window: u64,
+    /// Velocity window, in milliseconds of event time.
+    pub window_ms: u64,
 }
 
 /// The models that score: `initial` from the start, then each version from
@@ -59,7 +60,7 @@ pub struct FeatureSettings {
 #[derive(Clone, Debug)]
 pub struct ScoringSettings {
     pub initial: Arc<Scorer>,
-    pub versions: Vec<ModelVersion>,
+    pub versions: VersionFeed,
 }
 
 /// How far the graph goes, and so what its outputs are.
@@ -269,7 +270,7 @@ fn build(
             "DeadLetterSink",
         );
         let f = settings.features;
-        let rows = featurize(events, f.contract, f.window);
+        let rows = featurize(events, f.contract, f.window_ms);
         match &settings.stage {
             Stage::CsvTable => csv_runs(rows).probe_with(&done).ordered_sink(
                 |run: &CsvRun| run.first,
@@ -340,28 +341,4 @@ fn unordered_sink<D: ExchangeData>(
     stream.sink(Exchange::new(|_: &D| 0), name, move |(input, _)| {
         input.for_each(|_, data| write(data))
     });
-}
-
-/// Worker 0 sends each version at its time to every worker.
-fn version_source<'scope>(
-    scope: Scope<'scope, u64>,
-    versions: Vec<ModelVersion>,
-) -> Stream<'scope, u64, Vec<ModelVersion>> {
-    let leader = scope.index() == 0;
-    source::<_, timely::container::CapacityContainerBuilder<Vec<ModelVersion>>, _, _>(
-        scope,
-        "ModelVersions",
-        move |cap, _| {
-            let mut cap = Some(cap);
-            let mut versions = Some(versions);
-            move |output| {
-                if let (Some(cap), Some(versions)) = (cap.take(), versions.take()) {
-                    for v in versions.into_iter().filter(|_| leader) {
-                        output.session(&cap.delayed(&v.from)).give(v);
-                    }
-                }
-            }
-        },
-    )
-    .broadcast()
 }

@@ -86,7 +86,9 @@ pub fn train_bundle(
     out: &Path,
     mut say: impl FnMut(&str),
 ) -> Result<Option<Bundle>, TrainingError> {
-    let SourceSettings::File(file) = &settings.source;
+    let SourceSettings::File(file) = &settings.source else {
+        return Err(TrainingError::NotAFile);
+    };
     let path = file.path.clone();
     let owner = settings.cluster.owns_outputs();
     let started = Instant::now();

@@ -3,6 +3,7 @@
 //! one a run's settings name, and no operator after it knows which it was.
 
 pub mod file;
+pub mod live;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -27,6 +28,51 @@ pub struct SourceCounts {
     pub late: Cell<u64>,
 }
 
+/// Records placed at their times, gathered in runs of one time: each run
+/// leaves as one container (a session a record would send each in a
+/// container of its own).
+#[derive(Debug, Default)]
+pub struct Runs(Vec<(u64, Vec<Parsed>)>);
+
+impl Runs {
+    /// Places `parsed` at its event time, or at `floor` (the source's
+    /// frontier) when it came behind it, counted as late; a dead letter
+    /// goes at `floor`. Returns whether it was late.
+    pub fn place(&mut self, parsed: Parsed, floor: u64, counts: &SourceCounts) -> bool {
+        let (time, late) = match &parsed {
+            Ok(e) if e.time_ms >= floor => (e.time_ms, false),
+            Ok(_) => (floor, true),
+            Err(_) => (floor, false),
+        };
+        if late {
+            counts.late.set(counts.late.get() + 1);
+        }
+        match self.0.last_mut() {
+            Some((t, run)) if *t == time => run.push(parsed),
+            _ => self.0.push((time, vec![parsed])),
+        }
+        late
+    }
+
+    /// The runs, in the order they were placed.
+    pub fn drain(&mut self) -> impl Iterator<Item = (u64, Vec<Parsed>)> + '_ {
+        self.0.drain(..)
+    }
+}
+
+impl SourceCounts {
+    /// Counts one record read: an event or a dead letter.
+    pub fn read(&self, parsed: &Parsed) {
+        self.events_in.set(self.events_in.get() + 1);
+        let field = if parsed.is_ok() {
+            &self.valid
+        } else {
+            &self.dead
+        };
+        field.set(field.get() + 1);
+    }
+}
+
 /// What every source is handed when the graph is built.
 #[derive(Clone)]
 pub struct SourceContext {
@@ -44,6 +90,12 @@ pub struct SourceContext {
 pub enum SourceSettings {
     /// A PaySim CSV or JSON-lines file, shared among the workers by blocks.
     File(file::FileSource),
+    /// Events handed over by a server (HTTP), live.
+    Live {
+        input: std::sync::Arc<live::LiveInput>,
+        /// Worker threads per process: the first of each process reads.
+        workers: usize,
+    },
 }
 
 impl SourceSettings {
@@ -55,6 +107,9 @@ impl SourceSettings {
     ) -> Stream<'scope, u64, Vec<Parsed>> {
         match self {
             SourceSettings::File(file) => file::file_source(scope, file.clone(), context),
+            SourceSettings::Live { input, workers } => {
+                live::live_source(scope, std::sync::Arc::clone(input), *workers, context)
+            }
         }
     }
 }

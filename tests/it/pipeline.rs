@@ -7,9 +7,9 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use fraudflow::clock::format_rfc3339;
+use fraudflow::dataflow::json_event::paysim_event;
 use fraudflow::paysim::PaysimReader;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::common::{backtest, free_port, generated, json, run_ok, s, shared_slice, train};
 
@@ -242,21 +242,9 @@ fn as_json_lines(csv: &Path, out: &Path) {
     let reader = PaysimReader::open(csv).unwrap();
     let mut text = String::new();
     for (row, t) in reader.enumerate() {
-        let (row, t) = (row + 1, t.unwrap());
-        let event = json!({
-            "event_id": format!("r{row}"),
-            "timestamp": format_rfc3339(i64::from(t.step) * 3600),
-            "user_id": t.name_orig.to_string(),
-            "dest_id": t.name_dest.to_string(),
-            "type": t.kind.as_str(),
-            "amount": t.amount,
-            "old_balance_orig": t.old_balance_orig,
-            "new_balance_orig": t.new_balance_orig,
-            "old_balance_dest": t.old_balance_dest,
-            "new_balance_dest": t.new_balance_dest,
-            "is_fraud": u8::from(t.is_fraud),
-        });
-        text.push_str(&event.to_string());
+        let t = t.unwrap();
+        let time_ms = u64::from(t.step) * 3_600_000;
+        text.push_str(&paysim_event(&t, &format!("r{}", row + 1), time_ms).to_string());
         text.push('\n');
     }
     std::fs::write(out, text).unwrap();

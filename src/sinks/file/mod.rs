@@ -1,7 +1,9 @@
 //! Sinks that write files, each appearing whole under its final name only
 //! when the run succeeds (see [`crate::atomic`]).
 
+pub mod live;
 pub mod parquet_table;
+pub mod rotating;
 
 use std::io::Write;
 use std::path::Path;

@@ -10,7 +10,7 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::source;
 use timely::dataflow::{Scope, Stream};
 
-use super::{Parsed, SourceContext, SourceCounts};
+use super::{Parsed, Runs, SourceContext, SourceCounts};
 use crate::dataflow::dead_letter::DeadLetter;
 use crate::dataflow::json_event::parse_event;
 use crate::event::Event;
@@ -23,19 +23,19 @@ use blocks::Blocks;
 pub struct FileSource {
     pub path: PathBuf,
     pub format: InputFormat,
-    /// Seconds an event may arrive after later ones and still be placed at
-    /// its own time; later than that it is placed at the frontier (never
-    /// dropped).
-    pub lateness: u64,
+    /// Milliseconds an event may arrive after later ones and still be
+    /// placed at its own time; later than that it is placed at the frontier
+    /// (never dropped).
+    pub lateness_ms: u64,
     /// Bytes of input per block; workers take blocks in turn, and a source
     /// reads one of its blocks per activation.
     pub block_bytes: usize,
-    /// Seconds of event time a source may run ahead of what the dataflow
-    /// has finished: bounds the data in flight, and so memory.
-    pub max_ahead: u64,
+    /// Milliseconds of event time a source may run ahead of what the
+    /// dataflow has finished: bounds the data in flight, and so memory.
+    pub max_ahead_ms: u64,
 }
 
-/// Defaults of a file source's timing.
+/// Defaults of a file source's timing, in seconds (the settings' unit).
 pub const DEFAULT_LATENESS: u64 = 120;
 pub const DEFAULT_BLOCK_BYTES: usize = 1 << 20;
 pub const DEFAULT_MAX_AHEAD: u64 = 4 * 3_600;
@@ -59,9 +59,9 @@ impl FileSource {
         Ok(FileSource {
             path: path.to_path_buf(),
             format,
-            lateness: DEFAULT_LATENESS,
+            lateness_ms: DEFAULT_LATENESS * 1_000,
             block_bytes: DEFAULT_BLOCK_BYTES,
-            max_ahead: DEFAULT_MAX_AHEAD,
+            max_ahead_ms: DEFAULT_MAX_AHEAD * 1_000,
         })
     }
 }
@@ -139,7 +139,7 @@ pub fn file_source<'scope>(
             let mut buf = Vec::new();
             let label = path.display().to_string();
             let mut max_time = 0u64;
-            let mut run: Vec<Parsed> = Vec::new();
+            let mut runs = Runs::default();
             move |output| {
                 let Some(current) = cap.as_mut() else { return };
                 // A source that cannot read holds its capability (the run
@@ -151,7 +151,7 @@ pub fn file_source<'scope>(
                         return abort.fail(PipelineError::io(&path, err));
                     }
                 };
-                if done.less_than(&current.time().saturating_sub(settings.max_ahead)) {
+                if done.less_than(&current.time().saturating_sub(settings.max_ahead_ms)) {
                     activator.activate_after(Duration::from_millis(1));
                     return;
                 }
@@ -169,9 +169,7 @@ pub fn file_source<'scope>(
                 };
                 let label = label.as_str();
                 let received = crate::clock::now_micros();
-                // Consecutive records of one time leave as one container: a
-                // session a record would send each in a container of its own.
-                let mut run_time = *current.time();
+                let floor = *current.time();
                 parse_block(
                     format,
                     &buf,
@@ -181,35 +179,17 @@ pub fn file_source<'scope>(
                     |mut parsed| {
                         if let Ok(e) = parsed.as_mut() {
                             e.received_us = received;
+                            max_time = max_time.max(e.time_ms);
                         }
-                        let time = match &parsed {
-                            Ok(e) => e.time,
-                            Err(_) => *current.time(),
-                        };
-                        max_time = max_time.max(time);
-                        let time = if time >= *current.time() {
-                            time
-                        } else {
-                            counts.late.set(counts.late.get() + 1);
-                            *current.time()
-                        };
-                        if time != run_time && !run.is_empty() {
-                            output
-                                .session(&current.delayed(&run_time))
-                                .give_container(&mut run);
-                            run.clear();
-                        }
-                        run_time = time;
-                        run.push(parsed);
+                        runs.place(parsed, floor, &counts);
                     },
                 );
-                if !run.is_empty() {
+                for (time, mut run) in runs.drain() {
                     output
-                        .session(&current.delayed(&run_time))
+                        .session(&current.delayed(&time))
                         .give_container(&mut run);
-                    run.clear();
                 }
-                let lower = max_time.saturating_sub(settings.lateness);
+                let lower = max_time.saturating_sub(settings.lateness_ms);
                 if lower > *current.time() {
                     current.downgrade(&lower);
                 }
@@ -229,13 +209,7 @@ fn parse_block(
     mut emit: impl FnMut(Parsed),
 ) {
     let mut count = |parsed: Parsed| {
-        counts.events_in.set(counts.events_in.get() + 1);
-        let field = if parsed.is_ok() {
-            &counts.valid
-        } else {
-            &counts.dead
-        };
-        field.set(field.get() + 1);
+        counts.read(&parsed);
         emit(parsed);
     };
     match format {

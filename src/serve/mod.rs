@@ -1,0 +1,187 @@
+//! The HTTP API of a live run, on a tokio runtime of its own threads (never
+//! the timely workers'): `POST /events`, `GET /health`, `GET /ready`,
+//! `POST /models/reload`. It hands events to the dataflow through the live
+//! input, ticks the event-time clock, and on SIGTERM or Ctrl-C stops
+//! accepting and closes the input, so the dataflow drains and ends.
+
+mod events;
+pub mod reload;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::sinks::file::live::LiveStats;
+use crate::sources::live::LiveInput;
+use reload::ModelReloader;
+
+/// What the handlers share.
+pub struct ServeState {
+    pub input: Arc<LiveInput>,
+    pub stats: Arc<LiveStats>,
+    /// On process 0 only: where new model versions come from.
+    pub models: Option<Arc<ModelReloader>>,
+    /// The version scoring now, as this process knows it.
+    pub model_version: std::sync::Mutex<String>,
+    pub workers: usize,
+    pub process: usize,
+    pub processes: usize,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Events handed to the dataflow, and dead letters among them.
+    pub events_in: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+/// A running server: stop it, then join it.
+pub struct Server {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Binds `addr` (errors come back here, before any worker starts) and
+    /// serves on a thread of its own until SIGTERM, Ctrl-C or `stop`; then
+    /// closes the live input. The clock ticks the input every `tick`.
+    pub fn start(
+        addr: SocketAddr,
+        state: Arc<ServeState>,
+        tick: Duration,
+    ) -> std::io::Result<Server> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("fraudflow:http")
+            .enable_all()
+            .build()?;
+        let listener = runtime.block_on(tokio::net::TcpListener::bind(addr))?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name("fraudflow:serve".into())
+            .spawn(move || runtime.block_on(serve(listener, state, tick, stopped)))?;
+        Ok(Server { addr, stop, thread })
+    }
+
+    /// Stops accepting (if a signal has not already) and waits for the
+    /// server to close the input.
+    pub fn stop(self) -> std::io::Result<()> {
+        let _ = self.stop.send(true);
+        self.join()
+    }
+
+    /// Waits for the server to end (after a signal or `stop`).
+    pub fn join(self) -> std::io::Result<()> {
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the HTTP server panicked")))
+    }
+}
+
+fn router(state: Arc<ServeState>) -> Router {
+    Router::new()
+        .route("/events", post(events::post_events))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/models/reload", post(reload::post_reload))
+        .with_state(state)
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ServeState>,
+    tick: Duration,
+    mut stopped: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let input = Arc::clone(&state.input);
+    let ticker = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(tick);
+        loop {
+            interval.tick().await;
+            input.tick(crate::clock::now_millis());
+        }
+    });
+    let shutdown = async move {
+        tokio::select! {
+            _ = signal() => {}
+            _ = stopped.wait_for(|s| *s) => {}
+        }
+    };
+    let input = Arc::clone(&state.input);
+    let result = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    ticker.abort();
+    // No more events can come: the dataflow drains what it has and ends.
+    input.close();
+    result
+}
+
+/// SIGTERM or Ctrl-C.
+async fn signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn health(State(state): State<Arc<ServeState>>) -> Response {
+    let frontier = state.input.watermark();
+    let s = &state.stats;
+    let latency = s.latency();
+    let body = json!({
+        "status": if state.input.is_closed() { "stopping" } else { "serving" },
+        "workers": state.workers,
+        "process": state.process,
+        "processes": state.processes,
+        "model_version": *state.model_version.lock().unwrap_or_else(|e| e.into_inner()),
+        "frontier_ms": frontier,
+        "frontier": crate::clock::format_millis(frontier as i64),
+        "events_in": state.events_in.load(Ordering::Relaxed),
+        "rejected": state.rejected.load(Ordering::Relaxed),
+        "late": state.input.late(),
+        "alerts": s.alerts.load(Ordering::Relaxed),
+        "normal": s.normal.load(Ordering::Relaxed),
+        "dead_letters": s.dead_letters.load(Ordering::Relaxed),
+        "latency_us": latency,
+        "latency_events": s.latency_count(),
+    });
+    Json(body).into_response()
+}
+
+async fn ready(State(state): State<Arc<ServeState>>) -> Response {
+    if state.input.is_started() && !state.input.is_closed() {
+        (StatusCode::OK, Json(json!({"ready": true}))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false})),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,132 @@
+//! Checks a parsed dataflow file beyond its types, and finds the line of a
+//! key so that every refusal names where to look.
+
+use std::path::Path;
+
+use super::{DataflowFile, SettingsError};
+
+/// The 1-based line holding byte `offset` of `text`.
+pub fn line_at(text: &str, offset: usize) -> usize {
+    1 + text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
+/// The 1-based line where `key` is set inside the table `[table]` (or the
+/// table's header when the key is absent; 0 when neither is found).
+///
+/// ```
+/// let text = "[source.http]\nlisten = \"x\"\n\n[sinks]\n flush_ms = 0\n";
+/// assert_eq!(fraudflow::settings::line_of(text, "sinks", "flush_ms"), 5);
+/// assert_eq!(fraudflow::settings::line_of(text, "sinks", "dir"), 4);
+/// ```
+pub fn line_of(text: &str, table: &str, key: &str) -> usize {
+    let mut in_table = false;
+    let mut header = 0;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix('[') {
+            in_table = name.trim_end_matches(']').trim() == table;
+            if in_table {
+                header = i + 1;
+            }
+            continue;
+        }
+        let set = line
+            .split_once('=')
+            .is_some_and(|(k, _)| k.trim().trim_matches('"') == key);
+        if in_table && set {
+            return i + 1;
+        }
+    }
+    header
+}
+
+/// toml's message, with the key of the offending line when it does not
+/// name one itself.
+pub fn message(message: &str, text: &str, line: usize) -> String {
+    let message = message.trim();
+    let key = text
+        .lines()
+        .nth(line.saturating_sub(1))
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim().to_string());
+    match key {
+        Some(key) if !message.contains('`') => format!("key {key}: {message}"),
+        _ => message.to_string(),
+    }
+}
+
+/// One refused value.
+struct Problem {
+    table: &'static str,
+    key: &'static str,
+    problem: String,
+}
+
+fn positive(table: &'static str, key: &'static str, value: u64) -> Option<Problem> {
+    (value == 0).then(|| Problem {
+        table,
+        key,
+        problem: "must be at least 1".to_string(),
+    })
+}
+
+/// Ranges and combinations the types cannot say.
+pub fn check(file: &DataflowFile, path: &Path, text: &str) -> Result<(), SettingsError> {
+    let s = &file.source;
+    let given = [s.file.is_some(), s.http.is_some(), s.kafka.is_some()];
+    let mut problems = Vec::new();
+    if given.iter().filter(|&&g| g).count() != 1 {
+        problems.push(Problem {
+            table: "source",
+            key: "source",
+            problem: "give exactly one of [source.file], [source.http] or [source.kafka]"
+                .to_string(),
+        });
+    }
+    if let Some(f) = &s.file {
+        problems.extend(positive("source.file", "block_bytes", f.block_bytes as u64));
+    }
+    if let Some(h) = &s.http {
+        problems.extend(positive("source.http", "tick_ms", h.tick_ms));
+        problems.extend(positive(
+            "source.http",
+            "max_body_bytes",
+            h.max_body_bytes as u64,
+        ));
+        if h.listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(Problem {
+                table: "source.http",
+                key: "listen",
+                problem: format!("{:?} is not an address such as 127.0.0.1:8080", h.listen),
+            });
+        }
+    }
+    let f = &file.features;
+    problems.extend(positive("features", "window_seconds", f.window_seconds));
+    problems.extend(positive("sinks", "flush_ms", file.sinks.flush_ms));
+    problems.extend(positive("sinks", "rotate_bytes", file.sinks.rotate_bytes));
+    problems.extend(positive("cluster", "workers", file.cluster.workers as u64));
+    if let Some(t) = file.models.threshold.filter(|t| !t.is_finite()) {
+        problems.push(Problem {
+            table: "models",
+            key: "threshold",
+            problem: format!("{t} is not a finite number"),
+        });
+    }
+    match problems.into_iter().next() {
+        None => Ok(()),
+        Some(p) => Err(SettingsError::Invalid {
+            path: path.to_path_buf(),
+            line: line_of(text, p.table, p.key),
+            key: if p.key == p.table {
+                p.table.to_string()
+            } else {
+                format!("{}.{}", p.table, p.key)
+            },
+            problem: p.problem,
+        }),
+    }
+}

@@ -1,0 +1,280 @@
+//! The dataflow files under `dataflows/`: one TOML file per dataflow a user
+//! launches. Every table rejects unknown keys and every field has a doc
+//! comment, which `dataflows/README.md` repeats (a test holds the two
+//! together). A bad file is refused before anything starts, naming the
+//! file, the line and the key ([`SettingsError`]).
+
+mod check;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+pub use check::line_of;
+
+/// A dataflow file.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataflowFile {
+    /// What the dataflow is for, in a sentence.
+    #[serde(default)]
+    pub description: String,
+    /// Where events come from: exactly one of `[source.file]`,
+    /// `[source.http]` or `[source.kafka]`.
+    pub source: SourceTable,
+    /// How events become features.
+    #[serde(default)]
+    pub features: FeaturesTable,
+    /// The model bundle that scores, and how new versions are picked up.
+    pub models: ModelsTable,
+    /// Where alerts, normal traffic and dead letters go.
+    pub sinks: SinksTable,
+    /// Worker threads and processes.
+    #[serde(default)]
+    pub cluster: ClusterTable,
+}
+
+/// The source tables; exactly one is given.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceTable {
+    /// Replay a PaySim CSV or JSON-lines file.
+    pub file: Option<FileTable>,
+    /// Serve `POST /events` over HTTP.
+    pub http: Option<HttpTable>,
+    /// Consume a Kafka topic (not built yet: the Kafka issue completes it).
+    pub kafka: Option<KafkaTable>,
+}
+
+/// `[source.file]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileTable {
+    /// The file: `.csv` (PaySim) or `.jsonl` (JSON events); relative paths
+    /// are from the directory the command runs in.
+    pub path: PathBuf,
+    /// Seconds an event may come after later ones and still be placed at
+    /// its own time.
+    #[serde(default = "defaults::lateness_seconds")]
+    pub lateness_seconds: u64,
+    /// Seconds of event time the source may run ahead of finished output.
+    #[serde(default = "defaults::max_ahead_seconds")]
+    pub max_ahead_seconds: u64,
+    /// Bytes of input per block; workers take blocks in turn.
+    #[serde(default = "defaults::block_bytes")]
+    pub block_bytes: usize,
+}
+
+/// `[source.http]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTable {
+    /// Address to listen on, `host:port`; process `p` of several listens
+    /// on port + p.
+    #[serde(default = "defaults::listen")]
+    pub listen: String,
+    /// Largest request body accepted, in bytes (413 above it).
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Milliseconds between ticks of the event-time clock when no events
+    /// arrive: the frontier advances with the clock, so nothing waits.
+    #[serde(default = "defaults::tick_ms")]
+    pub tick_ms: u64,
+    /// Milliseconds an event may be stamped behind the frontier and still be
+    /// placed at its own time; older ones are placed at the frontier and
+    /// counted as late.
+    #[serde(default)]
+    pub lateness_ms: u64,
+}
+
+/// `[source.kafka]`: read by the Kafka issue; refused until then.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTable {
+    /// Bootstrap servers, `host:port,...`.
+    pub brokers: String,
+    /// The topic of raw events.
+    #[serde(default = "defaults::topic")]
+    pub topic: String,
+    /// The consumer group.
+    #[serde(default = "defaults::group")]
+    pub group: String,
+}
+
+/// `[features]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturesTable {
+    /// The feature contract, `v1` or `v2`; the bundle must match it.
+    #[serde(default = "defaults::contract")]
+    pub contract: crate::features::Contract,
+    /// Velocity window, in seconds.
+    #[serde(default = "defaults::window_seconds")]
+    pub window_seconds: u64,
+}
+
+/// `[models]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsTable {
+    /// The models directory (or its `bundle.json`) from `fraudflow train`.
+    pub dir: PathBuf,
+    /// Seconds between looks at the directory for a newly written bundle;
+    /// 0 turns polling off (`POST /models/reload` still works).
+    #[serde(default = "defaults::poll_seconds")]
+    pub poll_seconds: u64,
+    /// Score with the original weights 0.4/0.3/0.3 and the threshold
+    /// training chose for them.
+    #[serde(default)]
+    pub parity: bool,
+    /// Override the alert threshold.
+    pub threshold: Option<f64>,
+}
+
+/// `[sinks]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SinksTable {
+    /// Directory of `alerts-*.jsonl`, `normal-*.jsonl` and
+    /// `dead_letters-*.jsonl`.
+    pub dir: PathBuf,
+    /// A file is closed and a new one begun past this many bytes.
+    #[serde(default = "defaults::rotate_bytes")]
+    pub rotate_bytes: u64,
+    /// Milliseconds between flushes: what is written reaches the file at
+    /// least this often.
+    #[serde(default = "defaults::flush_ms")]
+    pub flush_ms: u64,
+}
+
+/// `[cluster]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterTable {
+    /// Worker threads per process (`-w`).
+    #[serde(default = "defaults::workers")]
+    pub workers: usize,
+    /// Seconds to wait for every process to connect.
+    #[serde(default = "defaults::connect_timeout_seconds")]
+    pub connect_timeout_seconds: u64,
+}
+
+impl Default for FeaturesTable {
+    fn default() -> Self {
+        FeaturesTable {
+            contract: defaults::contract(),
+            window_seconds: defaults::window_seconds(),
+        }
+    }
+}
+
+impl Default for ClusterTable {
+    fn default() -> Self {
+        ClusterTable {
+            workers: defaults::workers(),
+            connect_timeout_seconds: defaults::connect_timeout_seconds(),
+        }
+    }
+}
+
+/// Defaults of the keys that have one.
+pub mod defaults {
+    use crate::sources::file;
+
+    pub fn lateness_seconds() -> u64 {
+        file::DEFAULT_LATENESS
+    }
+    pub fn max_ahead_seconds() -> u64 {
+        file::DEFAULT_MAX_AHEAD
+    }
+    pub fn block_bytes() -> usize {
+        file::DEFAULT_BLOCK_BYTES
+    }
+    pub fn listen() -> String {
+        "127.0.0.1:8080".to_string()
+    }
+    pub fn max_body_bytes() -> usize {
+        16 << 20
+    }
+    pub fn tick_ms() -> u64 {
+        5
+    }
+    pub fn topic() -> String {
+        "raw-events".to_string()
+    }
+    pub fn group() -> String {
+        "fraudflow".to_string()
+    }
+    pub fn contract() -> crate::features::Contract {
+        crate::features::Contract::V2
+    }
+    pub fn window_seconds() -> u64 {
+        crate::dataflow::WINDOW_SECONDS
+    }
+    pub fn poll_seconds() -> u64 {
+        5
+    }
+    pub fn rotate_bytes() -> u64 {
+        64 << 20
+    }
+    pub fn flush_ms() -> u64 {
+        1_000
+    }
+    pub fn workers() -> usize {
+        1
+    }
+    pub fn connect_timeout_seconds() -> u64 {
+        crate::pipeline::harness::CONNECT_TIMEOUT.as_secs()
+    }
+}
+
+/// Why a dataflow file was refused.
+#[derive(Debug, Error)]
+pub enum SettingsError {
+    #[error("{}: {cause}", path.display())]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    /// Not TOML, an unknown key, a wrong type or a missing key.
+    #[error("{}:{line}: {message}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// A value out of its range, or keys that cannot go together.
+    #[error("{}:{line}: key {key}: {problem}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        problem: String,
+    },
+}
+
+impl DataflowFile {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<DataflowFile, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|cause| SettingsError::Read {
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        DataflowFile::parse(path, &text)
+    }
+
+    /// Parses and checks `text`, naming `path` in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<DataflowFile, SettingsError> {
+        let file: DataflowFile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(0, |s| check::line_at(text, s.start));
+            SettingsError::Parse {
+                path: path.to_path_buf(),
+                line,
+                message: check::message(e.message(), text, line),
+            }
+        })?;
+        check::check(&file, path, text)?;
+        Ok(file)
+    }
+}

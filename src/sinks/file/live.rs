@@ -1,0 +1,182 @@
+//! The sinks of a live run: alerts, normal traffic and dead letters as
+//! size-rotated JSON lines, and the counts and latencies the HTTP API
+//! reports.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use super::rotating::{RotatingLines, Rotation};
+use crate::dataflow::dead_letter::DeadLetter;
+use crate::dataflow::score::{Alert, Outcome};
+use crate::eval::Latency;
+use crate::pipeline::PipelineError;
+use crate::sinks::Sink;
+
+/// Latencies kept for the percentiles: the most recent this many.
+const KEPT: usize = 1 << 16;
+
+/// What a live run has routed, shared with the HTTP API.
+#[derive(Debug, Default)]
+pub struct LiveStats {
+    pub alerts: AtomicU64,
+    pub normal: AtomicU64,
+    pub dead_letters: AtomicU64,
+    /// Microseconds from receipt to the sink, most recent last.
+    latencies: Mutex<VecDeque<u64>>,
+}
+
+impl LiveStats {
+    fn record(&self, latencies: impl Iterator<Item = u64>) {
+        let mut kept = self.latencies.lock().unwrap_or_else(|e| e.into_inner());
+        for l in latencies {
+            if kept.len() == KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(l);
+        }
+    }
+
+    /// Percentiles of the most recent latencies, receipt to sink.
+    pub fn latency(&self) -> Option<Latency> {
+        let kept = self.latencies.lock().unwrap_or_else(|e| e.into_inner());
+        Latency::of(kept.iter().copied().collect())
+    }
+
+    /// How many latencies the percentiles are over.
+    pub fn latency_count(&self) -> usize {
+        self.latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+}
+
+/// One line of normal traffic.
+#[derive(Serialize)]
+struct NormalLine<'a> {
+    event_id: String,
+    seq: u64,
+    event_time: String,
+    score: f64,
+    scores: &'a crate::ensemble::Components,
+}
+
+/// Alerts or normal traffic, as JSON lines.
+pub struct OutcomeLines {
+    file: Option<RotatingLines>,
+    stats: Arc<LiveStats>,
+    alerts: bool,
+}
+
+impl OutcomeLines {
+    /// `alerts`: write each outcome's alert (schemas/alert_v1.json); else a
+    /// short line of normal traffic.
+    pub fn create(
+        rotation: Rotation,
+        stats: Arc<LiveStats>,
+        alerts: bool,
+    ) -> Result<Self, PipelineError> {
+        let dir = rotation.dir.clone();
+        let file = RotatingLines::create(rotation).map_err(|e| PipelineError::io(dir, e))?;
+        Ok(OutcomeLines {
+            file: Some(file),
+            stats,
+            alerts,
+        })
+    }
+
+    fn line(&self, o: &Outcome, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        if self.alerts {
+            if let Some(alert) = o.alert.as_deref() {
+                serde_json::to_writer(&mut *out, alert as &Alert)?;
+                out.push(b'\n');
+            }
+            return Ok(());
+        }
+        let line = NormalLine {
+            event_id: o.id.to_string(),
+            seq: o.seq,
+            event_time: crate::clock::format_millis(o.time_ms as i64),
+            score: o.score,
+            scores: &o.components,
+        };
+        serde_json::to_writer(&mut *out, &line)?;
+        out.push(b'\n');
+        Ok(())
+    }
+}
+
+impl Sink<Outcome> for OutcomeLines {
+    fn write(&mut self, batch: &mut [Outcome]) -> Result<(), PipelineError> {
+        let mut bytes = Vec::with_capacity(256 * batch.len());
+        for o in batch.iter() {
+            self.line(o, &mut bytes)
+                .map_err(|e| PipelineError::component("live sink", e))?;
+        }
+        let file = self.file.as_mut().ok_or_else(|| closed(self.alerts))?;
+        let dir = file.dir().to_path_buf();
+        file.write(bytes).map_err(|e| PipelineError::io(dir, e))?;
+        let now = crate::clock::now_micros();
+        self.stats
+            .record(batch.iter().map(|o| now.saturating_sub(o.received_us)));
+        let count = if self.alerts {
+            &self.stats.alerts
+        } else {
+            &self.stats.normal
+        };
+        count.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<u64, PipelineError> {
+        let file = self.file.take().ok_or_else(|| closed(self.alerts))?;
+        let dir = file.dir().to_path_buf();
+        file.close().map_err(|e| PipelineError::io(dir, e))
+    }
+}
+
+fn closed(alerts: bool) -> PipelineError {
+    let what = if alerts { "alerts" } else { "normal traffic" };
+    PipelineError::io(what, std::io::Error::other("the file was closed"))
+}
+
+/// Dead letters, as JSON lines (schemas/dlq_v1.json).
+pub struct DeadLetterLines {
+    file: RotatingLines,
+    stats: Arc<LiveStats>,
+}
+
+impl DeadLetterLines {
+    pub fn create(rotation: Rotation, stats: Arc<LiveStats>) -> Result<Self, PipelineError> {
+        let dir = rotation.dir.clone();
+        let file = RotatingLines::create(rotation).map_err(|e| PipelineError::io(dir, e))?;
+        Ok(DeadLetterLines { file, stats })
+    }
+}
+
+impl Sink<Box<DeadLetter>> for DeadLetterLines {
+    fn write(&mut self, batch: &mut [Box<DeadLetter>]) -> Result<(), PipelineError> {
+        let mut bytes = Vec::new();
+        for d in batch.iter() {
+            serde_json::to_writer(&mut bytes, d.as_ref())
+                .map_err(|e| PipelineError::component("dead-letter sink", e))?;
+            bytes.push(b'\n');
+        }
+        let dir = self.file.dir().to_path_buf();
+        self.file
+            .write(bytes)
+            .map_err(|e| PipelineError::io(dir, e))?;
+        self.stats
+            .dead_letters
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<u64, PipelineError> {
+        let dir = self.file.dir().to_path_buf();
+        self.file.close().map_err(|e| PipelineError::io(dir, e))
+    }
+}
