@@ -207,6 +207,29 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), BundleError> {
 
 /// The fingerprint of a training file: its size and a 64-bit hash of its
 /// bytes (FNV-1a over 8-byte words; to tell files apart, not for security).
+/// FNV-1a over 8-byte little-endian words (the last one padded with zeros).
+fn fnv_words(mut hash: u64, bytes: &[u8]) -> u64 {
+    for chunk in bytes.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        hash = (hash ^ u64::from_le_bytes(word)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// The same hash as [`fingerprint_file`] of bytes in memory, in hex: names
+/// a fitted model in its bundle's version.
+///
+/// ```
+/// use fraudflow::bundle::fingerprint_bytes;
+/// assert_eq!(fingerprint_bytes(b"abc").len(), 16);
+/// assert_ne!(fingerprint_bytes(b"abc"), fingerprint_bytes(b"abd"));
+/// ```
+pub fn fingerprint_bytes(bytes: &[u8]) -> String {
+    let hash = fnv_words(0xcbf2_9ce4_8422_2325, bytes) ^ bytes.len() as u64;
+    format!("{hash:016x}")
+}
+
 pub fn fingerprint_file(path: &Path, events: u64) -> Result<Fingerprint, BundleError> {
     use std::io::Read;
     let io = |source| BundleError::Io {
@@ -231,12 +254,7 @@ pub fn fingerprint_file(path: &Path, events: u64) -> Result<Fingerprint, BundleE
             break;
         }
         bytes += n as u64;
-        let chunks = buf[..n].chunks(8);
-        for chunk in chunks {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            hash = (hash ^ u64::from_le_bytes(word)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        hash = fnv_words(hash, &buf[..n]);
     }
     hash ^= bytes;
     Ok(Fingerprint {

@@ -19,6 +19,7 @@ use fraudflow::pipeline::{
     self, Cluster, NormalSink, Outputs, PipelineSettings, RunSummary, ScoringSettings, Stage,
     StageOutputs, VersionFeed,
 };
+use fraudflow::settings::DataflowFile;
 use fraudflow::sinks::file::{JsonLinesSink, ScoresCsv};
 use fraudflow::sinks::memory::{Collect, CollectMap};
 use fraudflow::sinks::{BoxSink, Fanout};
@@ -46,9 +47,14 @@ pub struct Args {
     /// train on the input first, into OUT/models.
     #[arg(long)]
     models: Option<PathBuf>,
-    /// Where alerts.jsonl, report.json and dead_letters.jsonl go.
-    #[arg(long, default_value = "out/backtest")]
-    out: PathBuf,
+    /// Where alerts.jsonl, report.json and dead_letters.jsonl go [default:
+    /// out/backtest].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A dataflow file (e.g. dataflows/backtest.toml) for the input, models,
+    /// output, features and workers; flags given override it.
+    #[arg(long)]
+    dataflow: Option<PathBuf>,
     /// Also write scores.csv: every event's id, label and scores.
     #[arg(long)]
     scores: bool,
@@ -99,7 +105,7 @@ fn input_file(args: &Args, quiet: bool) -> anyhow::Result<PathBuf> {
     if let Some(path) = &args.input {
         return Ok(path.clone());
     }
-    let path = args.out.join(format!(
+    let path = args.out().join(format!(
         "paysim-generated-{}-seed{}.csv",
         args.rows, args.generate_seed
     ));
@@ -128,7 +134,7 @@ fn bundle_for(
     quiet: bool,
 ) -> anyhow::Result<(Bundle, String)> {
     if let Some(dir) = &args.models {
-        let bundle = Bundle::load(dir, Some(args.training.contract))?;
+        let bundle = Bundle::load(dir, Some(args.training.contract()))?;
         return Ok((bundle, fingerprint_file(input, 0)?.hash));
     }
     if settings.cluster.processes() > 1 {
@@ -142,7 +148,7 @@ fn bundle_for(
         }
     };
     let params = args.training.params()?;
-    let bundle = train_bundle(settings.clone(), &params, &args.out.join("models"), say)?
+    let bundle = train_bundle(settings.clone(), &params, &args.out().join("models"), say)?
         .context("training returned no bundle")?;
     let hash = bundle.fingerprint.hash.clone();
     Ok((bundle, hash))
@@ -175,7 +181,7 @@ fn outputs(args: &Args, expected: usize) -> anyhow::Result<(Outputs, Gathered)> 
             map: Record::of,
         })
     };
-    let alerts = JsonLinesSink::create(&args.out.join("alerts.jsonl"), |o: &Outcome| {
+    let alerts = JsonLinesSink::create(&args.out().join("alerts.jsonl"), |o: &Outcome| {
         o.alert.as_deref()
     })?;
     let mut anomalies: Vec<BoxSink<Outcome>> = vec![Box::new(alerts), to_records()];
@@ -186,7 +192,7 @@ fn outputs(args: &Args, expected: usize) -> anyhow::Result<(Outputs, Gathered)> 
         }
         None => NormalSink::Records(Box::new(records.clone())),
     };
-    let dead = JsonLinesSink::create(&args.out.join("dead_letters.jsonl"), |d| Some(d))?;
+    let dead = JsonLinesSink::create(&args.out().join("dead_letters.jsonl"), |d| Some(d))?;
     let outputs = Outputs {
         dead_letters: Box::new(dead),
         stage: StageOutputs::Scored {
@@ -197,7 +203,34 @@ fn outputs(args: &Args, expected: usize) -> anyhow::Result<(Outputs, Gathered)> 
     Ok((outputs, Gathered { records, outcomes }))
 }
 
+impl Args {
+    fn out(&self) -> &Path {
+        self.out.as_deref().unwrap_or(Path::new("out/backtest"))
+    }
+
+    /// These flags, with what they leave unset taken from --dataflow.
+    fn with_dataflow(mut self) -> anyhow::Result<Args> {
+        let Some(path) = &self.dataflow else {
+            return Ok(self);
+        };
+        let file = DataflowFile::load(path)?;
+        let Some(source) = &file.source.file else {
+            anyhow::bail!("{}: a backtest reads [source.file]", path.display());
+        };
+        self.input = self.input.or(Some(source.path.clone()));
+        self.models = self.models.or(Some(file.models.dir.clone()));
+        self.out = self.out.or(Some(file.sinks.dir.clone()));
+        self.training.contract = self.training.contract.or(Some(file.features.contract));
+        self.source = self.source.or_file(source, &file.features);
+        self.timely.workers = self.timely.workers.or(Some(file.cluster.workers));
+        self.threshold = self.threshold.or(file.models.threshold);
+        self.parity |= file.models.parity;
+        Ok(self)
+    }
+}
+
 pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
+    let args = args.with_dataflow()?;
     let cluster = args.timely.cluster()?;
     on_cluster(&cluster, || backtest(&args, cluster.clone(), quiet))
 }
@@ -206,15 +239,15 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
     if let Some(t) = args.threshold.filter(|t| !t.is_finite()) {
         anyhow::bail!("--threshold must be a finite number, got {t}");
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(args.out())
+        .with_context(|| format!("creating {}", args.out().display()))?;
     let input_path = input_file(args, quiet)?;
     // A loaded bundle must have been made for this contract, so the input is
     // read with the training contract either way.
     let mut settings = PipelineSettings {
         cluster,
         source: args.source.source(&input_path)?,
-        features: args.source.features(args.training.contract)?,
+        features: args.source.features(args.training.contract())?,
         stage: Stage::Rows,
     };
     let (bundle, input_hash) = bundle_for(args, &settings, &input_path, quiet)?;
@@ -250,7 +283,7 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
         let expected = (std::fs::metadata(&input_path)?.len() / 60) as usize;
         let scores = args
             .scores
-            .then(|| ScoresCsv::create(&args.out.join("scores.csv")));
+            .then(|| ScoresCsv::create(&args.out().join("scores.csv")));
         let (outputs, gathered) = outputs(args, expected)?;
         Some((outputs, gathered, scores.transpose()?))
     } else {
@@ -289,14 +322,14 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
             workers: args.timely.workers() * args.timely.processes,
         },
     );
-    let path = args.out.join("report.json");
+    let path = args.out().join("report.json");
     let mut file =
         AtomicFile::create(&path).with_context(|| format!("writing {}", path.display()))?;
     serde_json::to_writer_pretty(file.writer(), &report)?;
     file.writer().write_all(b"\n")?;
     file.commit()
         .with_context(|| format!("writing {}", path.display()))?;
-    report.print(&args.out);
+    report.print(args.out());
     Ok(ExitCode::SUCCESS)
 }
 

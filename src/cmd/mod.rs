@@ -18,6 +18,7 @@ use fraudflow::paysim::ReadError;
 use fraudflow::pipeline::harness::fail_cluster;
 use fraudflow::pipeline::{Cluster, FeatureSettings, PipelineError, PipelineSettings, Stage};
 use fraudflow::scan::ScanOptions;
+use fraudflow::settings::{FeaturesTable, FileTable};
 use fraudflow::sources::file::{
     FileSource, DEFAULT_BLOCK_BYTES, DEFAULT_LATENESS, DEFAULT_MAX_AHEAD,
 };
@@ -77,47 +78,68 @@ pub fn money(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"))
 }
 
-/// How a dataflow reads its input file and computes features.
+/// How a dataflow reads its input file and computes features; a flag not
+/// given takes the dataflow file's value, or the default.
 #[derive(clap::Args, Clone, Debug)]
 pub struct SourceArgs {
-    /// Velocity window in seconds.
-    #[arg(long, default_value_t = WINDOW_SECONDS)]
-    pub window: u64,
-    /// Seconds an event may arrive late and still be placed at its own time.
-    #[arg(long, default_value_t = DEFAULT_LATENESS)]
-    pub lateness: u64,
+    /// Velocity window in seconds [default: 3600].
+    #[arg(long)]
+    pub window: Option<u64>,
+    /// Seconds an event may arrive late and still be placed at its own time
+    /// [default: 120].
+    #[arg(long)]
+    pub lateness: Option<u64>,
     /// Seconds of event time a source may run ahead of finished output:
-    /// bounds the data in flight, and so memory.
-    #[arg(long, default_value_t = DEFAULT_MAX_AHEAD)]
-    pub max_ahead: u64,
-    /// Bytes of input per block; workers take blocks in turn.
-    #[arg(long, default_value_t = DEFAULT_BLOCK_BYTES)]
-    pub block_bytes: usize,
+    /// bounds the data in flight, and so memory [default: 14400].
+    #[arg(long)]
+    pub max_ahead: Option<u64>,
+    /// Bytes of input per block; workers take blocks in turn [default:
+    /// 1048576].
+    #[arg(long)]
+    pub block_bytes: Option<usize>,
 }
 
 impl SourceArgs {
     /// Checks the flags and the input (its kind by extension; a PaySim
     /// header once), before any worker starts.
     pub fn source(&self, path: &Path) -> anyhow::Result<SourceSettings> {
-        if self.block_bytes == 0 {
+        let block_bytes = self.block_bytes.unwrap_or(DEFAULT_BLOCK_BYTES);
+        if block_bytes == 0 {
             anyhow::bail!("--block-bytes must be at least 1");
         }
         let mut file = FileSource::open(path)?;
-        file.lateness_ms = self.lateness.saturating_mul(1_000);
-        file.max_ahead_ms = self.max_ahead.saturating_mul(1_000);
-        file.block_bytes = self.block_bytes;
+        file.lateness_ms = self
+            .lateness
+            .unwrap_or(DEFAULT_LATENESS)
+            .saturating_mul(1_000);
+        file.max_ahead_ms = self
+            .max_ahead
+            .unwrap_or(DEFAULT_MAX_AHEAD)
+            .saturating_mul(1_000);
+        file.block_bytes = block_bytes;
         Ok(SourceSettings::File(file))
     }
 
     /// The features of `contract` with this window.
     pub fn features(&self, contract: Contract) -> anyhow::Result<FeatureSettings> {
-        if self.window == 0 {
+        let window = self.window.unwrap_or(WINDOW_SECONDS);
+        if window == 0 {
             anyhow::bail!("--window must be at least 1 second");
         }
         Ok(FeatureSettings {
             contract,
-            window_ms: self.window.saturating_mul(1_000),
+            window_ms: window.saturating_mul(1_000),
         })
+    }
+
+    /// These flags, with what they leave unset taken from a dataflow file.
+    pub fn or_file(&self, file: &FileTable, features: &FeaturesTable) -> SourceArgs {
+        SourceArgs {
+            window: self.window.or(Some(features.window_seconds)),
+            lateness: self.lateness.or(Some(file.lateness_seconds)),
+            max_ahead: self.max_ahead.or(Some(file.max_ahead_seconds)),
+            block_bytes: self.block_bytes.or(Some(file.block_bytes)),
+        }
     }
 }
 
@@ -145,7 +167,8 @@ pub fn on_cluster<T>(
     work: impl FnOnce() -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     work().map_err(|err| {
-        if cluster.processes() == 1 {
+        // After the workers ran, the others already know how it ended.
+        if cluster.processes() == 1 || fraudflow::pipeline::harness::started() {
             return err;
         }
         let error = match err.downcast::<PipelineError>() {

@@ -84,7 +84,17 @@ fn serve(
         None => live.http.listen.parse().context("[source.http] listen")?,
     };
     if addr.port() != 0 {
-        addr.set_port(addr.port() + live.settings.cluster.process as u16);
+        let port = u16::try_from(live.settings.cluster.process)
+            .ok()
+            .and_then(|p| addr.port().checked_add(p))
+            .with_context(|| {
+                format!(
+                    "process {}: port {} + {0} is past 65535",
+                    live.settings.cluster.process,
+                    addr.port()
+                )
+            })?;
+        addr.set_port(port);
     }
     let tick = Duration::from_millis(live.http.tick_ms);
     let server = Server::start(addr, Arc::clone(&live.state), tick)
@@ -104,9 +114,12 @@ fn serve(
     if let Some(every) = live.poll {
         ModelReloader::poll(Arc::clone(&live.state), every);
     }
+    let input = Arc::clone(&live.state.input);
     let summary = match pipeline::run(live.settings, live.outputs) {
         Ok(s) => s,
         Err(e) => {
+            // Refuse events at once (503): nothing would take them now.
+            input.close();
             let _ = server.stop();
             return Err(e.into());
         }

@@ -41,6 +41,9 @@ impl TimelyArgs {
 
     pub fn cluster(&self) -> anyhow::Result<Cluster> {
         let workers = self.workers();
+        if self.connect_timeout == Some(0) {
+            bail!("--connect-timeout must be at least 1 second");
+        }
         if workers == 0 {
             bail!("-w must be at least 1, got 0");
         }

@@ -39,9 +39,9 @@ pub struct Args {
 /// What `train` and `backtest` (when it trains first) may be told.
 #[derive(clap::Args, Clone, Debug)]
 pub struct TrainingArgs {
-    /// Feature contract.
-    #[arg(long, value_enum, default_value_t = Contract::V2)]
-    pub contract: Contract,
+    /// Feature contract [default: v2].
+    #[arg(long, value_enum)]
+    pub contract: Option<Contract>,
     /// Share of traffic to alert on: the threshold is chosen on the
     /// validation split to flag this share of it.
     #[arg(long, default_value_t = TrainParams::default().budget)]
@@ -76,6 +76,11 @@ fn parse_split(s: &str) -> Result<(u32, u32), String> {
 }
 
 impl TrainingArgs {
+    /// The contract given, or v2.
+    pub fn contract(&self) -> Contract {
+        self.contract.unwrap_or(Contract::V2)
+    }
+
     /// Checked before any worker starts.
     pub fn params(&self) -> anyhow::Result<TrainParams> {
         if !(self.budget > 0.0 && self.budget <= 1.0) {
@@ -102,7 +107,7 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn train(args: &Args, cluster: &Cluster, quiet: bool) -> anyhow::Result<Option<Bundle>> {
-    let contract = args.training.contract;
+    let contract = args.training.contract();
     let settings = file_pipeline(&args.input, &args.source, contract, cluster, Stage::Rows)?;
     let say = |what: &str| {
         if !quiet {
@@ -112,7 +117,7 @@ fn train(args: &Args, cluster: &Cluster, quiet: bool) -> anyhow::Result<Option<B
     say(&format!(
         "featurizing {} ({}, {} workers)",
         args.input.display(),
-        args.training.contract,
+        args.training.contract(),
         args.timely.workers()
     ));
     let params = args.training.params()?;

@@ -59,13 +59,18 @@ pub struct Outcome {
 }
 
 /// An alert, as the anomalies sink writes it (schemas/alert_v1.json).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Serialized by hand: in JSON `step` and `is_fraud` are left out when
+/// absent, as the schema has them; between processes (bincode, which is not
+/// self-describing) every field is always written, or the reader would
+/// misread all that follows.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct Alert {
     pub event_id: String,
     pub seq: u64,
     /// Event time, RFC 3339 (PaySim: step hours after the epoch).
     pub event_time: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub step: Option<u32>,
     pub amount: f64,
     pub score: f64,
@@ -76,8 +81,35 @@ pub struct Alert {
     pub contract: Contract,
     /// The event's own label, when it carried one (backtests): never used
     /// to score.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub is_fraud: Option<bool>,
+}
+
+impl Serialize for Alert {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let human = serializer.is_human_readable();
+        let mut s = serializer.serialize_struct("Alert", 12)?;
+        s.serialize_field("event_id", &self.event_id)?;
+        s.serialize_field("seq", &self.seq)?;
+        s.serialize_field("event_time", &self.event_time)?;
+        match self.step {
+            None if human => s.skip_field("step")?,
+            step => s.serialize_field("step", &step)?,
+        }
+        s.serialize_field("amount", &self.amount)?;
+        s.serialize_field("score", &self.score)?;
+        s.serialize_field("threshold", &self.threshold)?;
+        s.serialize_field("scores", &self.scores)?;
+        s.serialize_field("reasons", &self.reasons)?;
+        s.serialize_field("model_version", &self.model_version)?;
+        s.serialize_field("contract", &self.contract)?;
+        match self.is_fraud {
+            None if human => s.skip_field("is_fraud")?,
+            label => s.serialize_field("is_fraud", &label)?,
+        }
+        s.end()
+    }
 }
 
 /// Scores each row with the model version in force at its time and routes
@@ -187,5 +219,43 @@ fn route(scorer: &Scorer, row: FeatureRow, components: Components, now: u64) -> 
         score,
         latency_us: now.saturating_sub(row.received_us),
         received_us: row.received_us,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(step: Option<u32>, is_fraud: Option<bool>) -> Alert {
+        Alert {
+            event_id: "e1".into(),
+            seq: 7,
+            event_time: "2024-03-01T12:00:00Z".into(),
+            step,
+            amount: 5.0,
+            score: 0.9,
+            threshold: 0.5,
+            scores: Components::default(),
+            reasons: Vec::new(),
+            model_version: "v".into(),
+            contract: Contract::V2,
+            is_fraud,
+        }
+    }
+
+    #[test]
+    fn an_alert_without_step_or_label_crosses_processes_and_leaves_them_out_of_json() {
+        for a in [
+            alert(None, None),
+            alert(Some(3), None),
+            alert(None, Some(true)),
+        ] {
+            let wire = bincode::serialize(&a).unwrap();
+            assert_eq!(bincode::deserialize::<Alert>(&wire).unwrap(), a);
+            let json = serde_json::to_string(&a).unwrap();
+            assert_eq!(json.contains("\"step\""), a.step.is_some(), "{json}");
+            assert_eq!(json.contains("is_fraud"), a.is_fraud.is_some(), "{json}");
+            assert_eq!(serde_json::from_str::<Alert>(&json).unwrap(), a);
+        }
     }
 }

@@ -161,6 +161,16 @@ impl Abort {
     }
 }
 
+/// Whether this process has started workers (and so joined the other
+/// processes) at least once: a failure after that must not try to join them
+/// again (see [`fail_cluster`]).
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process has started its workers.
+pub fn started() -> bool {
+    STARTED.load(Ordering::SeqCst)
+}
+
 /// The run the panic hook reports to, while one is active.
 fn active() -> &'static Mutex<Option<Abort>> {
     static ACTIVE: OnceLock<Mutex<Option<Abort>>> = OnceLock::new();
@@ -284,6 +294,7 @@ where
     if let Some(connected) = connected {
         connected.store(true, Ordering::SeqCst);
     }
+    STARTED.store(true, Ordering::SeqCst);
 
     if !abort.wait(cluster.workers) {
         let mut out = Vec::with_capacity(cluster.workers);
@@ -358,7 +369,7 @@ fn connect_deadline(cluster: &Cluster) -> Arc<AtomicBool> {
 /// run is over instead of waiting for it; then it exits (status 2) with
 /// `error`. With one process, returns `error`.
 pub fn fail_cluster(cluster: &Cluster, error: PipelineError) -> PipelineError {
-    if cluster.processes() == 1 {
+    if cluster.processes() == 1 || started() {
         return error;
     }
     let error = Mutex::new(Some(error));

@@ -9,7 +9,7 @@ use std::time::Instant;
 use thiserror::Error;
 
 use super::{run, Outputs, PipelineError, PipelineSettings, RunSummary, Stage, StageOutputs};
-use crate::bundle::{fingerprint_file, Bundle, BundleError, BUNDLE_FORMAT};
+use crate::bundle::{fingerprint_bytes, fingerprint_file, Bundle, BundleError, BUNDLE_FORMAT};
 use crate::dataflow::FeatureRow;
 use crate::sinks::{BoxSink, Sink};
 use crate::sources::SourceSettings;
@@ -107,9 +107,18 @@ pub fn train_bundle(
     let trained = train(&table, params, |stage| say(&format!("fitting: {stage}")))?;
     let contract = table.contract;
     let now = crate::clock::now_rfc3339();
+    // Two bundles fitted differently on the same file in the same second
+    // must not share a version, or a reload would take one for the other.
+    let fitted = serde_json::to_vec(&(&trained.models, &trained.policy)).unwrap_or_default();
+    let version = format!(
+        "{}-{}-{}",
+        now.replace([':', '-'], ""),
+        &fingerprint.hash[..8],
+        &fingerprint_bytes(&fitted)[..8]
+    );
     let bundle = Bundle {
         format: BUNDLE_FORMAT,
-        version: format!("{}-{}", now.replace([':', '-'], ""), &fingerprint.hash[..8]),
+        version,
         created_at: now,
         contract,
         features: contract.names().iter().map(|s| s.to_string()).collect(),

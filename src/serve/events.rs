@@ -2,7 +2,9 @@
 //! Every line becomes an event or a dead letter, handed to the dataflow
 //! either way: nothing is dropped. The answer is 202 when all were events,
 //! 400 naming each bad line's field and code otherwise, 413 for a body over
-//! the limit (read no further, so nothing of it is taken).
+//! the limit (read no further, so nothing of it is taken), 408 for a body
+//! that does not arrive in time, and 503 while the pipeline stops or when
+//! too many events already wait (nothing of the request is taken then).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,18 +25,26 @@ use crate::sources::Parsed;
 const ERRORS_SHOWN: usize = 20;
 
 pub async fn post_events(State(state): State<Arc<ServeState>>, body: Body) -> Response {
-    let received = crate::clock::now_micros();
-    let Ok(bytes) = to_bytes(body, state.max_body_bytes).await else {
-        let error = format!(
-            "the body is over the {}-byte limit; send fewer events a request",
-            state.max_body_bytes
-        );
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Json(json!({ "error": error })),
-        )
-            .into_response();
+    if state.input.is_closed() {
+        let error = "the pipeline is stopping: no events are taken";
+        return reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": error }));
+    }
+    let read = tokio::time::timeout(super::BODY_TIMEOUT, to_bytes(body, state.max_body_bytes));
+    let bytes = match read.await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            let error = format!(
+                "the body is over the {}-byte limit; send fewer events a request",
+                state.max_body_bytes
+            );
+            return reply(StatusCode::PAYLOAD_TOO_LARGE, json!({ "error": error }));
+        }
+        Err(_) => {
+            let error = "the body did not arrive in time";
+            return reply(StatusCode::REQUEST_TIMEOUT, json!({ "error": error }));
+        }
     };
+    let received = crate::clock::now_micros();
     let lines = split(&bytes);
     if lines.is_empty() {
         let error = "no events: send one JSON object, or JSON lines";
@@ -62,7 +72,14 @@ pub async fn post_events(State(state): State<Arc<ServeState>>, body: Body) -> Re
     }
     let total = parsed.len() as u64;
     let bad = parsed.iter().filter(|p| p.is_err()).count() as u64;
-    state.input.push(parsed);
+    if let Err(waiting) = state.input.push(parsed) {
+        let error = format!("{waiting} events are waiting to be scored: retry shortly");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": error })),
+        )
+            .into_response();
+    }
     state.events_in.fetch_add(total, Ordering::Relaxed);
     state.rejected.fetch_add(bad, Ordering::Relaxed);
     let accepted = total - bad;
@@ -93,6 +110,10 @@ fn split(body: &[u8]) -> Vec<(u64, &[u8])> {
         .map(|(i, l)| (i as u64 + 1, l.strip_suffix(b"\r").unwrap_or(l)))
         .filter(|(_, l)| !l.trim_ascii().is_empty())
         .collect()
+}
+
+fn reply(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
 }
 
 fn dead_letter(code: &str, message: String, raw: &[u8], line: u64, seq: u64) -> DeadLetter {

@@ -24,6 +24,13 @@ use crate::sinks::file::live::LiveStats;
 use crate::sources::live::LiveInput;
 use reload::ModelReloader;
 
+/// How long open requests may go on after SIGTERM before the input closes
+/// regardless.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a request's body may take to arrive.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What the handlers share.
 pub struct ServeState {
     pub input: Arc<LiveInput>,
@@ -110,16 +117,25 @@ async fn serve(
             input.tick(crate::clock::now_millis());
         }
     });
+    let (stopping, mut stopping_rx) = watch::channel(false);
     let shutdown = async move {
         tokio::select! {
             _ = signal() => {}
             _ = stopped.wait_for(|s| *s) => {}
         }
+        let _ = stopping.send(true);
     };
     let input = Arc::clone(&state.input);
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown);
+    // Requests still open after the grace period (a client that never
+    // finishes its body) do not hold the drain back.
+    let result = tokio::select! {
+        r = server => r,
+        _ = async {
+            let _ = stopping_rx.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => Ok(()),
+    };
     ticker.abort();
     // No more events can come: the dataflow drains what it has and ends.
     input.close();

@@ -43,18 +43,44 @@ pub fn line_of(text: &str, table: &str, key: &str) -> usize {
     header
 }
 
-/// toml's message, with the key of the offending line when it does not
-/// name one itself.
+/// The table a line belongs to: the nearest `[header]` at or above it
+/// (empty at the top level).
+fn table_at(text: &str, line: usize) -> String {
+    text.lines()
+        .take(line)
+        .filter_map(|l| l.trim().strip_prefix('['))
+        .map(|h| h.trim_end_matches(']').trim().to_string())
+        .last()
+        .unwrap_or_default()
+}
+
+/// toml's message, prefixed with the full name of the key it is about: the
+/// one set on the offending line, or the missing one its table lacks (line
+/// 0: the top-level table).
+///
+/// ```
+/// let text = "[sinks]\ndir = \"o\"\nflush_ms = \"soon\"\n";
+/// let m = fraudflow::settings::message("invalid type: string \"soon\", expected u64", text, 3);
+/// assert_eq!(m, "key sinks.flush_ms: invalid type: string \"soon\", expected u64");
+/// let m = fraudflow::settings::message("missing field `dir`", "[models]\n", 1);
+/// assert_eq!(m, "key models.dir: missing field `dir`");
+/// ```
 pub fn message(message: &str, text: &str, line: usize) -> String {
     let message = message.trim();
-    let key = text
-        .lines()
-        .nth(line.saturating_sub(1))
+    let table = table_at(text, line);
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    let set = line
+        .checked_sub(1)
+        .and_then(|l| text.lines().nth(l))
+        .filter(|l| !l.trim_start().starts_with('['))
         .and_then(|l| l.split_once('='))
-        .map(|(k, _)| k.trim().to_string());
-    match key {
-        Some(key) if !message.contains('`') => format!("key {key}: {message}"),
-        _ => message.to_string(),
+        .map(|(k, _)| k.trim().trim_matches('"'));
+    match missing.or(set) {
+        Some(key) if table.is_empty() => format!("key {key}: {message}"),
+        Some(key) => format!("key {table}.{key}: {message}"),
+        None => message.to_string(),
     }
 }
 
@@ -109,6 +135,11 @@ pub fn check(file: &DataflowFile, path: &Path, text: &str) -> Result<(), Setting
     problems.extend(positive("sinks", "flush_ms", file.sinks.flush_ms));
     problems.extend(positive("sinks", "rotate_bytes", file.sinks.rotate_bytes));
     problems.extend(positive("cluster", "workers", file.cluster.workers as u64));
+    problems.extend(positive(
+        "cluster",
+        "connect_timeout_seconds",
+        file.cluster.connect_timeout_seconds,
+    ));
     if let Some(t) = file.models.threshold.filter(|t| !t.is_finite()) {
         problems.push(Problem {
             table: "models",

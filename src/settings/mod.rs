@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
-pub use check::line_of;
+pub use check::{line_of, message};
 
 /// A dataflow file.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -267,11 +267,16 @@ impl DataflowFile {
     /// Parses and checks `text`, naming `path` in errors.
     pub fn parse(path: &Path, text: &str) -> Result<DataflowFile, SettingsError> {
         let file: DataflowFile = toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(0, |s| check::line_at(text, s.start));
+            let line = e.span().map_or(1, |s| check::line_at(text, s.start));
+            // An empty span at the start, or one over the whole file, is the
+            // top-level table's.
+            let top = e
+                .span()
+                .is_some_and(|s| s.start == 0 && (s.end == 0 || s.end >= text.trim_end().len()));
             SettingsError::Parse {
                 path: path.to_path_buf(),
                 line,
-                message: check::message(e.message(), text, line),
+                message: check::message(e.message(), text, if top { 0 } else { line }),
             }
         })?;
         check::check(&file, path, text)?;

@@ -26,6 +26,9 @@ use timely::scheduling::SyncActivator;
 
 use super::{Parsed, Runs, SourceContext};
 
+/// Most events waiting for the dataflow before new ones are refused.
+pub const MAX_WAITING: usize = 1_000_000;
+
 /// What the server threads and this process's workers share.
 #[derive(Debug)]
 pub struct LiveInput {
@@ -67,17 +70,26 @@ impl LiveInput {
     }
 
     /// Hands events (and dead letters) to the dataflow, then moves the
-    /// watermark past them and wakes the sources.
-    pub fn push(&self, events: Vec<Parsed>) {
+    /// watermark past them and wakes the sources. Refused, with the number
+    /// waiting, when more than [`MAX_WAITING`] would wait: the caller says
+    /// so to its client instead of taking what it cannot score.
+    pub fn push(&self, events: Vec<Parsed>) -> Result<(), usize> {
         let latest = events
             .iter()
             .filter_map(|p| p.as_ref().ok().map(|e| e.time_ms))
             .max();
-        self.lock_queue().extend(events);
+        {
+            let mut queue = self.lock_queue();
+            if queue.len() + events.len() > MAX_WAITING {
+                return Err(queue.len());
+            }
+            queue.extend(events);
+        }
         if let Some(latest) = latest {
             self.watermark.fetch_max(latest + 1, Ordering::SeqCst);
         }
         self.wake();
+        Ok(())
     }
 
     /// Moves the watermark with the clock when nothing arrives.
@@ -168,26 +180,109 @@ pub fn live_source<'scope>(
                 // moved is in the queue now.
                 let watermark = input.watermark();
                 let closed = input.is_closed();
+                let mut placed = 0;
                 if reader {
                     let floor = *current.time();
                     for parsed in input.take() {
                         counts.read(&parsed);
-                        if runs.place(parsed, floor, &counts) {
+                        let late = runs.place(parsed, floor, &counts, |time, run| {
+                            output.session(&current.delayed(&time)).give_container(run)
+                        });
+                        if late {
                             input.late.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    for (time, mut run) in runs.drain() {
-                        output
-                            .session(&current.delayed(&time))
-                            .give_container(&mut run);
+                    runs.flush(|time, run| {
+                        output.session(&current.delayed(&time)).give_container(run)
+                    });
+                    // Late events and dead letters go at the frontier: move it
+                    // past them, or they would wait for the clock.
+                    if let Some(latest) = runs.take_latest() {
+                        let past = latest + 1;
+                        if input.watermark.fetch_max(past, Ordering::SeqCst) < past {
+                            input.wake();
+                        }
+                        placed = placed.max(past);
                     }
                 }
                 if closed {
                     cap = None;
-                } else if watermark > *current.time() {
-                    current.downgrade(&watermark);
+                } else if watermark.max(placed) > *current.time() {
+                    current.downgrade(&watermark.max(placed));
                 }
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use timely::dataflow::operators::capture::{Capture, Event as Captured};
+    use timely::dataflow::ProbeHandle;
+
+    use super::*;
+    use crate::event::{Event, EventId};
+    use crate::paysim::{AccountId, TxnType};
+    use crate::pipeline::harness::Abort;
+    use crate::sources::SourceCounts;
+
+    fn event(time_ms: u64) -> Parsed {
+        Ok(Event {
+            id: EventId::Row(time_ms),
+            seq: time_ms,
+            time_ms,
+            hour_of_day: 0,
+            step: None,
+            kind: TxnType::Payment,
+            amount: 1.0,
+            orig: AccountId::from_name("C1"),
+            old_balance_orig: 1.0,
+            new_balance_orig: 0.0,
+            dest: None,
+            old_balance_dest: 0.0,
+            new_balance_dest: 0.0,
+            label: None,
+            received_us: 0,
+        })
+    }
+
+    #[test]
+    fn late_events_go_at_the_frontier_which_then_moves_past_them() {
+        let input = LiveInput::new(60_000, 0, 1);
+        let feed = Arc::clone(&input);
+        let captured = timely::execute_directly(move |worker| {
+            let counts = Rc::new(SourceCounts::default());
+            let context = SourceContext {
+                counts: Rc::clone(&counts),
+                done: ProbeHandle::new(),
+                abort: Abort::default(),
+            };
+            let rx = worker.dataflow::<u64, _, _>(|scope| {
+                live_source(scope, Arc::clone(&feed), 1, context).capture()
+            });
+            feed.push(vec![event(1_000), event(1_000)]).unwrap();
+            worker.step();
+            // Behind the frontier the first batch moved to 1,001.
+            feed.push(vec![event(1_000), event(400)]).unwrap();
+            worker.step();
+            assert_eq!(counts.late.get(), 2);
+            // Moved past the late ones: they wait for no clock.
+            assert_eq!(feed.watermark(), 1_002);
+            feed.close();
+            while worker.step() {}
+            rx
+        });
+        let mut times: Vec<(u64, usize)> = captured
+            .try_iter()
+            .filter_map(|e| match e {
+                Captured::Messages(t, data) => t.least().map(|&t| (t, data.len())),
+                Captured::Progress(_) => None,
+            })
+            .collect();
+        times.sort();
+        assert_eq!(times, [(1_000, 2), (1_001, 2)]);
+        assert_eq!(input.late(), 2);
+    }
 }

@@ -30,15 +30,27 @@ pub struct SourceCounts {
 
 /// Records placed at their times, gathered in runs of one time: each run
 /// leaves as one container (a session a record would send each in a
-/// container of its own).
+/// container of its own), and the one buffer is used again and again.
 #[derive(Debug, Default)]
-pub struct Runs(Vec<(u64, Vec<Parsed>)>);
+pub struct Runs {
+    run: Vec<Parsed>,
+    time: u64,
+    /// The latest time a record was placed at since the last `take_latest`.
+    latest: Option<u64>,
+}
 
 impl Runs {
     /// Places `parsed` at its event time, or at `floor` (the source's
     /// frontier) when it came behind it, counted as late; a dead letter
-    /// goes at `floor`. Returns whether it was late.
-    pub fn place(&mut self, parsed: Parsed, floor: u64, counts: &SourceCounts) -> bool {
+    /// goes at `floor`. A run of another time is handed to `emit` first.
+    /// Returns whether the record was late.
+    pub fn place(
+        &mut self,
+        parsed: Parsed,
+        floor: u64,
+        counts: &SourceCounts,
+        emit: impl FnOnce(u64, &mut Vec<Parsed>),
+    ) -> bool {
         let (time, late) = match &parsed {
             Ok(e) if e.time_ms >= floor => (e.time_ms, false),
             Ok(_) => (floor, true),
@@ -47,16 +59,27 @@ impl Runs {
         if late {
             counts.late.set(counts.late.get() + 1);
         }
-        match self.0.last_mut() {
-            Some((t, run)) if *t == time => run.push(parsed),
-            _ => self.0.push((time, vec![parsed])),
+        if time != self.time && !self.run.is_empty() {
+            emit(self.time, &mut self.run);
+            self.run.clear();
         }
+        self.time = time;
+        self.latest = self.latest.max(Some(time));
+        self.run.push(parsed);
         late
     }
 
-    /// The runs, in the order they were placed.
-    pub fn drain(&mut self) -> impl Iterator<Item = (u64, Vec<Parsed>)> + '_ {
-        self.0.drain(..)
+    /// Hands the last run to `emit`.
+    pub fn flush(&mut self, emit: impl FnOnce(u64, &mut Vec<Parsed>)) {
+        if !self.run.is_empty() {
+            emit(self.time, &mut self.run);
+            self.run.clear();
+        }
+    }
+
+    /// The latest time a record was placed at since the last call, if any.
+    pub fn take_latest(&mut self) -> Option<u64> {
+        self.latest.take()
     }
 }
 

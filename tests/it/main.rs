@@ -7,7 +7,9 @@
 
 mod common;
 mod features;
+mod live;
 mod models;
 mod paysim;
 mod pipeline;
 mod schemas;
+mod settings;

@@ -37,9 +37,21 @@ impl Rotation {
             .join(format!("{}-{}-{n:06}.jsonl", self.prefix, self.process))
     }
 
-    /// The first counter not used by an earlier run in the same directory.
+    /// The counter after the highest an earlier run left in the directory
+    /// (files removed below it leave gaps that are never reused).
     fn first_free(&self) -> u64 {
-        (1..).find(|&n| !self.path(n).exists()).unwrap_or(1)
+        let start = format!("{}-{}-", self.prefix, self.process);
+        let highest = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let n = name.strip_prefix(&start)?.strip_suffix(".jsonl")?;
+                n.parse::<u64>().ok()
+            })
+            .max();
+        highest.map_or(1, |n| n + 1)
     }
 }
 
@@ -122,21 +134,35 @@ impl RotatingLines {
         &self.dir
     }
 
-    /// Queues whole lines. An error means the thread stopped; `close` says
-    /// why.
+    /// Queues whole lines. An error is the one the writer thread stopped
+    /// on.
     pub fn write(&mut self, lines: Vec<u8>) -> io::Result<()> {
         let sender = self.sender.as_ref().ok_or_else(stopped)?;
-        sender.send(lines).map_err(|_| stopped())
+        if sender.send(lines).is_err() {
+            return Err(self.stop().err().unwrap_or_else(stopped));
+        }
+        Ok(())
     }
 
     /// Flushes and closes; returns the lines written, or the first error.
     pub fn close(mut self) -> io::Result<u64> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> io::Result<u64> {
         self.sender.take();
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err(io::Error::other("the writer thread panicked")),
             None => Err(stopped()),
         }
+    }
+}
+
+impl Drop for RotatingLines {
+    /// What was queued reaches the file even when the run failed.
+    fn drop(&mut self) {
+        let _ = self.stop();
     }
 }
 
@@ -195,8 +221,10 @@ mod tests {
         }
         assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\":1}\n");
         first.close().unwrap();
+        // A gap left by a removed file is not reused.
+        std::fs::rename(&path, dir.path().join("alerts-0-000007.jsonl")).unwrap();
         let second = RotatingLines::create(rotation(dir.path(), 1 << 20)).unwrap();
         second.close().unwrap();
-        assert!(dir.path().join("alerts-0-000002.jsonl").exists());
+        assert!(dir.path().join("alerts-0-000008.jsonl").exists());
     }
 }

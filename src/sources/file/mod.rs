@@ -181,14 +181,12 @@ pub fn file_source<'scope>(
                             e.received_us = received;
                             max_time = max_time.max(e.time_ms);
                         }
-                        runs.place(parsed, floor, &counts);
+                        runs.place(parsed, floor, &counts, |time, run| {
+                            output.session(&current.delayed(&time)).give_container(run)
+                        });
                     },
                 );
-                for (time, mut run) in runs.drain() {
-                    output
-                        .session(&current.delayed(&time))
-                        .give_container(&mut run);
-                }
+                runs.flush(|time, run| output.session(&current.delayed(&time)).give_container(run));
                 let lower = max_time.saturating_sub(settings.lateness_ms);
                 if lower > *current.time() {
                     current.downgrade(&lower);
