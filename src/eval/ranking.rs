@@ -1,5 +1,16 @@
 //! Ranking quality of scores against labels.
 
+/// How many of `pairs` tie with the first: at least one, whatever the
+/// scores (NaN equals NaN here, so a run of NaN scores is one tie and the
+/// walk over the ranking always moves on).
+fn tied(pairs: &[(f64, bool)]) -> usize {
+    let first = pairs[0].0;
+    pairs
+        .iter()
+        .take_while(|p| p.0 == first || (p.0.is_nan() && first.is_nan()))
+        .count()
+}
+
 /// Area under the ROC curve: the chance that a random positive outranks a
 /// random negative, ties counting half. `None` without both classes.
 ///
@@ -20,7 +31,7 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
     let mut rank_sum = 0.0;
     let mut i = 0;
     while i < pairs.len() {
-        let j = i + pairs[i..].iter().take_while(|p| p.0 == pairs[i].0).count();
+        let j = i + tied(&pairs[i..]);
         let mid = (i + 1 + j) as f64 / 2.0;
         rank_sum += mid * pairs[i..j].iter().filter(|p| p.1).count() as f64;
         i = j;
@@ -47,7 +58,7 @@ pub fn average_precision(scores: &[f64], labels: &[bool]) -> Option<f64> {
     }
     let (mut seen, mut hits, mut ap, mut i) = (0.0, 0.0, 0.0, 0);
     while i < pairs.len() {
-        let j = i + pairs[i..].iter().take_while(|p| p.0 == pairs[i].0).count();
+        let j = i + tied(&pairs[i..]);
         let new_hits = pairs[i..j].iter().filter(|p| p.1).count() as f64;
         seen += (j - i) as f64;
         hits += new_hits;
@@ -123,6 +134,17 @@ pub fn at_budget(scores: &[f64], labels: &[bool], budget: f64) -> Option<AtThres
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nan_scores_end_instead_of_hanging_the_ranking() {
+        // Regression: `take_while(p == first)` never moved past a NaN.
+        let scores = [0.1, f64::NAN, 0.8, f64::NAN];
+        let labels = [false, true, true, false];
+        assert!(roc_auc(&scores, &labels).is_some());
+        assert!(average_precision(&scores, &labels).is_some());
+        // Ties are still taken together.
+        assert_eq!(roc_auc(&[0.5, 0.5], &[false, true]), Some(0.5));
+    }
 
     #[test]
     fn perfect_and_reversed_rankings() {
