@@ -429,7 +429,7 @@ impl Report {
 
     fn print(&self, out: &Path) {
         let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
-        println!(
+        outln!(
             "events {} = {} scored ({} alerts, {} normal) + {} dead letters; {} late",
             grouped(self.events_in),
             grouped(self.scored),
@@ -439,7 +439,7 @@ impl Report {
             grouped(self.late)
         );
         let w = self.policy.weights;
-        println!(
+        outln!(
             "policy ({}): weights IF {:.2} / AE {:.2} / LR {:.2}, threshold {:.6}",
             self.policy_source,
             w.isolation_forest,
@@ -453,21 +453,21 @@ impl Report {
         ];
         for (name, q) in quality {
             let Some(q) = q else { continue };
-            println!(
+            outln!(
                 "{name}: {} events, {} fraud; PR-AUC {}, ROC-AUC {}",
                 grouped(q.events),
                 grouped(q.fraud),
                 opt(q.ranking.pr_auc),
                 opt(q.ranking.roc_auc)
             );
-            println!(
+            outln!(
                 "  at the threshold: {} alerts, precision {}, recall {}",
                 grouped(q.ranking.at_threshold.alerts),
                 opt(q.ranking.at_threshold.precision),
                 opt(q.ranking.at_threshold.recall)
             );
             if let Some(b) = q.ranking.at_budget {
-                println!(
+                outln!(
                     "  at the {:.2} % budget: {} alerts, precision {}, recall {}",
                     self.budget * 100.0,
                     grouped(b.alerts),
@@ -475,7 +475,7 @@ impl Report {
                     opt(b.recall)
                 );
             }
-            println!(
+            outln!(
                 "  fraud amount caught: {:.2} of {:.2} ({:.1} %)",
                 q.fraud_amount_caught,
                 q.fraud_amount,
@@ -483,7 +483,7 @@ impl Report {
             );
         }
         if let Some(l) = &self.latency_us {
-            println!(
+            outln!(
                 "latency (read to routed): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
                 l.p50 as f64 / 1e3,
                 l.p95 as f64 / 1e3,
@@ -491,13 +491,13 @@ impl Report {
                 l.max as f64 / 1e3
             );
         }
-        println!(
+        outln!(
             "throughput: {} events in {:.2} s on {} workers: {:.0} events/s",
             grouped(self.events_in),
             self.seconds,
             self.workers,
             self.events_per_second
         );
-        println!("wrote {}/alerts.jsonl and report.json", out.display());
+        outln!("wrote {}/alerts.jsonl and report.json", out.display());
     }
 }

@@ -20,9 +20,9 @@ pub struct Args {
 pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     let report = profile(&args.input.file, args.input.scan_options(quiet))?;
     if args.input.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", render(&report));
+        out!("{}", render(&report));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -47,8 +47,11 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
         Some(path) => {
             write_file(params, path, &bar).with_context(|| format!("writing {}", path.display()))?
         }
-        None => write_rows(io::stdout().lock(), Generator::new(params), &bar)
-            .context("writing to standard output")?,
+        None => {
+            if let Err(e) = write_rows(io::stdout().lock(), Generator::new(params), &bar) {
+                super::stdout_failed(&e)
+            }
+        }
     }
     bar.finish_and_clear();
     if !quiet {

@@ -81,7 +81,7 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     if !quiet {
         eprintln!("loadgen: waited for the server to write every event");
     }
-    println!(
+    outln!(
         "sent {} events in {elapsed:.2} s: {:.0} events/s (target {}), in batches of {}",
         grouped(sent),
         sent as f64 / elapsed,
@@ -89,7 +89,7 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
         args.batch
     );
     if let Some(l) = rtt {
-        println!(
+        outln!(
             "POST round trip: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             ms(l.p50),
             ms(l.p99),
@@ -98,14 +98,14 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     let latency: Option<Latency> = serde_json::from_value(routed["latency_us"].clone()).ok();
     match latency {
-        Some(l) => println!(
+        Some(l) => outln!(
             "receipt to written: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (over {} events)",
             ms(l.p50),
             ms(l.p99),
             ms(l.max),
             routed["latency_events"]
         ),
-        None => println!("receipt to written: the server reported no latency"),
+        None => outln!("receipt to written: the server reported no latency"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,21 @@
 //! One module per subcommand: flags in, validated settings, work, report out.
 
+/// `println!` for reports on standard output, without its panic: a closed
+/// pipe (`| head`) ends the program quietly, and any other write error ends
+/// it with status 2 and the error (see [`print_out`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cmd::print_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` without its panic, as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cmd::print_out(format_args!($($arg)*))
+    };
+}
+
 pub mod backtest;
 pub mod eda;
 pub mod features;
@@ -179,4 +195,23 @@ pub fn on_cluster<T>(
         };
         anyhow::Error::new(fail_cluster(cluster, error))
     })
+}
+
+/// Writes to standard output; see [`outln!`].
+pub fn print_out(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        stdout_failed(&e)
+    }
+}
+
+/// Ends the program after a failed write to standard output: quietly for
+/// a closed pipe, else with status 2.
+pub fn stdout_failed(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0)
+    }
+    eprintln!("fraudflow: writing to standard output: {e}");
+    std::process::exit(2)
 }

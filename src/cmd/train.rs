@@ -128,7 +128,7 @@ fn train(args: &Args, cluster: &Cluster, quiet: bool) -> anyhow::Result<Option<B
 /// standard output.
 pub fn print_metrics(bundle: &Bundle) {
     let s = &bundle.split;
-    println!(
+    outln!(
         "split: train steps ..={} ({} rows, {} fraud), validation ..={} ({} rows, {} fraud), test ({} rows, {} fraud)",
         s.train_last_step,
         grouped(s.train_rows),
@@ -140,7 +140,7 @@ pub fn print_metrics(bundle: &Bundle) {
         s.test_fraud
     );
     let w = bundle.policy.weights;
-    println!(
+    outln!(
         "ensemble: weights IF {:.2} / AE {:.2} / LR {:.2}, threshold {:.6} for a {:.2} % budget",
         w.isolation_forest,
         w.autoencoder,
@@ -149,12 +149,18 @@ pub fn print_metrics(bundle: &Bundle) {
         bundle.budget * 100.0
     );
     let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
-    println!(
+    outln!(
         "{:<16} {:>7} {:>7} {:>10} {:>10} {:>10} {:>10}",
-        "test split", "PR-AUC", "ROC-AUC", "P@thresh", "R@thresh", "P@budget", "R@budget"
+        "test split",
+        "PR-AUC",
+        "ROC-AUC",
+        "P@thresh",
+        "R@thresh",
+        "P@budget",
+        "R@budget"
     );
     for (model, m) in &bundle.metrics {
-        println!(
+        outln!(
             "{:<16} {:>7} {:>7} {:>10} {:>10} {:>10} {:>10}",
             model,
             opt(m.pr_auc),

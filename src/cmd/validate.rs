@@ -53,24 +53,24 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
         },
     };
     if args.input.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let v = &report.validation;
-        println!(
+        outln!(
             "{}: {}",
             report.file,
             if v.valid { "valid" } else { "INVALID" }
         );
-        println!(
+        outln!(
             "  rows {}, bad rows {}",
             super::grouped(report.rows),
             super::grouped(report.bad_rows)
         );
         for f in &v.errors {
-            println!("  error   [{}] {}", f.check, f.message);
+            outln!("  error   [{}] {}", f.check, f.message);
         }
         for f in &v.warnings {
-            println!("  warning [{}] {}", f.check, f.message);
+            outln!("  warning [{}] {}", f.check, f.message);
         }
     }
     Ok(if report.validation.valid {

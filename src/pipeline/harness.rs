@@ -224,8 +224,25 @@ where
     T: Send + 'static,
     B: Fn(&mut Worker, &Abort) -> Result<Finish<T>, PipelineError> + Send + Sync + 'static,
 {
+    execute_failed(cluster, None, build)
+}
+
+/// [`execute`], for a run that has `failed` already (see [`fail_cluster`]):
+/// that error is the run's whatever the others report as they go.
+fn execute_failed<T, B>(
+    cluster: &Cluster,
+    failed: Option<PipelineError>,
+    build: B,
+) -> Result<Vec<T>, PipelineError>
+where
+    T: Send + 'static,
+    B: Fn(&mut Worker, &Abort) -> Result<Finish<T>, PipelineError> + Send + Sync + 'static,
+{
     install_panic_hook();
     let abort = Abort::default();
+    if let Some(error) = failed {
+        abort.fail(error);
+    }
     *active().lock().unwrap_or_else(|e| e.into_inner()) = Some(abort.clone());
     let result = run(cluster, abort, build);
     if let Err(Failed {
@@ -372,11 +389,9 @@ pub fn fail_cluster(cluster: &Cluster, error: PipelineError) -> PipelineError {
     if cluster.processes() == 1 || started() {
         return error;
     }
-    let error = Mutex::new(Some(error));
-    let started = execute::<(), _>(cluster, move |_, _| {
-        let mine = error.lock().unwrap_or_else(|e| e.into_inner()).take();
-        Err(mine.unwrap_or(PipelineError::Aborted))
-    });
+    // This process's own error comes first: the others may go (and their
+    // connections break) before any worker here has run.
+    let started = execute_failed::<(), _>(cluster, Some(error), |_, _| Err(PipelineError::Aborted));
     // Only a failure to start the workers gets here.
     started.err().unwrap_or(PipelineError::Aborted)
 }

@@ -9,6 +9,7 @@ mod common;
 mod features;
 mod live;
 mod models;
+mod output;
 mod paysim;
 mod pipeline;
 mod schemas;
