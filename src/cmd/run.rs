@@ -208,10 +208,7 @@ fn prepare(args: &Args, file: DataflowFile, cluster: Cluster) -> anyhow::Result<
         rejected: AtomicU64::new(0),
     });
     let settings = PipelineSettings {
-        source: SourceSettings::Live {
-            input,
-            workers: cluster.workers,
-        },
+        source: SourceSettings::Live(input),
         features: fraudflow::pipeline::FeatureSettings {
             contract,
             window_ms: file.features.window_seconds.saturating_mul(1_000),

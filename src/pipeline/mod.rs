@@ -260,6 +260,7 @@ fn build(
             counts: Rc::clone(&counts),
             done: done.clone(),
             abort: abort.clone(),
+            workers_per_process: settings.cluster.workers,
         };
         let parsed = settings.source.build(scope, context);
         let (events, dead) = parsed.ok_err(|r| r);

@@ -161,10 +161,12 @@ impl LiveInput {
 pub fn live_source<'scope>(
     scope: Scope<'scope, u64>,
     input: Arc<LiveInput>,
-    workers_per_process: usize,
     context: SourceContext,
 ) -> Stream<'scope, u64, Vec<Parsed>> {
-    let reader = scope.index().is_multiple_of(workers_per_process.max(1));
+    // The first worker of each process reads.
+    let reader = scope
+        .index()
+        .is_multiple_of(context.workers_per_process.max(1));
     let counts = context.counts;
     source::<_, CapacityContainerBuilder<Vec<Parsed>>, _, _>(
         scope,
@@ -258,9 +260,10 @@ mod tests {
                 counts: Rc::clone(&counts),
                 done: ProbeHandle::new(),
                 abort: Abort::default(),
+                workers_per_process: 1,
             };
             let rx = worker.dataflow::<u64, _, _>(|scope| {
-                live_source(scope, Arc::clone(&feed), 1, context).capture()
+                live_source(scope, Arc::clone(&feed), context).capture()
             });
             feed.push(vec![event(1_000), event(1_000)]).unwrap();
             worker.step();

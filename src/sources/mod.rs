@@ -106,6 +106,8 @@ pub struct SourceContext {
     pub done: ProbeHandle<u64>,
     /// Ends the run when the source cannot go on.
     pub abort: Abort,
+    /// Worker threads in each process (the cluster's `-w`).
+    pub workers_per_process: usize,
 }
 
 /// The source of a run.
@@ -114,11 +116,7 @@ pub enum SourceSettings {
     /// A PaySim CSV or JSON-lines file, shared among the workers by blocks.
     File(file::FileSource),
     /// Events handed over by a server (HTTP), live.
-    Live {
-        input: std::sync::Arc<live::LiveInput>,
-        /// Worker threads per process: the first of each process reads.
-        workers: usize,
-    },
+    Live(std::sync::Arc<live::LiveInput>),
 }
 
 impl SourceSettings {
@@ -130,8 +128,8 @@ impl SourceSettings {
     ) -> Stream<'scope, u64, Vec<Parsed>> {
         match self {
             SourceSettings::File(file) => file::file_source(scope, file.clone(), context),
-            SourceSettings::Live { input, workers } => {
-                live::live_source(scope, std::sync::Arc::clone(input), *workers, context)
+            SourceSettings::Live(input) => {
+                live::live_source(scope, std::sync::Arc::clone(input), context)
             }
         }
     }

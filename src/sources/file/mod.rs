@@ -127,6 +127,7 @@ pub fn file_source<'scope>(
         counts,
         done,
         abort,
+        ..
     } = context;
     let (path, format) = (settings.path.clone(), settings.format);
     source::<_, CapacityContainerBuilder<Vec<Parsed>>, _, _>(
