@@ -19,6 +19,7 @@ use fraudflow::pipeline::{
     self, Cluster, NormalSink, Outputs, PipelineSettings, RunSummary, ScoringSettings, Stage,
     StageOutputs, VersionFeed,
 };
+use fraudflow::serve::reload::PolicyChoice;
 use fraudflow::settings::DataflowFile;
 use fraudflow::sinks::file::{JsonLinesSink, ScoresCsv};
 use fraudflow::sinks::memory::{Collect, CollectMap};
@@ -156,14 +157,12 @@ fn bundle_for(
 
 /// The scorer of a bundle under the flags' policy.
 fn scorer(args: &Args, bundle: &Bundle) -> (Scorer, &'static str) {
-    let (policy, source) = choose_policy(args, bundle);
-    let scorer = Scorer {
-        models: bundle.models.clone(),
-        policy,
-        contract: bundle.contract,
-        model_version: bundle.version.clone(),
+    let choice = PolicyChoice {
+        parity: args.parity,
+        weights: args.weights,
+        threshold: args.threshold,
     };
-    (scorer, source)
+    (choice.scorer(bundle), choice.source())
 }
 
 /// The run's outputs and the collections the report reads.
@@ -331,26 +330,6 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
         .with_context(|| format!("writing {}", path.display()))?;
     report.print(args.out());
     Ok(ExitCode::SUCCESS)
-}
-
-fn choose_policy(args: &Args, bundle: &Bundle) -> (Policy, &'static str) {
-    let (mut policy, mut source) = if args.parity {
-        (
-            bundle.parity,
-            "parity: original weights, threshold for the budget",
-        )
-    } else {
-        (bundle.policy, "trained")
-    };
-    if let Some(w) = args.weights {
-        policy.weights = w;
-        source = "overridden";
-    }
-    if let Some(t) = args.threshold {
-        policy.threshold = t;
-        source = "overridden";
-    }
-    (policy, source)
 }
 
 #[derive(Debug, Serialize)]

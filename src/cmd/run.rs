@@ -158,6 +158,7 @@ fn prepare(args: &Args, file: DataflowFile, cluster: Cluster) -> anyhow::Result<
     let bundle = Bundle::load(&models_dir, Some(contract))?;
     let choice = PolicyChoice {
         parity: file.models.parity,
+        weights: None,
         threshold: file.models.threshold,
     };
     let input = LiveInput::new(http.lateness_ms, cluster.process, cluster.processes());

@@ -17,15 +17,16 @@ use serde_json::json;
 use super::ServeState;
 use crate::bundle::{Bundle, BundleError};
 use crate::dataflow::score::Scorer;
-use crate::ensemble::Policy;
+use crate::ensemble::{Policy, Weights};
 use crate::features::Contract;
 use crate::pipeline::LiveVersions;
 
-/// How a bundle's policy is chosen: the trained one or parity, and an
-/// optional threshold.
+/// How a bundle's policy is chosen: the trained one or parity, and
+/// optional weights and threshold over it.
 #[derive(Clone, Copy, Debug)]
 pub struct PolicyChoice {
     pub parity: bool,
+    pub weights: Option<Weights>,
     pub threshold: Option<f64>,
 }
 
@@ -36,10 +37,30 @@ impl PolicyChoice {
         } else {
             bundle.policy
         };
+        if let Some(w) = self.weights {
+            policy.weights = w;
+        }
         if let Some(t) = self.threshold {
             policy.threshold = t;
         }
         policy
+    }
+
+    /// Where the policy came from, for reports.
+    pub fn source(&self) -> &'static str {
+        match self {
+            PolicyChoice {
+                weights: None,
+                threshold: None,
+                parity: true,
+            } => "parity: original weights, threshold for the budget",
+            PolicyChoice {
+                weights: None,
+                threshold: None,
+                parity: false,
+            } => "trained",
+            _ => "overridden",
+        }
     }
 
     /// The scorer of `bundle` under this choice.
