@@ -169,6 +169,16 @@ impl IsolationForest {
             return;
         }
         for (group, totals) in rows.chunks(LANES).zip(out.chunks_mut(LANES)) {
+            // A short group (sparse time sends rows one or two at a time)
+            // would walk every tree for all the lanes: walk them once a row,
+            // trees side by side instead. Both sum a row's paths in tree
+            // order, so the scores are the same bits.
+            if group.len() < LANES / 2 {
+                for (total, row) in totals.iter_mut().zip(group) {
+                    *total = self.path_total(row);
+                }
+                continue;
+            }
             // Fixed-width copies: a feature index is masked into range
             // rather than checked (fit and load keep it below n_features).
             let mut lanes = [[0.0f64; FEATURE_SLOTS]; LANES];
@@ -200,6 +210,11 @@ impl IsolationForest {
     /// `-2^(-E[h(x)] / c(ψ))`: near -1 for anomalies, near -0.5 or above for
     /// normal rows.
     fn normality(&self, row: &[f64]) -> f64 {
+        self.normality_of_total(self.path_total(row))
+    }
+
+    /// The sum of a row's path lengths over all trees, in tree order.
+    fn path_total(&self, row: &[f64]) -> f64 {
         let mut total = 0.0;
         for group in self.compiled.chunks(LANES) {
             let mut at = [0usize; LANES];
@@ -213,7 +228,7 @@ impl IsolationForest {
                 total += tree.paths[i - (tree.nodes.len() - 1)];
             }
         }
-        self.normality_of_total(total)
+        total
     }
 
     /// Normality from the sum of a row's path lengths over all trees.
