@@ -38,6 +38,7 @@ use fraudflow::settings::{FeaturesTable, FileTable};
 use fraudflow::sources::file::{
     FileSource, DEFAULT_BLOCK_BYTES, DEFAULT_LATENESS, DEFAULT_MAX_AHEAD,
 };
+use fraudflow::sources::order::{TimeLimits, DEFAULT_FUTURE_LIMIT, DEFAULT_PAST_LIMIT};
 use fraudflow::sources::SourceSettings;
 
 /// The flags of the commands that read one PaySim file and report on it.
@@ -113,6 +114,16 @@ pub struct SourceArgs {
     /// 1048576].
     #[arg(long)]
     pub block_bytes: Option<usize>,
+    /// Seconds an event may be stamped after the latest event time before
+    /// it; later ones are dead letters, `time_too_far_ahead` [default:
+    /// 31536000, a year].
+    #[arg(long)]
+    pub future_limit: Option<u64>,
+    /// Seconds an event may be stamped before the latest event time before
+    /// it; earlier ones are dead letters, `time_too_far_behind` [default:
+    /// 2592000, thirty days].
+    #[arg(long)]
+    pub past_limit: Option<u64>,
 }
 
 impl SourceArgs {
@@ -124,10 +135,11 @@ impl SourceArgs {
             anyhow::bail!("--block-bytes must be at least 1");
         }
         let mut file = FileSource::open(path)?;
-        file.lateness_ms = self
-            .lateness
-            .unwrap_or(DEFAULT_LATENESS)
-            .saturating_mul(1_000);
+        file.limits = TimeLimits {
+            lateness_ms: ms(self.lateness.unwrap_or(DEFAULT_LATENESS)),
+            future_ms: ms(self.future_limit.unwrap_or(DEFAULT_FUTURE_LIMIT)),
+            past_ms: ms(self.past_limit.unwrap_or(DEFAULT_PAST_LIMIT)),
+        };
         file.max_ahead_ms = self
             .max_ahead
             .unwrap_or(DEFAULT_MAX_AHEAD)
@@ -155,8 +167,15 @@ impl SourceArgs {
             lateness: self.lateness.or(Some(file.lateness_seconds)),
             max_ahead: self.max_ahead.or(Some(file.max_ahead_seconds)),
             block_bytes: self.block_bytes.or(Some(file.block_bytes)),
+            future_limit: self.future_limit.or(Some(file.future_limit_seconds)),
+            past_limit: self.past_limit.or(Some(file.past_limit_seconds)),
         }
     }
+}
+
+/// Seconds as milliseconds, saturating.
+fn ms(seconds: u64) -> u64 {
+    seconds.saturating_mul(1_000)
 }
 
 /// The settings of a run over one input file, up to its features.

@@ -20,6 +20,7 @@ use fraudflow::settings::{DataflowFile, HttpTable};
 use fraudflow::sinks::file::live::{DeadLetterLines, LiveStats, OutcomeLines};
 use fraudflow::sinks::file::rotating::Rotation;
 use fraudflow::sources::live::LiveInput;
+use fraudflow::sources::order::TimeLimits;
 use fraudflow::sources::SourceSettings;
 
 use super::timely_args::TimelyArgs;
@@ -161,7 +162,12 @@ fn prepare(args: &Args, file: DataflowFile, cluster: Cluster) -> anyhow::Result<
         weights: None,
         threshold: file.models.threshold,
     };
-    let input = LiveInput::new(http.lateness_ms, cluster.process, cluster.processes());
+    let limits = TimeLimits {
+        lateness_ms: http.lateness_ms,
+        future_ms: http.future_limit_seconds.saturating_mul(1_000),
+        past_ms: http.past_limit_seconds.saturating_mul(1_000),
+    };
+    let input = LiveInput::new(limits, cluster.process, cluster.processes());
     let versions = LiveVersions::new(Arc::clone(&input));
     let stats = Arc::new(LiveStats::default());
     let owner = cluster.owns_outputs();

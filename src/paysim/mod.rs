@@ -9,6 +9,7 @@ mod record;
 mod writer;
 
 pub use error::{ReadError, RowError, RowErrorKind};
+pub(crate) use reader::step as step_of;
 pub use reader::{PaysimReader, ReaderOptions};
 pub use record::{AccountId, AccountKind, Transaction, TxnType};
 pub use writer::{write_java_double, PaysimWriter};

@@ -327,7 +327,8 @@ fn balance(raw: &[u8], column: &'static str) -> Result<f64, RowErrorKind> {
     Ok(value)
 }
 
-fn step(raw: &[u8]) -> Result<u32, RowErrorKind> {
+/// A step field: digits, or a whole number written as a decimal (`1.0`).
+pub(crate) fn step(raw: &[u8]) -> Result<u32, RowErrorKind> {
     let bad = || RowErrorKind::BadStep { value: lossy(raw) };
     if !raw.is_empty() && raw.len() <= 9 && raw.iter().all(u8::is_ascii_digit) {
         return Ok(raw.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')));

@@ -64,6 +64,14 @@ pub struct FileTable {
     /// Bytes of input per block; workers take blocks in turn.
     #[serde(default = "defaults::block_bytes")]
     pub block_bytes: usize,
+    /// Seconds an event may be stamped after the latest event time before
+    /// it; later ones are dead letters (`time_too_far_ahead`).
+    #[serde(default = "defaults::future_limit_seconds")]
+    pub future_limit_seconds: u64,
+    /// Seconds an event may be stamped before the latest event time before
+    /// it; earlier ones are dead letters (`time_too_far_behind`).
+    #[serde(default = "defaults::past_limit_seconds")]
+    pub past_limit_seconds: u64,
 }
 
 /// `[source.http]`
@@ -86,6 +94,15 @@ pub struct HttpTable {
     /// counted as late.
     #[serde(default)]
     pub lateness_ms: u64,
+    /// Seconds an event may be stamped after the later of the latest event
+    /// time and the clock; later ones are dead letters
+    /// (`time_too_far_ahead`).
+    #[serde(default = "defaults::future_limit_seconds")]
+    pub future_limit_seconds: u64,
+    /// Seconds an event may be stamped before the latest event time; earlier
+    /// ones are dead letters (`time_too_far_behind`).
+    #[serde(default = "defaults::past_limit_seconds")]
+    pub past_limit_seconds: u64,
 }
 
 /// `[source.kafka]`: read by the Kafka issue; refused until then.
@@ -190,6 +207,12 @@ pub mod defaults {
     }
     pub fn block_bytes() -> usize {
         file::DEFAULT_BLOCK_BYTES
+    }
+    pub fn future_limit_seconds() -> u64 {
+        crate::sources::order::DEFAULT_FUTURE_LIMIT
+    }
+    pub fn past_limit_seconds() -> u64 {
+        crate::sources::order::DEFAULT_PAST_LIMIT
     }
     pub fn listen() -> String {
         "127.0.0.1:8080".to_string()

@@ -24,6 +24,7 @@ use timely::dataflow::operators::generic::source;
 use timely::dataflow::{Scope, Stream};
 use timely::scheduling::SyncActivator;
 
+use super::order::{time_dead_letter, Frontier, TimeLimits};
 use super::{Parsed, Runs, SourceContext};
 
 /// Most events waiting for the dataflow before new ones are refused.
@@ -32,9 +33,9 @@ pub const MAX_WAITING: usize = 1_000_000;
 /// What the server threads and this process's workers share.
 #[derive(Debug)]
 pub struct LiveInput {
-    queue: Mutex<Vec<Parsed>>,
+    queue: Mutex<Queue>,
     watermark: AtomicU64,
-    lateness_ms: u64,
+    limits: TimeLimits,
     closed: AtomicBool,
     started: AtomicBool,
     late: AtomicU64,
@@ -46,12 +47,23 @@ pub struct LiveInput {
     processes: u64,
 }
 
+/// The events waiting for the dataflow, and the frontier of all handed over:
+/// one lock, so that input order is the order events are judged in.
+#[derive(Debug, Default)]
+struct Queue {
+    events: Vec<Parsed>,
+    frontier: Frontier,
+}
+
 impl LiveInput {
-    pub fn new(lateness_ms: u64, process: usize, processes: usize) -> Arc<LiveInput> {
+    /// `limits.lateness_ms` holds the clock's frontier back when nothing
+    /// arrives; events further from the frontier (or, ahead, from the clock)
+    /// than the limits are dead letters.
+    pub fn new(limits: TimeLimits, process: usize, processes: usize) -> Arc<LiveInput> {
         Arc::new(LiveInput {
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
             watermark: AtomicU64::new(0),
-            lateness_ms,
+            limits,
             closed: AtomicBool::new(false),
             started: AtomicBool::new(false),
             late: AtomicU64::new(0),
@@ -73,18 +85,21 @@ impl LiveInput {
     /// watermark past them and wakes the sources. Refused, with the number
     /// waiting, when more than [`MAX_WAITING`] would wait: the caller says
     /// so to its client instead of taking what it cannot score.
+    /// An event stamped too far from the frontier becomes a dead letter
+    /// here, in input order, and does not move the watermark.
     pub fn push(&self, events: Vec<Parsed>) -> Result<(), usize> {
-        let latest = events
-            .iter()
-            .filter_map(|p| p.as_ref().ok().map(|e| e.time_ms))
-            .max();
-        {
+        let now = crate::clock::now_millis();
+        let latest = {
             let mut queue = self.lock_queue();
-            if queue.len() + events.len() > MAX_WAITING {
-                return Err(queue.len());
+            if queue.events.len() + events.len() > MAX_WAITING {
+                return Err(queue.events.len());
             }
-            queue.extend(events);
-        }
+            for parsed in events {
+                let parsed = self.judge(parsed, &mut queue.frontier, now);
+                queue.events.push(parsed);
+            }
+            queue.frontier.latest()
+        };
         if let Some(latest) = latest {
             self.watermark.fetch_max(latest + 1, Ordering::SeqCst);
         }
@@ -92,9 +107,27 @@ impl LiveInput {
         Ok(())
     }
 
+    /// An event judged against the frontier: itself, or its dead letter.
+    fn judge(&self, parsed: Parsed, frontier: &mut Frontier, now: u64) -> Parsed {
+        let Ok(event) = &parsed else { return parsed };
+        let verdict = frontier.admit_at(event.time_ms, Some(now), &self.limits);
+        if verdict.code().is_none() {
+            return parsed;
+        }
+        let raw = serde_json::to_string(event).unwrap_or_default();
+        let source = format!("live:{}", event.id);
+        Err(Box::new(time_dead_letter(
+            event,
+            verdict,
+            &self.limits,
+            raw,
+            source,
+        )))
+    }
+
     /// Moves the watermark with the clock when nothing arrives.
     pub fn tick(&self, now_ms: u64) {
-        let clock = now_ms.saturating_sub(self.lateness_ms);
+        let clock = now_ms.saturating_sub(self.limits.lateness_ms);
         if self.watermark.fetch_max(clock, Ordering::SeqCst) < clock {
             self.wake();
         }
@@ -147,12 +180,12 @@ impl LiveInput {
             .push(activator);
     }
 
-    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<Parsed>> {
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn take(&self) -> Vec<Parsed> {
-        std::mem::take(&mut *self.lock_queue())
+        std::mem::take(&mut self.lock_queue().events)
     }
 }
 
@@ -252,7 +285,7 @@ mod tests {
 
     #[test]
     fn late_events_go_at_the_frontier_which_then_moves_past_them() {
-        let input = LiveInput::new(60_000, 0, 1);
+        let input = LiveInput::new(TimeLimits::with_lateness(60_000), 0, 1);
         let feed = Arc::clone(&input);
         let captured = timely::execute_directly(move |worker| {
             let counts = Rc::new(SourceCounts::default());

@@ -4,6 +4,7 @@
 
 pub mod file;
 pub mod live;
+pub mod order;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -93,6 +94,12 @@ impl SourceCounts {
             &self.dead
         };
         field.set(field.get() + 1);
+    }
+
+    /// An event counted as valid turned out a dead letter (for its time).
+    pub fn demote(&self) {
+        self.valid.set(self.valid.get().saturating_sub(1));
+        self.dead.set(self.dead.get() + 1);
     }
 }
 

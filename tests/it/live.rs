@@ -220,6 +220,28 @@ fn run_serves_garbage_late_events_a_quiet_period_and_model_reloads_then_drains_o
     );
     assert_eq!(health["dead_letters"].as_u64(), Some(3), "{health}");
 
+    // Absurd stamps are dead letters at the source: nothing else is late.
+    let frontier = health["frontier_ms"].as_u64().unwrap();
+    let absurd: Vec<String> = events(2, 6, now())
+        .lines()
+        .zip(["9999-12-30T00:00:00Z", "1970-01-01T00:00:00Z"])
+        .map(|(line, stamp)| {
+            let mut v: Value = serde_json::from_str(line).unwrap();
+            v["timestamp"] = stamp.into();
+            v.to_string() + "\n"
+        })
+        .collect();
+    let (status, answer) = post(&events_url, &absurd.concat());
+    assert_eq!((status, answer["accepted"].as_u64()), (202, Some(2)));
+    post_events(&events_url, 100, 7, now());
+    let health = wait_written(&base, 2_113);
+    assert_eq!(
+        (health["dead_letters"].as_u64(), health["late"].as_u64()),
+        (Some(5), Some(1_505)),
+        "{health}"
+    );
+    assert!(health["frontier_ms"].as_u64().unwrap() < frontier + 3_600_000);
+
     // Quiet: the frontier still follows the clock, lateness_ms (1 s) behind.
     let before = health["frontier_ms"].as_u64().unwrap();
     std::thread::sleep(Duration::from_millis(1_300));
@@ -253,7 +275,7 @@ fn run_serves_garbage_late_events_a_quiet_period_and_model_reloads_then_drains_o
         get(&format!("{base}/health"))["model_version"],
         version(&other)
     );
-    wait_written(&base, 4_011);
+    wait_written(&base, 4_113);
 
     let (status, stderr) = sigterm(&mut run);
     assert!(status.success(), "{stderr}");
@@ -262,8 +284,14 @@ fn run_serves_garbage_late_events_a_quiet_period_and_model_reloads_then_drains_o
         lines(&out, "normal"),
         lines(&out, "dead_letters"),
     );
-    assert_eq!(alerts.len() + normal.len() + dead.len(), 4_011);
-    assert_eq!(dead.len(), 3);
+    assert_eq!(alerts.len() + normal.len() + dead.len(), 4_113);
+    let codes: Vec<&str> = dead.iter().map(|d| d["code"].as_str().unwrap()).collect();
+    assert_eq!(
+        codes.iter().filter(|c| c.starts_with("time_too_far")).count(),
+        2,
+        "{codes:?}"
+    );
+    assert_eq!(dead.len(), 5);
     let after_switch = |a: &&Value| a["event_id"].as_str().unwrap().starts_with("s5-");
     assert!(alerts
         .iter()

@@ -2,31 +2,30 @@
 //! every row at its event time, or a dead letter for a bad row.
 
 pub mod blocks;
+pub mod prescan;
+mod source;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::operators::generic::source;
-use timely::dataflow::{Scope, Stream};
-
-use super::{Parsed, Runs, SourceContext, SourceCounts};
+use super::order::TimeLimits;
+use super::{Parsed, SourceCounts};
 use crate::dataflow::dead_letter::DeadLetter;
 use crate::dataflow::json_event::parse_event;
 use crate::event::Event;
 use crate::paysim::{PaysimReader, ReadError, ReaderOptions};
 use crate::pipeline::PipelineError;
-use blocks::Blocks;
+pub use source::{file_source, MAX_TIMES_IN_FLIGHT};
 
 /// A file source: which file, and how it turns arrival into timestamps.
 #[derive(Clone, Debug)]
 pub struct FileSource {
     pub path: PathBuf,
     pub format: InputFormat,
-    /// Milliseconds an event may arrive after later ones and still be
-    /// placed at its own time; later than that it is placed at the frontier
-    /// (never dropped).
-    pub lateness_ms: u64,
+    /// How far behind the input-order frontier an event may be stamped and
+    /// still be placed at its own time (later ones are placed at the
+    /// frontier, never dropped), and how far from it at all (further ones
+    /// are dead letters).
+    pub limits: TimeLimits,
     /// Bytes of input per block; workers take blocks in turn, and a source
     /// reads one of its blocks per activation.
     pub block_bytes: usize,
@@ -59,7 +58,7 @@ impl FileSource {
         Ok(FileSource {
             path: path.to_path_buf(),
             format,
-            lateness_ms: DEFAULT_LATENESS * 1_000,
+            limits: TimeLimits::with_lateness(DEFAULT_LATENESS * 1_000),
             block_bytes: DEFAULT_BLOCK_BYTES,
             max_ahead_ms: DEFAULT_MAX_AHEAD * 1_000,
         })
@@ -111,91 +110,6 @@ impl InputFormat {
             InputFormat::JsonLines => 0,
         }
     }
-}
-
-/// Reads this worker's blocks of the file (for PaySim, its header was
-/// checked before the dataflow started). The source waits while the end of
-/// the dataflow lags more than `max_ahead` behind it; a read error ends the
-/// run, naming the file.
-pub fn file_source<'scope>(
-    scope: Scope<'scope, u64>,
-    settings: FileSource,
-    context: SourceContext,
-) -> Stream<'scope, u64, Vec<Parsed>> {
-    let (index, peers) = (scope.index() as u64, scope.peers() as u64);
-    let SourceContext {
-        counts,
-        done,
-        abort,
-        ..
-    } = context;
-    let (path, format) = (settings.path.clone(), settings.format);
-    source::<_, CapacityContainerBuilder<Vec<Parsed>>, _, _>(
-        scope,
-        "FileSource",
-        move |cap, info| {
-            let activator = scope.activator_for(info.address);
-            let mut cap = Some(cap);
-            let mut blocks = Blocks::open(&path, format.header_lines(), settings.block_bytes);
-            let mut buf = Vec::new();
-            let label = path.display().to_string();
-            let mut max_time = 0u64;
-            let mut runs = Runs::default();
-            move |output| {
-                let Some(current) = cap.as_mut() else { return };
-                // A source that cannot read holds its capability (the run
-                // must not look complete) and ends the run.
-                let blocks = match blocks.as_mut() {
-                    Ok(b) => b,
-                    Err(err) => {
-                        let err = std::io::Error::new(err.kind(), err.to_string());
-                        return abort.fail(PipelineError::io(&path, err));
-                    }
-                };
-                if done.less_than(&current.time().saturating_sub(settings.max_ahead_ms)) {
-                    activator.activate_after(Duration::from_millis(1));
-                    return;
-                }
-                let block = loop {
-                    match blocks.next_block(&mut buf) {
-                        Ok(Some(block)) if block.index % peers == index => break Some(block),
-                        Ok(Some(_)) => continue,
-                        Ok(None) => break None,
-                        Err(err) => return abort.fail(PipelineError::io(&path, err)),
-                    }
-                };
-                let Some(block) = block else {
-                    cap = None;
-                    return;
-                };
-                let label = label.as_str();
-                let received = crate::clock::now_micros();
-                let floor = *current.time();
-                parse_block(
-                    format,
-                    &buf,
-                    block.first_line,
-                    label,
-                    &counts,
-                    |mut parsed| {
-                        if let Ok(e) = parsed.as_mut() {
-                            e.received_us = received;
-                            max_time = max_time.max(e.time_ms);
-                        }
-                        runs.place(parsed, floor, &counts, |time, run| {
-                            output.session(&current.delayed(&time)).give_container(run)
-                        });
-                    },
-                );
-                runs.flush(|time, run| output.session(&current.delayed(&time)).give_container(run));
-                let lower = max_time.saturating_sub(settings.lateness_ms);
-                if lower > *current.time() {
-                    current.downgrade(&lower);
-                }
-                activator.activate();
-            }
-        },
-    )
 }
 
 /// Parses one block, handing each event or dead letter to `emit`.

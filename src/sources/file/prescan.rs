@@ -1,0 +1,144 @@
+//! The event times of a block, read cheaply, so that every worker can follow
+//! the input-order [`Frontier`] over the whole file.
+//!
+//! Why: workers parse their own blocks only, but which events are late, and
+//! where they go, must not depend on how blocks were shared out
+//! (`sources::order`). Every worker reads every block's bytes anyway, to
+//! count its lines; reading each line's time as well (a PaySim row's first
+//! field, a JSON event's `timestamp`) is cheap beside a full parse, and lets
+//! each worker know the frontier at the start of each of its own blocks
+//! exactly as any other worker would. A line whose time cannot be read does
+//! not move the frontier (its full parse makes it a dead letter).
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use serde::Deserialize;
+
+use super::InputFormat;
+use crate::event::STEP_MS;
+use crate::sources::order::{Frontier, TimeLimits};
+
+/// A line of a block: where its bytes are and the frontier before it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    pub bytes: Range<usize>,
+    pub before: Frontier,
+}
+
+/// Moves `frontier` over the lines of `buf` in order; when `lines` is given,
+/// records each line (blank ones too, so that a line's index is its offset
+/// from the block's first line).
+pub fn scan(
+    format: InputFormat,
+    buf: &[u8],
+    limits: &TimeLimits,
+    frontier: &mut Frontier,
+    mut lines: Option<&mut Vec<Line>>,
+) {
+    let mut start = 0;
+    while start < buf.len() {
+        let end = memchr_newline(&buf[start..]).map_or(buf.len(), |i| start + i);
+        if let Some(lines) = lines.as_deref_mut() {
+            lines.push(Line {
+                bytes: start..end,
+                before: *frontier,
+            });
+        }
+        if let Some(time) = line_time(format, &buf[start..end]) {
+            frontier.admit(time, limits);
+        }
+        start = end + 1;
+    }
+}
+
+/// The event time of one line, in ms, if it can be read.
+pub fn line_time(format: InputFormat, line: &[u8]) -> Option<u64> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+    match format {
+        InputFormat::PaysimCsv => {
+            let field = line.split(|&b| b == b',').next()?;
+            let field = field
+                .strip_prefix(b"\"")
+                .and_then(|f| f.strip_suffix(b"\""))
+                .unwrap_or(field);
+            let step = crate::paysim::step_of(field).ok()?;
+            Some(u64::from(step) * STEP_MS)
+        }
+        InputFormat::JsonLines => {
+            let stamp: Stamp = serde_json::from_slice(line).ok()?;
+            let ms = crate::clock::parse_millis(&stamp.timestamp?).filter(|&ms| ms >= 0)?;
+            Some(ms as u64)
+        }
+    }
+}
+
+/// Just the time of a JSON event; every other field is skipped.
+#[derive(Deserialize)]
+struct Stamp<'a> {
+    #[serde(borrow, default)]
+    timestamp: Option<Cow<'a, str>>,
+}
+
+fn memchr_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: TimeLimits = TimeLimits {
+        lateness_ms: 0,
+        future_ms: 10 * STEP_MS,
+        past_ms: 10 * STEP_MS,
+    };
+
+    #[test]
+    fn times_are_read_as_the_full_parsers_read_them() {
+        let csv = InputFormat::PaysimCsv;
+        assert_eq!(line_time(csv, b"3,PAYMENT,1.0"), Some(3 * STEP_MS));
+        assert_eq!(line_time(csv, b"\"4\",PAYMENT\r"), Some(4 * STEP_MS));
+        assert_eq!(line_time(csv, b"5.0,x"), Some(5 * STEP_MS));
+        assert_eq!(line_time(csv, b"x,PAYMENT"), None);
+        assert_eq!(line_time(csv, b""), None);
+        let json = InputFormat::JsonLines;
+        let line =
+            br#"{"event_id":"e","timestamp":"1970-01-01T00:00:01.5Z","x":[1,{"timestamp":2}]}"#;
+        assert_eq!(line_time(json, line), Some(1_500));
+        assert_eq!(
+            line_time(
+                json,
+                b"\xEF\xBB\xBF{\"timestamp\":\"1970-01-01T00:00:02Z\"}"
+            ),
+            Some(2_000)
+        );
+        assert_eq!(
+            line_time(json, br#"{"timestamp":"1969-12-31T23:59:59Z"}"#),
+            None
+        );
+        assert_eq!(line_time(json, br#"{"timestamp":7}"#), None);
+        assert_eq!(line_time(json, b"not json"), None);
+    }
+
+    #[test]
+    fn the_frontier_before_each_line_is_recorded_and_blank_lines_kept() {
+        let buf = b"2,a\n\n1,b\n100,c\n3,d";
+        let (mut frontier, mut lines) = (Frontier::default(), Vec::new());
+        scan(
+            InputFormat::PaysimCsv,
+            buf,
+            &LIMITS,
+            &mut frontier,
+            Some(&mut lines),
+        );
+        let before: Vec<_> = lines.iter().map(|l| l.before.latest()).collect();
+        let two = Some(2 * STEP_MS);
+        // 100 is too far ahead: it does not move the frontier.
+        assert_eq!(before, [None, two, two, two, two]);
+        assert_eq!(frontier.latest(), Some(3 * STEP_MS));
+        let texts: Vec<_> = lines.iter().map(|l| &buf[l.bytes.clone()]).collect();
+        assert_eq!(texts, [&b"2,a"[..], b"", b"1,b", b"100,c", b"3,d"]);
+    }
+}

@@ -1,0 +1,243 @@
+//! The file source operator: each worker reads every block, follows the
+//! input-order frontier through all of them, and parses and sends its own.
+//!
+//! Why it sends a block's runs a few at a time: a block of rows whose times
+//! all differ (sparse time: one row an hour, or a day) becomes thousands of
+//! timestamps at once, and every operator after the source keeps a buffer
+//! for each until it is done. The source keeps at most
+//! [`MAX_TIMES_IN_FLIGHT`] of its timestamps unfinished, and moves its
+//! capability up after every run, so that what it sent can finish while it
+//! sends more: memory and time stay those of the events, not of the gaps
+//! between their timestamps.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::BufReader;
+use std::time::Duration;
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::source;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::{ProbeHandle, Scope, Stream};
+
+use super::blocks::{BlockInfo, Blocks};
+use super::prescan::{self, Line};
+use super::{keep, parse_block, FileSource};
+use crate::pipeline::PipelineError;
+use crate::sources::order::{time_dead_letter, Frontier};
+use crate::sources::{Parsed, Runs, SourceContext, SourceCounts};
+
+/// Most timestamps of one source sent and not yet finished downstream,
+/// beyond those at or after its own capability (which cannot finish yet).
+pub const MAX_TIMES_IN_FLIGHT: usize = 1_024;
+
+/// A run of records of one time, waiting to be sent, and the earliest time
+/// any record after it may be placed at.
+struct Pending {
+    time: u64,
+    run: Vec<Parsed>,
+    floor_after: u64,
+}
+
+/// One worker's reading of the file.
+struct Reader {
+    settings: FileSource,
+    blocks: Blocks<BufReader<File>>,
+    buf: Vec<u8>,
+    /// The input-order frontier after every block read so far.
+    frontier: Frontier,
+    lines: Vec<Line>,
+    pending: VecDeque<Pending>,
+    in_flight: VecDeque<u64>,
+    label: String,
+}
+
+/// Reads this worker's blocks of the file (for PaySim, its header was
+/// checked before the dataflow started). The source waits while the end of
+/// the dataflow lags more than `max_ahead` behind it; a read error ends the
+/// run, naming the file.
+pub fn file_source<'scope>(
+    scope: Scope<'scope, u64>,
+    settings: FileSource,
+    context: SourceContext,
+) -> Stream<'scope, u64, Vec<Parsed>> {
+    let (index, peers) = (scope.index() as u64, scope.peers() as u64);
+    let SourceContext {
+        counts,
+        done,
+        abort,
+        ..
+    } = context;
+    source::<_, CapacityContainerBuilder<Vec<Parsed>>, _, _>(
+        scope,
+        "FileSource",
+        move |cap, info| {
+            let activator = scope.activator_for(info.address);
+            let mut cap = Some(cap);
+            let mut reader = Reader::open(settings.clone());
+            move |output| {
+                let Some(current) = cap.as_mut() else { return };
+                // A source that cannot read holds its capability (the run
+                // must not look complete) and ends the run.
+                let reader = match reader.as_mut() {
+                    Ok(r) => r,
+                    Err(err) => {
+                        let err = std::io::Error::new(err.kind(), err.to_string());
+                        return abort.fail(PipelineError::io(&settings.path, err));
+                    }
+                };
+                if !reader.pending.is_empty() {
+                    reader.send_pending(current, &done, |cap, time, run| {
+                        output.session(&cap.delayed(&time)).give_container(run)
+                    });
+                    return activator.activate();
+                }
+                let max_ahead = settings.max_ahead_ms;
+                if done.less_than(&current.time().saturating_sub(max_ahead)) {
+                    return activator.activate_after(Duration::from_millis(1));
+                }
+                match reader.next_own_block(index, peers) {
+                    Ok(Some(block)) => {
+                        let floor = reader.frontier.floor(&reader.settings.limits);
+                        reader.parse_own_block(block, &counts);
+                        if floor > *current.time() {
+                            current.downgrade(&floor);
+                        }
+                        activator.activate();
+                    }
+                    Ok(None) => cap = None,
+                    Err(err) => abort.fail(err),
+                }
+            }
+        },
+    )
+}
+
+impl Reader {
+    fn open(settings: FileSource) -> std::io::Result<Reader> {
+        let header = settings.format.header_lines();
+        let blocks = Blocks::open(&settings.path, header, settings.block_bytes)?;
+        Ok(Reader {
+            label: settings.path.display().to_string(),
+            settings,
+            blocks,
+            buf: Vec::new(),
+            frontier: Frontier::default(),
+            lines: Vec::new(),
+            pending: VecDeque::new(),
+            in_flight: VecDeque::new(),
+        })
+    }
+
+    /// Reads blocks up to this worker's next one, moving the frontier over
+    /// the others'; the frontier is left as it was before the returned block.
+    fn next_own_block(
+        &mut self,
+        index: u64,
+        peers: u64,
+    ) -> Result<Option<BlockInfo>, PipelineError> {
+        let io = |e| PipelineError::io(&self.settings.path, e);
+        loop {
+            let Some(block) = self.blocks.next_block(&mut self.buf).map_err(io)? else {
+                return Ok(None);
+            };
+            if block.index % peers == index {
+                return Ok(Some(block));
+            }
+            let limits = &self.settings.limits;
+            prescan::scan(
+                self.settings.format,
+                &self.buf,
+                limits,
+                &mut self.frontier,
+                None,
+            );
+        }
+    }
+
+    /// Parses this worker's block into runs waiting to be sent, each event
+    /// judged against the frontier before its own line; moves the frontier
+    /// past the block.
+    fn parse_own_block(&mut self, block: BlockInfo, counts: &SourceCounts) {
+        let (format, limits) = (self.settings.format, self.settings.limits);
+        self.lines.clear();
+        prescan::scan(
+            format,
+            &self.buf,
+            &limits,
+            &mut self.frontier,
+            Some(&mut self.lines),
+        );
+        let (lines, buf, label) = (&self.lines, &self.buf, self.label.as_str());
+        let end_floor = self.frontier.floor(&limits);
+        let first = block.first_line;
+        let header = format.header_lines();
+        let received = crate::clock::now_micros();
+        let pending = &mut self.pending;
+        let mut runs = Runs::default();
+        parse_block(format, buf, first, label, counts, |mut parsed| {
+            let seq = match &parsed {
+                Ok(e) => e.seq,
+                Err(d) => d.seq,
+            };
+            let at = ((seq + header).saturating_sub(first) as usize).min(lines.len().max(1) - 1);
+            let line = lines.get(at);
+            if let (Ok(e), Some(line)) = (parsed.as_mut(), line) {
+                e.received_us = received;
+                let verdict = line.before.judge(e.time_ms, None, &limits);
+                if verdict.code().is_some() {
+                    let raw = keep(&String::from_utf8_lossy(&buf[line.bytes.clone()]));
+                    let source = format!("{label}:{}", first + at as u64);
+                    let letter = time_dead_letter(e, verdict, &limits, raw, source);
+                    counts.demote();
+                    parsed = Err(Box::new(letter));
+                }
+            }
+            let floor = line.map_or(end_floor, |l| l.before.floor(&limits));
+            runs.place(parsed, floor, counts, |time, run| {
+                let run = std::mem::take(run);
+                pending.push_back(Pending {
+                    time,
+                    run,
+                    floor_after: floor,
+                });
+            });
+        });
+        runs.flush(|time, run| {
+            let run = std::mem::take(run);
+            pending.push_back(Pending {
+                time,
+                run,
+                floor_after: end_floor,
+            });
+        });
+    }
+
+    /// Sends waiting runs in order while fewer than [`MAX_TIMES_IN_FLIGHT`]
+    /// of this source's times are unfinished, moving the capability up
+    /// behind each.
+    fn send_pending(
+        &mut self,
+        cap: &mut Capability<u64>,
+        done: &ProbeHandle<u64>,
+        mut send: impl FnMut(&Capability<u64>, u64, &mut Vec<Parsed>),
+    ) {
+        while let Some(next) = self.pending.front_mut() {
+            while self.in_flight.front().is_some_and(|t| !done.less_equal(t)) {
+                self.in_flight.pop_front();
+            }
+            let finishable = self.in_flight.front().is_some_and(|t| t < cap.time());
+            if self.in_flight.len() >= MAX_TIMES_IN_FLIGHT && finishable {
+                return;
+            }
+            send(cap, next.time, &mut next.run);
+            if self.in_flight.back() != Some(&next.time) {
+                self.in_flight.push_back(next.time);
+            }
+            if next.floor_after > *cap.time() {
+                cap.downgrade(&next.floor_after);
+            }
+            self.pending.pop_front();
+        }
+    }
+}
