@@ -177,10 +177,13 @@ fn scorer(args: &Args, bundle: &Bundle) -> (Scorer, &'static str) {
     (choice.scorer(bundle), choice.source())
 }
 
-/// The run's outputs and the collections the report reads.
+/// The collections the report reads, and the files written after the run
+/// (opened before it, in the run's group).
 struct Gathered {
     records: Collect<Record>,
     outcomes: Option<Collect<Outcome>>,
+    scores: Option<ScoresCsv>,
+    report: OutputFile,
 }
 
 /// The run's outputs, checked against its inputs and each other before
@@ -247,7 +250,18 @@ fn outputs(
             normal,
         },
     };
-    Ok((outputs, Gathered { records, outcomes }))
+    let scores = args
+        .scores
+        .then(|| ScoresCsv::create(group, &args.out().join(SCORES)))
+        .transpose()?;
+    let report = group.create(&args.out().join(REPORT))?;
+    let gathered = Gathered {
+        records,
+        outcomes,
+        scores,
+        report,
+    };
+    Ok((outputs, gathered))
 }
 
 impl Args {
@@ -323,32 +337,23 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
             args.timely.workers()
         );
     }
-    let owner = settings.cluster.owns_outputs();
-    let gathered = if owner {
+    let opened = if settings.cluster.owns_outputs() {
         // A PaySim row takes 70 to 90 bytes: this over-reserves a little.
         let expected = (std::fs::metadata(&input_path)?.len() / 60) as usize;
-        let (outputs, gathered) = outputs(args, &group, expected)?;
-        let scores = args
-            .scores
-            .then(|| ScoresCsv::create(&group, &args.out().join(SCORES)));
-        let report = group.create(&args.out().join(REPORT))?;
-        Some((outputs, gathered, scores.transpose()?, report))
+        Some(outputs(args, &group, expected)?)
     } else {
         None
     };
-    let (outputs, gathered, scores, report_file) = match gathered {
-        Some((o, g, s, r)) => (Some(o), Some(g), s, Some(r)),
-        None => (None, None, None, None),
-    };
+    let (outputs, gathered) = opened.unzip();
     let summary = pipeline::run(settings, outputs)?;
-    let (Some(gathered), Some(report_file)) = (gathered, report_file) else {
+    let Some(gathered) = gathered else {
         // Worker 0 lives in process 0: the others have nothing to report.
         if !quiet {
             eprintln!("{} events read by this process", grouped(summary.events_in));
         }
         return Ok(ExitCode::SUCCESS);
     };
-    if let (Some(file), Some(all)) = (scores, &gathered.outcomes) {
+    if let (Some(file), Some(all)) = (gathered.scores, &gathered.outcomes) {
         file.write(&mut all.take())?;
     }
     // Input order: sums over the records come out the same for any number
@@ -369,7 +374,7 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
             workers: args.timely.workers() * args.timely.processes,
         },
     );
-    write_report(report_file, &report)?;
+    write_report(gathered.report, &report)?;
     // Every file is complete: they take their names together.
     group.commit()?;
     report.print(args.out());
