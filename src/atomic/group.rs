@@ -252,9 +252,10 @@ fn parent(path: &Path) -> &Path {
 /// `at`, after removing stale ones of killed runs beside it.
 fn stage(shown: &Path, at: &Path) -> Result<(File, PathBuf), OutputError> {
     make_parent(at).map_err(|e| match e {
-        OutputError::NotADirectory { blocker, .. } => OutputError::NotADirectory {
+        OutputError::NotADirectory { blocker, kind, .. } => OutputError::NotADirectory {
             path: shown.to_path_buf(),
             blocker,
+            kind,
         },
         other => other,
     })?;

@@ -20,8 +20,13 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum OutputError {
     /// A directory on the way to the output is a file.
-    #[error("cannot create output {}: {} is a file, not a directory", path.display(), blocker.display())]
-    NotADirectory { path: PathBuf, blocker: PathBuf },
+    #[error("cannot create output {}: {} is a {kind}, not a directory", path.display(), blocker.display())]
+    NotADirectory {
+        path: PathBuf,
+        blocker: PathBuf,
+        /// What the blocker is: `file`, `character device`, `FIFO`, ...
+        kind: &'static str,
+    },
     /// The output names a directory where a file is written.
     #[error("cannot write output {}: it is a directory; name a file", path.display())]
     IsADirectory { path: PathBuf },
@@ -89,17 +94,45 @@ pub fn is_stdout(path: &Path) -> bool {
 }
 
 /// The first existing ancestor of `path` (its parent, or above) when that
-/// is not a directory: what makes creating `path` fail with "File exists"
-/// or "Not a directory".
-fn blocking_file(path: &Path) -> Option<PathBuf> {
+/// is not a directory, and what it is: what makes creating `path` fail
+/// with "File exists" or "Not a directory".
+fn blocking_file(path: &Path) -> Option<(PathBuf, &'static str)> {
     let mut dir = path.parent();
     while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
         match fs::metadata(d) {
-            Ok(m) => return (!m.is_dir()).then(|| d.to_path_buf()),
+            Ok(m) => return (!m.is_dir()).then(|| (d.to_path_buf(), kind_of(&m))),
             Err(_) => dir = d.parent(),
         }
     }
     None
+}
+
+/// What a file that is not a directory is, for messages.
+#[cfg(unix)]
+fn kind_of(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    match () {
+        _ if t.is_char_device() => "character device",
+        _ if t.is_block_device() => "block device",
+        _ if t.is_fifo() => "FIFO",
+        _ if t.is_socket() => "socket",
+        _ => "file",
+    }
+}
+
+#[cfg(not(unix))]
+fn kind_of(_meta: &fs::Metadata) -> &'static str {
+    "file"
+}
+
+/// A path under `blocker` cannot be created.
+fn blocked(path: &Path, (blocker, kind): (PathBuf, &'static str)) -> OutputError {
+    OutputError::NotADirectory {
+        path: path.to_path_buf(),
+        blocker,
+        kind,
+    }
 }
 
 /// Classifies the output `path` (see [`Target`]); refuses a directory, a
@@ -108,11 +141,8 @@ pub fn classify(path: &Path) -> Result<Target, OutputError> {
     if is_stdout(path) {
         return Ok(Target::Stdout);
     }
-    if let Some(blocker) = blocking_file(path) {
-        return Err(OutputError::NotADirectory {
-            path: path.to_path_buf(),
-            blocker,
-        });
+    if let Some(found) = blocking_file(path) {
+        return Err(blocked(path, found));
     }
     let meta = match fs::metadata(path) {
         Ok(m) => m,
@@ -174,10 +204,7 @@ pub fn make_parent(path: &Path) -> Result<(), OutputError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|cause| match blocking_file(path) {
-        Some(blocker) => OutputError::NotADirectory {
-            path: path.to_path_buf(),
-            blocker,
-        },
+        Some(found) => blocked(path, found),
         None => OutputError::CreateDir {
             path: path.to_path_buf(),
             dir: dir.to_path_buf(),
@@ -194,10 +221,7 @@ pub fn make_dir(role: &str, dir: &Path) -> Result<(), OutputError> {
     }
     // A file named like the directory blocks it just as a parent would.
     make_parent(&dir.join("x")).map_err(|e| match e {
-        OutputError::NotADirectory { blocker, .. } => OutputError::NotADirectory {
-            path: dir.to_path_buf(),
-            blocker,
-        },
+        OutputError::NotADirectory { blocker, kind, .. } => blocked(dir, (blocker, kind)),
         OutputError::CreateDir { cause, .. } => OutputError::CreateDir {
             path: dir.to_path_buf(),
             dir: dir.to_path_buf(),

@@ -57,7 +57,11 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
         ),
     };
     let cluster = args.timely.cluster()?;
-    let total = on_cluster(&cluster, || featurize(&args, &cluster, parquet))?;
+    let total = match on_cluster(&cluster, || featurize(&args, &cluster, parquet)) {
+        // `--out - | head`: the reader has all it wanted.
+        Err(e) if super::closed_stdout(&e) => return Ok(ExitCode::SUCCESS),
+        result => result?,
+    };
     if !quiet {
         eprintln!(
             "features: {} events in = {} valid + {} dead letters ({} late), {} rows written, {:.2} s, {:.0} events/s",

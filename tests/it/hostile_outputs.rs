@@ -215,19 +215,26 @@ fn a_device_or_fifo_is_written_in_place_never_replaced() {
     let table = dir.path().join("t.csv");
     let args = ["features", "--input", s(&input), "--out", s(&table), "-q"];
     assert!(fraudflow(&args).status.success());
-    let args = [
-        "features",
-        "--input",
-        s(&input),
-        "--out",
-        "-",
-        "--dead-letter",
-        "/dev/null",
-        "-q",
-    ];
-    let streamed = fraudflow(&args);
+    let streamed = fraudflow(&to_stdout(&input));
     assert!(streamed.status.success(), "{}", stderr(&streamed));
     assert!(streamed.stdout == fs::read(&table).unwrap(), "other rows");
+}
+
+/// `features` of `input` with the table on standard output.
+fn to_stdout(input: &Path) -> Vec<&str> {
+    let out = ["--out", "-", "--dead-letter", "/dev/null", "-q"];
+    [["features", "--input", s(input)].as_slice(), &out].concat()
+}
+
+#[test]
+fn a_feature_table_on_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 20_000, 2);
+    let mut child = spawn(&to_stdout(&input), None);
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).trim().is_empty(), "{}", stderr(&out));
 }
 
 #[test]
@@ -244,6 +251,8 @@ fn a_socket_a_directory_or_a_stream_without_a_dead_letter_path_is_refused() {
     refused(&out, "name --dead-letter");
     let out = fraudflow(&["backtest", "--input", s(&input), "--out", "-"]);
     refused(&out, "standard output cannot hold a directory");
+    let out = fraudflow(&["backtest", "--input", s(&input), "--out", "/dev/null"]);
+    refused(&out, "/dev/null is a character device, not a directory");
 }
 
 #[test]
@@ -308,14 +317,17 @@ fn a_failed_run_leaves_the_last_complete_set_whole() {
         ],
     );
     let before = snapshot(&out);
-    // Every event an alert: the alerts outgrow the limit mid-run, after
-    // the dead letters' file was opened; then the report could never be
-    // written after them.
-    let args = backtest(&input, &models, &out, &["--threshold", "0"]);
-    let failed = spawn(&args, Some(256)).wait_with_output().unwrap();
-    refused(&failed, "File too large");
-    assert_eq!(snapshot(&out), before, "a failed run changed the outputs");
-    assert!(temporaries(&out).is_empty());
+    // A full disk in the middle of the run: every event an alert, the
+    // alerts outgrow the limit. Then at its end: no alert at all, so the
+    // alerts and dead letters are complete (and empty) and only the report
+    // outgrows the limit.
+    for (threshold, limit_kb) in [("0", 256), ("1e300", 1)] {
+        let args = backtest(&input, &models, &out, &["--threshold", threshold]);
+        let failed = spawn(&args, Some(limit_kb)).wait_with_output().unwrap();
+        refused(&failed, "File too large");
+        assert_eq!(snapshot(&out), before, "a failed run changed the outputs");
+        assert!(temporaries(&out).is_empty());
+    }
     // A later run without --scores replaces the set whole: the earlier
     // run's scores.csv goes with its manifest.
     let second = spawn(&backtest(&input, &models, &out, &[]), None);
