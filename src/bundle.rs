@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::atomic::AtomicFile;
+use crate::atomic::{OutputError, OutputGroup, OutputPlan};
 use crate::ensemble::{Models, Policy};
 use crate::features::Contract;
 
@@ -18,6 +18,10 @@ pub const BUNDLE_FORMAT: u32 = 1;
 
 /// The bundle's file name inside a models directory.
 pub const BUNDLE_FILE: &str = "bundle.json";
+
+/// The manifest of a models directory: names the bundle and its metrics
+/// as one training run wrote them (see `crate::atomic::group`).
+pub const BUNDLE_MANIFEST: &str = "bundle.manifest.json";
 
 #[derive(Debug, Error)]
 pub enum BundleError {
@@ -41,6 +45,8 @@ pub enum BundleError {
     },
     #[error("{path}: {what}")]
     Corrupt { path: PathBuf, what: String },
+    #[error(transparent)]
+    Output(#[from] OutputError),
 }
 
 /// Which data a bundle was trained on.
@@ -107,16 +113,20 @@ struct Header {
 }
 
 impl Bundle {
-    /// Writes `dir/metrics/<model>.json` for each model, then the bundle
-    /// itself: each file through a temporary file and a rename, the bundle
-    /// last, so a reader never sees a half-written one.
+    /// What [`Bundle::save`] writes into `dir`, added to `plan`: checked
+    /// against the inputs before training starts.
+    pub fn outputs(dir: &Path, plan: OutputPlan) -> OutputPlan {
+        plan.output("models directory file", dir.join(BUNDLE_FILE))
+            .output("models directory file", dir.join(BUNDLE_MANIFEST))
+            .output_dir("models metrics directory", dir.join("metrics"))
+    }
+
+    /// Writes `dir/metrics/<model>.json` for each model and the bundle, as
+    /// one group: every file complete before any is renamed into place,
+    /// the bundle last, then the manifest.
     pub fn save(&self, dir: &Path) -> Result<PathBuf, BundleError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| BundleError::Io { path, source }
-        };
+        let group = OutputGroup::new().with_manifest(dir.join(BUNDLE_MANIFEST));
         let metrics_dir = dir.join("metrics");
-        std::fs::create_dir_all(&metrics_dir).map_err(io(&metrics_dir))?;
         for (model, metrics) in &self.metrics {
             let path = metrics_dir.join(format!("{model}.json"));
             let report = serde_json::json!({
@@ -127,21 +137,28 @@ impl Bundle {
                 "budget": self.budget,
                 "metrics": metrics,
             });
-            write_json(&path, &report)?;
+            write_json(&group, &path, &report)?;
         }
         let path = dir.join(BUNDLE_FILE);
-        write_json(&path, self)?;
+        write_json(&group, &path, self)?;
+        group.commit()?;
         Ok(path)
+    }
+
+    /// The bundle file of `dir`: `dir/bundle.json`, or `dir` itself when it
+    /// is not a directory.
+    pub fn file_in(dir: &Path) -> PathBuf {
+        if dir.is_dir() {
+            dir.join(BUNDLE_FILE)
+        } else {
+            dir.to_path_buf()
+        }
     }
 
     /// Reads the bundle in `dir` (or the file `dir` names), refusing one of
     /// another format or made for another contract than `expected`.
     pub fn load(dir: &Path, expected: Option<Contract>) -> Result<Bundle, BundleError> {
-        let path = if dir.is_dir() {
-            dir.join(BUNDLE_FILE)
-        } else {
-            dir.to_path_buf()
-        };
+        let path = Bundle::file_in(dir);
         let text = std::fs::read_to_string(&path).map_err(|source| BundleError::Io {
             path: path.clone(),
             source,
@@ -191,18 +208,23 @@ impl Bundle {
     }
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), BundleError> {
+fn write_json<T: Serialize>(
+    group: &OutputGroup,
+    path: &Path,
+    value: &T,
+) -> Result<(), BundleError> {
     let io = |source| BundleError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = AtomicFile::create(path).map_err(io)?;
-    serde_json::to_writer_pretty(file.writer(), value).map_err(|source| BundleError::Json {
+    let mut file = std::io::BufWriter::new(group.create(path)?);
+    serde_json::to_writer_pretty(&mut file, value).map_err(|source| BundleError::Json {
         path: path.to_path_buf(),
         source,
     })?;
-    file.writer().write_all(b"\n").map_err(io)?;
-    file.commit().map_err(io)
+    file.write_all(b"\n").map_err(io)?;
+    let file = file.into_inner().map_err(|e| io(e.into_error()))?;
+    file.finish().map(|_| ()).map_err(io)
 }
 
 /// The fingerprint of a training file: its size and a 64-bit hash of its

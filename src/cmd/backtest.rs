@@ -2,13 +2,13 @@
 //! serves live traffic (source, features, score, route, sinks) and report
 //! quality, latency and throughput.
 
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use fraudflow::atomic::AtomicFile;
+use fraudflow::atomic::{make_dir, OutputFile, OutputGroup, OutputPlan};
 use fraudflow::bundle::{fingerprint_file, Bundle};
 use fraudflow::dataflow::score::{ModelVersion, Outcome, Scorer};
 use fraudflow::ensemble::{Policy, Weights};
@@ -33,6 +33,14 @@ use super::{grouped, on_cluster, SourceArgs};
 /// Rows of the Kaggle PaySim file: the default generated input.
 const PAYSIM_ROWS: u64 = 6_362_620;
 
+/// The files of a backtest in --out; `scores.csv` only with --scores.
+const ALERTS: &str = "alerts.jsonl";
+const DEAD_LETTERS: &str = "dead_letters.jsonl";
+const REPORT: &str = "report.json";
+const SCORES: &str = "scores.csv";
+/// Names the files of the last complete run, written after them.
+const MANIFEST: &str = "backtest.manifest.json";
+
 /// Replays a file through the live dataflow with a model bundle: writes
 /// alerts.jsonl and report.json into --out and prints a summary. With no
 /// --models it trains on the input first; with no --input it generates a
@@ -48,8 +56,8 @@ pub struct Args {
     /// train on the input first, into OUT/models.
     #[arg(long)]
     models: Option<PathBuf>,
-    /// Where alerts.jsonl, report.json and dead_letters.jsonl go [default:
-    /// out/backtest].
+    /// Where alerts.jsonl, report.json and dead_letters.jsonl go, together
+    /// with backtest.manifest.json naming them [default: out/backtest].
     #[arg(long)]
     out: Option<PathBuf>,
     /// A dataflow file (e.g. dataflows/backtest.toml) for the input, models,
@@ -101,15 +109,20 @@ fn parse_switch(s: &str) -> Result<(u32, PathBuf), String> {
     Ok((step, PathBuf::from(dir)))
 }
 
+/// Where a generated input goes.
+fn generated_path(args: &Args) -> PathBuf {
+    args.out().join(format!(
+        "paysim-generated-{}-seed{}.csv",
+        args.rows, args.generate_seed
+    ))
+}
+
 /// The input file: the one given, or a generated one written into --out.
 fn input_file(args: &Args, quiet: bool) -> anyhow::Result<PathBuf> {
     if let Some(path) = &args.input {
         return Ok(path.clone());
     }
-    let path = args.out().join(format!(
-        "paysim-generated-{}-seed{}.csv",
-        args.rows, args.generate_seed
-    ));
+    let path = generated_path(args);
     if !quiet {
         eprintln!(
             "backtest: generating {} rows into {}",
@@ -120,8 +133,7 @@ fn input_file(args: &Args, quiet: bool) -> anyhow::Result<PathBuf> {
     let mut params = GeneratorParams::new(args.rows, args.generate_seed);
     params.steps = STEPS;
     let bar = fraudflow::progress::bar(args.rows, "rows", quiet);
-    write_file(params.check()?, &path, &bar)
-        .with_context(|| format!("writing {}", path.display()))?;
+    write_file(params.check()?, &path, &bar)?;
     bar.finish_and_clear();
     Ok(path)
 }
@@ -165,13 +177,52 @@ fn scorer(args: &Args, bundle: &Bundle) -> (Scorer, &'static str) {
     (choice.scorer(bundle), choice.source())
 }
 
-/// The run's outputs and the collections the report reads.
+/// The collections the report reads, and the files written after the run
+/// (opened before it, in the run's group).
 struct Gathered {
     records: Collect<Record>,
     outcomes: Option<Collect<Outcome>>,
+    scores: Option<ScoresCsv>,
+    report: OutputFile,
 }
 
-fn outputs(args: &Args, expected: usize) -> anyhow::Result<(Outputs, Gathered)> {
+/// The run's outputs, checked against its inputs and each other before
+/// any work, and the group that commits them together.
+fn output_group(args: &Args) -> anyhow::Result<OutputGroup> {
+    let out = args.out();
+    make_dir("--out", out)?;
+    let mut plan = match &args.input {
+        Some(input) => OutputPlan::default().input("--input", input),
+        None => OutputPlan::default().output("the generated input", generated_path(args)),
+    };
+    plan = match &args.models {
+        Some(models) => plan.input("--models", Bundle::file_in(models)),
+        None => Bundle::outputs(&out.join("models"), plan),
+    };
+    for (_, dir) in &args.switches {
+        plan = plan.input("--switch-models", Bundle::file_in(dir));
+    }
+    if let Some(dataflow) = &args.dataflow {
+        plan = plan.input("--dataflow", dataflow);
+    }
+    let scores = args.scores.then_some(SCORES);
+    for name in [ALERTS, DEAD_LETTERS, REPORT, MANIFEST]
+        .into_iter()
+        .chain(scores)
+    {
+        plan = plan.output("backtest output", out.join(name));
+    }
+    plan.check()?;
+    Ok(OutputGroup::new()
+        .with_manifest(out.join(MANIFEST))
+        .sometimes(out.join(SCORES)))
+}
+
+fn outputs(
+    args: &Args,
+    group: &OutputGroup,
+    expected: usize,
+) -> anyhow::Result<(Outputs, Gathered)> {
     let records = Collect::with_capacity(expected);
     let outcomes = args.scores.then(Collect::<Outcome>::default);
     let to_records = || -> BoxSink<Outcome> {
@@ -180,7 +231,7 @@ fn outputs(args: &Args, expected: usize) -> anyhow::Result<(Outputs, Gathered)> 
             map: Record::of,
         })
     };
-    let alerts = JsonLinesSink::create(&args.out().join("alerts.jsonl"), |o: &Outcome| {
+    let alerts = JsonLinesSink::create(group, &args.out().join(ALERTS), |o: &Outcome| {
         o.alert.as_deref()
     })?;
     let mut anomalies: Vec<BoxSink<Outcome>> = vec![Box::new(alerts), to_records()];
@@ -191,7 +242,7 @@ fn outputs(args: &Args, expected: usize) -> anyhow::Result<(Outputs, Gathered)> 
         }
         None => NormalSink::Records(Box::new(records.clone())),
     };
-    let dead = JsonLinesSink::create(&args.out().join("dead_letters.jsonl"), |d| Some(d))?;
+    let dead = JsonLinesSink::create(group, &args.out().join(DEAD_LETTERS), |d| Some(d))?;
     let outputs = Outputs {
         dead_letters: Box::new(dead),
         stage: StageOutputs::Scored {
@@ -199,7 +250,18 @@ fn outputs(args: &Args, expected: usize) -> anyhow::Result<(Outputs, Gathered)> 
             normal,
         },
     };
-    Ok((outputs, Gathered { records, outcomes }))
+    let scores = args
+        .scores
+        .then(|| ScoresCsv::create(group, &args.out().join(SCORES)))
+        .transpose()?;
+    let report = group.create(&args.out().join(REPORT))?;
+    let gathered = Gathered {
+        records,
+        outcomes,
+        scores,
+        report,
+    };
+    Ok((outputs, gathered))
 }
 
 impl Args {
@@ -238,8 +300,7 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
     if let Some(t) = args.threshold.filter(|t| !t.is_finite()) {
         anyhow::bail!("--threshold must be a finite number, got {t}");
     }
-    std::fs::create_dir_all(args.out())
-        .with_context(|| format!("creating {}", args.out().display()))?;
+    let group = output_group(args)?;
     let input_path = input_file(args, quiet)?;
     // A loaded bundle must have been made for this contract, so the input is
     // read with the training contract either way.
@@ -276,22 +337,14 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
             args.timely.workers()
         );
     }
-    let owner = settings.cluster.owns_outputs();
-    let gathered = if owner {
+    let opened = if settings.cluster.owns_outputs() {
         // A PaySim row takes 70 to 90 bytes: this over-reserves a little.
         let expected = (std::fs::metadata(&input_path)?.len() / 60) as usize;
-        let scores = args
-            .scores
-            .then(|| ScoresCsv::create(&args.out().join("scores.csv")));
-        let (outputs, gathered) = outputs(args, expected)?;
-        Some((outputs, gathered, scores.transpose()?))
+        Some(outputs(args, &group, expected)?)
     } else {
         None
     };
-    let (outputs, gathered, scores) = match gathered {
-        Some((o, g, s)) => (Some(o), Some(g), s),
-        None => (None, None, None),
-    };
+    let (outputs, gathered) = opened.unzip();
     let summary = pipeline::run(settings, outputs)?;
     let Some(gathered) = gathered else {
         // Worker 0 lives in process 0: the others have nothing to report.
@@ -300,7 +353,7 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
         }
         return Ok(ExitCode::SUCCESS);
     };
-    if let (Some(file), Some(all)) = (scores, &gathered.outcomes) {
+    if let (Some(file), Some(all)) = (gathered.scores, &gathered.outcomes) {
         file.write(&mut all.take())?;
     }
     // Input order: sums over the records come out the same for any number
@@ -321,15 +374,22 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
             workers: args.timely.workers() * args.timely.processes,
         },
     );
-    let path = args.out().join("report.json");
-    let mut file =
-        AtomicFile::create(&path).with_context(|| format!("writing {}", path.display()))?;
-    serde_json::to_writer_pretty(file.writer(), &report)?;
-    file.writer().write_all(b"\n")?;
-    file.commit()
-        .with_context(|| format!("writing {}", path.display()))?;
+    write_report(gathered.report, &report)?;
+    // Every file is complete: they take their names together.
+    group.commit()?;
     report.print(args.out());
     Ok(ExitCode::SUCCESS)
+}
+
+fn write_report(file: OutputFile, report: &Report) -> anyhow::Result<()> {
+    let path = file.path().to_path_buf();
+    let mut out = BufWriter::new(file);
+    serde_json::to_writer_pretty(&mut out, report)?;
+    out.write_all(b"\n")
+        .and_then(|()| out.into_inner().map_err(|e| e.into_error()))
+        .and_then(|file| file.finish())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::Context;
+use fraudflow::atomic::is_stdout;
 use fraudflow::generate::{write_file, write_rows, Generator, GeneratorParams, FRAUD_RATE, STEPS};
 use fraudflow::progress;
 
@@ -20,8 +20,9 @@ pub struct Args {
     /// Seed of the random stream.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Output file; standard output when absent. Written to a temporary file
-    /// beside it, then renamed, so a reader never sees half a file.
+    /// Output file; standard output when absent or `-`. A regular file is
+    /// written to a temporary file beside it, then renamed, so a reader
+    /// never sees half a file; a FIFO or a device is written where it is.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Hours to spread the rows over.
@@ -43,10 +44,9 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let bar = progress::bar(args.rows, "rows", quiet);
     bar.set_message("generating");
-    match &args.out {
-        Some(path) => {
-            write_file(params, path, &bar).with_context(|| format!("writing {}", path.display()))?
-        }
+    let out = args.out.as_deref().filter(|p| !is_stdout(p));
+    match out {
+        Some(path) => write_file(params, path, &bar)?,
         None => {
             if let Err(e) = write_rows(io::stdout().lock(), Generator::new(params), &bar) {
                 super::stdout_failed(&e)
@@ -56,7 +56,7 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     if !quiet {
         let secs = started.elapsed().as_secs_f64();
-        let target = args.out.as_ref().map_or_else(
+        let target = out.map_or_else(
             || "standard output".to_string(),
             |p| p.display().to_string(),
         );

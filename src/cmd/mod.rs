@@ -225,6 +225,25 @@ pub fn print_out(args: std::fmt::Arguments) {
     }
 }
 
+/// Whether `err` is a write to standard output that found the pipe closed
+/// (`| head`): a command then ends quietly, as [`stdout_failed`] does.
+pub fn closed_stdout(err: &anyhow::Error) -> bool {
+    use fraudflow::atomic::{is_stdout, OutputError};
+    let output = |e: &OutputError| match e {
+        OutputError::Io { path, cause } => is_stdout(path) && is_closed(cause),
+        _ => false,
+    };
+    match err.downcast_ref::<PipelineError>() {
+        Some(PipelineError::Io { path, cause }) => is_stdout(path) && is_closed(cause),
+        Some(PipelineError::Output(e)) => output(e),
+        _ => err.downcast_ref::<OutputError>().is_some_and(output),
+    }
+}
+
+fn is_closed(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
+}
+
 /// Ends the program after a failed write to standard output: quietly for
 /// a closed pipe, else with status 2.
 pub fn stdout_failed(e: &std::io::Error) -> ! {

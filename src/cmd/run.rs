@@ -181,6 +181,11 @@ fn prepare(args: &Args, file: DataflowFile, cluster: Cluster) -> anyhow::Result<
         ))
     });
     let out = args.out.clone().unwrap_or(file.sinks.dir.clone());
+    // Files are only ever added there (never replaced): the directory must
+    // be one, or be creatable.
+    if owner {
+        fraudflow::atomic::make_dir("[sinks] dir", &out)?;
+    }
     let rotation = |prefix: &str| Rotation {
         dir: out.clone(),
         prefix: prefix.to_string(),

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use fraudflow::atomic::{make_dir, OutputPlan};
 use fraudflow::bundle::Bundle;
 use fraudflow::features::Contract;
 use fraudflow::pipeline::training::train_bundle;
@@ -22,7 +23,8 @@ pub struct Args {
     /// The training data: a PaySim CSV file, or labelled JSON events.
     #[arg(long)]
     pub input: PathBuf,
-    /// The models directory: `bundle.json` and `metrics/<model>.json`.
+    /// The models directory: `bundle.json`, `metrics/<model>.json` and
+    /// `bundle.manifest.json` naming them, written together.
     #[arg(long, default_value = "models")]
     pub out: PathBuf,
     #[command(flatten)]
@@ -107,6 +109,13 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn train(args: &Args, cluster: &Cluster, quiet: bool) -> anyhow::Result<Option<Bundle>> {
+    // The bundle's files are checked against the input before any work.
+    make_dir("--out", &args.out)?;
+    Bundle::outputs(
+        &args.out,
+        OutputPlan::default().input("--input", &args.input),
+    )
+    .check()?;
     let contract = args.training.contract();
     let settings = file_pipeline(&args.input, &args.source, contract, cluster, Stage::Rows)?;
     let say = |what: &str| {

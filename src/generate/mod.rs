@@ -376,15 +376,17 @@ fn cents(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// Writes the generated rows to `path` atomically (a temporary file, then a
-/// rename), advancing `bar` as it goes.
+/// Writes the generated rows to `path`, advancing `bar` as it goes: a
+/// regular file atomically (a temporary file, then a rename), a FIFO or a
+/// device where it is (see [`crate::atomic`]).
 pub fn write_file(
     params: CheckedParams,
     path: &std::path::Path,
     bar: &indicatif::ProgressBar,
-) -> std::io::Result<()> {
+) -> Result<(), crate::atomic::OutputError> {
     let mut file = crate::atomic::AtomicFile::create(path)?;
-    write_rows(&mut file, Generator::new(params), bar)?;
+    write_rows(&mut file, Generator::new(params), bar)
+        .map_err(|e| crate::atomic::OutputError::io(path, e))?;
     file.commit()
 }
 

@@ -14,6 +14,9 @@ pub enum PipelineError {
         path: PathBuf,
         cause: std::io::Error,
     },
+    /// An output that cannot be opened or written (see `crate::atomic`).
+    #[error(transparent)]
+    Output(#[from] crate::atomic::OutputError),
     /// A setting that cannot work, named with its value.
     #[error("{setting}: {problem}")]
     Setting {

@@ -77,6 +77,29 @@ pub fn run_two_processes(dir: &Path, args: &[&str], workers: &str) {
     assert!(first.wait().unwrap().success() && second.wait().unwrap().success());
 }
 
+/// Spawns `fraudflow ARGS` with its output piped, under a file-size limit
+/// when given: SIGXFSZ is ignored, so writes past it fail with EFBIG, a
+/// write error in the middle of the run (a full disk).
+pub fn spawn(args: &[&str], limit_file_kb: Option<u64>) -> std::process::Child {
+    let bin = env!("CARGO_BIN_EXE_fraudflow");
+    let mut command = match limit_file_kb {
+        Some(kb) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(format!("trap '' XFSZ; ulimit -f {kb}; exec \"$0\" \"$@\""))
+                .arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    command
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Writes `rows` as a PaySim file at `path`.
 pub fn write_rows(path: &Path, rows: impl IntoIterator<Item = Transaction>) {
     let mut writer = PaysimWriter::new(std::fs::File::create(path).unwrap()).unwrap();

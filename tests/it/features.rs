@@ -335,7 +335,7 @@ fn parquet_table_matches_the_csv_table() {
     for (row, want) in reader.get_row_iter(None).unwrap().zip(&expected) {
         let row = row.unwrap();
         assert_eq!(row.get_string(0).unwrap(), &want["event_id"]);
-        assert_eq!(row.get_int(1).unwrap().to_string(), want["step"]);
+        assert_eq!(row.get_long(1).unwrap().to_string(), want["step"]);
         assert_eq!(row.get_int(2).unwrap().to_string(), want["label"]);
         for (i, name) in names.iter().enumerate().skip(3) {
             assert_eq!(

@@ -8,6 +8,7 @@
 mod common;
 mod event_time;
 mod features;
+mod hostile_outputs;
 mod live;
 mod models;
 mod output;

@@ -4,14 +4,14 @@
 //! PaySim and JSON-lines input.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use fraudflow::dataflow::json_event::paysim_event;
 use fraudflow::paysim::PaysimReader;
 use serde_json::Value;
 
-use crate::common::{backtest, free_port, generated, json, run_ok, s, shared_slice, train};
+use crate::common::{backtest, free_port, generated, json, run_ok, s, shared_slice, spawn, train};
 
 /// Far more than any of these runs needs: a run still going then is hung.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -27,28 +27,6 @@ fn finish(mut child: Child, what: &str) -> Output {
         std::thread::sleep(Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
-}
-
-fn spawn(args: &[&str], limit_file_kb: Option<u64>) -> Child {
-    let bin = env!("CARGO_BIN_EXE_fraudflow");
-    let mut command = match limit_file_kb {
-        // A file-size limit, with SIGXFSZ ignored: writes past it fail with
-        // EFBIG, a write error in the middle of the run.
-        Some(kb) => {
-            let mut c = Command::new("sh");
-            c.arg("-c")
-                .arg(format!("trap '' XFSZ; ulimit -f {kb}; exec \"$0\" \"$@\""))
-                .arg(bin);
-            c
-        }
-        None => Command::new(bin),
-    };
-    command
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
 }
 
 /// Runs `args` at `-w 2`, then as two processes of two workers; returns
@@ -130,7 +108,10 @@ fn features_with_an_unwritable_output_ends_instead_of_hanging() {
         ],
         None,
     );
-    assert_failed(&outs, "/proc/nope/o.csv: No such file or directory");
+    assert_failed(
+        &outs,
+        "cannot create output /proc/nope/o.csv: cannot create directory /proc/nope: No such file or directory",
+    );
     // Process 1 opens no outputs: it learns of the failure from process 0.
     assert!(
         stderr(&outs[2]).contains("lost the connection to another process"),

@@ -1,5 +1,7 @@
-//! Sinks that write files, each appearing whole under its final name only
-//! when the run succeeds (see [`crate::atomic`]).
+//! Sinks that write files. Each is a file of the run's
+//! [`OutputGroup`](crate::atomic::OutputGroup): finishing a sink only
+//! flushes and syncs it; the command renames the group's files into place
+//! together once the whole run succeeded (see [`crate::atomic`]).
 
 pub mod live;
 pub mod parquet_table;
@@ -11,7 +13,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::Sink;
-use crate::atomic::{AtomicFile, BackgroundFile, JsonLines};
+use crate::atomic::{BackgroundFile, JsonLines, OutputFile, OutputGroup};
 use crate::dataflow::score::Outcome;
 use crate::dataflow::table::{self, CsvRun};
 use crate::dataflow::FeatureRow;
@@ -27,8 +29,12 @@ pub struct JsonLinesSink<D, T> {
 }
 
 impl<D, T> JsonLinesSink<D, T> {
-    pub fn create(path: &Path, pick: fn(&D) -> Option<&T>) -> Result<Self, PipelineError> {
-        let file = JsonLines::create(path).map_err(|e| PipelineError::io(e.path, e.cause))?;
+    pub fn create(
+        group: &OutputGroup,
+        path: &Path,
+        pick: fn(&D) -> Option<&T>,
+    ) -> Result<Self, PipelineError> {
+        let file = JsonLines::create(group, path)?;
         Ok(JsonLinesSink { file, pick })
     }
 }
@@ -48,7 +54,7 @@ impl<D, T: Serialize> Sink<D> for JsonLinesSink<D, T> {
 
     fn finish(self: Box<Self>) -> Result<u64, PipelineError> {
         self.file
-            .commit()
+            .finish()
             .map_err(|e| PipelineError::io(e.path, e.cause))
     }
 }
@@ -66,9 +72,13 @@ pub struct CsvTable {
 }
 
 impl CsvTable {
-    pub fn create(path: &Path, contract: Contract) -> Result<CsvTable, PipelineError> {
+    pub fn create(
+        group: &OutputGroup,
+        path: &Path,
+        contract: Contract,
+    ) -> Result<CsvTable, PipelineError> {
         let io = |e| PipelineError::io(path, e);
-        let mut file = BackgroundFile::create(path, WRITE_QUEUE).map_err(io)?;
+        let mut file = BackgroundFile::create(group.create(path)?, WRITE_QUEUE).map_err(io)?;
         file.write(table::header(contract).into_bytes())
             .map_err(io)?;
         Ok(CsvTable {
@@ -99,7 +109,7 @@ impl Sink<CsvRun> for CsvTable {
         let file = self
             .file
             .ok_or_else(|| io(std::io::Error::other("the writer stopped")))?;
-        file.commit().map_err(io)?;
+        file.finish().map_err(io)?;
         Ok(self.rows)
     }
 }
@@ -111,8 +121,12 @@ pub struct ParquetSink {
 }
 
 impl ParquetSink {
-    pub fn create(path: &Path, contract: Contract) -> Result<ParquetSink, PipelineError> {
-        let table = ParquetTable::create(path, contract)
+    pub fn create(
+        group: &OutputGroup,
+        path: &Path,
+        contract: Contract,
+    ) -> Result<ParquetSink, PipelineError> {
+        let table = ParquetTable::create(group.create(path)?, contract)
             .map_err(|e| PipelineError::component("feature table", e))?;
         Ok(ParquetSink { table, rows: 0 })
     }
@@ -140,23 +154,26 @@ impl Sink<FeatureRow> for ParquetSink {
 /// Every event's id, label and scores (`scores.csv`), in input order:
 /// opened before the run, written from the outcomes gathered by it.
 pub struct ScoresCsv {
-    file: AtomicFile,
+    file: OutputFile,
 }
 
 impl ScoresCsv {
-    pub fn create(path: &Path) -> Result<ScoresCsv, PipelineError> {
-        let file = AtomicFile::create(path).map_err(|e| PipelineError::io(path, e))?;
-        Ok(ScoresCsv { file })
+    pub fn create(group: &OutputGroup, path: &Path) -> Result<ScoresCsv, PipelineError> {
+        Ok(ScoresCsv {
+            file: group.create(path)?,
+        })
     }
 
     /// Sorts `all` into input order (alerts and normal traffic arrive
-    /// apart), writes and commits.
-    pub fn write(mut self, all: &mut [Outcome]) -> Result<(), PipelineError> {
+    /// apart), writes and finishes (the group renames).
+    pub fn write(self, all: &mut [Outcome]) -> Result<(), PipelineError> {
         all.sort_by_key(|o| o.seq);
         let path = self.file.path().to_path_buf();
         let io = |e| PipelineError::io(&path, e);
-        write_scores(self.file.writer(), all).map_err(io)?;
-        self.file.commit().map_err(io)
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, self.file);
+        write_scores(&mut out, all).map_err(io)?;
+        let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+        file.finish().map(|_| ()).map_err(io)
     }
 }
 

@@ -1,20 +1,19 @@
 //! The feature table as Parquet, for pandas and polars: the same columns as
 //! the CSV form, written in row groups as the rows arrive.
 
-use std::fs::File;
 use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use parquet::basic::Compression;
-use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int32Type};
+use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int32Type, Int64Type};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 use thiserror::Error;
 
-use crate::atomic::AtomicPath;
+use crate::atomic::OutputFile;
 use crate::dataflow::FeatureRow;
 use crate::features::Contract;
 
@@ -32,26 +31,23 @@ pub enum ParquetTableError {
     Parquet { path: String, source: ParquetError },
 }
 
-/// Writes `event_id` (string), `step` and `label` (optional int32), then one
-/// double column per feature; through a temporary file renamed into place
-/// by [`ParquetTable::finish`], so a reader never sees half a file.
+/// Writes `event_id` (string), `step` (optional int64: a step is any u32,
+/// past int32's range), `label` (optional int32, 0 or 1), then one double
+/// column per feature, into a file of the run's output group, so a reader
+/// never sees half a file.
 pub struct ParquetTable {
     path: PathBuf,
-    guard: AtomicPath,
-    writer: Option<SerializedFileWriter<BufWriter<File>>>,
+    writer: Option<SerializedFileWriter<BufWriter<OutputFile>>>,
     features: usize,
     ids: Vec<ByteArray>,
-    steps: (Vec<i32>, Vec<i16>),
+    steps: (Vec<i64>, Vec<i16>),
     labels: (Vec<i32>, Vec<i16>),
     columns: Vec<Vec<f64>>,
 }
 
 impl ParquetTable {
-    pub fn create(path: &Path, contract: Contract) -> Result<ParquetTable, ParquetTableError> {
-        let io = |source| ParquetTableError::Io {
-            path: path.display().to_string(),
-            source,
-        };
+    pub fn create(file: OutputFile, contract: Contract) -> Result<ParquetTable, ParquetTableError> {
+        let path = file.path().to_path_buf();
         let pq = |source| ParquetTableError::Parquet {
             path: path.display().to_string(),
             source,
@@ -62,7 +58,7 @@ impl ParquetTable {
             .map(|n| format!("REQUIRED DOUBLE {n}; "))
             .collect();
         let message = format!(
-            "message features {{ REQUIRED BYTE_ARRAY event_id (UTF8); OPTIONAL INT32 step; OPTIONAL INT32 label; {columns}}}"
+            "message features {{ REQUIRED BYTE_ARRAY event_id (UTF8); OPTIONAL INT64 step; OPTIONAL INT32 label; {columns}}}"
         );
         let schema = Arc::new(parse_message_type(&message).map_err(pq)?);
         let props = Arc::new(
@@ -70,13 +66,11 @@ impl ParquetTable {
                 .set_compression(Compression::SNAPPY)
                 .build(),
         );
-        let (guard, file) = AtomicPath::create(path).map_err(io)?;
         let writer =
             SerializedFileWriter::new(BufWriter::with_capacity(1 << 20, file), schema, props)
                 .map_err(pq)?;
         Ok(ParquetTable {
-            path: path.to_path_buf(),
-            guard,
+            path,
             writer: Some(writer),
             features: contract.names().len(),
             ids: Vec::new(),
@@ -89,7 +83,7 @@ impl ParquetTable {
     pub fn push(&mut self, row: &FeatureRow) -> Result<(), ParquetTableError> {
         self.ids
             .push(ByteArray::from(row.id.to_string().into_bytes()));
-        optional(&mut self.steps, row.step.map(|s| s as i32));
+        optional(&mut self.steps, row.step.map(i64::from));
         optional(&mut self.labels, row.label.map(|l| i32::from(l.is_fraud)));
         for (column, v) in self.columns.iter_mut().zip(row.values.iter()) {
             column.push(*v);
@@ -118,7 +112,7 @@ impl ParquetTable {
                 0 => column
                     .typed::<ByteArrayType>()
                     .write_batch(&self.ids, None, None),
-                1 => column.typed::<Int32Type>().write_batch(
+                1 => column.typed::<Int64Type>().write_batch(
                     &self.steps.0,
                     Some(&self.steps.1),
                     None,
@@ -147,8 +141,8 @@ impl ParquetTable {
         Ok(())
     }
 
-    /// Writes the last row group and the footer, then renames the file into
-    /// place.
+    /// Writes the last row group and the footer, then flushes and syncs the
+    /// file (its group renames it).
     pub fn finish(mut self) -> Result<(), ParquetTableError> {
         self.flush()?;
         let path = self.path.display().to_string();
@@ -166,18 +160,87 @@ impl ParquetTable {
             source,
         };
         let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-        self.guard.commit(file).map_err(io)
+        file.finish().map(|_| ()).map_err(io)
     }
 }
 
 /// Appends an optional value as Parquet does: the value only when present,
 /// and a definition level for every row.
-fn optional(column: &mut (Vec<i32>, Vec<i16>), value: Option<i32>) {
+fn optional<T>(column: &mut (Vec<T>, Vec<i16>), value: Option<T>) {
     match value {
         Some(v) => {
             column.0.push(v);
             column.1.push(1);
         }
         None => column.1.push(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::RowAccessor;
+
+    use super::*;
+    use crate::atomic::OutputGroup;
+    use crate::event::{EventId, Label};
+    use crate::features::FeatureVec;
+
+    #[test]
+    fn no_column_narrows_a_value_it_is_given() {
+        // Every step a u32 holds, at its extremes and past int32's range,
+        // and every label; read back as written.
+        let steps = [
+            None,
+            Some(0),
+            Some(1),
+            Some(i32::MAX as u32),
+            Some(i32::MAX as u32 + 1),
+            Some(3_000_000_000),
+            Some(u32::MAX),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let group = OutputGroup::new();
+        let mut table = ParquetTable::create(group.create(&path).unwrap(), Contract::V1).unwrap();
+        let width = Contract::V1.names().len();
+        let rows: Vec<FeatureRow> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, &step)| FeatureRow {
+                id: EventId::Row(u64::MAX - i as u64),
+                seq: i as u64,
+                time_ms: 0,
+                step,
+                received_us: 0,
+                label: (i % 3 != 0).then_some(Label {
+                    is_fraud: i % 2 == 0,
+                    is_flagged_fraud: false,
+                }),
+                values: FeatureVec::from_slice(&vec![f64::MAX / (i as f64 + 1.0); width]),
+            })
+            .collect();
+        for row in &rows {
+            table.push(row).unwrap();
+        }
+        table.finish().unwrap();
+        group.commit().unwrap();
+        let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let got: Vec<_> = reader
+            .get_row_iter(None)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got.len(), rows.len());
+        for (row, want) in got.iter().zip(&rows) {
+            assert_eq!(row.get_string(0).unwrap(), &want.id.to_string());
+            let step = row.get_long(1).ok().map(|s| u32::try_from(s).unwrap());
+            assert_eq!(step, want.step);
+            let label = row.get_int(2).ok();
+            assert_eq!(label, want.label.map(|l| i32::from(l.is_fraud)));
+            for (k, v) in want.values.iter().enumerate() {
+                assert_eq!(row.get_double(3 + k).unwrap(), *v);
+            }
+        }
     }
 }
