@@ -8,9 +8,9 @@ mod reader;
 mod record;
 mod writer;
 
-pub use error::{ReadError, RowError, RowErrorKind};
+pub use error::{NonFinite, ReadError, RowError, RowErrorKind, StepProblem, MAX_STEP};
 pub use reader::{PaysimReader, ReaderOptions};
-pub use record::{AccountId, AccountKind, Transaction, TxnType};
+pub use record::{AccountError, AccountId, AccountKind, Transaction, TxnType, MAX_DIGITS};
 pub use writer::{write_java_double, PaysimWriter};
 
 /// The exact header of the Kaggle PaySim file, in order.
