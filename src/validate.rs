@@ -90,7 +90,7 @@ pub fn validate(report: &EdaReport) -> Validation {
         warnings.push(Finding {
             check: "step_order",
             message: format!(
-                "{} rows come after a row of a later step",
+                "{} rows have a step below that of an earlier row (the file is not in step order)",
                 report.steps.out_of_order_rows
             ),
         });
