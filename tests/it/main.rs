@@ -7,9 +7,11 @@
 
 mod common;
 mod features;
+mod hostile_input;
 mod live;
 mod models;
 mod output;
+mod parser_fuzz;
 mod paysim;
 mod pipeline;
 mod schemas;
