@@ -373,3 +373,30 @@ fn invalid_utf8_in_a_json_string_is_a_dead_letter_never_replaced() {
         "{table:.300}"
     );
 }
+
+#[test]
+fn line_numbers_stay_right_after_blank_lines_and_stray_quotes() {
+    // Found by the property test: the csv crate counted a skipped blank
+    // line as the next row's, and a stray quote joined the lines after it.
+    let body = format!(
+        "{}\n\n{}\r\n \r\n\"{}\n{}\n\n\n{}",
+        HEADER.join(","),
+        row("1", "C1"),
+        row("1", "C2"),
+        row("x", "C3"),
+        row("2", "C4")
+    );
+    let reader = PaysimReader::new(body.as_bytes()).unwrap();
+    let got: Vec<Result<u32, String>> = reader
+        .map(|r| r.map(|t| t.step).map_err(|e| e.to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            Ok(1),
+            Err("line 5: column step: \"\\\"1\" is not a number".to_string()),
+            Err("line 6: column step: \"x\" is not a number".to_string()),
+            Ok(2),
+        ]
+    );
+}
