@@ -108,7 +108,13 @@ pub struct Quote {
 impl Quote {
     /// Quotes raw bytes.
     pub fn new(value: &[u8]) -> Quote {
-        let (text, whole) = take(value, VALUE_LIMIT, Style::Escaped);
+        Quote::with_limit(value, VALUE_LIMIT)
+    }
+
+    /// Quotes raw bytes, keeping up to `limit` bytes of text: for a value
+    /// longer than most by nature, such as a file's header line.
+    pub fn with_limit(value: &[u8], limit: usize) -> Quote {
+        let (text, whole) = take(value, limit, Style::Escaped);
         Quote {
             text,
             len: value.len(),

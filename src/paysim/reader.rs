@@ -200,7 +200,8 @@ fn check_header(header: &[u8]) -> Result<(), ReadError> {
     }
     Err(ReadError::Header {
         expected: HEADER.join(","),
-        found: Quote::new(&names.join(&b","[..])),
+        // The header is about 130 bytes: quote all of a plausible one.
+        found: Quote::with_limit(&names.join(&b","[..]), 512),
         detail,
     })
 }
@@ -564,6 +565,10 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
+        assert!(
+            err.contains(&format!("found \"{}\"", body.trim_end())),
+            "{err}"
+        );
         assert!(
             err.contains("missing: oldbalanceOrg, isFlaggedFraud"),
             "{err}"
