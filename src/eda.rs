@@ -35,7 +35,8 @@ pub struct Eda {
     flagged_fraud: u64,
     by_type: [TypeCount; 5],
     rows_per_step: BTreeMap<u32, u64>,
-    last_step: u32,
+    /// The largest step of the rows so far.
+    max_step: u32,
     steps_out_of_order: u64,
 }
 
@@ -62,10 +63,13 @@ impl Eda {
             self.flagged += 1;
             self.flagged_fraud += u64::from(t.is_fraud);
         }
-        if t.step < self.last_step {
+        // Out of order against every row before, not just the one before:
+        // a block of early rows after a late one is out of order row by
+        // row, though only its first row steps down.
+        if t.step < self.max_step {
             self.steps_out_of_order += 1;
         }
-        self.last_step = t.step;
+        self.max_step = self.max_step.max(t.step);
         *self.rows_per_step.entry(t.step).or_default() += 1;
     }
 
@@ -192,7 +196,7 @@ pub struct StepReport {
     pub first: Option<u32>,
     pub last: Option<u32>,
     pub distinct: u64,
-    /// Rows whose step is smaller than the row before's.
+    /// Rows whose step is smaller than that of some row before them.
     pub out_of_order_rows: u64,
     pub rows_min: Option<u64>,
     pub rows_mean: Option<f64>,

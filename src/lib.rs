@@ -13,6 +13,7 @@ pub mod eda;
 pub mod ensemble;
 pub mod eval;
 pub mod event;
+pub mod excerpt;
 pub mod features;
 pub mod generate;
 pub mod models;

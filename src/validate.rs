@@ -42,7 +42,11 @@ pub fn validate(report: &EdaReport) -> Validation {
     let mut warnings = Vec::new();
     let mut error = |check, message| errors.push(Finding { check, message });
     if report.rows == 0 {
-        error("rows", "the file has no valid rows".to_string());
+        let message = match report.bad_rows.count {
+            0 => "the file has no rows after its header".to_string(),
+            n => format!("none of the file's {n} rows is valid"),
+        };
+        error("rows", message);
     }
     if report.bad_rows.count > 0 {
         let codes: Vec<String> = report
@@ -90,7 +94,7 @@ pub fn validate(report: &EdaReport) -> Validation {
         warnings.push(Finding {
             check: "step_order",
             message: format!(
-                "{} rows come after a row of a later step",
+                "{} rows have a step below that of an earlier row (the file is not in step order)",
                 report.steps.out_of_order_rows
             ),
         });
@@ -108,5 +112,28 @@ pub fn validate(report: &EdaReport) -> Validation {
         valid: errors.is_empty(),
         errors,
         warnings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate;
+    use crate::eda::Eda;
+    use crate::scan::{scan, ScanOptions};
+
+    fn rows_message(body: &str) -> String {
+        let head = crate::paysim::HEADER.join(",");
+        let mut eda = Eda::default();
+        let data = format!("{head}\n{body}");
+        let bad = scan(data.as_bytes(), ScanOptions::default(), |t| eda.add(t)).unwrap();
+        let v = validate(&eda.finish(bad));
+        v.errors[0].message.clone()
+    }
+
+    #[test]
+    fn a_file_without_valid_rows_says_whether_it_has_rows_at_all() {
+        assert_eq!(rows_message(""), "the file has no rows after its header");
+        let bad = "x,DEBIT,1,C1,2,1,C2,0,1,0,0\n1,DEBIT,1,C1\n";
+        assert_eq!(rows_message(bad), "none of the file's 2 rows is valid");
     }
 }

@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use fraudflow::pipeline::harness::CONNECT_TIMEOUT;
 use fraudflow::pipeline::Cluster;
+use fraudflow::settings::limits;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct TimelyArgs {
@@ -47,6 +48,14 @@ impl TimelyArgs {
         if workers == 0 {
             bail!("-w must be at least 1, got 0");
         }
+        let all_local = self.hostfile.is_none();
+        limits::check_cluster(workers, self.processes, all_local).map_err(|err| match err {
+            limits::LimitError::Workers { .. } => anyhow!("-w {workers}: {err}"),
+            limits::LimitError::Processes { .. } => anyhow!("-n {}: {err}", self.processes),
+            limits::LimitError::LocalTotal { .. } => {
+                anyhow!("-w {workers} -n {}: {err}", self.processes)
+            }
+        })?;
         if self.processes == 0 || self.process >= self.processes {
             bail!(
                 "-p must be below -n: got -p {} with -n {}",

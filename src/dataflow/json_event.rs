@@ -5,18 +5,27 @@ use thiserror::Error;
 
 use crate::clock::parse_millis;
 use crate::event::{Event, EventId, Label};
-use crate::paysim::{AccountId, TxnType};
+use crate::excerpt::Quote;
+use crate::paysim::{AccountId, NonFinite, TxnType};
 
 /// Largest payload accepted, in bytes.
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 
 /// Why a JSON event was rejected; `code()` is what the dead letter carries
-/// and what the schema documents under `x-dead-letter-codes`.
+/// and what the schema documents under `x-dead-letter-codes`. Every value
+/// named is a bounded [`Quote`].
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum EventError {
     #[error("payload of {bytes} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit")]
     Oversize { bytes: usize },
-    #[error("not a JSON object: {reason}")]
+    #[error("not UTF-8: byte {at} of the line starts {bytes}, which no UTF-8 text holds")]
+    InvalidUtf8 {
+        /// 1-based position of the first bad byte.
+        at: usize,
+        /// The bad bytes, escaped.
+        bytes: Quote,
+    },
+    #[error("{reason}")]
     Malformed { reason: String },
     #[error("field {field} is missing")]
     Missing { field: &'static str },
@@ -27,25 +36,37 @@ pub enum EventError {
         found: String,
     },
     #[error("field amount: {value} is negative")]
-    NegativeAmount { value: f64 },
+    NegativeAmount { value: Quote },
     #[error("field {field}: {value} is negative")]
-    NegativeBalance { field: &'static str, value: f64 },
-    #[error("field {field}: {value:?} is not a finite number")]
-    NotFinite { field: &'static str, value: String },
-    #[error("field type: {value:?} is not one of CASH_IN, CASH_OUT (or CASH-OUT), DEBIT, PAYMENT, TRANSFER")]
-    UnknownType { value: String },
-    #[error(
-        "field timestamp: {value:?} is not an ISO-8601 time with a UTC offset, at or after 1970"
-    )]
-    BadTimestamp { value: String },
-    #[error("field {field}: {value:?} is empty")]
-    Empty { field: &'static str, value: String },
+    NegativeBalance { field: &'static str, value: Quote },
+    #[error("field {field}: {value} {problem}")]
+    NotFinite {
+        field: &'static str,
+        value: Quote,
+        problem: NonFinite,
+    },
+    #[error("field type: {value} is not one of CASH_IN, CASH_OUT (or CASH-OUT), DEBIT, PAYMENT, TRANSFER")]
+    UnknownType { value: Quote },
+    #[error("field timestamp: {value} {problem}")]
+    BadTimestamp { value: Quote, problem: TimeProblem },
+    #[error("field {field}: {value} is empty")]
+    Empty { field: &'static str, value: Quote },
+}
+
+/// Why a timestamp is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum TimeProblem {
+    #[error("is not an ISO-8601 time with a UTC offset, such as 2024-03-01T12:00:00Z")]
+    NotIso,
+    #[error("is before 1970")]
+    Before1970,
 }
 
 impl EventError {
     pub fn code(&self) -> &'static str {
         match self {
             EventError::Oversize { .. } => "oversize_payload",
+            EventError::InvalidUtf8 { .. } => "invalid_utf8",
             EventError::Malformed { .. } => "malformed_json",
             EventError::Missing { .. } => "missing_field",
             EventError::WrongType { .. } => "wrong_type",
@@ -57,6 +78,42 @@ impl EventError {
             EventError::Empty { .. } => "empty_field",
         }
     }
+}
+
+/// The UTF-8 byte-order mark, which some editors put at the start of a
+/// file: allowed there (and at the start of an HTTP body), nowhere else.
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// `input` without a leading byte-order mark.
+pub fn strip_bom(input: &[u8]) -> &[u8] {
+    input.strip_prefix(BOM).unwrap_or(input)
+}
+
+/// Checks what comes before JSON: the size, UTF-8 (never replaced: a line
+/// that is not UTF-8 is refused, so no value is silently changed), and a
+/// byte-order mark out of place.
+fn payload_text(payload: &[u8]) -> Result<&str, EventError> {
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(EventError::Oversize {
+            bytes: payload.len(),
+        });
+    }
+    let text = std::str::from_utf8(payload).map_err(|e| {
+        let at = e.valid_up_to();
+        let len = e.error_len().unwrap_or(payload.len() - at);
+        EventError::InvalidUtf8 {
+            at: at + 1,
+            bytes: Quote::new(&payload[at..at + len]),
+        }
+    })?;
+    if payload.trim_ascii_start().starts_with(BOM) {
+        return Err(EventError::Malformed {
+            reason: "a byte-order mark (U+FEFF) starts the line: one is allowed only at the \
+                     start of a file or body"
+                .to_string(),
+        });
+    }
+    Ok(text)
 }
 
 /// Parses one event. `seq` is its input order. Leakage fields (`is_fraud`,
@@ -73,37 +130,46 @@ impl EventError {
 /// let bad = parse_event(r#"{"event_id":"e2"}"#, 8).unwrap_err();
 /// assert_eq!(bad.code(), "missing_field");
 /// ```
-pub fn parse_event(payload: &str, seq: u64) -> Result<Event, EventError> {
-    if payload.len() > MAX_PAYLOAD_BYTES {
-        return Err(EventError::Oversize {
-            bytes: payload.len(),
-        });
-    }
-    let value: Value = serde_json::from_str(payload).map_err(|e| EventError::Malformed {
-        reason: e.to_string(),
+pub fn parse_event(payload: impl AsRef<[u8]>, seq: u64) -> Result<Event, EventError> {
+    let text = payload_text(payload.as_ref())?;
+    let value: Value = serde_json::from_str(text).map_err(|e| EventError::Malformed {
+        reason: format!("not JSON: {e}"),
     })?;
     let Value::Object(obj) = value else {
         return Err(EventError::Malformed {
-            reason: format!("found {}", kind_of(&value)),
+            reason: format!("expected a JSON object, found {}", describe(&value)),
         });
     };
-    let event_id = string(&obj, "event_id")?;
-    let timestamp = string(&obj, "timestamp")?;
-    let ms = parse_millis(&timestamp)
-        .filter(|&s| s >= 0)
-        .ok_or(EventError::BadTimestamp { value: timestamp })?;
-    let user = string(&obj, "user_id")?;
-    let kind_text = string(&obj, "type")?;
-    let kind = TxnType::from_bytes(kind_text.as_bytes())
-        .ok_or(EventError::UnknownType { value: kind_text })?;
-    let amount = number(&obj, "amount")?.ok_or(EventError::Missing { field: "amount" })?;
+    event(&obj, seq)
+}
+
+/// The event an object describes.
+fn event(obj: &Map<String, Value>, seq: u64) -> Result<Event, EventError> {
+    let event_id = string(obj, "event_id")?;
+    let timestamp = string(obj, "timestamp")?;
+    let bad_time = |problem| EventError::BadTimestamp {
+        value: Quote::of(&timestamp),
+        problem,
+    };
+    let ms = parse_millis(&timestamp).ok_or_else(|| bad_time(TimeProblem::NotIso))?;
+    if ms < 0 {
+        return Err(bad_time(TimeProblem::Before1970));
+    }
+    let user = string(obj, "user_id")?;
+    let kind_text = string(obj, "type")?;
+    let kind =
+        TxnType::from_bytes(kind_text.as_bytes()).ok_or_else(|| EventError::UnknownType {
+            value: Quote::of(&kind_text),
+        })?;
+    let (amount, amount_text) =
+        number(obj, "amount")?.ok_or(EventError::Missing { field: "amount" })?;
     if amount < 0.0 {
-        return Err(EventError::NegativeAmount { value: amount });
+        return Err(EventError::NegativeAmount { value: amount_text });
     }
     let balance = |field| -> Result<Option<f64>, EventError> {
-        match number(&obj, field)? {
-            Some(v) if v < 0.0 => Err(EventError::NegativeBalance { field, value: v }),
-            other => Ok(other),
+        match number(obj, field)? {
+            Some((v, value)) if v < 0.0 => Err(EventError::NegativeBalance { field, value }),
+            other => Ok(other.map(|(v, _)| v)),
         }
     };
     let old_balance_orig = balance("old_balance_orig")?.ok_or(EventError::Missing {
@@ -114,7 +180,7 @@ pub fn parse_event(payload: &str, seq: u64) -> Result<Event, EventError> {
     })?;
     let dest = match obj.get("dest_id") {
         None | Some(Value::Null) => None,
-        Some(_) => Some(AccountId::from_name(&string(&obj, "dest_id")?)),
+        Some(_) => Some(AccountId::from_name(&string(obj, "dest_id")?)),
     };
     let ms = ms as u64;
     Ok(Event {
@@ -131,7 +197,7 @@ pub fn parse_event(payload: &str, seq: u64) -> Result<Event, EventError> {
         dest,
         old_balance_dest: balance("old_balance_dest")?.unwrap_or(0.0),
         new_balance_dest: balance("new_balance_dest")?.unwrap_or(0.0),
-        label: label(&obj)?,
+        label: label(obj)?,
         received_us: 0,
     })
 }
@@ -169,16 +235,16 @@ pub fn paysim_event(t: &crate::paysim::Transaction, event_id: &str, time_ms: u64
     })
 }
 
-fn kind_of(v: &Value) -> String {
+/// A JSON value for a message: its kind, and a short quote of a string.
+fn describe(v: &Value) -> String {
     match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        Value::Null => "null".to_string(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {}", Quote::of(&n.to_string())),
+        Value::String(s) => format!("the string {}", Quote::of(s)),
+        Value::Array(_) => "an array".to_string(),
+        Value::Object(_) => "an object".to_string(),
     }
-    .to_string()
 }
 
 fn string(obj: &Map<String, Value>, field: &'static str) -> Result<String, EventError> {
@@ -186,44 +252,53 @@ fn string(obj: &Map<String, Value>, field: &'static str) -> Result<String, Event
         None | Some(Value::Null) => Err(EventError::Missing { field }),
         Some(Value::String(s)) if s.trim().is_empty() => Err(EventError::Empty {
             field,
-            value: s.clone(),
+            value: Quote::of(s),
         }),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(other) => Err(EventError::WrongType {
             field,
             expected: "a string",
-            found: kind_of(other),
+            found: describe(other),
         }),
     }
 }
 
-/// A number, or a string holding one (producers often quote decimals).
-fn number(obj: &Map<String, Value>, field: &'static str) -> Result<Option<f64>, EventError> {
-    let value = match obj.get(field) {
+/// A number, or a string holding one (producers often quote decimals),
+/// with its text as written for messages.
+fn number(
+    obj: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<(f64, Quote)>, EventError> {
+    let (value, text) = match obj.get(field) {
         None | Some(Value::Null) => return Ok(None),
-        Some(Value::Number(n)) => n.as_f64().ok_or_else(|| EventError::NotFinite {
-            field,
-            value: n.to_string(),
-        })?,
-        Some(Value::String(s)) => s.trim().parse::<f64>().map_err(|_| EventError::WrongType {
-            field,
-            expected: "a number",
-            found: format!("the string {s:?}"),
-        })?,
+        // Without serde_json's arbitrary precision every number is an f64,
+        // an i64 or a u64; JSON itself has no NaN and no infinity.
+        Some(Value::Number(n)) => (n.as_f64().unwrap_or(f64::NAN), n.to_string()),
+        Some(Value::String(s)) => match s.trim().parse::<f64>() {
+            Ok(v) => (v, s.clone()),
+            Err(_) => {
+                return Err(EventError::WrongType {
+                    field,
+                    expected: "a number",
+                    found: format!("the string {}", Quote::of(s)),
+                })
+            }
+        },
         Some(other) => {
             return Err(EventError::WrongType {
                 field,
                 expected: "a number",
-                found: kind_of(other),
+                found: describe(other),
             })
         }
     };
     if value.is_finite() {
-        Ok(Some(value))
+        Ok(Some((value, Quote::of(&text))))
     } else {
         Err(EventError::NotFinite {
             field,
-            value: value.to_string(),
+            value: Quote::of(&text),
+            problem: NonFinite::of(text.as_bytes(), value),
         })
     }
 }
@@ -244,8 +319,8 @@ fn label(obj: &Map<String, Value>) -> Result<Option<Label>, EventError> {
             }
             Some(other) => Err(EventError::WrongType {
                 field,
-                expected: "a label",
-                found: kind_of(other),
+                expected: "a label (0, 1, true, false, \"fraud\", \"legit\", \"true_positive\" or \"false_positive\")",
+                found: describe(other),
             }),
         }
     };

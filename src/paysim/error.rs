@@ -2,27 +2,90 @@ use std::io;
 
 use thiserror::Error;
 
-/// Why one row of a PaySim file was rejected.
+use super::record::AccountError;
+use crate::excerpt::Quote;
+
+/// Why one row of a PaySim file was rejected. Every value named is a
+/// bounded [`Quote`]: a 10 MB field makes a short message.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum RowErrorKind {
     #[error("expected 11 fields, found {found}")]
     FieldCount { found: usize },
-    #[error("column {column}: {value:?} is not a number")]
-    NotANumber { column: &'static str, value: String },
-    #[error("column {column}: {value:?} is not finite")]
-    NotFinite { column: &'static str, value: String },
+    #[error("column {column}: {value} is not a number")]
+    NotANumber { column: &'static str, value: Quote },
+    #[error("column {column}: {value} {problem}")]
+    NotFinite {
+        column: &'static str,
+        value: Quote,
+        problem: NonFinite,
+    },
     #[error("column amount: {value} is negative")]
-    NegativeAmount { value: f64 },
+    NegativeAmount { value: Quote },
     #[error("column {column}: {value} is negative")]
-    NegativeBalance { column: &'static str, value: f64 },
-    #[error("column step: {value:?} is not a whole number of hours")]
-    BadStep { value: String },
-    #[error("column type: {value:?} is not one of CASH_IN, CASH_OUT, DEBIT, PAYMENT, TRANSFER")]
-    UnknownType { value: String },
-    #[error("column {column}: {value:?} is not an account name (C or M then digits)")]
-    BadAccount { column: &'static str, value: String },
-    #[error("column {column}: {value:?} is not a label (0, 1, 0.0 or 1.0)")]
-    BadLabel { column: &'static str, value: String },
+    NegativeBalance { column: &'static str, value: Quote },
+    #[error("column step: {value} {problem}")]
+    BadStep { value: Quote, problem: StepProblem },
+    #[error("column type: {value} is not one of CASH_IN, CASH_OUT, DEBIT, PAYMENT, TRANSFER")]
+    UnknownType { value: Quote },
+    #[error("column {column}: {value}: {problem}")]
+    BadAccount {
+        column: &'static str,
+        value: Quote,
+        problem: AccountError,
+    },
+    #[error("column {column}: {value} is not a label (0, 1, 0.0 or 1.0)")]
+    BadLabel { column: &'static str, value: Quote },
+}
+
+/// Why a number that parsed is still refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum NonFinite {
+    #[error("is NaN, not a number")]
+    NaN,
+    #[error("is infinite")]
+    Infinite,
+    #[error("is beyond the largest 64-bit float (about 1.8e308)")]
+    Overflow,
+}
+
+impl NonFinite {
+    /// Classifies a value that parsed to `value` (not finite) from `text`:
+    /// written as infinity, or a finite number too large for a double.
+    pub fn of(text: &[u8], value: f64) -> NonFinite {
+        let digits = text.trim_ascii();
+        let digits = digits
+            .strip_prefix(b"-")
+            .or_else(|| digits.strip_prefix(b"+"))
+            .unwrap_or(digits);
+        if value.is_nan() {
+            NonFinite::NaN
+        } else if digits
+            .first()
+            .is_some_and(|b| b.eq_ignore_ascii_case(&b'i'))
+        {
+            NonFinite::Infinite
+        } else {
+            NonFinite::Overflow
+        }
+    }
+}
+
+/// The largest step a row may have: steps are hours counted in 32 bits.
+pub const MAX_STEP: u32 = u32::MAX;
+
+/// Why a step is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum StepProblem {
+    #[error("is not a number")]
+    NotANumber,
+    #[error("is not a whole number of hours")]
+    Fraction,
+    #[error("is negative")]
+    Negative,
+    #[error("is beyond the largest step {MAX_STEP} (steps are hours counted in 32 bits)")]
+    TooLarge,
+    #[error("{0}")]
+    NotFinite(NonFinite),
 }
 
 impl RowErrorKind {
@@ -60,11 +123,11 @@ pub enum ReadError {
     #[error("wrong header: expected {expected}, found {found}{detail}")]
     Header {
         expected: String,
-        found: String,
+        found: Quote,
         detail: String,
     },
     #[error("read failed at line {line}: {source}")]
-    Io { line: u64, source: csv::Error },
+    Io { line: u64, source: io::Error },
     #[error(transparent)]
     Row(#[from] RowError),
 }
@@ -75,8 +138,7 @@ impl ReadError {
     pub fn is_data_error(&self) -> bool {
         match self {
             ReadError::Empty { .. } | ReadError::Header { .. } | ReadError::Row(_) => true,
-            ReadError::Io { source, .. } => !matches!(source.kind(), csv::ErrorKind::Io(_)),
-            ReadError::Open { .. } => false,
+            ReadError::Io { .. } | ReadError::Open { .. } => false,
         }
     }
 }

@@ -8,10 +8,10 @@ mod reader;
 mod record;
 mod writer;
 
-pub use error::{ReadError, RowError, RowErrorKind};
+pub use error::{NonFinite, ReadError, RowError, RowErrorKind, StepProblem, MAX_STEP};
 pub(crate) use reader::step as step_of;
 pub use reader::{PaysimReader, ReaderOptions};
-pub use record::{AccountId, AccountKind, Transaction, TxnType};
+pub use record::{AccountError, AccountId, AccountKind, Transaction, TxnType, MAX_DIGITS};
 pub use writer::{write_java_double, PaysimWriter};
 
 /// The exact header of the Kaggle PaySim file, in order.

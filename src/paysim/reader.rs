@@ -1,10 +1,11 @@
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use super::error::{ReadError, RowError, RowErrorKind};
+use super::error::{NonFinite, ReadError, RowError, RowErrorKind, StepProblem, MAX_STEP};
 use super::record::{AccountId, Transaction, TxnType};
 use super::HEADER;
+use crate::excerpt::Quote;
 
 /// How a [`PaysimReader`] reads.
 #[derive(Clone, Copy, Debug)]
@@ -44,17 +45,18 @@ impl Default for ReaderOptions {
 /// assert_eq!(first.amount, 19_169_204.93);
 /// assert!(first.is_fraud);
 /// let bad = reader.next().unwrap().unwrap_err();
-/// assert_eq!(bad.to_string(), "line 3: column amount: -5 is negative");
+/// assert_eq!(bad.to_string(), "line 3: column amount: \"-5\" is negative");
 /// assert!(reader.next().is_none());
 /// ```
 pub struct PaysimReader<R> {
-    csv: csv::Reader<R>,
-    record: csv::ByteRecord,
-    /// Lines before the first one this reader sees.
-    line_offset: u64,
+    input: R,
+    /// The last line read, its line end removed.
+    line: Vec<u8>,
+    /// Its 1-based line number in the file.
+    line_no: u64,
 }
 
-impl PaysimReader<File> {
+impl PaysimReader<BufReader<File>> {
     /// Opens a file and checks its header.
     pub fn open(path: &Path) -> Result<Self, ReadError> {
         let file = File::open(path).map_err(|source| ReadError::Open {
@@ -65,95 +67,100 @@ impl PaysimReader<File> {
     }
 }
 
-impl<R: Read> PaysimReader<R> {
+impl<R: Read> PaysimReader<BufReader<R>> {
     /// Wraps any byte source and checks its header.
     pub fn new(inner: R) -> Result<Self, ReadError> {
         Self::with_options(inner, ReaderOptions::default())
     }
 
     pub fn with_options(inner: R, options: ReaderOptions) -> Result<Self, ReadError> {
-        let mut reader = Self::headless(inner, 1, options);
-        let mut header = csv::ByteRecord::new();
-        let found_any = reader
-            .csv
-            .read_byte_record(&mut header)
-            .map_err(|source| ReadError::Io { line: 1, source })?;
-        if !found_any {
+        let input = BufReader::with_capacity(options.buffer_bytes, inner);
+        let mut reader = PaysimReader::headless(input, 1);
+        if !reader.read_line()? {
             return Err(ReadError::Empty {
                 expected: HEADER.join(","),
             });
         }
-        check_header(&header)?;
+        check_header(&reader.line)?;
         Ok(reader)
-    }
-
-    /// Reads rows from a source positioned at the start of line
-    /// `first_line` of a PaySim file, after the header: how each worker
-    /// reads its own share of a file.
-    pub fn headless(inner: R, first_line: u64, options: ReaderOptions) -> Self {
-        let csv = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            // With CRLF as terminator csv-core ends a record at `\r` and
-            // counts the line at `\n`, so line numbers would lag by one;
-            // splitting at `\n` alone keeps them right, and fields are
-            // trimmed, which removes the `\r`.
-            .terminator(csv::Terminator::Any(b'\n'))
-            .buffer_capacity(options.buffer_bytes)
-            .from_reader(inner);
-        PaysimReader {
-            csv,
-            record: csv::ByteRecord::with_capacity(128, 11),
-            line_offset: first_line.saturating_sub(1),
-        }
-    }
-
-    /// The last record as text, fields joined by commas: the raw payload
-    /// a dead letter carries.
-    pub fn last_raw(&self) -> String {
-        let fields: Vec<String> = self
-            .record
-            .iter()
-            .map(|f| String::from_utf8_lossy(f.trim_ascii()).into_owned())
-            .collect();
-        fields.join(",")
-    }
-
-    /// The line the last record started on.
-    pub fn line(&self) -> u64 {
-        self.line_offset + self.record.position().map_or(1, |p| p.line())
     }
 }
 
-impl<R: Read> Iterator for PaysimReader<R> {
+impl<R: BufRead> PaysimReader<R> {
+    /// Reads rows from a source positioned at the start of line
+    /// `first_line` of a PaySim file, after the header: how each worker
+    /// reads its own share of a file (a byte slice reads without a copy).
+    ///
+    /// One line is one row, whatever it holds. PaySim's fields hold no
+    /// commas or quotes, so a row is split at every comma and a field
+    /// written in double quotes (as R saves them) is unquoted; a stray `"`
+    /// cannot join the lines after it into one record, as a CSV quoting
+    /// rule would (a whole block of rows lost as one dead letter).
+    pub fn headless(input: R, first_line: u64) -> Self {
+        PaysimReader {
+            input,
+            line: Vec::with_capacity(256),
+            line_no: first_line.saturating_sub(1),
+        }
+    }
+
+    /// Reads the next line into `self.line`; false at the end.
+    fn read_line(&mut self) -> Result<bool, ReadError> {
+        self.line.clear();
+        let line = self.line_no + 1;
+        let read = self
+            .input
+            .read_until(b'\n', &mut self.line)
+            .map_err(|source| ReadError::Io { line, source })?;
+        if read == 0 {
+            return Ok(false);
+        }
+        self.line_no = line;
+        if self.line.last() == Some(&b'\n') {
+            self.line.pop();
+        }
+        if self.line.last() == Some(&b'\r') {
+            self.line.pop();
+        }
+        Ok(true)
+    }
+
+    /// The last line read, without its line end: the raw payload a dead
+    /// letter quotes.
+    pub fn last_line(&self) -> &[u8] {
+        &self.line
+    }
+
+    /// The line number of the last row.
+    pub fn line(&self) -> u64 {
+        self.line_no
+    }
+}
+
+impl<R: BufRead> Iterator for PaysimReader<R> {
     type Item = Result<Transaction, ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            match self.csv.read_byte_record(&mut self.record) {
-                // A blank line of a CRLF file (`\r` alone) holds no data.
-                Ok(true) if self.record.len() == 1 && trim(&self.record[0]).is_empty() => continue,
-                Ok(true) => {
-                    let line = self.line();
-                    return Some(
-                        parse_record(&self.record).map_err(|kind| RowError { line, kind }.into()),
-                    );
-                }
+            match self.read_line() {
+                Err(err) => return Some(Err(err)),
                 Ok(false) => return None,
-                Err(source) => {
-                    let line = source
-                        .position()
-                        .map_or(self.line(), |p| self.line_offset + p.line());
-                    return Some(Err(ReadError::Io { line, source }));
+                // A blank line holds no data.
+                Ok(true) if self.line.trim_ascii().is_empty() => continue,
+                Ok(true) => {
+                    let line = self.line_no;
+                    return Some(
+                        parse_line(&self.line).map_err(|kind| RowError { line, kind }.into()),
+                    );
                 }
             }
         }
     }
 }
 
-fn check_header(header: &csv::ByteRecord) -> Result<(), ReadError> {
-    let names: Vec<String> = header
-        .iter()
+fn check_header(header: &[u8]) -> Result<(), ReadError> {
+    let names: Vec<&[u8]> = header
+        .split(|&b| b == b',')
         .enumerate()
         .map(|(i, f)| {
             let f = if i == 0 {
@@ -161,51 +168,89 @@ fn check_header(header: &csv::ByteRecord) -> Result<(), ReadError> {
             } else {
                 f
             };
-            String::from_utf8_lossy(f).trim().to_string()
+            unquote(trim(f))
         })
         .collect();
-    if names.iter().map(String::as_str).eq(HEADER) {
+    if names
+        .iter()
+        .copied()
+        .eq(HEADER.iter().map(|h| h.as_bytes()))
+    {
         return Ok(());
     }
     let missing: Vec<&str> = HEADER
         .iter()
         .copied()
-        .filter(|h| !names.iter().any(|n| n == h))
+        .filter(|h| !names.contains(&h.as_bytes()))
         .collect();
-    let unexpected: Vec<&str> = names
+    let unexpected: Vec<&[u8]> = names
         .iter()
-        .map(String::as_str)
-        .filter(|n| !HEADER.contains(n))
+        .copied()
+        .filter(|n| !HEADER.iter().any(|h| h.as_bytes() == *n))
         .collect();
     let mut detail = String::new();
     if !missing.is_empty() {
         detail.push_str(&format!("; missing: {}", missing.join(", ")));
     }
     if !unexpected.is_empty() {
-        detail.push_str(&format!("; unexpected: {}", unexpected.join(", ")));
+        detail.push_str(&format!("; unexpected: {}", column_list(&unexpected)));
     }
     if missing.is_empty() && unexpected.is_empty() {
         detail.push_str("; the columns are out of order");
     }
     Err(ReadError::Header {
         expected: HEADER.join(","),
-        found: names.join(","),
+        // The header is about 130 bytes: quote all of a plausible one.
+        found: Quote::with_limit(&names.join(&b","[..]), 512),
         detail,
     })
 }
 
-/// Turns one CSV record into a transaction, or says why not.
-pub(crate) fn parse_record(rec: &csv::ByteRecord) -> Result<Transaction, RowErrorKind> {
-    if rec.len() != HEADER.len() {
-        return Err(RowErrorKind::FieldCount { found: rec.len() });
+/// Column names for a message: a plain name as it is, anything else
+/// quoted; a few of them, then how many more (a binary file's first line
+/// can hold thousands of "columns").
+fn column_list(names: &[&[u8]]) -> String {
+    const SHOWN: usize = HEADER.len();
+    let plain = |n: &[u8]| {
+        (1..=crate::excerpt::VALUE_LIMIT).contains(&n.len())
+            && n.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    let mut list: Vec<String> = names
+        .iter()
+        .take(SHOWN)
+        .map(|&n| match std::str::from_utf8(n) {
+            Ok(text) if plain(n) => text.to_string(),
+            _ => Quote::new(n).to_string(),
+        })
+        .collect();
+    if names.len() > SHOWN {
+        list.push(format!("and {} more", names.len() - SHOWN));
     }
-    let field = |i: usize| trim(&rec[i]);
+    list.join(", ")
+}
+
+/// Turns one line into a transaction, or says why not.
+fn parse_line(line: &[u8]) -> Result<Transaction, RowErrorKind> {
+    let mut fields: [&[u8]; 11] = [&[]; 11];
+    let mut found = 0;
+    for (i, f) in line.split(|&b| b == b',').enumerate() {
+        if let Some(slot) = fields.get_mut(i) {
+            *slot = unquote(trim(f));
+        }
+        found = i + 1;
+    }
+    if found != HEADER.len() {
+        return Err(RowErrorKind::FieldCount { found });
+    }
+    let field = |i: usize| fields[i];
     let kind = TxnType::from_bytes(field(1)).ok_or_else(|| RowErrorKind::UnknownType {
-        value: lossy(field(1)),
+        value: Quote::new(field(1)),
     })?;
     let amount = number(field(2), HEADER[2])?;
     if amount < 0.0 {
-        return Err(RowErrorKind::NegativeAmount { value: amount });
+        return Err(RowErrorKind::NegativeAmount {
+            value: Quote::new(field(2)),
+        });
     }
     Ok(Transaction {
         step: step(field(0))?,
@@ -226,21 +271,26 @@ fn trim(raw: &[u8]) -> &[u8] {
     raw.trim_ascii()
 }
 
-fn lossy(raw: &[u8]) -> String {
-    String::from_utf8_lossy(raw).into_owned()
+/// A field written in double quotes, without them.
+fn unquote(raw: &[u8]) -> &[u8] {
+    match raw {
+        [b'"', inner @ .., b'"'] => inner,
+        _ => raw,
+    }
 }
 
 fn number(raw: &[u8], column: &'static str) -> Result<f64, RowErrorKind> {
     let parsed = fast_decimal(raw).or_else(|| std::str::from_utf8(raw).ok()?.parse::<f64>().ok());
     match parsed {
         Some(v) if v.is_finite() => Ok(v),
-        Some(_) => Err(RowErrorKind::NotFinite {
+        Some(v) => Err(RowErrorKind::NotFinite {
             column,
-            value: lossy(raw),
+            value: Quote::new(raw),
+            problem: NonFinite::of(raw, v),
         }),
         None => Err(RowErrorKind::NotANumber {
             column,
-            value: lossy(raw),
+            value: Quote::new(raw),
         }),
     }
 }
@@ -322,33 +372,50 @@ fn fast_decimal(raw: &[u8]) -> Option<f64> {
 fn balance(raw: &[u8], column: &'static str) -> Result<f64, RowErrorKind> {
     let value = number(raw, column)?;
     if value < 0.0 {
-        return Err(RowErrorKind::NegativeBalance { column, value });
+        return Err(RowErrorKind::NegativeBalance {
+            column,
+            value: Quote::new(raw),
+        });
     }
     Ok(value)
 }
 
 /// A step field: digits, or a whole number written as a decimal (`1.0`).
 pub(crate) fn step(raw: &[u8]) -> Result<u32, RowErrorKind> {
-    let bad = || RowErrorKind::BadStep { value: lossy(raw) };
     if !raw.is_empty() && raw.len() <= 9 && raw.iter().all(u8::is_ascii_digit) {
         return Ok(raw.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')));
     }
-    // Re-saved copies write steps as `1.0`.
+    step_slow(raw).map_err(|problem| RowErrorKind::BadStep {
+        value: Quote::new(raw),
+        problem,
+    })
+}
+
+/// Steps the fast path does not take: re-saved copies write `1.0`, and a
+/// bad step is told apart by what is wrong with it.
+fn step_slow(raw: &[u8]) -> Result<u32, StepProblem> {
     let v = std::str::from_utf8(raw)
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
-        .ok_or_else(bad)?;
-    if v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v) {
-        Ok(v as u32)
+        .ok_or(StepProblem::NotANumber)?;
+    if !v.is_finite() {
+        Err(StepProblem::NotFinite(NonFinite::of(raw, v)))
+    } else if v < 0.0 {
+        Err(StepProblem::Negative)
+    } else if v.fract() != 0.0 {
+        Err(StepProblem::Fraction)
+    } else if v > f64::from(MAX_STEP) {
+        Err(StepProblem::TooLarge)
     } else {
-        Err(bad())
+        Ok(v as u32)
     }
 }
 
 fn account(raw: &[u8], column: &'static str) -> Result<AccountId, RowErrorKind> {
-    AccountId::from_bytes(raw).ok_or_else(|| RowErrorKind::BadAccount {
+    AccountId::parse(raw).map_err(|problem| RowErrorKind::BadAccount {
         column,
-        value: lossy(raw),
+        value: Quote::new(raw),
+        problem,
     })
 }
 
@@ -364,7 +431,7 @@ fn label(raw: &[u8], column: &'static str) -> Result<bool, RowErrorKind> {
             Some(1.0) => Ok(true),
             _ => Err(RowErrorKind::BadLabel {
                 column,
-                value: lossy(raw),
+                value: Quote::new(raw),
             }),
         },
     }
@@ -472,10 +539,10 @@ mod tests {
                 "line 3: column amount: \"abc\" is not a number",
                 "line 4: expected 11 fields, found 4",
                 "line 5: column type: \"REFUND\" is not one of CASH_IN, CASH_OUT, DEBIT, PAYMENT, TRANSFER",
-                "line 6: column amount: \"NaN\" is not finite",
+                "line 6: column amount: \"NaN\" is NaN, not a number",
                 "line 7: column isFraud: \"2\" is not a label (0, 1, 0.0 or 1.0)",
-                "line 8: column step: \"x\" is not a whole number of hours",
-                "line 9: column nameOrig: \"X1\" is not an account name (C or M then digits)",
+                "line 8: column step: \"x\" is not a number",
+                "line 9: column nameOrig: \"X1\": an account name starts with C (customer) or M (merchant)",
             ]
         );
         assert_eq!(rows.iter().filter(|r| r.is_ok()).count(), 2);
@@ -499,6 +566,10 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
+        assert!(
+            err.contains(&format!("found \"{}\"", body.trim_end())),
+            "{err}"
+        );
         assert!(
             err.contains("missing: oldbalanceOrg, isFlaggedFraud"),
             "{err}"

@@ -2,6 +2,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 /// The five kinds of PaySim transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -84,7 +85,7 @@ const KIND_BIT: u64 = 1 << 63;
 const LEN_SHIFT: u32 = 58;
 const NUMBER_MASK: u64 = (1 << LEN_SHIFT) - 1;
 /// 17 digits always fit below 2^58.
-const MAX_DIGITS: usize = 17;
+pub const MAX_DIGITS: usize = 17;
 
 impl AccountId {
     /// Builds an id from its parts; `None` when the number has more digits
@@ -108,23 +109,40 @@ impl AccountId {
 
     /// Parses `C` or `M` followed by 1 to 17 digits.
     pub fn from_bytes(raw: &[u8]) -> Option<AccountId> {
-        let (&first, digits) = raw.split_first()?;
+        AccountId::parse(raw).ok()
+    }
+
+    /// Parses `C` or `M` followed by 1 to 17 digits, or says what is wrong.
+    ///
+    /// ```
+    /// use fraudflow::paysim::{AccountError, AccountId};
+    ///
+    /// assert_eq!(AccountId::parse(b"M42").unwrap().to_string(), "M42");
+    /// let long = format!("C{}", "9".repeat(40));
+    /// assert_eq!(AccountId::parse(long.as_bytes()), Err(AccountError::TooLong { digits: 40 }));
+    /// ```
+    pub fn parse(raw: &[u8]) -> Result<AccountId, AccountError> {
+        let (&first, digits) = raw.split_first().ok_or(AccountError::Empty)?;
         let kind = match first {
             b'C' => AccountKind::Customer,
             b'M' => AccountKind::Merchant,
-            _ => return None,
+            _ => return Err(AccountError::Kind),
         };
-        if digits.is_empty() || digits.len() > MAX_DIGITS {
-            return None;
+        if digits.is_empty() {
+            return Err(AccountError::NoDigits);
         }
-        let mut number = 0u64;
-        for &d in digits {
-            if !d.is_ascii_digit() {
-                return None;
-            }
-            number = number * 10 + u64::from(d - b'0');
+        if let Some(at) = digits.iter().position(|d| !d.is_ascii_digit()) {
+            return Err(AccountError::NotDigit { at: at + 2 });
         }
-        Some(Self::pack(kind, number, digits.len()))
+        if digits.len() > MAX_DIGITS {
+            return Err(AccountError::TooLong {
+                digits: digits.len(),
+            });
+        }
+        let number = digits
+            .iter()
+            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        Ok(Self::pack(kind, number, digits.len()))
     }
 
     /// Any account name: PaySim's form is parsed; any other name is hashed
@@ -211,10 +229,29 @@ impl fmt::Debug for AccountId {
 }
 
 impl FromStr for AccountId {
-    type Err = String;
+    type Err = AccountError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        AccountId::from_bytes(s.as_bytes()).ok_or_else(|| format!("bad account name {s:?}"))
+        AccountId::parse(s.as_bytes())
     }
+}
+
+/// Why a name is not a PaySim account name (`C` or `M`, then 1 to 17
+/// digits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum AccountError {
+    #[error("an account name is C or M then digits, and this one is empty")]
+    Empty,
+    #[error("an account name starts with C (customer) or M (merchant)")]
+    Kind,
+    #[error("no digits follow the C or M")]
+    NoDigits,
+    #[error("byte {at} is not a digit")]
+    NotDigit {
+        /// 1-based position of the first non-digit, in bytes.
+        at: usize,
+    },
+    #[error("an account number of {digits} digits does not fit: at most {MAX_DIGITS} digits fit in an account id")]
+    TooLong { digits: usize },
 }
 
 /// One row of the PaySim log, typed.

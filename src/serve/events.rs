@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use super::ServeState;
 use crate::dataflow::dead_letter::DeadLetter;
-use crate::dataflow::json_event::parse_event;
+use crate::dataflow::json_event::{parse_event, strip_bom};
 use crate::sources::Parsed;
 
 /// Bad lines described in one answer, at most.
@@ -45,31 +45,13 @@ pub async fn post_events(State(state): State<Arc<ServeState>>, body: Body) -> Re
         }
     };
     let received = crate::clock::now_micros();
-    let lines = split(&bytes);
+    let lines = split(strip_bom(&bytes));
     if lines.is_empty() {
         let error = "no events: send one JSON object, or JSON lines";
         return (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response();
     }
-    let seqs: Vec<u64> = state.input.sequence(lines.len() as u64).collect();
-    let mut errors = Vec::new();
-    let mut parsed: Vec<Parsed> = Vec::with_capacity(lines.len());
-    for ((line, raw), seq) in lines.into_iter().zip(seqs) {
-        let result = std::str::from_utf8(raw)
-            .map_err(|e| ("malformed_json", format!("not UTF-8: {e}")))
-            .and_then(|text| parse_event(text, seq).map_err(|e| (e.code(), e.to_string())));
-        parsed.push(match result {
-            Ok(mut event) => {
-                event.received_us = received;
-                Ok(event)
-            }
-            Err((code, message)) => {
-                if errors.len() < ERRORS_SHOWN {
-                    errors.push(json!({"line": line, "code": code, "message": message}));
-                }
-                Err(Box::new(dead_letter(code, message, raw, line, seq)))
-            }
-        });
-    }
+    let seqs = state.input.sequence(lines.len() as u64);
+    let (parsed, errors) = parse_lines(lines, seqs, received);
     let total = parsed.len() as u64;
     let bad = parsed.iter().filter(|p| p.is_err()).count() as u64;
     if let Err(waiting) = state.input.push(parsed) {
@@ -94,8 +76,8 @@ pub async fn post_events(State(state): State<Arc<ServeState>>, body: Body) -> Re
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
-/// The body's events with their 1-based line numbers: the whole body when
-/// it is one JSON value (a pretty-printed object spans lines), else each
+/// The body's events with their 1-based line numbers (a byte-order mark
+/// at its start already removed): the whole body when it is one JSON value (a pretty-printed object spans lines), else each
 /// non-blank line.
 fn split(body: &[u8]) -> Vec<(u64, &[u8])> {
     let trimmed = body.trim_ascii();
@@ -112,27 +94,83 @@ fn split(body: &[u8]) -> Vec<(u64, &[u8])> {
         .collect()
 }
 
+/// Every line as an event or a dead letter (invalid UTF-8, a byte-order
+/// mark out of place, an oversize line: each refused with its code, never
+/// repaired), and the first [`ERRORS_SHOWN`] errors for the answer.
+fn parse_lines(
+    lines: Vec<(u64, &[u8])>,
+    seqs: impl Iterator<Item = u64>,
+    received: u64,
+) -> (Vec<Parsed>, Vec<Value>) {
+    let mut errors = Vec::new();
+    let mut parsed: Vec<Parsed> = Vec::with_capacity(lines.len());
+    for ((line, raw), seq) in lines.into_iter().zip(seqs) {
+        parsed.push(match parse_event(raw, seq) {
+            Ok(mut event) => {
+                event.received_us = received;
+                Ok(event)
+            }
+            Err(err) => {
+                let (code, message) = (err.code(), err.to_string());
+                if errors.len() < ERRORS_SHOWN {
+                    errors.push(json!({"line": line, "code": code, "message": message}));
+                }
+                let source = format!("http:{line}");
+                Err(Box::new(DeadLetter::parse(code, message, raw, source, seq)))
+            }
+        });
+    }
+    (parsed, errors)
+}
+
 fn reply(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn dead_letter(code: &str, message: String, raw: &[u8], line: u64, seq: u64) -> DeadLetter {
-    const KEEP: usize = 4_096;
-    let text = String::from_utf8_lossy(&raw[..raw.len().min(KEEP)]).into_owned();
-    DeadLetter {
-        code: code.to_string(),
-        stage: "parse".to_string(),
-        message,
-        raw: text,
-        source: format!("http:{line}"),
-        seq,
-        received_at: crate::clock::now_rfc3339(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::split;
+    use super::{parse_lines, split, strip_bom};
+
+    fn event(id: &str) -> String {
+        format!(
+            "{{\"event_id\":\"{id}\",\"timestamp\":\"2024-03-01T12:00:00Z\",\"user_id\":\"u1\",\
+             \"type\":\"PAYMENT\",\"amount\":5,\"old_balance_orig\":5,\"new_balance_orig\":0}}"
+        )
+    }
+
+    #[test]
+    fn a_body_with_a_bom_keeps_its_first_event() {
+        for body in [
+            format!("\u{feff}{}", event("e1")),
+            format!("\u{feff}{}\n{}\n", event("e1"), event("e2")),
+        ] {
+            let lines = split(strip_bom(body.as_bytes()));
+            let n = lines.len();
+            let (parsed, errors) = parse_lines(lines, 0.., 7);
+            assert_eq!(parsed.len(), n);
+            assert!(errors.is_empty(), "{errors:?}");
+            assert!(parsed
+                .iter()
+                .all(|p| p.as_ref().is_ok_and(|e| e.received_us == 7)));
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_body_is_a_dead_letter_never_replaced() {
+        let mut second = event("e@2").into_bytes();
+        let at = second.iter().position(|&b| b == b'@').unwrap();
+        second[at] = 0xFF;
+        let mut body = event("e1").into_bytes();
+        body.push(b'\n');
+        body.extend_from_slice(&second);
+        let (parsed, errors) = parse_lines(split(strip_bom(&body)), 10.., 0);
+        assert!(parsed[0].is_ok());
+        let dead = parsed[1].as_ref().unwrap_err();
+        assert_eq!((dead.code.as_str(), dead.seq), ("invalid_utf8", 11));
+        assert!(dead.raw.contains("\\xFF"), "{}", dead.raw);
+        assert_eq!(errors[0]["code"], "invalid_utf8");
+        assert_eq!(errors[0]["line"], 2);
+    }
 
     #[test]
     fn a_pretty_printed_object_is_one_event_and_lines_are_many() {

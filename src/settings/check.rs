@@ -135,6 +135,13 @@ pub fn check(file: &DataflowFile, path: &Path, text: &str) -> Result<(), Setting
     problems.extend(positive("sinks", "flush_ms", file.sinks.flush_ms));
     problems.extend(positive("sinks", "rotate_bytes", file.sinks.rotate_bytes));
     problems.extend(positive("cluster", "workers", file.cluster.workers as u64));
+    if let Err(err) = super::limits::check_workers(file.cluster.workers) {
+        problems.push(Problem {
+            table: "cluster",
+            key: "workers",
+            problem: err.to_string(),
+        });
+    }
     problems.extend(positive(
         "cluster",
         "connect_timeout_seconds",

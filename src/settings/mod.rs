@@ -5,6 +5,7 @@
 //! file, the line and the key ([`SettingsError`]).
 
 mod check;
+pub mod limits;
 
 use std::path::{Path, PathBuf};
 

@@ -114,7 +114,7 @@ impl LiveInput {
         if verdict.code().is_none() {
             return parsed;
         }
-        let raw = serde_json::to_string(event).unwrap_or_default();
+        let raw = crate::excerpt::raw(serde_json::to_string(event).unwrap_or_default().as_bytes());
         let source = format!("live:{}", event.id);
         Err(Box::new(time_dead_letter(
             event,

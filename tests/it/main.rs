@@ -8,10 +8,12 @@
 mod common;
 mod event_time;
 mod features;
+mod hostile_input;
 mod hostile_outputs;
 mod live;
 mod models;
 mod output;
+mod parser_fuzz;
 mod paysim;
 mod pipeline;
 mod schemas;

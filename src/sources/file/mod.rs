@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use super::order::TimeLimits;
 use super::{Parsed, SourceCounts};
 use crate::dataflow::dead_letter::DeadLetter;
-use crate::dataflow::json_event::parse_event;
+use crate::dataflow::json_event::{parse_event, strip_bom};
 use crate::event::Event;
-use crate::paysim::{PaysimReader, ReadError, ReaderOptions};
+use crate::paysim::{PaysimReader, ReadError};
 use crate::pipeline::PipelineError;
 pub use source::{file_source, MAX_TIMES_IN_FLIGHT};
 
@@ -112,8 +112,13 @@ impl InputFormat {
     }
 }
 
-/// Parses one block, handing each event or dead letter to `emit`.
-fn parse_block(
+/// Parses one block, handing each event or dead letter to `emit`: every
+/// line that is not blank (nothing but ASCII white space) becomes exactly
+/// one of the two, in both formats; blank lines are skipped by design.
+/// `first_line` is the 1-based line number of the block's first line; on
+/// line 1 of a JSON-lines file a UTF-8 byte-order mark is allowed (the CSV
+/// header's is checked by the reader).
+pub fn parse_block(
     format: InputFormat,
     buf: &[u8],
     first_line: u64,
@@ -127,25 +132,12 @@ fn parse_block(
     };
     match format {
         InputFormat::PaysimCsv => {
-            let mut reader = PaysimReader::headless(buf, first_line, ReaderOptions::default());
+            let mut reader = PaysimReader::headless(buf, first_line);
             while let Some(row) = reader.next() {
                 let line = reader.line();
                 count(match row {
                     Ok(t) => Ok(Event::from_paysim(line - 1, &t)),
-                    Err(err) => {
-                        let (code, message) = match &err {
-                            ReadError::Row(row) => (row.kind.code(), row.kind.to_string()),
-                            other => ("unreadable", other.to_string()),
-                        };
-                        Err(Box::new(dead_letter(
-                            code,
-                            message,
-                            reader.last_raw(),
-                            label,
-                            line,
-                            line - 1,
-                        )))
-                    }
+                    Err(err) => Err(row_dead_letter(&err, reader.last_line(), label, line)),
                 });
             }
         }
@@ -153,17 +145,17 @@ fn parse_block(
             for (k, raw) in buf.split(|&b| b == b'\n').enumerate() {
                 let line = first_line + k as u64;
                 let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+                let raw = if line == 1 { strip_bom(raw) } else { raw };
                 if raw.trim_ascii().is_empty() {
                     continue;
                 }
-                let text = String::from_utf8_lossy(raw);
-                count(parse_event(&text, line).map_err(|err| {
-                    Box::new(dead_letter(
+                count(parse_event(raw, line).map_err(|err| {
+                    let source = format!("{label}:{line}");
+                    Box::new(DeadLetter::parse(
                         err.code(),
                         err.to_string(),
-                        keep(&text),
-                        label,
-                        line,
+                        raw,
+                        source,
                         line,
                     ))
                 }));
@@ -172,34 +164,12 @@ fn parse_block(
     }
 }
 
-/// The raw payload a dead letter keeps: all of it, up to a limit.
-fn keep(text: &str) -> String {
-    const KEEP: usize = 4_096;
-    if text.len() <= KEEP {
-        return text.to_string();
-    }
-    let cut = (0..=KEEP)
-        .rev()
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(0);
-    format!("{}... ({} bytes)", &text[..cut], text.len())
-}
-
-fn dead_letter(
-    code: &str,
-    message: String,
-    raw: String,
-    source: &str,
-    line: u64,
-    seq: u64,
-) -> DeadLetter {
-    DeadLetter {
-        code: code.to_string(),
-        stage: "parse".to_string(),
-        message,
-        raw,
-        source: format!("{source}:{line}"),
-        seq,
-        received_at: crate::clock::now_rfc3339(),
-    }
+/// The dead letter of a bad CSV row; its `seq` is its row's (line - 1).
+fn row_dead_letter(err: &ReadError, raw: &[u8], label: &str, line: u64) -> Box<DeadLetter> {
+    let (code, message) = match err {
+        ReadError::Row(row) => (row.kind.code(), row.kind.to_string()),
+        other => ("unreadable", other.to_string()),
+    };
+    let source = format!("{label}:{line}");
+    Box::new(DeadLetter::parse(code, message, raw, source, line - 1))
 }

@@ -22,7 +22,7 @@ use timely::dataflow::{ProbeHandle, Scope, Stream};
 
 use super::blocks::{BlockInfo, Blocks};
 use super::prescan::{self, Line};
-use super::{keep, parse_block, FileSource};
+use super::{parse_block, FileSource};
 use crate::pipeline::PipelineError;
 use crate::sources::order::{time_dead_letter, Frontier};
 use crate::sources::{Parsed, Runs, SourceContext, SourceCounts};
@@ -186,7 +186,7 @@ impl Reader {
                 e.received_us = received;
                 let verdict = line.before.judge(e.time_ms, None, &limits);
                 if verdict.code().is_some() {
-                    let raw = keep(&String::from_utf8_lossy(&buf[line.bytes.clone()]));
+                    let raw = crate::excerpt::raw(&buf[line.bytes.clone()]);
                     let source = format!("{label}:{}", first + at as u64);
                     let letter = time_dead_letter(e, verdict, &limits, raw, source);
                     counts.demote();
