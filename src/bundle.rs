@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::atomic::AtomicFile;
-use crate::ensemble::{Models, Policy};
+use crate::ensemble::{Models, ModelsError, Policy, PolicyError};
 use crate::features::Contract;
 
 /// The bundle layout this build reads and writes.
@@ -41,6 +41,15 @@ pub enum BundleError {
     },
     #[error("{path}: {what}")]
     Corrupt { path: PathBuf, what: String },
+    #[error("{path}: models.{source}")]
+    Models { path: PathBuf, source: ModelsError },
+    #[error("{path}: {which}: {source}")]
+    Policy {
+        path: PathBuf,
+        /// `policy` or `parity`.
+        which: &'static str,
+        source: PolicyError,
+    },
 }
 
 /// Which data a bundle was trained on.
@@ -181,11 +190,25 @@ impl Bundle {
                 bundle.features, bundle.contract, names
             )));
         }
-        bundle.models.check(names.len()).map_err(corrupt)?;
-        for policy in [bundle.policy, bundle.parity] {
-            if !policy.threshold.is_finite() {
-                return Err(corrupt(format!("threshold {}", policy.threshold)));
-            }
+        bundle
+            .models
+            .check(names.len())
+            .map_err(|source| BundleError::Models {
+                path: path.clone(),
+                source,
+            })?;
+        for (which, policy) in [("policy", bundle.policy), ("parity", bundle.parity)] {
+            policy.check().map_err(|source| BundleError::Policy {
+                path: path.clone(),
+                which,
+                source,
+            })?;
+        }
+        if !(bundle.budget > 0.0 && bundle.budget <= 1.0) {
+            return Err(corrupt(format!(
+                "budget {} is outside (0, 1]",
+                bundle.budget
+            )));
         }
         Ok(bundle)
     }

@@ -11,7 +11,7 @@ use anyhow::Context;
 use fraudflow::atomic::AtomicFile;
 use fraudflow::bundle::{fingerprint_file, Bundle};
 use fraudflow::dataflow::score::{ModelVersion, Outcome, Scorer};
-use fraudflow::ensemble::{Policy, Weights};
+use fraudflow::ensemble::{check_threshold, Policy, Weights};
 use fraudflow::eval::{per_day, Day, Latency, Quality, Record};
 use fraudflow::generate::{write_file, GeneratorParams, STEPS};
 use fraudflow::pipeline::training::train_bundle;
@@ -59,12 +59,12 @@ pub struct Args {
     /// Also write scores.csv: every event's id, label and scores.
     #[arg(long)]
     scores: bool,
-    /// Rows to generate when no --input is given.
-    #[arg(long, default_value_t = PAYSIM_ROWS)]
-    rows: u64,
-    /// Seed of the generated input.
-    #[arg(long, default_value_t = 1)]
-    generate_seed: u64,
+    /// Rows to generate when no --input is given [default: 6362620].
+    #[arg(long)]
+    rows: Option<u64>,
+    /// Seed of the generated input [default: 1].
+    #[arg(long)]
+    generate_seed: Option<u64>,
     /// Score with the original weights 0.4/0.3/0.3 (IF/AE/LR) and the
     /// threshold training chose for them at the same budget.
     #[arg(long, conflicts_with = "weights")]
@@ -106,20 +106,21 @@ fn input_file(args: &Args, quiet: bool) -> anyhow::Result<PathBuf> {
     if let Some(path) = &args.input {
         return Ok(path.clone());
     }
-    let path = args.out().join(format!(
-        "paysim-generated-{}-seed{}.csv",
-        args.rows, args.generate_seed
-    ));
+    let rows = args.rows.unwrap_or(PAYSIM_ROWS);
+    let seed = args.generate_seed.unwrap_or(1);
+    let path = args
+        .out()
+        .join(format!("paysim-generated-{rows}-seed{seed}.csv"));
     if !quiet {
         eprintln!(
             "backtest: generating {} rows into {}",
-            grouped(args.rows),
+            grouped(rows),
             path.display()
         );
     }
-    let mut params = GeneratorParams::new(args.rows, args.generate_seed);
+    let mut params = GeneratorParams::new(rows, seed);
     params.steps = STEPS;
-    let bar = fraudflow::progress::bar(args.rows, "rows", quiet);
+    let bar = fraudflow::progress::bar(rows, "rows", quiet);
     write_file(params.check()?, &path, &bar)
         .with_context(|| format!("writing {}", path.display()))?;
     bar.finish_and_clear();
@@ -151,6 +152,8 @@ fn bundle_for(
     let params = args.training.params()?;
     let bundle = train_bundle(settings.clone(), &params, &args.out().join("models"), say)?
         .context("training returned no bundle")?;
+    // The split was chosen from the data: say which steps it took.
+    super::train::print_split(&bundle.split);
     let hash = bundle.fingerprint.hash.clone();
     Ok((bundle, hash))
 }
@@ -234,10 +237,48 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     on_cluster(&cluster, || backtest(&args, cluster.clone(), quiet))
 }
 
-fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCode> {
-    if let Some(t) = args.threshold.filter(|t| !t.is_finite()) {
-        anyhow::bail!("--threshold must be a finite number, got {t}");
+/// Refuses flags that this combination would silently ignore, and bad
+/// values, before any work starts.
+fn check_flags(args: &Args) -> anyhow::Result<()> {
+    if let Some(t) = args.threshold {
+        check_threshold(t).context("--threshold")?;
     }
+    if let Some(models) = &args.models {
+        let ignored = args.training.training_only();
+        if !ignored.is_empty() {
+            anyhow::bail!(
+                "{} only apply when backtest trains, but the bundle in {} is given (--models): \
+                 it was trained with its own; train another with `fraudflow train`{}",
+                ignored.join(", "),
+                models.display(),
+                if ignored.contains(&"--budget") {
+                    ", or move its threshold with --threshold"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    if args.input.is_some() {
+        let ignored: Vec<&str> = [
+            ("--rows", args.rows.is_some()),
+            ("--generate-seed", args.generate_seed.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect();
+        if !ignored.is_empty() {
+            anyhow::bail!(
+                "{} only apply when backtest generates its input, but --input is given",
+                ignored.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCode> {
+    check_flags(args)?;
     std::fs::create_dir_all(args.out())
         .with_context(|| format!("creating {}", args.out().display()))?;
     let input_path = input_file(args, quiet)?;

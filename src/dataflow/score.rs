@@ -1,6 +1,12 @@
 //! Scoring and routing: every event's ensemble score and component scores;
 //! events at or above the threshold become alerts with their reasons, the
 //! rest are normal traffic.
+//!
+//! A loaded bundle is checked so that every finite event scores finitely;
+//! should a score still not be finite (a NaN would rank nowhere and alert
+//! never), the event goes to the dead-letter sink with the code
+//! `unscorable` rather than vanish, so that events in = routed + dead
+//! letters holds.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +19,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
+use super::dead_letter::DeadLetter;
 use super::FeatureRow;
 use crate::ensemble::{Components, Models, Policy, Reason};
 use crate::event::EventId;
@@ -112,9 +119,24 @@ impl Serialize for Alert {
     }
 }
 
+/// The dead-letter code of an event that no finite score could be given.
+pub const UNSCORABLE: &str = "unscorable";
+
+/// What scoring and routing return.
+pub struct Routed<'scope> {
+    /// Outcomes with their alert.
+    pub anomalies: Stream<'scope, u64, Vec<Outcome>>,
+    /// Outcomes below the threshold.
+    pub normal: Stream<'scope, u64, Vec<Outcome>>,
+    /// Events without a finite score: dead letters with code
+    /// [`UNSCORABLE`], stage `score`.
+    pub dead: Stream<'scope, u64, Vec<Box<DeadLetter>>>,
+}
+
 /// Scores each row with the model version in force at its time and routes
-/// it: returns the anomalies (outcomes with their alert) and the normal
-/// traffic. Runs where the rows are, without exchange.
+/// it: returns the anomalies (outcomes with their alert), the normal
+/// traffic and the unscorable events. Runs where the rows are, without
+/// exchange.
 ///
 /// `versions` must reach every worker (broadcast): each applies from its
 /// time on, so which version scores an event depends on the event's time
@@ -125,11 +147,9 @@ pub fn score_and_route<'scope>(
     rows: Stream<'scope, u64, Vec<FeatureRow>>,
     versions: Stream<'scope, u64, Vec<ModelVersion>>,
     initial: Arc<Scorer>,
-) -> (
-    Stream<'scope, u64, Vec<Outcome>>,
-    Stream<'scope, u64, Vec<Outcome>>,
-) {
-    let scored = rows.binary_frontier::<_, CapacityContainerBuilder<Vec<Outcome>>, _, _, _, _>(
+) -> Routed<'scope> {
+    type Scored = Result<Outcome, Box<DeadLetter>>;
+    let scored = rows.binary_frontier::<_, CapacityContainerBuilder<Vec<Scored>>, _, _, _, _>(
         versions,
         Pipeline,
         Pipeline,
@@ -184,11 +204,77 @@ pub fn score_and_route<'scope>(
             }
         },
     );
-    scored.ok_err(|o| if o.alert.is_some() { Ok(o) } else { Err(o) })
+    let (outcomes, dead): (Stream<'scope, u64, Vec<Outcome>>, _) = scored.ok_err(|r| r);
+    let (anomalies, normal) =
+        outcomes.ok_err(|o: Outcome| if o.alert.is_some() { Ok(o) } else { Err(o) });
+    Routed {
+        anomalies,
+        normal,
+        dead,
+    }
 }
 
-fn route(scorer: &Scorer, row: FeatureRow, components: Components, now: u64) -> Outcome {
+/// The first of an event's features and scores that is not finite, by
+/// name and value.
+fn not_finite(scorer: &Scorer, row: &FeatureRow, c: &Components, score: f64) -> Option<String> {
+    let names = scorer.contract.names();
+    let features = row.values.iter().enumerate().map(|(j, v)| {
+        let name = names.get(j).copied().unwrap_or("?");
+        (format!("feature {name}"), *v)
+    });
+    let scores = [
+        ("isolation_forest", c.isolation_forest),
+        ("autoencoder", c.autoencoder),
+        ("logistic", c.logistic),
+        ("ensemble", score),
+    ]
+    .map(|(model, v)| (format!("{model} score"), v));
+    features
+        .chain(scores)
+        .find(|(_, v)| !v.is_finite())
+        .map(|(what, v)| format!("{what} is {v}"))
+}
+
+/// The dead letter of an event that could not be scored finitely.
+fn unscorable(scorer: &Scorer, row: &FeatureRow, why: String) -> Box<DeadLetter> {
+    let names = scorer.contract.names();
+    let features: serde_json::Map<String, serde_json::Value> = row
+        .values
+        .iter()
+        .enumerate()
+        .map(|(j, v)| {
+            let name = names.get(j).copied().unwrap_or("?").to_string();
+            // JSON has no NaN or infinity: such a value is written as text.
+            let value = serde_json::Number::from_f64(*v)
+                .map_or_else(|| v.to_string().into(), serde_json::Value::Number);
+            (name, value)
+        })
+        .collect();
+    let raw = serde_json::json!({ "event_id": row.id.to_string(), "features": features });
+    Box::new(DeadLetter {
+        code: UNSCORABLE.to_string(),
+        stage: "score".to_string(),
+        message: format!(
+            "event {} has no finite score under model version {}: {why}",
+            row.id, scorer.model_version
+        ),
+        raw: raw.to_string(),
+        source: format!("event:{}", row.id),
+        seq: row.seq,
+        received_at: crate::clock::now_rfc3339(),
+    })
+}
+
+fn route(
+    scorer: &Scorer,
+    row: FeatureRow,
+    components: Components,
+    now: u64,
+) -> Result<Outcome, Box<DeadLetter>> {
     let score = scorer.policy.weights.combine(&components);
+    if let Some(why) = not_finite(scorer, &row, &components, score) {
+        return Err(unscorable(scorer, &row, why));
+    }
     let is_fraud = row.label.map(|l| l.is_fraud);
     let amount = row.values.first().copied().unwrap_or(0.0);
     let alert = (score >= scorer.policy.threshold).then(|| {
@@ -207,7 +293,7 @@ fn route(scorer: &Scorer, row: FeatureRow, components: Components, now: u64) -> 
             is_fraud,
         })
     });
-    Outcome {
+    Ok(Outcome {
         alert,
         id: row.id,
         seq: row.seq,
@@ -219,7 +305,7 @@ fn route(scorer: &Scorer, row: FeatureRow, components: Components, now: u64) -> 
         score,
         latency_us: now.saturating_sub(row.received_us),
         received_us: row.received_us,
-    }
+    })
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 mod common;
 mod features;
+mod hostile_models;
 mod live;
 mod models;
 mod output;

@@ -31,6 +31,8 @@ use ndarray::{Array1, ArrayBase, Data, Ix2};
 use serde::{Deserialize, Serialize};
 
 pub use error::IsolationForestError;
+
+use super::ParamsError;
 pub use hyperparams::{IsolationForestParams, IsolationForestValidParams};
 
 use crate::eda::quantile;
@@ -308,7 +310,7 @@ fn grow(
     };
     // Thresholds are kept at f32 precision (widened back exactly), so a
     // compiled node packs into 8 bytes.
-    let threshold = f64::from((lo + rng.uniform() * (hi - lo)) as f32);
+    let threshold = f64::from(single(between(lo, hi, rng.uniform())));
     let mut left = 0;
     for i in 0..sample.len() {
         if x[[sample[i], feature]] < threshold {
@@ -330,6 +332,23 @@ fn grow(
     grow(x, l, depth + 1, max_depth, rng, nodes);
     nodes[at].right = nodes.len() as u32;
     grow(x, r, depth + 1, max_depth, rng, nodes);
+}
+
+/// The point `u` of the way from `lo` to `hi` (both finite, `u` in [0, 1)):
+/// finite even when `hi - lo` is wider than f64 holds.
+fn between(lo: f64, hi: f64, u: f64) -> f64 {
+    let width = hi - lo;
+    if width.is_finite() {
+        lo + u * width
+    } else {
+        lo * (1.0 - u) + hi * u
+    }
+}
+
+/// A threshold at single precision, saturating at f32's largest finite
+/// values: `as f32` alone turns anything beyond them into infinity.
+fn single(v: f64) -> f32 {
+    v.clamp(-f64::from(f32::MAX), f64::from(f32::MAX)) as f32
 }
 
 /// What an artifact holds of a forest.
@@ -357,27 +376,17 @@ impl From<IsolationForest> for StoredForest {
 /// Deepest tree a stored forest may hold: 2^20 leaves each.
 const MAX_DEPTH: usize = 20;
 
-impl TryFrom<StoredForest> for IsolationForest {
-    type Error = String;
+/// Why a stored forest is refused, naming the model: the message reaches
+/// the user through the bundle's parse error, which names no field.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("isolation_forest: {0}")]
+pub struct StoredForestError(#[from] pub ParamsError);
 
-    fn try_from(s: StoredForest) -> Result<IsolationForest, String> {
-        if s.trees.is_empty() || s.depth == 0 || s.depth > MAX_DEPTH || s.n_features == 0 {
-            return Err(format!(
-                "a forest of {} trees of depth {} over {} features",
-                s.trees.len(),
-                s.depth,
-                s.n_features
-            ));
-        }
-        if !(s.normaliser.is_finite() && s.normaliser > 0.0 && s.offset.is_finite()) {
-            return Err(format!(
-                "normaliser {} and offset {} must be finite",
-                s.normaliser, s.offset
-            ));
-        }
-        for (i, tree) in s.trees.iter().enumerate() {
-            check_tree(tree, s.depth, s.n_features).map_err(|e| format!("tree {i}: {e}"))?;
-        }
+impl TryFrom<StoredForest> for IsolationForest {
+    type Error = StoredForestError;
+
+    fn try_from(s: StoredForest) -> Result<IsolationForest, StoredForestError> {
+        check_stored(&s)?;
         let compiled = s.trees.iter().map(|t| compile(t, s.depth)).collect();
         Ok(IsolationForest {
             trees: s.trees,
@@ -390,9 +399,30 @@ impl TryFrom<StoredForest> for IsolationForest {
     }
 }
 
+/// Checks a stored forest's shape, normaliser, offset and every tree.
+fn check_stored(s: &StoredForest) -> Result<(), ParamsError> {
+    if s.trees.is_empty() || s.depth == 0 || s.depth > MAX_DEPTH || s.n_features == 0 {
+        return Err(ParamsError::Structure(format!(
+            "a forest of {} trees of depth {} over {} features",
+            s.trees.len(),
+            s.depth,
+            s.n_features
+        )));
+    }
+    super::positive(|| "normaliser".into(), s.normaliser)?;
+    super::finite(|| "offset".into(), s.offset)?;
+    for (i, tree) in s.trees.iter().enumerate() {
+        check_tree(tree, s.depth, s.n_features)
+            .map_err(|e| ParamsError::Structure(format!("tree {i}: {e}")))?;
+    }
+    Ok(())
+}
+
 /// Checks that a preorder tree from outside can be compiled: children
 /// after their parent and inside the tree, splits above `depth`, known
-/// features, finite values.
+/// features, split values that single precision holds exactly (as training
+/// writes them), and leaf corrections `c(size)` that a tree can have, so
+/// that a row's summed path lengths stay finite.
 fn check_tree(nodes: &[Node], depth: usize, n_features: usize) -> Result<(), String> {
     let mut stack = vec![(0usize, 0usize)];
     let mut visited = 0usize;
@@ -404,11 +434,21 @@ fn check_tree(nodes: &[Node], depth: usize, n_features: usize) -> Result<(), Str
         if visited > nodes.len() {
             return Err("a node is reached twice".to_string());
         }
-        if !n.value.is_finite() {
-            return Err(format!("node {node} has value {}", n.value));
-        }
         if n.feature == LEAF {
+            if !(0.0..=average_path(usize::MAX)).contains(&n.value) {
+                return Err(format!(
+                    "leaf {node} has path correction {}, outside [0, {:.2}]",
+                    n.value,
+                    average_path(usize::MAX)
+                ));
+            }
             continue;
+        }
+        if !(n.value.is_finite() && f64::from(single(n.value)) == n.value) {
+            return Err(format!(
+                "node {node} splits at {}, which is not a finite single-precision value",
+                n.value
+            ));
         }
         if n.feature as usize >= n_features || level >= depth {
             return Err(format!(
@@ -460,7 +500,7 @@ fn compile(nodes: &[Node], depth: usize) -> CompiledTree {
             tree.paths[slot - inner] = level as f64 + n.value;
             continue;
         }
-        tree.nodes[slot] = (n.value as f32, n.feature);
+        tree.nodes[slot] = (single(n.value), n.feature);
         stack.push((node + 1, 2 * slot + 1, level + 1));
         stack.push((n.right as usize, 2 * slot + 2, level + 1));
     }
@@ -621,16 +661,77 @@ mod tests {
                 .sample_size(sample_size)
                 .fit(&DatasetBase::from(x.clone()))
                 .unwrap();
-            for r in (0..x.nrows()).step_by(7) {
-                let row = x.row(r).to_vec();
-                for (tree, compiled) in forest.trees.iter().zip(&forest.compiled) {
-                    assert_eq!(
-                        compiled.path_length(&row, forest.depth),
-                        path_length(tree, &row)
-                    );
-                }
+            walks_agree(&forest, &x, 7);
+        }
+    }
+
+    /// Every `step`-th row of `x` has the same path length in each compiled
+    /// tree as walking its preorder tree gives.
+    fn walks_agree(forest: &IsolationForest, x: &Array2<f64>, step: usize) {
+        for r in (0..x.nrows()).step_by(step) {
+            let row = x.row(r).to_vec();
+            for (tree, compiled) in forest.trees.iter().zip(&forest.compiled) {
+                assert_eq!(
+                    compiled.path_length(&row, forest.depth),
+                    path_length(tree, &row)
+                );
             }
         }
+    }
+
+    #[test]
+    fn values_beyond_f32s_range_split_and_score_finitely() {
+        // Training rows spanning the whole of f64: widths overflow, and
+        // thresholds beyond f32's range must not become infinite.
+        let x = Array2::from_shape_fn((400, 2), |(i, j)| match (i % 4, j) {
+            (0, 0) => -f64::MAX,
+            (1, 0) => f64::MAX,
+            (2, _) => 1e39 * i as f64,
+            _ => i as f64,
+        });
+        let forest = IsolationForestParams::default()
+            .n_trees(30)
+            .fit(&DatasetBase::from(x.clone()))
+            .unwrap();
+        for tree in &forest.trees {
+            assert!(tree.iter().all(|n| n.value.is_finite()));
+        }
+        for row in [[1e39, 0.0], [f64::MAX, -f64::MAX], [f64::INFINITY, 1e300]] {
+            let s = forest.score(&row);
+            assert!(s.is_finite() && (0.0..=1.0).contains(&s), "{row:?}: {s}");
+        }
+        walks_agree(&forest, &x, 3);
+    }
+
+    #[test]
+    fn a_stored_forest_that_cannot_score_finitely_is_refused() {
+        let x = Array2::from_shape_fn((100, 2), |(i, j)| (i * (j + 1)) as f64);
+        let forest = IsolationForestParams::default()
+            .n_trees(3)
+            .fit(&DatasetBase::from(x))
+            .unwrap();
+        let stored = |edit: &dyn Fn(&mut StoredForest)| {
+            let mut s = StoredForest::from(forest.clone());
+            edit(&mut s);
+            IsolationForest::try_from(s)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
+        let leaf = forest.trees[0]
+            .iter()
+            .position(|n| n.feature == LEAF)
+            .unwrap();
+        let split = forest.trees[0]
+            .iter()
+            .position(|n| n.feature != LEAF)
+            .unwrap();
+        let err = stored(&|s| s.trees[0][leaf].value = 1e300);
+        assert!(err.contains(&format!("tree 0: leaf {leaf}")), "{err}");
+        let err = stored(&|s| s.trees[0][split].value = 1e39);
+        assert!(err.contains("single-precision"), "{err}");
+        assert!(stored(&|s| s.offset = f64::NAN).contains("offset"));
+        assert!(stored(&|s| s.normaliser = 0.0).contains("normaliser"));
     }
 
     #[test]
