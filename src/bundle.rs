@@ -118,8 +118,10 @@ struct Header {
 impl Bundle {
     /// Writes `dir/metrics/<model>.json` for each model, then the bundle
     /// itself: each file through a temporary file and a rename, the bundle
-    /// last, so a reader never sees a half-written one.
+    /// last, so a reader never sees a half-written one. A bundle that
+    /// loading would refuse is not written.
     pub fn save(&self, dir: &Path) -> Result<PathBuf, BundleError> {
+        self.check(&dir.join(BUNDLE_FILE))?;
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| BundleError::Io { path, source }
@@ -174,12 +176,21 @@ impl Bundle {
             });
         }
         let bundle: Bundle = serde_json::from_str(&text).map_err(json)?;
+        bundle.check(&path)?;
+        Ok(bundle)
+    }
+
+    /// Checks what loading and saving both hold a bundle to, naming `path`
+    /// and the part at fault: the contract's features, models that score
+    /// every event finitely, policies as the flags are checked, a budget
+    /// in (0, 1].
+    pub fn check(&self, path: &Path) -> Result<(), BundleError> {
         let corrupt = |what: String| BundleError::Corrupt {
-            path: path.clone(),
+            path: path.to_path_buf(),
             what,
         };
-        let names = bundle.contract.names();
-        if bundle
+        let names = self.contract.names();
+        if self
             .features
             .iter()
             .map(String::as_str)
@@ -187,30 +198,26 @@ impl Bundle {
         {
             return Err(corrupt(format!(
                 "its features {:?} are not contract {}'s {:?}",
-                bundle.features, bundle.contract, names
+                self.features, self.contract, names
             )));
         }
-        bundle
-            .models
+        self.models
             .check(names.len())
             .map_err(|source| BundleError::Models {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 source,
             })?;
-        for (which, policy) in [("policy", bundle.policy), ("parity", bundle.parity)] {
+        for (which, policy) in [("policy", self.policy), ("parity", self.parity)] {
             policy.check().map_err(|source| BundleError::Policy {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 which,
                 source,
             })?;
         }
-        if !(bundle.budget > 0.0 && bundle.budget <= 1.0) {
-            return Err(corrupt(format!(
-                "budget {} is outside (0, 1]",
-                bundle.budget
-            )));
+        if !(self.budget > 0.0 && self.budget <= 1.0) {
+            return Err(corrupt(format!("budget {} is outside (0, 1]", self.budget)));
         }
-        Ok(bundle)
+        Ok(())
     }
 }
 
