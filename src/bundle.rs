@@ -21,15 +21,17 @@ pub const BUNDLE_FILE: &str = "bundle.json";
 
 #[derive(Debug, Error)]
 pub enum BundleError {
-    #[error("{path}: {source}")]
+    // The underlying errors are part of each message, and so not also
+    // given as a source: printed as a chain, a message would repeat.
+    #[error("{path}: {problem}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        problem: std::io::Error,
     },
-    #[error("{path}: not a model bundle: {source}")]
+    #[error("{path}: not a model bundle: {problem}")]
     Json {
         path: PathBuf,
-        source: serde_json::Error,
+        problem: serde_json::Error,
     },
     #[error("{path}: bundle format {found}, but this build reads format {BUNDLE_FORMAT}; train again with this build")]
     Format { path: PathBuf, found: u32 },
@@ -41,14 +43,14 @@ pub enum BundleError {
     },
     #[error("{path}: {what}")]
     Corrupt { path: PathBuf, what: String },
-    #[error("{path}: models.{source}")]
-    Models { path: PathBuf, source: ModelsError },
-    #[error("{path}: {which}: {source}")]
+    #[error("{path}: models.{problem}")]
+    Models { path: PathBuf, problem: ModelsError },
+    #[error("{path}: {which}: {problem}")]
     Policy {
         path: PathBuf,
         /// `policy` or `parity`.
         which: &'static str,
-        source: PolicyError,
+        problem: PolicyError,
     },
 }
 
@@ -124,7 +126,7 @@ impl Bundle {
         self.check(&dir.join(BUNDLE_FILE))?;
         let io = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| BundleError::Io { path, source }
+            move |problem| BundleError::Io { path, problem }
         };
         let metrics_dir = dir.join("metrics");
         std::fs::create_dir_all(&metrics_dir).map_err(io(&metrics_dir))?;
@@ -153,13 +155,13 @@ impl Bundle {
         } else {
             dir.to_path_buf()
         };
-        let text = std::fs::read_to_string(&path).map_err(|source| BundleError::Io {
+        let text = std::fs::read_to_string(&path).map_err(|problem| BundleError::Io {
             path: path.clone(),
-            source,
+            problem,
         })?;
-        let json = |source| BundleError::Json {
+        let json = |problem| BundleError::Json {
             path: path.clone(),
-            source,
+            problem,
         };
         let header: Header = serde_json::from_str(&text).map_err(json)?;
         if header.format != BUNDLE_FORMAT {
@@ -203,15 +205,15 @@ impl Bundle {
         }
         self.models
             .check(names.len())
-            .map_err(|source| BundleError::Models {
+            .map_err(|problem| BundleError::Models {
                 path: path.to_path_buf(),
-                source,
+                problem,
             })?;
         for (which, policy) in [("policy", self.policy), ("parity", self.parity)] {
-            policy.check().map_err(|source| BundleError::Policy {
+            policy.check().map_err(|problem| BundleError::Policy {
                 path: path.to_path_buf(),
                 which,
-                source,
+                problem,
             })?;
         }
         if !(self.budget > 0.0 && self.budget <= 1.0) {
@@ -222,14 +224,14 @@ impl Bundle {
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), BundleError> {
-    let io = |source| BundleError::Io {
+    let io = |problem| BundleError::Io {
         path: path.to_path_buf(),
-        source,
+        problem,
     };
     let mut file = AtomicFile::create(path).map_err(io)?;
-    serde_json::to_writer_pretty(file.writer(), value).map_err(|source| BundleError::Json {
+    serde_json::to_writer_pretty(file.writer(), value).map_err(|problem| BundleError::Json {
         path: path.to_path_buf(),
-        source,
+        problem,
     })?;
     file.writer().write_all(b"\n").map_err(io)?;
     file.commit().map_err(io)
@@ -262,9 +264,9 @@ pub fn fingerprint_bytes(bytes: &[u8]) -> String {
 
 pub fn fingerprint_file(path: &Path, events: u64) -> Result<Fingerprint, BundleError> {
     use std::io::Read;
-    let io = |source| BundleError::Io {
+    let io = |problem| BundleError::Io {
         path: path.to_path_buf(),
-        source,
+        problem,
     };
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

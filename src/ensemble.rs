@@ -30,10 +30,10 @@ pub enum PolicyError {
 /// Why a bundle's models cannot score for its contract.
 #[derive(Debug, Error, PartialEq)]
 pub enum ModelsError {
-    #[error("{model}: {source}")]
+    #[error("{model}: {problem}")]
     Params {
         model: &'static str,
-        source: ParamsError,
+        problem: ParamsError,
     },
     #[error("{model} takes {width} features, the contract has {expected}")]
     Width {
@@ -238,7 +238,7 @@ impl Models {
     /// Checks models read from outside: each model's parameters (see
     /// [`ParamsError`]) and that each takes the contract's `n_features`.
     pub fn check(&self, n_features: usize) -> Result<(), ModelsError> {
-        let params = |model: &'static str| move |source| ModelsError::Params { model, source };
+        let params = |model: &'static str| move |problem| ModelsError::Params { model, problem };
         self.logistic.check().map_err(params("logistic"))?;
         self.autoencoder.check().map_err(params("autoencoder"))?;
         let widths = [

@@ -27,7 +27,7 @@ use fraudflow::sinks::{BoxSink, Fanout};
 use serde::Serialize;
 
 use super::timely_args::TimelyArgs;
-use super::train::TrainingArgs;
+use super::train::{given, TrainingArgs};
 use super::{grouped, on_cluster, SourceArgs};
 
 /// Rows of the Kaggle PaySim file: the default generated input.
@@ -245,36 +245,41 @@ fn check_flags(args: &Args) -> anyhow::Result<()> {
     }
     if let Some(models) = &args.models {
         let ignored = args.training.training_only();
-        if !ignored.is_empty() {
-            anyhow::bail!(
-                "{} only apply when backtest trains, but the bundle in {} is given (--models): \
-                 it was trained with its own; train another with `fraudflow train`{}",
-                ignored.join(", "),
-                models.display(),
-                if ignored.contains(&"--budget") {
-                    ", or move its threshold with --threshold"
-                } else {
-                    ""
-                }
-            );
-        }
+        let budget = if ignored.contains(&"--budget") {
+            ", or move its threshold with --threshold"
+        } else {
+            ""
+        };
+        refuse(
+            &ignored,
+            &format!(
+                "backtest trains, but the bundle in {} is given (--models): it was trained with \
+                 its own; train another with `fraudflow train`{budget}",
+                models.display()
+            ),
+        )?;
     }
     if args.input.is_some() {
-        let ignored: Vec<&str> = [
+        let generator = [
             ("--rows", args.rows.is_some()),
             ("--generate-seed", args.generate_seed.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(flag, given)| given.then_some(flag))
-        .collect();
-        if !ignored.is_empty() {
-            anyhow::bail!(
-                "{} only apply when backtest generates its input, but --input is given",
-                ignored.join(", ")
-            );
-        }
+        ];
+        refuse(
+            &given(&generator),
+            "backtest generates its input, but --input is given",
+        )?;
     }
     Ok(())
+}
+
+/// Refuses `flags` (those given that a combination ignores), if any:
+/// "FLAGS apply only when WHEN".
+fn refuse(flags: &[&str], when: &str) -> anyhow::Result<()> {
+    if flags.is_empty() {
+        return Ok(());
+    }
+    let verb = if flags.len() == 1 { "applies" } else { "apply" };
+    anyhow::bail!("{} {verb} only when {when}", flags.join(", "))
 }
 
 fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCode> {

@@ -113,17 +113,22 @@ impl TrainingArgs {
     /// given (`--models`) does not train, so it refuses them rather than
     /// ignore them.
     pub fn training_only(&self) -> Vec<&'static str> {
-        [
+        given(&[
             ("--budget", self.budget.is_some()),
             ("--split", self.split.is_some()),
             ("--seed", self.seed.is_some()),
             ("--positive-weight", self.positive_weight.is_some()),
             ("--trees", self.trees.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(flag, given)| given.then_some(flag))
-        .collect()
+        ])
     }
+}
+
+/// The flags among `flags` (name, whether given) that were given.
+pub fn given(flags: &[(&'static str, bool)]) -> Vec<&'static str> {
+    flags
+        .iter()
+        .filter_map(|&(flag, given)| given.then_some(flag))
+        .collect()
 }
 
 pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {

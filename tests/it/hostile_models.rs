@@ -294,13 +294,16 @@ fn a_bundle_that_cannot_score_finitely_or_whose_policy_is_off_is_refused_by_name
         ),
         ("budget", |v| v["budget"] = 2.0.into(), &["budget 2"]),
     ];
-    for (name, edit, wanted) in cases {
-        let bad = edited(&models, &dir.path().join(name), edit);
+    for (i, (name, edit, wanted)) in cases.into_iter().enumerate() {
+        // Directories named apart from the messages' words.
+        let bad = edited(&models, &dir.path().join(format!("bad{i}")), edit);
         let err = refused(&input, &bad, &out, &[]);
         assert!(err.contains(s(&bad.join("bundle.json"))), "{name}: {err}");
         for w in wanted {
             assert!(err.contains(w), "{name}: {w:?} not in {err}");
         }
+        // Said once: an error printed as a chain must not repeat itself.
+        assert_eq!(err.matches(wanted[0]).count(), 1, "{name}: {err}");
     }
     // The same bundle, unedited, loads and runs.
     ok(&fraudflow(&backtest(&input, &models, &out, &[])));

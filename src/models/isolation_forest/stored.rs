@@ -94,7 +94,7 @@ fn check_tree(nodes: &[Node], depth: usize, n_features: usize) -> Result<(), Str
         if n.feature == LEAF {
             if !(0.0..=average_path(usize::MAX)).contains(&n.value) {
                 return Err(format!(
-                    "leaf {node} has path correction {}, outside [0, {:.2}]",
+                    "leaf {node} has path correction {:?}, outside [0, {:.2}]",
                     n.value,
                     average_path(usize::MAX)
                 ));
@@ -103,7 +103,7 @@ fn check_tree(nodes: &[Node], depth: usize, n_features: usize) -> Result<(), Str
         }
         if !(n.value.is_finite() && f64::from(single(n.value)) == n.value) {
             return Err(format!(
-                "node {node} splits at {}, which is not a finite single-precision value",
+                "node {node} splits at {:?}, which is not a finite single-precision value",
                 n.value
             ));
         }
