@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::atomic::{OutputError, OutputGroup, OutputPlan};
-use crate::ensemble::{Models, Policy};
+use crate::ensemble::{Models, ModelsError, Policy, PolicyError};
 use crate::features::Contract;
 
 /// The bundle layout this build reads and writes.
@@ -25,15 +25,17 @@ pub const BUNDLE_MANIFEST: &str = "bundle.manifest.json";
 
 #[derive(Debug, Error)]
 pub enum BundleError {
-    #[error("{path}: {source}")]
+    // The underlying errors are part of each message, and so not also
+    // given as a source: printed as a chain, a message would repeat.
+    #[error("{path}: {problem}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        problem: std::io::Error,
     },
-    #[error("{path}: not a model bundle: {source}")]
+    #[error("{path}: not a model bundle: {problem}")]
     Json {
         path: PathBuf,
-        source: serde_json::Error,
+        problem: serde_json::Error,
     },
     #[error("{path}: bundle format {found}, but this build reads format {BUNDLE_FORMAT}; train again with this build")]
     Format { path: PathBuf, found: u32 },
@@ -47,6 +49,15 @@ pub enum BundleError {
     Corrupt { path: PathBuf, what: String },
     #[error(transparent)]
     Output(#[from] OutputError),
+    #[error("{path}: models.{problem}")]
+    Models { path: PathBuf, problem: ModelsError },
+    #[error("{path}: {which}: {problem}")]
+    Policy {
+        path: PathBuf,
+        /// `policy` or `parity`.
+        which: &'static str,
+        problem: PolicyError,
+    },
 }
 
 /// Which data a bundle was trained on.
@@ -123,8 +134,10 @@ impl Bundle {
 
     /// Writes `dir/metrics/<model>.json` for each model and the bundle, as
     /// one group: every file complete before any is renamed into place,
-    /// the bundle last, then the manifest.
+    /// the bundle last, then the manifest. A bundle that loading would refuse
+    /// is not written.
     pub fn save(&self, dir: &Path) -> Result<PathBuf, BundleError> {
+        self.check(&dir.join(BUNDLE_FILE))?;
         let group = OutputGroup::new().with_manifest(dir.join(BUNDLE_MANIFEST));
         let metrics_dir = dir.join("metrics");
         for (model, metrics) in &self.metrics {
@@ -159,13 +172,13 @@ impl Bundle {
     /// another format or made for another contract than `expected`.
     pub fn load(dir: &Path, expected: Option<Contract>) -> Result<Bundle, BundleError> {
         let path = Bundle::file_in(dir);
-        let text = std::fs::read_to_string(&path).map_err(|source| BundleError::Io {
+        let text = std::fs::read_to_string(&path).map_err(|problem| BundleError::Io {
             path: path.clone(),
-            source,
+            problem,
         })?;
-        let json = |source| BundleError::Json {
+        let json = |problem| BundleError::Json {
             path: path.clone(),
-            source,
+            problem,
         };
         let header: Header = serde_json::from_str(&text).map_err(json)?;
         if header.format != BUNDLE_FORMAT {
@@ -182,12 +195,21 @@ impl Bundle {
             });
         }
         let bundle: Bundle = serde_json::from_str(&text).map_err(json)?;
+        bundle.check(&path)?;
+        Ok(bundle)
+    }
+
+    /// Checks what loading and saving both hold a bundle to, naming `path`
+    /// and the part at fault: the contract's features, models that score
+    /// every event finitely, policies as the flags are checked, a budget
+    /// in (0, 1].
+    pub fn check(&self, path: &Path) -> Result<(), BundleError> {
         let corrupt = |what: String| BundleError::Corrupt {
-            path: path.clone(),
+            path: path.to_path_buf(),
             what,
         };
-        let names = bundle.contract.names();
-        if bundle
+        let names = self.contract.names();
+        if self
             .features
             .iter()
             .map(String::as_str)
@@ -195,16 +217,26 @@ impl Bundle {
         {
             return Err(corrupt(format!(
                 "its features {:?} are not contract {}'s {:?}",
-                bundle.features, bundle.contract, names
+                self.features, self.contract, names
             )));
         }
-        bundle.models.check(names.len()).map_err(corrupt)?;
-        for policy in [bundle.policy, bundle.parity] {
-            if !policy.threshold.is_finite() {
-                return Err(corrupt(format!("threshold {}", policy.threshold)));
-            }
+        self.models
+            .check(names.len())
+            .map_err(|problem| BundleError::Models {
+                path: path.to_path_buf(),
+                problem,
+            })?;
+        for (which, policy) in [("policy", self.policy), ("parity", self.parity)] {
+            policy.check().map_err(|problem| BundleError::Policy {
+                path: path.to_path_buf(),
+                which,
+                problem,
+            })?;
         }
-        Ok(bundle)
+        if !(self.budget > 0.0 && self.budget <= 1.0) {
+            return Err(corrupt(format!("budget {} is outside (0, 1]", self.budget)));
+        }
+        Ok(())
     }
 }
 
@@ -213,14 +245,14 @@ fn write_json<T: Serialize>(
     path: &Path,
     value: &T,
 ) -> Result<(), BundleError> {
-    let io = |source| BundleError::Io {
+    let io = |problem| BundleError::Io {
         path: path.to_path_buf(),
-        source,
+        problem,
     };
     let mut file = std::io::BufWriter::new(group.create(path)?);
-    serde_json::to_writer_pretty(&mut file, value).map_err(|source| BundleError::Json {
+    serde_json::to_writer_pretty(&mut file, value).map_err(|problem| BundleError::Json {
         path: path.to_path_buf(),
-        source,
+        problem,
     })?;
     file.write_all(b"\n").map_err(io)?;
     let file = file.into_inner().map_err(|e| io(e.into_error()))?;
@@ -254,9 +286,9 @@ pub fn fingerprint_bytes(bytes: &[u8]) -> String {
 
 pub fn fingerprint_file(path: &Path, events: u64) -> Result<Fingerprint, BundleError> {
     use std::io::Read;
-    let io = |source| BundleError::Io {
+    let io = |problem| BundleError::Io {
         path: path.to_path_buf(),
-        source,
+        problem,
     };
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

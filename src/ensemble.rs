@@ -2,11 +2,46 @@
 //! the reasons behind each alert.
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 use crate::features::Contract;
 use crate::models::autoencoder::Autoencoder;
 use crate::models::isolation_forest::IsolationForest;
 use crate::models::online_logistic::OnlineLogistic;
+use crate::models::ParamsError;
+
+/// Why weights or a threshold are refused: one error for the flags, the
+/// dataflow files and the policies a bundle holds, so that each is checked
+/// the same way.
+#[derive(Debug, Error, PartialEq)]
+pub enum PolicyError {
+    #[error("expected three weights IF,AE,LR such as 0.4,0.3,0.3, got {0:?}")]
+    Count(String),
+    #[error("{value:?} in weights {weights:?} is not a number")]
+    NotANumber { value: String, weights: String },
+    #[error("weights must be finite and non-negative with a positive sum, got {0:?},{1:?},{2:?}")]
+    Weights(f64, f64, f64),
+    #[error("weights {0:?},{1:?},{2:?} do not sum to 1: a bundle holds its weights normalised")]
+    NotNormalised(f64, f64, f64),
+    #[error("the threshold must be a finite number, got {0:?}")]
+    Threshold(f64),
+}
+
+/// Why a bundle's models cannot score for its contract.
+#[derive(Debug, Error, PartialEq)]
+pub enum ModelsError {
+    #[error("{model}: {problem}")]
+    Params {
+        model: &'static str,
+        problem: ParamsError,
+    },
+    #[error("{model} takes {width} features, the contract has {expected}")]
+    Width {
+        model: &'static str,
+        width: usize,
+        expected: usize,
+    },
+}
 
 /// How much each model's score counts; they sum to 1.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,20 +59,47 @@ impl Weights {
         logistic: 0.3,
     };
 
-    /// Weights from three non-negative numbers, scaled to sum to 1.
-    pub fn new(isolation_forest: f64, autoencoder: f64, logistic: f64) -> Result<Weights, String> {
+    /// Weights from three finite non-negative numbers with a positive sum,
+    /// scaled to sum to 1 (also when their sum is beyond f64's range).
+    pub fn new(
+        isolation_forest: f64,
+        autoencoder: f64,
+        logistic: f64,
+    ) -> Result<Weights, PolicyError> {
         let all = [isolation_forest, autoencoder, logistic];
-        let sum: f64 = all.iter().sum();
-        if all.iter().any(|w| !w.is_finite() || *w < 0.0) || sum <= 0.0 {
-            return Err(format!(
-                "weights must be non-negative with a positive sum, got {isolation_forest},{autoencoder},{logistic}"
+        let largest = all.iter().copied().fold(0.0, f64::max);
+        if all.iter().any(|w| !w.is_finite() || *w < 0.0) || largest <= 0.0 {
+            return Err(PolicyError::Weights(
+                isolation_forest,
+                autoencoder,
+                logistic,
             ));
         }
+        // Huge weights would overflow their sum: scale them by the largest
+        // first (exact when the sum fits, so kept for that case).
+        let scale = if all.iter().sum::<f64>().is_finite() {
+            1.0
+        } else {
+            largest
+        };
+        let sum: f64 = all.iter().map(|w| w / scale).sum();
         Ok(Weights {
-            isolation_forest: isolation_forest / sum,
-            autoencoder: autoencoder / sum,
-            logistic: logistic / sum,
+            isolation_forest: isolation_forest / scale / sum,
+            autoencoder: autoencoder / scale / sum,
+            logistic: logistic / scale / sum,
         })
+    }
+
+    /// Checks weights read from outside (a bundle) as [`Weights::new`]
+    /// checks a flag's, and that they are already normalised, as training
+    /// writes them: the threshold beside them was chosen for these sums.
+    pub fn check(&self) -> Result<(), PolicyError> {
+        let (a, b, c) = (self.isolation_forest, self.autoencoder, self.logistic);
+        Weights::new(a, b, c)?;
+        if ((a + b + c) - 1.0).abs() > 1e-9 {
+            return Err(PolicyError::NotNormalised(a, b, c));
+        }
+        Ok(())
     }
 
     /// Every weighting on a grid of `1/steps` over the simplex.
@@ -64,21 +126,31 @@ impl Weights {
 }
 
 impl std::str::FromStr for Weights {
-    type Err = String;
+    type Err = PolicyError;
 
     /// `IF,AE,LR`, e.g. `0.4,0.3,0.3`.
-    fn from_str(s: &str) -> Result<Weights, String> {
+    fn from_str(s: &str) -> Result<Weights, PolicyError> {
         let parts: Vec<&str> = s.split(',').map(str::trim).collect();
         let [a, b, c] = parts[..] else {
-            return Err(format!(
-                "expected three weights IF,AE,LR such as 0.4,0.3,0.3, got {s:?}"
-            ));
+            return Err(PolicyError::Count(s.to_string()));
         };
         let num = |v: &str| {
-            v.parse::<f64>()
-                .map_err(|_| format!("{v:?} in weights {s:?} is not a number"))
+            v.parse::<f64>().map_err(|_| PolicyError::NotANumber {
+                value: v.to_string(),
+                weights: s.to_string(),
+            })
         };
         Weights::new(num(a)?, num(b)?, num(c)?)
+    }
+}
+
+/// Refuses a threshold that is not a finite number: for the flag, the
+/// dataflow file and a bundle's policies alike.
+pub fn check_threshold(threshold: f64) -> Result<f64, PolicyError> {
+    if threshold.is_finite() {
+        Ok(threshold)
+    } else {
+        Err(PolicyError::Threshold(threshold))
     }
 }
 
@@ -163,13 +235,12 @@ impl Models {
         out
     }
 
-    pub fn check(&self, n_features: usize) -> Result<(), String> {
-        self.logistic
-            .check()
-            .map_err(|e| format!("logistic: {e}"))?;
-        self.autoencoder
-            .check()
-            .map_err(|e| format!("autoencoder: {e}"))?;
+    /// Checks models read from outside: each model's parameters (see
+    /// [`ParamsError`]) and that each takes the contract's `n_features`.
+    pub fn check(&self, n_features: usize) -> Result<(), ModelsError> {
+        let params = |model: &'static str| move |problem| ModelsError::Params { model, problem };
+        self.logistic.check().map_err(params("logistic"))?;
+        self.autoencoder.check().map_err(params("autoencoder"))?;
         let widths = [
             ("isolation_forest", self.isolation_forest.n_features()),
             ("autoencoder", self.autoencoder.n_features()),
@@ -177,9 +248,11 @@ impl Models {
         ];
         for (model, width) in widths {
             if width != n_features {
-                return Err(format!(
-                    "{model} takes {width} features, the contract has {n_features}"
-                ));
+                return Err(ModelsError::Width {
+                    model,
+                    width,
+                    expected: n_features,
+                });
             }
         }
         Ok(())
@@ -193,6 +266,15 @@ pub struct Policy {
     pub threshold: f64,
 }
 
+impl Policy {
+    /// Checks a policy read from outside: its weights as [`Weights::check`]
+    /// and its threshold as [`check_threshold`].
+    pub fn check(&self) -> Result<(), PolicyError> {
+        self.weights.check()?;
+        check_threshold(self.threshold).map(|_| ())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,10 +284,58 @@ mod tests {
         let w: Weights = "2,1,1".parse().unwrap();
         assert_eq!(w.isolation_forest, 0.5);
         assert_eq!(w.logistic, 0.25);
-        assert!("0.4,0.3".parse::<Weights>().unwrap_err().contains("three"));
-        assert!("a,1,1".parse::<Weights>().unwrap_err().contains("\"a\""));
+        let err = |s: &str| s.parse::<Weights>().unwrap_err().to_string();
+        assert!(err("0.4,0.3").contains("three"));
+        assert!(err("a,1,1").contains("\"a\""));
         assert!("-1,1,1".parse::<Weights>().is_err());
         assert!("0,0,0".parse::<Weights>().is_err());
+    }
+
+    #[test]
+    fn weights_whose_sum_overflows_are_normalised_not_zeroed() {
+        // Regression: 1e308 three times summed to infinity, and every
+        // weight became 0 (nothing could alert) or NaN.
+        let w = Weights::new(1e308, 1e308, 1e308).unwrap();
+        for v in [w.isolation_forest, w.autoencoder, w.logistic] {
+            assert!((v - 1.0 / 3.0).abs() < 1e-12, "{w:?}");
+        }
+        assert_eq!(w.check(), Ok(()));
+    }
+
+    #[test]
+    fn a_policy_read_from_outside_is_checked_as_the_flags_are() {
+        let good = Policy {
+            weights: Weights::ORIGINAL,
+            threshold: 0.5,
+        };
+        assert_eq!(good.check(), Ok(()));
+        let with = |w: [f64; 3], threshold: f64| Policy {
+            weights: Weights {
+                isolation_forest: w[0],
+                autoencoder: w[1],
+                logistic: w[2],
+            },
+            threshold,
+        };
+        assert_eq!(
+            with([-0.5, 1.0, 0.5], 0.5).check(),
+            Err(PolicyError::Weights(-0.5, 1.0, 0.5))
+        );
+        assert_eq!(
+            with([1e308, 1e308, 1e308], 0.5).check(),
+            Err(PolicyError::NotNormalised(1e308, 1e308, 1e308))
+        );
+        assert_eq!(
+            with([0.4, 0.3, 0.3], f64::INFINITY).check(),
+            Err(PolicyError::Threshold(f64::INFINITY))
+        );
+        assert_eq!(
+            with([0.4, 0.3, 0.3], f64::NAN)
+                .check()
+                .unwrap_err()
+                .to_string(),
+            "the threshold must be a finite number, got NaN"
+        );
     }
 
     #[test]

@@ -111,6 +111,12 @@ impl Contract {
                 flag(e.old_balance_orig == 0.0),
             ]);
         }
+        // Sums of finite amounts and balances can pass f64's range (two
+        // balances near f64::MAX): saturate, so every feature of a finite
+        // event is finite.
+        for x in &mut v.values[..usize::from(v.len)] {
+            *x = x.clamp(-f64::MAX, f64::MAX);
+        }
         v
     }
 }

@@ -11,7 +11,7 @@ use anyhow::Context;
 use fraudflow::atomic::{make_dir, OutputFile, OutputGroup, OutputPlan};
 use fraudflow::bundle::{fingerprint_file, Bundle};
 use fraudflow::dataflow::score::{ModelVersion, Outcome, Scorer};
-use fraudflow::ensemble::{Policy, Weights};
+use fraudflow::ensemble::{check_threshold, Policy, Weights};
 use fraudflow::eval::{per_day, Day, Latency, Quality, Record};
 use fraudflow::generate::{write_file, GeneratorParams, STEPS};
 use fraudflow::pipeline::training::train_bundle;
@@ -27,7 +27,7 @@ use fraudflow::sinks::{BoxSink, Fanout};
 use serde::Serialize;
 
 use super::timely_args::TimelyArgs;
-use super::train::TrainingArgs;
+use super::train::{given, TrainingArgs};
 use super::{grouped, on_cluster, SourceArgs};
 
 /// Rows of the Kaggle PaySim file: the default generated input.
@@ -67,12 +67,12 @@ pub struct Args {
     /// Also write scores.csv: every event's id, label and scores.
     #[arg(long)]
     scores: bool,
-    /// Rows to generate when no --input is given.
-    #[arg(long, default_value_t = PAYSIM_ROWS)]
-    rows: u64,
-    /// Seed of the generated input.
-    #[arg(long, default_value_t = 1)]
-    generate_seed: u64,
+    /// Rows to generate when no --input is given [default: 6362620].
+    #[arg(long)]
+    rows: Option<u64>,
+    /// Seed of the generated input [default: 1].
+    #[arg(long)]
+    generate_seed: Option<u64>,
     /// Score with the original weights 0.4/0.3/0.3 (IF/AE/LR) and the
     /// threshold training chose for them at the same budget.
     #[arg(long, conflicts_with = "weights")]
@@ -111,10 +111,14 @@ fn parse_switch(s: &str) -> Result<(u32, PathBuf), String> {
 
 /// Where a generated input goes.
 fn generated_path(args: &Args) -> PathBuf {
-    args.out().join(format!(
-        "paysim-generated-{}-seed{}.csv",
-        args.rows, args.generate_seed
-    ))
+    let (rows, seed) = generated_rows(args);
+    args.out()
+        .join(format!("paysim-generated-{rows}-seed{seed}.csv"))
+}
+
+/// The rows and seed of a generated input.
+fn generated_rows(args: &Args) -> (u64, u64) {
+    (args.rows.unwrap_or(PAYSIM_ROWS), args.generate_seed.unwrap_or(1))
 }
 
 /// The input file: the one given, or a generated one written into --out.
@@ -122,17 +126,18 @@ fn input_file(args: &Args, quiet: bool) -> anyhow::Result<PathBuf> {
     if let Some(path) = &args.input {
         return Ok(path.clone());
     }
+    let (rows, seed) = generated_rows(args);
     let path = generated_path(args);
     if !quiet {
         eprintln!(
             "backtest: generating {} rows into {}",
-            grouped(args.rows),
+            grouped(rows),
             path.display()
         );
     }
-    let mut params = GeneratorParams::new(args.rows, args.generate_seed);
+    let mut params = GeneratorParams::new(rows, seed);
     params.steps = STEPS;
-    let bar = fraudflow::progress::bar(args.rows, "rows", quiet);
+    let bar = fraudflow::progress::bar(rows, "rows", quiet);
     write_file(params.check()?, &path, &bar)?;
     bar.finish_and_clear();
     Ok(path)
@@ -163,6 +168,8 @@ fn bundle_for(
     let params = args.training.params()?;
     let bundle = train_bundle(settings.clone(), &params, &args.out().join("models"), say)?
         .context("training returned no bundle")?;
+    // The split was chosen from the data: say which steps it took.
+    super::train::print_split(&bundle.split);
     let hash = bundle.fingerprint.hash.clone();
     Ok((bundle, hash))
 }
@@ -296,10 +303,53 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     on_cluster(&cluster, || backtest(&args, cluster.clone(), quiet))
 }
 
-fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCode> {
-    if let Some(t) = args.threshold.filter(|t| !t.is_finite()) {
-        anyhow::bail!("--threshold must be a finite number, got {t}");
+/// Refuses flags that this combination would silently ignore, and bad
+/// values, before any work starts.
+fn check_flags(args: &Args) -> anyhow::Result<()> {
+    if let Some(t) = args.threshold {
+        check_threshold(t).context("--threshold")?;
     }
+    if let Some(models) = &args.models {
+        let ignored = args.training.training_only();
+        let budget = if ignored.contains(&"--budget") {
+            ", or move its threshold with --threshold"
+        } else {
+            ""
+        };
+        refuse(
+            &ignored,
+            &format!(
+                "backtest trains, but the bundle in {} is given (--models): it was trained with \
+                 its own; train another with `fraudflow train`{budget}",
+                models.display()
+            ),
+        )?;
+    }
+    if args.input.is_some() {
+        let generator = [
+            ("--rows", args.rows.is_some()),
+            ("--generate-seed", args.generate_seed.is_some()),
+        ];
+        refuse(
+            &given(&generator),
+            "backtest generates its input, but --input is given",
+        )?;
+    }
+    Ok(())
+}
+
+/// Refuses `flags` (those given that a combination ignores), if any:
+/// "FLAGS apply only when WHEN".
+fn refuse(flags: &[&str], when: &str) -> anyhow::Result<()> {
+    if flags.is_empty() {
+        return Ok(());
+    }
+    let verb = if flags.len() == 1 { "applies" } else { "apply" };
+    anyhow::bail!("{} {verb} only when {when}", flags.join(", "))
+}
+
+fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCode> {
+    check_flags(args)?;
     let group = output_group(args)?;
     let input_path = input_file(args, quiet)?;
     // A loaded bundle must have been made for this contract, so the input is

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use fraudflow::atomic::{make_dir, OutputPlan};
-use fraudflow::bundle::Bundle;
+use fraudflow::bundle::{Bundle, SplitSummary};
 use fraudflow::features::Contract;
 use fraudflow::pipeline::training::train_bundle;
 use fraudflow::pipeline::{Cluster, Stage};
@@ -45,24 +45,25 @@ pub struct TrainingArgs {
     #[arg(long, value_enum)]
     pub contract: Option<Contract>,
     /// Share of traffic to alert on: the threshold is chosen on the
-    /// validation split to flag this share of it.
-    #[arg(long, default_value_t = TrainParams::default().budget)]
-    pub budget: f64,
+    /// validation split to flag this share of it [default: 0.005].
+    #[arg(long)]
+    pub budget: Option<f64>,
     /// The split as LAST_TRAIN_STEP,LAST_VALIDATION_STEP (e.g. `6,7`: steps
-    /// 1-6 train, 7 validates, 8 on test). Default: the steps holding 70 %
-    /// and 85 % of the rows.
+    /// 1-6 train, 7 validates, 8 on test). Default: the first steps by which
+    /// 70 % and 85 % of the rows are reached, moved earlier where needed so
+    /// that validation and test each keep a step with events.
     #[arg(long, value_parser = parse_split)]
     pub split: Option<(u32, u32)>,
-    /// Seed for every model's randomness.
-    #[arg(long, default_value_t = TrainParams::default().seed)]
-    pub seed: u64,
+    /// Seed for every model's randomness [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Weight of a fraud example in the logistic loss; 0 balances the
-    /// classes of the training split.
-    #[arg(long, default_value_t = 1.0)]
-    pub positive_weight: f64,
-    /// Trees in the isolation forest.
-    #[arg(long, default_value_t = TrainParams::default().trees)]
-    pub trees: usize,
+    /// classes of the training split [default: 1].
+    #[arg(long)]
+    pub positive_weight: Option<f64>,
+    /// Trees in the isolation forest [default: 100].
+    #[arg(long)]
+    pub trees: Option<usize>,
 }
 
 fn parse_split(s: &str) -> Result<(u32, u32), String> {
@@ -85,18 +86,51 @@ impl TrainingArgs {
 
     /// Checked before any worker starts.
     pub fn params(&self) -> anyhow::Result<TrainParams> {
-        if !(self.budget > 0.0 && self.budget <= 1.0) {
-            anyhow::bail!("--budget must be in (0, 1], got {}", self.budget);
+        let defaults = TrainParams::default();
+        let budget = self.budget.unwrap_or(defaults.budget);
+        if !(budget > 0.0 && budget <= 1.0) {
+            anyhow::bail!("--budget must be in (0, 1], got {budget}");
+        }
+        let positive_weight = self.positive_weight.unwrap_or(1.0);
+        if !(positive_weight >= 0.0 && positive_weight.is_finite()) {
+            anyhow::bail!(
+                "--positive-weight must be a finite number, 0 or more, got {positive_weight}"
+            );
+        }
+        let trees = self.trees.unwrap_or(defaults.trees);
+        if trees == 0 {
+            anyhow::bail!("--trees must be at least 1, got 0");
         }
         Ok(TrainParams {
-            budget: self.budget,
-            seed: self.seed,
+            budget,
+            seed: self.seed.unwrap_or(defaults.seed),
             split: self.split,
-            trees: self.trees,
-            positive_weight: (self.positive_weight > 0.0).then_some(self.positive_weight),
-            ..TrainParams::default()
+            trees,
+            positive_weight: (positive_weight > 0.0).then_some(positive_weight),
+            ..defaults
         })
     }
+
+    /// The flags given that only training reads: a backtest with a bundle
+    /// given (`--models`) does not train, so it refuses them rather than
+    /// ignore them.
+    pub fn training_only(&self) -> Vec<&'static str> {
+        given(&[
+            ("--budget", self.budget.is_some()),
+            ("--split", self.split.is_some()),
+            ("--seed", self.seed.is_some()),
+            ("--positive-weight", self.positive_weight.is_some()),
+            ("--trees", self.trees.is_some()),
+        ])
+    }
+}
+
+/// The flags among `flags` (name, whether given) that were given.
+pub fn given(flags: &[(&'static str, bool)]) -> Vec<&'static str> {
+    flags
+        .iter()
+        .filter_map(|&(flag, given)| given.then_some(flag))
+        .collect()
 }
 
 pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
@@ -133,21 +167,28 @@ fn train(args: &Args, cluster: &Cluster, quiet: bool) -> anyhow::Result<Option<B
     Ok(train_bundle(settings, &params, &args.out, say)?)
 }
 
-/// The split, the policy and the test-split metrics, one line a model, on
-/// standard output.
-pub fn print_metrics(bundle: &Bundle) {
-    let s = &bundle.split;
+/// The steps the split chose, and what each part holds, on standard
+/// output.
+pub fn print_split(s: &SplitSummary) {
     outln!(
-        "split: train steps ..={} ({} rows, {} fraud), validation ..={} ({} rows, {} fraud), test ({} rows, {} fraud)",
+        "split: train steps ..={} ({} rows, {} fraud), validation steps {}..={} ({} rows, {} fraud), test steps {}.. ({} rows, {} fraud)",
         s.train_last_step,
         grouped(s.train_rows),
         s.train_fraud,
+        s.train_last_step + 1,
         s.validation_last_step,
         grouped(s.validation_rows),
         s.validation_fraud,
+        s.validation_last_step + 1,
         grouped(s.test_rows),
         s.test_fraud
     );
+}
+
+/// The split, the policy and the test-split metrics, one line a model, on
+/// standard output.
+pub fn print_metrics(bundle: &Bundle) {
+    print_split(&bundle.split);
     let w = bundle.policy.weights;
     outln!(
         "ensemble: weights IF {:.2} / AE {:.2} / LR {:.2}, threshold {:.6} for a {:.2} % budget",

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub struct DeadLetter {
     /// Stable error code, e.g. `not_a_number`, `malformed_json`.
     pub code: String,
-    /// The stage that rejected it: `parse`.
+    /// The stage that rejected it: `parse`, or `score` (code `unscorable`).
     pub stage: String,
     /// What was wrong, naming the bad value.
     pub message: String,

@@ -1,6 +1,12 @@
 //! Scoring and routing: every event's ensemble score and component scores;
 //! events at or above the threshold become alerts with their reasons, the
 //! rest are normal traffic.
+//!
+//! A loaded bundle is checked so that every finite event scores finitely;
+//! should a score still not be finite (a NaN would rank nowhere and alert
+//! never), the event goes to the dead-letter sink with the code
+//! `unscorable` rather than vanish, so that events in = routed + dead
+//! letters holds.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +19,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
+use super::dead_letter::DeadLetter;
 use super::FeatureRow;
 use crate::ensemble::{Components, Models, Policy, Reason};
 use crate::event::EventId;
@@ -112,9 +119,24 @@ impl Serialize for Alert {
     }
 }
 
+/// The dead-letter code of an event that no finite score could be given.
+pub const UNSCORABLE: &str = "unscorable";
+
+/// What scoring and routing return.
+pub struct Routed<'scope> {
+    /// Outcomes with their alert.
+    pub anomalies: Stream<'scope, u64, Vec<Outcome>>,
+    /// Outcomes below the threshold.
+    pub normal: Stream<'scope, u64, Vec<Outcome>>,
+    /// Events without a finite score: dead letters with code
+    /// [`UNSCORABLE`], stage `score`.
+    pub dead: Stream<'scope, u64, Vec<Box<DeadLetter>>>,
+}
+
 /// Scores each row with the model version in force at its time and routes
-/// it: returns the anomalies (outcomes with their alert) and the normal
-/// traffic. Runs where the rows are, without exchange.
+/// it: returns the anomalies (outcomes with their alert), the normal
+/// traffic and the unscorable events. Runs where the rows are, without
+/// exchange.
 ///
 /// `versions` must reach every worker (broadcast): each applies from its
 /// time on, so which version scores an event depends on the event's time
@@ -125,11 +147,9 @@ pub fn score_and_route<'scope>(
     rows: Stream<'scope, u64, Vec<FeatureRow>>,
     versions: Stream<'scope, u64, Vec<ModelVersion>>,
     initial: Arc<Scorer>,
-) -> (
-    Stream<'scope, u64, Vec<Outcome>>,
-    Stream<'scope, u64, Vec<Outcome>>,
-) {
-    let scored = rows.binary_frontier::<_, CapacityContainerBuilder<Vec<Outcome>>, _, _, _, _>(
+) -> Routed<'scope> {
+    type Scored = Result<Outcome, Box<DeadLetter>>;
+    let scored = rows.binary_frontier::<_, CapacityContainerBuilder<Vec<Scored>>, _, _, _, _>(
         versions,
         Pipeline,
         Pipeline,
@@ -184,11 +204,77 @@ pub fn score_and_route<'scope>(
             }
         },
     );
-    scored.ok_err(|o| if o.alert.is_some() { Ok(o) } else { Err(o) })
+    let (outcomes, dead): (Stream<'scope, u64, Vec<Outcome>>, _) = scored.ok_err(|r| r);
+    let (anomalies, normal) =
+        outcomes.ok_err(|o: Outcome| if o.alert.is_some() { Ok(o) } else { Err(o) });
+    Routed {
+        anomalies,
+        normal,
+        dead,
+    }
 }
 
-fn route(scorer: &Scorer, row: FeatureRow, components: Components, now: u64) -> Outcome {
+/// The first of an event's features and scores that is not finite, by
+/// name and value.
+fn not_finite(scorer: &Scorer, row: &FeatureRow, c: &Components, score: f64) -> Option<String> {
+    let names = scorer.contract.names();
+    let features = row.values.iter().enumerate().map(|(j, v)| {
+        let name = names.get(j).copied().unwrap_or("?");
+        (format!("feature {name}"), *v)
+    });
+    let scores = [
+        ("isolation_forest", c.isolation_forest),
+        ("autoencoder", c.autoencoder),
+        ("logistic", c.logistic),
+        ("ensemble", score),
+    ]
+    .map(|(model, v)| (format!("{model} score"), v));
+    features
+        .chain(scores)
+        .find(|(_, v)| !v.is_finite())
+        .map(|(what, v)| format!("{what} is {v}"))
+}
+
+/// The dead letter of an event that could not be scored finitely.
+fn unscorable(scorer: &Scorer, row: &FeatureRow, why: String) -> Box<DeadLetter> {
+    let names = scorer.contract.names();
+    let features: serde_json::Map<String, serde_json::Value> = row
+        .values
+        .iter()
+        .enumerate()
+        .map(|(j, v)| {
+            let name = names.get(j).copied().unwrap_or("?").to_string();
+            // JSON has no NaN or infinity: such a value is written as text.
+            let value = serde_json::Number::from_f64(*v)
+                .map_or_else(|| v.to_string().into(), serde_json::Value::Number);
+            (name, value)
+        })
+        .collect();
+    let raw = serde_json::json!({ "event_id": row.id.to_string(), "features": features });
+    Box::new(DeadLetter {
+        code: UNSCORABLE.to_string(),
+        stage: "score".to_string(),
+        message: format!(
+            "event {} has no finite score under model version {}: {why}",
+            row.id, scorer.model_version
+        ),
+        raw: raw.to_string(),
+        source: format!("event:{}", row.id),
+        seq: row.seq,
+        received_at: crate::clock::now_rfc3339(),
+    })
+}
+
+fn route(
+    scorer: &Scorer,
+    row: FeatureRow,
+    components: Components,
+    now: u64,
+) -> Result<Outcome, Box<DeadLetter>> {
     let score = scorer.policy.weights.combine(&components);
+    if let Some(why) = not_finite(scorer, &row, &components, score) {
+        return Err(unscorable(scorer, &row, why));
+    }
     let is_fraud = row.label.map(|l| l.is_fraud);
     let amount = row.values.first().copied().unwrap_or(0.0);
     let alert = (score >= scorer.policy.threshold).then(|| {
@@ -207,7 +293,7 @@ fn route(scorer: &Scorer, row: FeatureRow, components: Components, now: u64) -> 
             is_fraud,
         })
     });
-    Outcome {
+    Ok(Outcome {
         alert,
         id: row.id,
         seq: row.seq,
@@ -219,7 +305,7 @@ fn route(scorer: &Scorer, row: FeatureRow, components: Components, now: u64) -> 
         score,
         latency_us: now.saturating_sub(row.received_us),
         received_us: row.received_us,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -257,5 +343,97 @@ mod tests {
             assert_eq!(json.contains("is_fraud"), a.is_fraud.is_some(), "{json}");
             assert_eq!(serde_json::from_str::<Alert>(&json).unwrap(), a);
         }
+    }
+
+    /// Three small models fitted on seven features, for the V1 contract.
+    fn scorer(weights: crate::ensemble::Weights) -> Scorer {
+        use crate::models::autoencoder::AutoencoderParams;
+        use crate::models::isolation_forest::IsolationForestParams;
+        use crate::models::online_logistic::OnlineLogisticParams;
+        use linfa::prelude::*;
+        let x = ndarray::Array2::from_shape_fn((60, 7), |(i, j)| ((i * 7 + j) % 11) as f64);
+        let y: ndarray::Array1<bool> = (0..60).map(|i| i % 6 == 0).collect();
+        let models = Models {
+            isolation_forest: IsolationForestParams::default()
+                .n_trees(5)
+                .fit(&DatasetBase::from(x.clone()))
+                .unwrap(),
+            autoencoder: AutoencoderParams::default()
+                .epochs(1)
+                .fit(&DatasetBase::from(x.clone()))
+                .unwrap(),
+            logistic: OnlineLogisticParams::default()
+                .fit(&DatasetBase::new(x, y))
+                .unwrap(),
+        };
+        Scorer {
+            models,
+            policy: Policy {
+                weights,
+                threshold: 0.5,
+            },
+            contract: Contract::V1,
+            model_version: "test".into(),
+        }
+    }
+
+    fn row(values: &[f64]) -> FeatureRow {
+        FeatureRow {
+            id: crate::event::EventId::Row(42),
+            seq: 42,
+            time_ms: 0,
+            step: Some(0),
+            received_us: 0,
+            label: None,
+            values: crate::features::FeatureVec::from_slice(values),
+        }
+    }
+
+    #[test]
+    fn an_event_without_a_finite_score_is_a_dead_letter_not_a_lost_event() {
+        let good = scorer(crate::ensemble::Weights::ORIGINAL);
+        let extreme = [1e39, f64::MAX, -f64::MAX, 1.0, 0.0, 23.0, 1e300];
+        let scored = |scorer: &Scorer, values: &[f64]| {
+            let row = row(values);
+            let mut components = Vec::new();
+            scorer
+                .models
+                .components_many(&[&row.values[..]], &mut components);
+            route(scorer, row, components[0], 0)
+        };
+        let outcome = scored(&good, &extreme).unwrap();
+        assert!((0.0..=1.0).contains(&outcome.score), "{outcome:?}");
+
+        // A NaN feature (no parser lets one through) or weights that no
+        // load would accept: the event is a dead letter, named.
+        let mut nan = extreme;
+        nan[2] = f64::NAN;
+        let dead = scored(&good, &nan).unwrap_err();
+        assert_eq!(
+            (dead.code.as_str(), dead.stage.as_str()),
+            (UNSCORABLE, "score")
+        );
+        assert_eq!((dead.seq, dead.source.as_str()), (42, "event:42"));
+        assert!(
+            dead.message.contains("feature balance_diff_orig is NaN"),
+            "{}",
+            dead.message
+        );
+        assert!(
+            dead.raw.contains("\"balance_diff_orig\":\"NaN\""),
+            "{}",
+            dead.raw
+        );
+        let bad = scorer(crate::ensemble::Weights {
+            isolation_forest: f64::INFINITY,
+            autoencoder: 0.0,
+            logistic: 0.0,
+        });
+        let dead = scored(&bad, &[1.0; 7]).unwrap_err();
+        assert!(
+            dead.message.contains("ensemble score is"),
+            "{}",
+            dead.message
+        );
     }
 }

@@ -18,6 +18,8 @@ pub fn hour_of(time_ms: u64) -> u32 {
 pub enum SplitError {
     #[error("no events to split")]
     Empty,
+    #[error("the events fall in {hours} distinct hour(s) (steps) {list}; a chronological split into training, validation and test needs at least 3")]
+    TooFewHours { hours: usize, list: String },
     #[error("the {part} split (steps {first}..={last}) is empty; choose other steps with --split")]
     EmptyPart {
         part: &'static str,
@@ -40,29 +42,50 @@ pub struct Split {
     pub validation_last: u32,
 }
 
-/// The hours at which the running count of rows passes 70 % and 85 %.
-fn default_cuts(hours: &[u32], last: u32) -> (u32, u32) {
+/// The shares of the rows that the default split trains on, then trains
+/// and validates on.
+pub const DEFAULT_SHARES: (f64, f64) = (0.70, 0.85);
+
+/// The default cuts: the first hours at which the running count of rows
+/// reaches 70 % and 85 %, moved earlier where needed so that validation and
+/// test each keep at least one hour that has events (on a short file the
+/// largest hour would otherwise swallow both cuts).
+fn default_cuts(hours: &[u32]) -> Result<(u32, u32), SplitError> {
     let mut per_hour: BTreeMap<u32, usize> = BTreeMap::new();
     for &h in hours {
         *per_hour.entry(h).or_default() += 1;
     }
-    let n = hours.len() as f64;
-    let (mut seen, mut cuts) = (0usize, Vec::new());
-    let mut shares = [0.70, 0.85].into_iter().peekable();
-    for (&hour, &count) in &per_hour {
-        seen += count;
-        // An hour holds one cut at most: the next share moves on.
-        if shares.next_if(|&share| seen as f64 >= share * n).is_some() {
-            cuts.push(hour);
-        }
+    let present: Vec<u32> = per_hour.keys().copied().collect();
+    if present.len() < 3 {
+        let list: Vec<String> = present.iter().map(u32::to_string).collect();
+        return Err(SplitError::TooFewHours {
+            hours: present.len(),
+            list: list.join(", "),
+        });
     }
-    let t = cuts.first().copied().unwrap_or(last);
-    (t, cuts.get(1).copied().unwrap_or(t))
+    let n = hours.len() as f64;
+    let mut running = 0usize;
+    let cumulative: Vec<f64> = per_hour
+        .values()
+        .map(|&count| {
+            running += count;
+            running as f64 / n
+        })
+        .collect();
+    let reaching = |share: f64| cumulative.iter().position(|&c| c >= share);
+    let last = present.len() - 1;
+    let t = reaching(DEFAULT_SHARES.0).unwrap_or(last).min(last - 2);
+    let v = reaching(DEFAULT_SHARES.1)
+        .unwrap_or(last)
+        .clamp(t + 1, last - 1);
+    Ok((present[t], present[v]))
 }
 
 /// Splits rows by their hours: up to `train_last` train, up to
 /// `validation_last` validate, the rest test. `explicit` names the two
-/// cuts; by default they are where 70 % and 85 % of the rows are passed.
+/// cuts; by default they are the first hours where 70 % and 85 % of the
+/// rows are reached, kept far enough apart that every part has an hour with
+/// events whenever the rows fall in three hours or more.
 ///
 /// ```
 /// use fraudflow::eval::split::split;
@@ -82,7 +105,7 @@ pub fn split(hours: &[u32], explicit: Option<(u32, u32)>) -> Result<Split, Split
             })
         }
         Some(cuts) => cuts,
-        None => default_cuts(hours, last),
+        None => default_cuts(hours)?,
     };
     let mut parts = Split {
         train_last,
@@ -146,6 +169,84 @@ mod tests {
             Err(SplitError::EmptyPart { part: "test", .. })
         ));
         assert_eq!(split(&[], None), Err(SplitError::Empty));
+    }
+
+    /// The default cuts recomputed plainly: for every pair of hours with
+    /// events (t < v < the last), the parts each non-empty; among them the
+    /// pair whose running shares first reach 70 % and 85 %, or else the
+    /// latest pair that still leaves later hours.
+    fn oracle(hours: &[u32]) -> Option<(u32, u32)> {
+        let mut present: Vec<u32> = hours.to_vec();
+        present.sort_unstable();
+        present.dedup();
+        if present.len() < 3 {
+            return None;
+        }
+        let share = |h: u32| hours.iter().filter(|&&x| x <= h).count() as f64 / hours.len() as f64;
+        let k = present.len();
+        let first_reaching = |s: f64| present.iter().position(|&h| share(h) >= s).unwrap_or(k - 1);
+        let t = first_reaching(0.70).min(k - 3);
+        let v = first_reaching(0.85).max(t + 1).min(k - 2);
+        Some((present[t], present[v]))
+    }
+
+    #[test]
+    fn the_default_split_leaves_every_part_an_hour_with_events() {
+        // Regression: a file whose largest hour held both the 70 % and the
+        // 85 % mark (the genuine slice: steps 1-9, step 8 holding half the
+        // rows) left the test split empty.
+        let slice_like: Vec<u32> = [
+            (1, 27),
+            (2, 10),
+            (3, 5),
+            (4, 6),
+            (5, 7),
+            (6, 17),
+            (7, 68),
+            (8, 211),
+            (9, 63),
+        ]
+        .iter()
+        .flat_map(|&(h, n)| std::iter::repeat_n(h, n))
+        .collect();
+        let parts = split(&slice_like, None).unwrap();
+        assert_eq!((parts.train_last, parts.validation_last), (7, 8));
+        assert!(!parts.test.is_empty());
+
+        let mut rng = crate::generate::Rng::seed_from(17);
+        for case in 0..500 {
+            let hours_present = 1 + rng.below(12) as u32;
+            let gap = 1 + rng.below(50) as u32;
+            let rows = 1 + rng.below(300) as usize;
+            let hours: Vec<u32> = (0..rows)
+                .map(|_| {
+                    // Skewed: a few heavy hours, with gaps between hours.
+                    let h = rng.below(u64::from(hours_present)) as u32;
+                    let h = if rng.below(3) == 0 { h.min(2) } else { h };
+                    h * gap
+                })
+                .collect();
+            match (split(&hours, None), oracle(&hours)) {
+                (Ok(parts), Some(cuts)) => {
+                    assert_eq!(
+                        (parts.train_last, parts.validation_last),
+                        cuts,
+                        "case {case}"
+                    );
+                    assert!(
+                        !parts.train.is_empty()
+                            && !parts.validation.is_empty()
+                            && !parts.test.is_empty()
+                    );
+                    assert_eq!(
+                        parts.train.len() + parts.validation.len() + parts.test.len(),
+                        rows
+                    );
+                }
+                (Err(SplitError::TooFewHours { hours: n, .. }), None) => assert!(n < 3),
+                (got, want) => panic!("case {case}: {got:?} vs {want:?}"),
+            }
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::Probe;
+use timely::dataflow::operators::{Concat, Probe};
 use timely::dataflow::{ProbeHandle, Stream};
 use timely::worker::Worker;
 use timely::ExchangeData;
@@ -263,13 +263,7 @@ fn build(
             workers_per_process: settings.cluster.workers,
         };
         let parsed = settings.source.build(scope, context);
-        let (events, dead) = parsed.ok_err(|r| r);
-        #[allow(clippy::borrowed_box)] // the stream's records are boxes
-        dead.ordered_sink(
-            |d: &Box<DeadLetter>| d.as_ref().seq,
-            writer(&slots.dead, abort),
-            "DeadLetterSink",
-        );
+        let (events, mut dead) = parsed.ok_err(|r| r);
         let f = settings.features;
         let rows = featurize(events, f.contract, f.window_ms);
         match &settings.stage {
@@ -288,25 +282,33 @@ fn build(
                 all_outcomes,
             } => {
                 let versions = version_source(scope, scoring.versions.clone());
-                let (anomalies, normal) =
-                    score_and_route(rows, versions, Arc::clone(&scoring.initial));
-                anomalies.probe_with(&done).ordered_sink(
+                let routed = score_and_route(rows, versions, Arc::clone(&scoring.initial));
+                // Events no finite score could be given join the parse
+                // stage's dead letters: nothing is dropped.
+                dead = dead.concat(routed.dead);
+                routed.anomalies.probe_with(&done).ordered_sink(
                     |o: &Outcome| o.seq,
                     writer(&slots.anomalies, abort),
                     "AnomalySink",
                 );
                 if *all_outcomes {
-                    normal.probe_with(&done).ordered_sink(
+                    routed.normal.probe_with(&done).ordered_sink(
                         |o: &Outcome| o.seq,
                         writer(&slots.normal, abort),
                         "NormalSink",
                     );
                 } else {
-                    let records = normal.map(|o| Record::of(&o)).probe_with(&done);
+                    let records = routed.normal.map(|o| Record::of(&o)).probe_with(&done);
                     unordered_sink(records, writer(&slots.records, abort), "NormalSink");
                 }
             }
         }
+        #[allow(clippy::borrowed_box)] // the stream's records are boxes
+        dead.ordered_sink(
+            |d: &Box<DeadLetter>| d.as_ref().seq,
+            writer(&slots.dead, abort),
+            "DeadLetterSink",
+        );
     });
     Ok(Box::new(move |_: &mut Worker| slots.finish(&counts)))
 }

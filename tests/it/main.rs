@@ -10,6 +10,7 @@ mod event_time;
 mod features;
 mod hostile_input;
 mod hostile_outputs;
+mod hostile_models;
 mod live;
 mod models;
 mod output;

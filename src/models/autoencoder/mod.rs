@@ -34,6 +34,7 @@ use ndarray::{Array1, Array2, ArrayBase, Data, Ix2};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::ParamsError;
 use crate::eda::quantile;
 use crate::generate::Rng;
 
@@ -148,6 +149,18 @@ pub struct Autoencoder {
     p99: f64,
 }
 
+/// Widest a scaled feature may be, either way: training rows scale into
+/// [0, 1], so a value a million ranges away is as unusual as the score can
+/// say (its error alone passes any p99), and the clamp keeps every sum of
+/// the network finite for every finite input.
+const Z_LIMIT: f64 = 1e6;
+
+/// A raw value scaled by a feature's training minimum and range, clamped
+/// to `Z_LIMIT`: training and both scoring paths share it.
+fn scaled(v: f64, lo: f64, range: f64) -> f64 {
+    ((v - lo) / range).clamp(-Z_LIMIT, Z_LIMIT)
+}
+
 /// The output layer's activation; training and scoring share it.
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
@@ -204,7 +217,9 @@ impl<T> Fit<Array2<f64>, T, AutoencoderError> for AutoencoderValidParams {
         let train = rows - validation;
         let min = x.fold_axis(ndarray::Axis(0), f64::INFINITY, |a, &b| a.min(b));
         let max = x.fold_axis(ndarray::Axis(0), f64::NEG_INFINITY, |a, &b| a.max(b));
-        let range = (&max - &min).mapv(|r| if r > 0.0 { r } else { 1.0 });
+        // A range wider than f64 holds (values near both ends) is taken as
+        // f64::MAX: its rows then scale to the clamp, never to NaN.
+        let range = (&max - &min).mapv(|r| if r > 0.0 { r.min(f64::MAX) } else { 1.0 });
         let mut rng = Rng::seed_from(self.seed);
         let h = self.hidden;
         let init = |rng: &mut Rng, fan_in: usize| rng.normal() * (1.0 / fan_in as f64).sqrt();
@@ -253,7 +268,7 @@ impl Autoencoder {
         let (b1, b2) = (self.b1.as_slice()?, self.b2.as_slice()?);
         let mut z = [0.0; MAX];
         for j in 0..d {
-            z[j] = (row[j] - min[j]) / range[j];
+            z[j] = scaled(row[j], min[j], range[j]);
         }
         // Each unit's sum runs over its inputs in order, as in `forward`, but
         // the units advance side by side: their additions overlap rather than
@@ -285,37 +300,38 @@ impl Autoencoder {
         self.min.len()
     }
 
-    /// Checks a model read from outside: shapes that agree, finite values.
-    pub fn check(&self) -> Result<(), String> {
+    /// Checks a model read from outside: shapes that agree, finite values,
+    /// positive ranges and p99, and weights small enough that no layer's sum
+    /// passes [`super::SUM_LIMIT`] for any input (scaled inputs lie within
+    /// `Z_LIMIT`, hidden activations within 1), so that a score is always
+    /// finite.
+    pub fn check(&self) -> Result<(), ParamsError> {
         let (h, d) = self.w1.dim();
-        let shapes_agree = d > 0
-            && h > 0
-            && self.min.len() == d
-            && self.range.len() == d
-            && self.b1.len() == h
-            && self.w2.dim() == (d, h)
-            && self.b2.len() == d;
-        if !shapes_agree {
-            return Err(format!(
-                "w1 is {h}x{d} but min {}, range {}, b1 {}, w2 {:?}, b2 {}",
-                self.min.len(),
-                self.range.len(),
-                self.b1.len(),
-                self.w2.dim(),
-                self.b2.len()
-            ));
+        let shapes = [
+            ("min", d, self.min.len()),
+            ("range", d, self.range.len()),
+            ("b1", h, self.b1.len()),
+            ("w2 rows", d, self.w2.nrows()),
+            ("w2 columns", h, self.w2.ncols()),
+            ("b2", d, self.b2.len()),
+        ];
+        for (parameter, expected, found) in shapes {
+            if found != expected || expected == 0 {
+                return Err(ParamsError::Shape {
+                    parameter,
+                    expected,
+                    found,
+                });
+            }
         }
-        let finite = [&self.min, &self.range, &self.b1, &self.b2]
-            .iter()
-            .all(|a| a.iter().all(|v| v.is_finite()))
-            && self.w1.iter().chain(self.w2.iter()).all(|v| v.is_finite())
-            && self.range.iter().all(|r| *r > 0.0)
-            && self.p99.is_finite()
-            && self.p99 > 0.0;
-        if !finite {
-            return Err("a weight, bound or p99 is not finite (or a range not positive)".into());
+        let named = |name: &'static str, i: usize| move || format!("{name}[{i}]");
+        for j in 0..d {
+            super::finite(named("min", j), self.min[j])?;
+            super::positive(named("range", j), self.range[j])?;
         }
-        Ok(())
+        super::positive(|| "p99".into(), self.p99)?;
+        layer_bounds("w1", &self.w1, &self.b1, Z_LIMIT)?;
+        layer_bounds("w2", &self.w2, &self.b2, 1.0)
     }
 
     /// Each feature's share of the reconstruction error of `row`: where the
@@ -328,7 +344,7 @@ impl Autoencoder {
 
     fn scale(&self, row: impl Iterator<Item = f64>) -> Vec<f64> {
         row.zip(self.min.iter().zip(&self.range))
-            .map(|(v, (lo, r))| (v - lo) / r)
+            .map(|(v, (lo, r))| scaled(v, *lo, *r))
             .collect()
     }
 
@@ -427,6 +443,24 @@ impl Autoencoder {
     }
 }
 
+/// Checks one layer: finite weights and biases, and each unit's largest
+/// sum `|b| + Σ |w| · input_limit` within the limit.
+fn layer_bounds(
+    name: &'static str,
+    w: &Array2<f64>,
+    b: &Array1<f64>,
+    input_limit: f64,
+) -> Result<(), ParamsError> {
+    for (unit, row) in w.rows().into_iter().enumerate() {
+        let mut bound = super::finite(|| format!("b{}[{unit}]", &name[1..]), b[unit])?.abs();
+        for (i, &v) in row.iter().enumerate() {
+            bound += super::finite(|| format!("{name}[{unit}][{i}]"), v)?.abs() * input_limit;
+        }
+        super::bounded(|| format!("{name}[{unit}]"), bound)?;
+    }
+    Ok(())
+}
+
 impl<D: Data<Elem = f64>> PredictInplace<ArrayBase<D, Ix2>, Array1<f64>> for Autoencoder {
     /// Scores in [0, 1].
     fn predict_inplace(&self, x: &ArrayBase<D, Ix2>, y: &mut Array1<f64>) {
@@ -478,6 +512,30 @@ mod tests {
             let slow = model.error(&model.scale(row.iter().copied()));
             assert_eq!(model.error_on_stack(&row), Some(slow));
         }
+    }
+
+    #[test]
+    fn extreme_finite_rows_score_finitely_and_huge_weights_are_refused() {
+        let x = on_a_plane(4, 300);
+        let mut model = AutoencoderParams::default()
+            .epochs(1)
+            .fit(&DatasetBase::from(x))
+            .unwrap();
+        assert_eq!(model.check(), Ok(()));
+        for v in [1e39, -1e300, f64::MAX, f64::INFINITY] {
+            let row = [v, 0.5, -v];
+            let score = model.score(&row);
+            assert!((0.0..=1.0).contains(&score), "{v}: {score}");
+            assert!(model.errors(&row).iter().all(|e| e.is_finite()), "{v}");
+            // The stack path and the allocating path still agree.
+            let slow = model.error(&model.scale(row.iter().copied()));
+            assert_eq!(model.error_on_stack(&row), Some(slow));
+        }
+        model.w1[[2, 1]] = 1e300;
+        let err = model.check().unwrap_err();
+        assert!(err.to_string().contains("w1[2]"), "{err}");
+        model.w1[[2, 1]] = f64::INFINITY;
+        assert!(model.check().unwrap_err().to_string().contains("w1[2][1]"));
     }
 
     #[test]

@@ -23,6 +23,7 @@
 
 mod error;
 mod hyperparams;
+mod stored;
 
 use std::collections::HashSet;
 
@@ -32,6 +33,8 @@ use serde::{Deserialize, Serialize};
 
 pub use error::IsolationForestError;
 pub use hyperparams::{IsolationForestParams, IsolationForestValidParams};
+use stored::StoredForest;
+pub use stored::StoredForestError;
 
 use crate::eda::quantile;
 use crate::generate::Rng;
@@ -323,7 +326,7 @@ fn grow(
     };
     // Thresholds are kept at f32 precision (widened back exactly), so a
     // compiled node packs into 8 bytes.
-    let threshold = f64::from((lo + rng.uniform() * (hi - lo)) as f32);
+    let threshold = f64::from(single(between(lo, hi, rng.uniform())));
     let mut left = 0;
     for i in 0..sample.len() {
         if x[[sample[i], feature]] < threshold {
@@ -347,97 +350,21 @@ fn grow(
     grow(x, r, depth + 1, max_depth, rng, nodes);
 }
 
-/// What an artifact holds of a forest.
-#[derive(Serialize, Deserialize)]
-struct StoredForest {
-    trees: Vec<Vec<Node>>,
-    depth: usize,
-    n_features: usize,
-    normaliser: f64,
-    offset: f64,
-}
-
-impl From<IsolationForest> for StoredForest {
-    fn from(f: IsolationForest) -> StoredForest {
-        StoredForest {
-            trees: f.trees,
-            depth: f.depth,
-            n_features: f.n_features,
-            normaliser: f.normaliser,
-            offset: f.offset,
-        }
+/// The point `u` of the way from `lo` to `hi` (both finite, `u` in [0, 1)):
+/// finite even when `hi - lo` is wider than f64 holds.
+fn between(lo: f64, hi: f64, u: f64) -> f64 {
+    let width = hi - lo;
+    if width.is_finite() {
+        lo + u * width
+    } else {
+        lo * (1.0 - u) + hi * u
     }
 }
 
-/// Deepest tree a stored forest may hold: 2^20 leaves each.
-const MAX_DEPTH: usize = 20;
-
-impl TryFrom<StoredForest> for IsolationForest {
-    type Error = String;
-
-    fn try_from(s: StoredForest) -> Result<IsolationForest, String> {
-        if s.trees.is_empty() || s.depth == 0 || s.depth > MAX_DEPTH || s.n_features == 0 {
-            return Err(format!(
-                "a forest of {} trees of depth {} over {} features",
-                s.trees.len(),
-                s.depth,
-                s.n_features
-            ));
-        }
-        if !(s.normaliser.is_finite() && s.normaliser > 0.0 && s.offset.is_finite()) {
-            return Err(format!(
-                "normaliser {} and offset {} must be finite",
-                s.normaliser, s.offset
-            ));
-        }
-        for (i, tree) in s.trees.iter().enumerate() {
-            check_tree(tree, s.depth, s.n_features).map_err(|e| format!("tree {i}: {e}"))?;
-        }
-        let compiled = s.trees.iter().map(|t| compile(t, s.depth)).collect();
-        Ok(IsolationForest {
-            trees: s.trees,
-            compiled,
-            depth: s.depth,
-            n_features: s.n_features,
-            normaliser: s.normaliser,
-            offset: s.offset,
-        })
-    }
-}
-
-/// Checks that a preorder tree from outside can be compiled: children
-/// after their parent and inside the tree, splits above `depth`, known
-/// features, finite values.
-fn check_tree(nodes: &[Node], depth: usize, n_features: usize) -> Result<(), String> {
-    let mut stack = vec![(0usize, 0usize)];
-    let mut visited = 0usize;
-    while let Some((node, level)) = stack.pop() {
-        let n = nodes
-            .get(node)
-            .ok_or_else(|| format!("node {node} is outside its {} nodes", nodes.len()))?;
-        visited += 1;
-        if visited > nodes.len() {
-            return Err("a node is reached twice".to_string());
-        }
-        if !n.value.is_finite() {
-            return Err(format!("node {node} has value {}", n.value));
-        }
-        if n.feature == LEAF {
-            continue;
-        }
-        if n.feature as usize >= n_features || level >= depth {
-            return Err(format!(
-                "node {node} splits on feature {} at level {level} (features {n_features}, depth {depth})",
-                n.feature
-            ));
-        }
-        if n.right as usize <= node + 1 {
-            return Err(format!("node {node} has its right child at {}", n.right));
-        }
-        stack.push((node + 1, level + 1));
-        stack.push((n.right as usize, level + 1));
-    }
-    Ok(())
+/// A threshold at single precision, saturating at f32's largest finite
+/// values: `as f32` alone turns anything beyond them into infinity.
+fn single(v: f64) -> f32 {
+    v.clamp(-f64::from(f32::MAX), f64::from(f32::MAX)) as f32
 }
 
 impl CompiledTree {
@@ -475,7 +402,7 @@ fn compile(nodes: &[Node], depth: usize) -> CompiledTree {
             tree.paths[slot - inner] = level as f64 + n.value;
             continue;
         }
-        tree.nodes[slot] = (n.value as f32, n.feature);
+        tree.nodes[slot] = (single(n.value), n.feature);
         stack.push((node + 1, 2 * slot + 1, level + 1));
         stack.push((n.right as usize, 2 * slot + 2, level + 1));
     }
@@ -636,16 +563,46 @@ mod tests {
                 .sample_size(sample_size)
                 .fit(&DatasetBase::from(x.clone()))
                 .unwrap();
-            for r in (0..x.nrows()).step_by(7) {
-                let row = x.row(r).to_vec();
-                for (tree, compiled) in forest.trees.iter().zip(&forest.compiled) {
-                    assert_eq!(
-                        compiled.path_length(&row, forest.depth),
-                        path_length(tree, &row)
-                    );
-                }
+            walks_agree(&forest, &x, 7);
+        }
+    }
+
+    /// Every `step`-th row of `x` has the same path length in each compiled
+    /// tree as walking its preorder tree gives.
+    fn walks_agree(forest: &IsolationForest, x: &Array2<f64>, step: usize) {
+        for r in (0..x.nrows()).step_by(step) {
+            let row = x.row(r).to_vec();
+            for (tree, compiled) in forest.trees.iter().zip(&forest.compiled) {
+                assert_eq!(
+                    compiled.path_length(&row, forest.depth),
+                    path_length(tree, &row)
+                );
             }
         }
+    }
+
+    #[test]
+    fn values_beyond_f32s_range_split_and_score_finitely() {
+        // Training rows spanning the whole of f64: widths overflow, and
+        // thresholds beyond f32's range must not become infinite.
+        let x = Array2::from_shape_fn((400, 2), |(i, j)| match (i % 4, j) {
+            (0, 0) => -f64::MAX,
+            (1, 0) => f64::MAX,
+            (2, _) => 1e39 * i as f64,
+            _ => i as f64,
+        });
+        let forest = IsolationForestParams::default()
+            .n_trees(30)
+            .fit(&DatasetBase::from(x.clone()))
+            .unwrap();
+        for tree in &forest.trees {
+            assert!(tree.iter().all(|n| n.value.is_finite()));
+        }
+        for row in [[1e39, 0.0], [f64::MAX, -f64::MAX], [f64::INFINITY, 1e300]] {
+            let s = forest.score(&row);
+            assert!(s.is_finite() && (0.0..=1.0).contains(&s), "{row:?}: {s}");
+        }
+        walks_agree(&forest, &x, 3);
     }
 
     #[test]

@@ -30,6 +30,7 @@ use ndarray::{Array1, Array2, ArrayBase, Data, Ix2};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::ParamsError;
 use crate::generate::Rng;
 
 #[derive(Debug, Error)]
@@ -156,26 +157,30 @@ impl OnlineLogistic {
     }
 
     /// Checks a model read from outside: one length for every array, finite
-    /// values, positive scales.
-    pub fn check(&self) -> Result<(), String> {
+    /// values, positive scales, and weights small enough that the margin of
+    /// any input (each squashed feature lies within `SQUASH_MAX`) stays
+    /// under [`super::SUM_LIMIT`], so that a probability is always finite.
+    pub fn check(&self) -> Result<(), ParamsError> {
         let n = self.weights.len();
-        if n == 0 || self.mean.len() != n || self.scale.len() != n {
-            return Err(format!(
-                "weights {}, mean {} and scale {} must have one non-zero length",
-                n,
-                self.mean.len(),
-                self.scale.len()
-            ));
+        for (parameter, found) in [("mean", self.mean.len()), ("scale", self.scale.len())] {
+            if found != n || n == 0 {
+                return Err(ParamsError::Shape {
+                    parameter,
+                    expected: n,
+                    found,
+                });
+            }
         }
-        let finite = self.weights.iter().chain(&self.mean).all(|v| v.is_finite())
-            && self.scale.iter().all(|s| s.is_finite() && *s > 0.0)
-            && self.bias.is_finite()
-            && self.positive_weight.is_finite();
-        if !finite {
-            return Err(
-                "a weight, mean, scale or bias is not finite (or a scale not positive)".into(),
-            );
+        let named = |name: &'static str, j: usize| move || format!("{name}[{j}]");
+        let mut bound = super::finite(|| "bias".into(), self.bias)?.abs();
+        for j in 0..n {
+            let w = super::finite(named("weights", j), self.weights[j])?;
+            let mean = super::finite(named("mean", j), self.mean[j])?;
+            let scale = super::positive(named("scale", j), self.scale[j])?;
+            bound += w.abs() * ((SQUASH_MAX + mean.abs()) / scale);
+            super::bounded(named("weights", j), bound)?;
         }
+        super::positive(|| "positive_weight".into(), self.positive_weight)?;
         Ok(())
     }
 
@@ -225,14 +230,31 @@ impl OnlineLogistic {
     }
 }
 
+/// `ln(1 + f64::MAX)`: the largest magnitude [`squash`] returns, for any
+/// input, infinite ones included.
+const SQUASH_MAX: f64 = 709.782_712_893_384;
+
+/// Below this magnitude `squash` works in single precision; above it, where
+/// `as f32` would turn the value into infinity, in double precision.
+const SINGLE_LIMIT: f64 = f32::MAX as f64;
+
 /// `sign(v) ln(1 + |v|)`: amounts and balances span ten orders of
 /// magnitude; compressed, a linear model can weigh their scale rather than
-/// be swamped by their largest values.
+/// be swamped by their largest values. Finite for every input but NaN, and
+/// never over `SQUASH_MAX`.
 fn squash(v: f64) -> f64 {
+    let a = v.abs();
     // ln(1 + |v|) in single precision: a third of ln_1p's cost, and seven
     // digits are more than a compressed feature needs. Training and scoring
-    // share this function, so they agree exactly.
-    v.signum() * f64::from((1.0 + v.abs() as f32).ln())
+    // share this function, so they agree exactly. Beyond f32's range the
+    // cast would give infinity, so the logarithm is taken in f64 there, of
+    // at most f64::MAX.
+    let squashed = if a < SINGLE_LIMIT {
+        f64::from((1.0 + a as f32).ln())
+    } else {
+        a.min(f64::MAX).ln()
+    };
+    v.signum() * squashed
 }
 
 fn sigmoid(z: f64) -> f64 {
@@ -397,6 +419,42 @@ mod tests {
         }
         assert_eq!(model.updates, 101);
         assert!(auc(&model, &test_x, &test_y) > 0.95);
+    }
+
+    #[test]
+    fn squashing_is_finite_and_bounded_for_every_value_beyond_f32s_range() {
+        for v in [1e30, 3.5e38, 1e39, 1e300, f64::MAX, f64::INFINITY] {
+            for v in [v, -v] {
+                let s = squash(v);
+                assert!(s.is_finite() && s.abs() <= SQUASH_MAX, "squash({v}) = {s}");
+                assert!(
+                    (s.abs() - v.abs().min(f64::MAX).ln_1p()).abs() < 1e-4,
+                    "{v}"
+                );
+            }
+        }
+        // Monotone across the switch to double precision.
+        assert!(squash(f64::from(f32::MAX)) <= squash(1e39));
+    }
+
+    #[test]
+    fn a_loaded_model_whose_margin_can_overflow_is_refused_naming_the_weight() {
+        let (x, y) = data(5, 200);
+        let mut model = OnlineLogisticParams::default()
+            .fit(&DatasetBase::new(x, y))
+            .unwrap();
+        assert_eq!(model.check(), Ok(()));
+        let extreme = [1e30, -1e39, f64::MAX];
+        assert!(model.probability(&extreme).is_finite());
+        model.weights[1] = 1e300;
+        let err = model.check().unwrap_err();
+        assert!(
+            matches!(&err, ParamsError::Overflow { parameter, .. } if parameter == "weights[1]"),
+            "{err}"
+        );
+        model.weights[1] = f64::NAN;
+        assert!(err.to_string().contains("weights[1]"));
+        assert!(matches!(model.check(), Err(ParamsError::NotFinite { .. })));
     }
 
     #[test]
