@@ -118,7 +118,10 @@ fn generated_path(args: &Args) -> PathBuf {
 
 /// The rows and seed of a generated input.
 fn generated_rows(args: &Args) -> (u64, u64) {
-    (args.rows.unwrap_or(PAYSIM_ROWS), args.generate_seed.unwrap_or(1))
+    (
+        args.rows.unwrap_or(PAYSIM_ROWS),
+        args.generate_seed.unwrap_or(1),
+    )
 }
 
 /// The input file: the one given, or a generated one written into --out.

@@ -242,7 +242,11 @@ mod tests {
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
                 let jitter = (seed >> 33) % 1_400;
-                let wild = if (seed >> 20).is_multiple_of(97) { 5_000 } else { 0 };
+                let wild = if (seed >> 20).is_multiple_of(97) {
+                    5_000
+                } else {
+                    0
+                };
                 (10_000 + i * 3 + wild).saturating_sub(jitter)
             })
             .collect();

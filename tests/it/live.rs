@@ -287,7 +287,10 @@ fn run_serves_garbage_late_events_a_quiet_period_and_model_reloads_then_drains_o
     assert_eq!(alerts.len() + normal.len() + dead.len(), 4_113);
     let codes: Vec<&str> = dead.iter().map(|d| d["code"].as_str().unwrap()).collect();
     assert_eq!(
-        codes.iter().filter(|c| c.starts_with("time_too_far")).count(),
+        codes
+            .iter()
+            .filter(|c| c.starts_with("time_too_far"))
+            .count(),
         2,
         "{codes:?}"
     );
