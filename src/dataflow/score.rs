@@ -217,22 +217,21 @@ pub fn score_and_route<'scope>(
 /// The first of an event's features and scores that is not finite, by
 /// name and value.
 fn not_finite(scorer: &Scorer, row: &FeatureRow, c: &Components, score: f64) -> Option<String> {
+    // Checked before anything is formatted: this runs for every event.
     let names = scorer.contract.names();
-    let features = row.values.iter().enumerate().map(|(j, v)| {
+    if let Some((j, v)) = row.values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         let name = names.get(j).copied().unwrap_or("?");
-        (format!("feature {name}"), *v)
-    });
-    let scores = [
+        return Some(format!("feature {name} is {v}"));
+    }
+    [
         ("isolation_forest", c.isolation_forest),
         ("autoencoder", c.autoencoder),
         ("logistic", c.logistic),
         ("ensemble", score),
     ]
-    .map(|(model, v)| (format!("{model} score"), v));
-    features
-        .chain(scores)
-        .find(|(_, v)| !v.is_finite())
-        .map(|(what, v)| format!("{what} is {v}"))
+    .into_iter()
+    .find(|(_, v)| !v.is_finite())
+    .map(|(model, v)| format!("{model} score is {v}"))
 }
 
 /// The dead letter of an event that could not be scored finitely.
