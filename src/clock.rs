@@ -53,6 +53,23 @@ pub fn parse_millis(text: &str) -> Option<i64> {
     text.parse::<Timestamp>().ok().map(|t| t.as_millisecond())
 }
 
+/// Whether `text` is a well-formed date and time with an offset that
+/// [`parse_millis`] refused only for its range (jiff's timestamps end at
+/// 9999-12-30): a message should say so, not that it is malformed.
+///
+/// ```
+/// use fraudflow::clock::is_beyond_range;
+/// assert!(is_beyond_range("9999-12-31T23:59:59Z"));
+/// assert!(!is_beyond_range("2024-03-01T12:00:00Z"));
+/// assert!(!is_beyond_range("2024-03-01T12:00:00")); // no offset
+/// assert!(!is_beyond_range("yesterday"));
+/// ```
+pub fn is_beyond_range(text: &str) -> bool {
+    parse_millis(text).is_none()
+        && jiff::fmt::temporal::Pieces::parse(text)
+            .is_ok_and(|p| p.time().is_some() && p.offset().is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,6 +60,10 @@ pub enum TimeProblem {
     NotIso,
     #[error("is before 1970")]
     Before1970,
+    #[error(
+        "is a date and time with an offset, but beyond the last one representable (9999-12-30)"
+    )]
+    OutOfRange,
 }
 
 impl EventError {
@@ -151,7 +155,13 @@ fn event(obj: &Map<String, Value>, seq: u64) -> Result<Event, EventError> {
         value: Quote::of(&timestamp),
         problem,
     };
-    let ms = parse_millis(&timestamp).ok_or_else(|| bad_time(TimeProblem::NotIso))?;
+    let ms = parse_millis(&timestamp).ok_or_else(|| {
+        bad_time(if crate::clock::is_beyond_range(&timestamp) {
+            TimeProblem::OutOfRange
+        } else {
+            TimeProblem::NotIso
+        })
+    })?;
     if ms < 0 {
         return Err(bad_time(TimeProblem::Before1970));
     }

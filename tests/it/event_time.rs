@@ -283,6 +283,8 @@ fn one_absurd_timestamp_is_a_dead_letter_and_changes_nothing_else() {
     };
     hostile.insert(500, absurd("future", "9999-12-30T00:00:00Z"));
     hostile.insert(1_000, absurd("past", "1970-01-01T00:00:00Z"));
+    // Past the last time jiff represents: refused when parsed, and said so.
+    hostile.insert(1_200, absurd("end", "9999-12-31T23:59:59Z"));
     let poisoned = dir.path().join("hostile.jsonl");
     std::fs::write(&poisoned, hostile.join("\n") + "\n").unwrap();
 
@@ -300,7 +302,7 @@ fn one_absurd_timestamp_is_a_dead_letter_and_changes_nothing_else() {
     assert!(clean_summary.status.success() && summary.status.success());
     let summary = String::from_utf8_lossy(&summary.stderr).into_owned();
     assert_eq!(count_before(&summary, "late"), 0, "{summary}");
-    assert_eq!(count_before(&summary, "dead letters"), 2, "{summary}");
+    assert_eq!(count_before(&summary, "dead letters"), 3, "{summary}");
     // Every other event has the same features (only its line moved).
     let rows_of = |p: &Path| {
         let text = std::fs::read_to_string(p).unwrap();
@@ -310,9 +312,12 @@ fn one_absurd_timestamp_is_a_dead_letter_and_changes_nothing_else() {
     };
     assert_eq!(rows_of(&a), rows_of(&b));
     let dead = std::fs::read_to_string(dir.path().join("b.dead-letter.jsonl")).unwrap();
-    let codes: Vec<String> = dead
+    let letters: Vec<serde_json::Value> = dead
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let codes: Vec<String> = letters
+        .iter()
         .map(|v| {
             format!(
                 "{} {}",
@@ -321,12 +326,18 @@ fn one_absurd_timestamp_is_a_dead_letter_and_changes_nothing_else() {
             )
         })
         .collect();
+    let message = letters[2]["message"].as_str().unwrap();
+    assert!(
+        message.contains("beyond the last one representable"),
+        "{message}"
+    );
     let name = s(&poisoned);
     assert_eq!(
         codes,
         [
             format!("time_too_far_ahead {name}:501"),
-            format!("time_too_far_behind {name}:1001")
+            format!("time_too_far_behind {name}:1001"),
+            format!("bad_timestamp {name}:1201"),
         ]
     );
 }
