@@ -24,7 +24,7 @@
 //! let mut f = Frontier::default();
 //! assert_eq!(f.admit(100, &limits), Verdict::Accept);
 //! assert_eq!(f.floor(&limits), 90);
-//! assert_eq!(f.admit(5_000, &limits), Verdict::TooFarAhead { by_ms: 3_900 });
+//! assert_eq!(f.admit(5_000, &limits), Verdict::TooFarAhead { by_ms: 4_900 });
 //! assert_eq!(f.admit(80, &limits), Verdict::Accept); // late: placed at 90
 //! assert_eq!(f.latest(), Some(100));
 //! ```
