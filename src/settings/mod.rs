@@ -97,8 +97,9 @@ pub struct HttpTable {
     pub lateness_ms: u64,
     /// Seconds an event may be stamped after the later of the latest event
     /// time and the clock; later ones are dead letters
-    /// (`time_too_far_ahead`).
-    #[serde(default = "defaults::future_limit_seconds")]
+    /// (`time_too_far_ahead`). Small: an accepted event in the future
+    /// would hold every later one behind it as late.
+    #[serde(default = "defaults::live_future_limit_seconds")]
     pub future_limit_seconds: u64,
     /// Seconds an event may be stamped before the latest event time; earlier
     /// ones are dead letters (`time_too_far_behind`).
@@ -211,6 +212,9 @@ pub mod defaults {
     }
     pub fn future_limit_seconds() -> u64 {
         crate::sources::order::DEFAULT_FUTURE_LIMIT
+    }
+    pub fn live_future_limit_seconds() -> u64 {
+        crate::sources::order::DEFAULT_LIVE_FUTURE_LIMIT
     }
     pub fn past_limit_seconds() -> u64 {
         crate::sources::order::DEFAULT_PAST_LIMIT

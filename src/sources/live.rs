@@ -284,6 +284,38 @@ mod tests {
     }
 
     #[test]
+    fn events_too_far_from_the_clock_or_the_frontier_are_dead_letters_in_input_order() {
+        let limits = TimeLimits {
+            lateness_ms: 0,
+            future_ms: 300_000,
+            past_ms: 1_000,
+        };
+        let input = LiveInput::new(limits, 0, 1);
+        let now = crate::clock::now_millis();
+        let times = [now, now + 3_600_000, now - 5_000, now + 1_000];
+        input
+            .push(times.iter().map(|&t| event(t)).collect())
+            .unwrap();
+        let codes: Vec<Option<String>> = input
+            .take()
+            .iter()
+            .map(|p| p.as_ref().err().map(|d| d.code.clone()))
+            .collect();
+        let code = |c: &str| Some(c.to_string());
+        assert_eq!(
+            codes,
+            [
+                None,
+                code("time_too_far_ahead"),
+                code("time_too_far_behind"),
+                None
+            ]
+        );
+        // Refused stamps did not move the watermark.
+        assert_eq!(input.watermark(), now + 1_001);
+    }
+
+    #[test]
     fn late_events_go_at_the_frontier_which_then_moves_past_them() {
         let input = LiveInput::new(TimeLimits::with_lateness(60_000), 0, 1);
         let feed = Arc::clone(&input);

@@ -38,6 +38,12 @@ const DAY: u64 = 86_400;
 /// Default of [`TimeLimits::future_ms`], in seconds: a year.
 pub const DEFAULT_FUTURE_LIMIT: u64 = 365 * DAY;
 
+/// Default of [`TimeLimits::future_ms`] for a live source, in seconds:
+/// five minutes of clock skew. An accepted event in the future becomes the
+/// frontier, and every event after it would be late until the clock caught
+/// up, so live allows little.
+pub const DEFAULT_LIVE_FUTURE_LIMIT: u64 = 300;
+
 /// Default of [`TimeLimits::past_ms`], in seconds: thirty days.
 pub const DEFAULT_PAST_LIMIT: u64 = 30 * DAY;
 
