@@ -292,7 +292,8 @@ mod tests {
         };
         let input = LiveInput::new(limits, 0, 1);
         let now = crate::clock::now_millis();
-        let times = [now, now + 3_600_000, now - 5_000, now + 1_000];
+        // The first is a candidate that the second confirms.
+        let times = [now, now + 1, now + 3_600_000, now - 5_000, now + 1_000];
         input
             .push(times.iter().map(|&t| event(t)).collect())
             .unwrap();
@@ -305,6 +306,7 @@ mod tests {
         assert_eq!(
             codes,
             [
+                None,
                 None,
                 code("time_too_far_ahead"),
                 code("time_too_far_behind"),

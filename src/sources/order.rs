@@ -22,7 +22,8 @@
 //!
 //! let limits = TimeLimits { lateness_ms: 10, future_ms: 1_000, past_ms: 500 };
 //! let mut f = Frontier::default();
-//! assert_eq!(f.admit(100, &limits), Verdict::Accept);
+//! assert_eq!(f.admit(100, &limits), Verdict::Accept); // a candidate
+//! assert_eq!(f.admit(100, &limits), Verdict::Accept); // confirmed
 //! assert_eq!(f.floor(&limits), 90);
 //! assert_eq!(f.admit(5_000, &limits), Verdict::TooFarAhead { by_ms: 4_900 });
 //! assert_eq!(f.admit(80, &limits), Verdict::Accept); // late: placed at 90
@@ -96,9 +97,16 @@ impl Verdict {
 }
 
 /// The latest event time accepted so far, in input order.
+///
+/// One event alone never moves it further than the past limit: such a jump
+/// (or the very first event) is only a *candidate* until a later event
+/// comes no more than the past limit before it. Otherwise one event stamped
+/// months ahead, accepted because nothing came before it or because it was
+/// within the future limit, would make every event after it too far behind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Frontier {
     latest: Option<u64>,
+    candidate: Option<u64>,
 }
 
 impl Frontier {
@@ -149,9 +157,30 @@ impl Frontier {
     pub fn admit_at(&mut self, time: u64, clock: Option<u64>, limits: &TimeLimits) -> Verdict {
         let verdict = self.judge(time, clock, limits);
         if verdict == Verdict::Accept {
-            self.latest = self.latest.max(Some(time));
+            self.follow(time, limits.past_ms);
         }
         verdict
+    }
+
+    /// Moves the frontier for an accepted time: to it when it is within the
+    /// past limit after the frontier, or when it confirms the candidate (it
+    /// is no more than the past limit before it); otherwise the time is the
+    /// new candidate.
+    fn follow(&mut self, time: u64, past_ms: u64) {
+        let near = self
+            .latest
+            .is_some_and(|l| time <= l.saturating_add(past_ms));
+        let confirms = self
+            .candidate
+            .is_some_and(|c| time.saturating_add(past_ms) >= c);
+        if near || confirms {
+            self.latest = self.latest.max(Some(time));
+            if confirms {
+                self.candidate = None;
+            }
+        } else {
+            self.candidate = Some(time);
+        }
     }
 }
 
@@ -222,18 +251,27 @@ mod tests {
     /// The rule written out once more, plainly: the verdicts and floors of
     /// a sequence of times.
     fn oracle(times: &[u64]) -> Vec<(Verdict, u64)> {
-        let mut latest: Option<u64> = None;
+        let (mut latest, mut candidate): (Option<u64>, Option<u64>) = (None, None);
         let mut out = Vec::new();
         for &t in times {
             let floor = latest.map_or(0, |l| l.saturating_sub(LIMITS.lateness_ms));
             let verdict = match latest {
                 Some(l) if t > l + LIMITS.future_ms => Verdict::TooFarAhead { by_ms: t - l },
                 Some(l) if t + LIMITS.past_ms < l => Verdict::TooFarBehind { by_ms: l - t },
-                _ => {
-                    latest = Some(latest.map_or(t, |l| l.max(t)));
-                    Verdict::Accept
-                }
+                _ => Verdict::Accept,
             };
+            if verdict == Verdict::Accept {
+                let near = matches!(latest, Some(l) if t <= l + LIMITS.past_ms);
+                let confirms = matches!(candidate, Some(c) if t + LIMITS.past_ms >= c);
+                if near || confirms {
+                    latest = Some(latest.map_or(t, |l| l.max(t)));
+                    if confirms {
+                        candidate = None;
+                    }
+                } else {
+                    candidate = Some(t);
+                }
+            }
             out.push((verdict, floor));
         }
         out
@@ -276,6 +314,7 @@ mod tests {
     fn a_refused_event_does_not_move_the_frontier() {
         let mut f = Frontier::default();
         f.admit(1_000, &LIMITS);
+        f.admit(1_000, &LIMITS);
         assert_eq!(
             f.admit(2_001, &LIMITS),
             Verdict::TooFarAhead { by_ms: 1_001 }
@@ -285,7 +324,44 @@ mod tests {
         // Exactly at the limits is accepted.
         assert_eq!(f.admit(500, &LIMITS), Verdict::Accept);
         assert_eq!(f.admit(2_000, &LIMITS), Verdict::Accept);
-        assert_eq!(f.latest(), Some(2_000));
+        // 2,000 is over the past limit ahead: a candidate, until 1,900 confirms.
+        assert_eq!(f.latest(), Some(1_000));
+        assert_eq!(f.admit(1_900, &LIMITS), Verdict::Accept);
+        assert_eq!(f.latest(), Some(1_900));
+    }
+
+    #[test]
+    fn one_event_far_ahead_does_not_make_the_rest_too_far_behind() {
+        // First, or within the future limit: either way only a candidate.
+        for first in [1_000_000u64, 1_000] {
+            let mut f = Frontier::default();
+            if first == 1_000 {
+                f.admit(100, &LIMITS);
+                f.admit(100, &LIMITS);
+            }
+            assert_eq!(f.admit(first, &LIMITS), Verdict::Accept);
+            for t in [100, 120, 130] {
+                assert_eq!(f.admit(t, &LIMITS), Verdict::Accept, "{first}: {t}");
+            }
+            assert_eq!(f.latest(), Some(130));
+        }
+        // Steady progress in big steps (sparse time) moves it every other event.
+        let mut f = Frontier::default();
+        for (k, t) in (1..=6u64).map(|k| k * 10_000).enumerate() {
+            f.admit(
+                t,
+                &TimeLimits {
+                    future_ms: 20_000,
+                    ..LIMITS
+                },
+            );
+            let want = if k % 2 == 1 {
+                Some(t)
+            } else {
+                (k > 0).then(|| t - 10_000)
+            };
+            assert_eq!(f.latest(), want, "{t}");
+        }
     }
 
     #[test]
@@ -297,6 +373,7 @@ mod tests {
         );
         assert_eq!(f.judge(6_000, Some(5_000), &LIMITS), Verdict::Accept);
         let mut g = Frontier::default();
+        g.admit(100, &LIMITS);
         g.admit(100, &LIMITS);
         // Far after the frontier, but within the limit of the clock.
         assert_eq!(g.judge(5_900, Some(5_000), &LIMITS), Verdict::Accept);

@@ -67,18 +67,30 @@ fn rows(seed: u64, n: u32) -> Vec<Transaction> {
 
 /// What the definition says of each row: `None` for a dead letter, else
 /// the time it is placed at and whether it is late.
+/// (The frontier moves past the past limit only once a second event
+/// confirms the jump: see `sources::order`.)
 fn placements(times: &[u64]) -> Vec<Option<(u64, bool)>> {
-    let mut latest: Option<u64> = None;
+    let (mut latest, mut candidate): (Option<u64>, Option<u64>) = (None, None);
+    let past = PAST * STEP_MS;
     times
         .iter()
         .map(|&t| {
             if let Some(l) = latest {
-                if t > l + FUTURE * STEP_MS || t + PAST * STEP_MS < l {
+                if t > l + FUTURE * STEP_MS || t + past < l {
                     return None;
                 }
             }
             let floor = latest.map_or(0, |l| l.saturating_sub(LATENESS * STEP_MS));
-            latest = Some(latest.map_or(t, |l| l.max(t)));
+            let near = matches!(latest, Some(l) if t <= l + past);
+            let confirms = matches!(candidate, Some(c) if t + past >= c);
+            if near || confirms {
+                latest = Some(latest.map_or(t, |l| l.max(t)));
+                if confirms {
+                    candidate = None;
+                }
+            } else {
+                candidate = Some(t);
+            }
             Some((t.max(floor), t < floor))
         })
         .collect()
@@ -340,4 +352,38 @@ fn one_absurd_timestamp_is_a_dead_letter_and_changes_nothing_else() {
             format!("bad_timestamp {name}:1201"),
         ]
     );
+}
+
+#[test]
+fn a_first_event_far_ahead_does_not_make_the_rest_too_far_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = rows(14, 400);
+    let start = 1_709_251_200_000u64; // 2024-03-01
+    let mut lines: Vec<String> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, t)| paysim_event(t, &(i + 2).to_string(), start + i as u64 * 1_000).to_string())
+        .collect();
+    // Nothing comes before the first event to judge it by: it is scored at
+    // its own time, and the frontier waits for a second event to confirm.
+    let far = paysim_event(&rows[0], "1", 32_472_144_000_000); // 2999-01-01
+    lines.insert(0, far.to_string());
+    let input = dir.path().join("first-far.jsonl");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let out = dir.path().join("f.csv");
+    let run = fraudflow(&[
+        "features",
+        "--input",
+        s(&input),
+        "--out",
+        s(&out),
+        "-w",
+        "2",
+    ]);
+    let summary = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(run.status.success(), "{summary}");
+    assert_eq!(count_before(&summary, "dead letters"), 0, "{summary}");
+    assert_eq!(count_before(&summary, "late"), 0, "{summary}");
+    let written = std::fs::read_to_string(&out).unwrap().lines().count() - 1;
+    assert_eq!(written, 401);
 }
