@@ -17,7 +17,39 @@ pub fn header(contract: Contract) -> String {
     format!("event_id,step,label,{}\n", contract.names().join(","))
 }
 
-/// Appends one row as a CSV line. Numbers are the shortest form that reads
+/// Writes `text` as one CSV field (RFC 4180): in double quotes, with its
+/// quotes doubled, when it holds a comma, a quote or a line end. A live
+/// event's id is the sender's text: unquoted, `a,b` or a newline would
+/// break the row.
+///
+/// ```
+/// let mut out = Vec::new();
+/// fraudflow::dataflow::table::csv_field("a\nb,\"c\"", &mut out);
+/// assert_eq!(out, b"\"a\nb,\"\"c\"\"\"");
+/// out.clear();
+/// fraudflow::dataflow::table::csv_field("plain-1", &mut out);
+/// assert_eq!(out, b"plain-1");
+/// ```
+pub fn csv_field(text: &str, out: &mut Vec<u8>) {
+    if !text
+        .bytes()
+        .any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
+    {
+        out.extend_from_slice(text.as_bytes());
+        return;
+    }
+    out.push(b'"');
+    for b in text.bytes() {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+/// Appends one row as a CSV line; a live event's id is quoted as
+/// [`csv_field`] says. Numbers are the shortest form that reads
 /// back to the same double (ryu's), integral ones as `N.0`.
 ///
 /// ```
@@ -38,7 +70,7 @@ pub fn header(contract: Contract) -> String {
 pub fn write_row(row: &FeatureRow, line: &mut Vec<u8>) {
     match &row.id {
         EventId::Row(n) => line.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
-        EventId::Named(name) => line.extend_from_slice(name.as_bytes()),
+        EventId::Named(name) => csv_field(name, line),
     }
     line.push(b',');
     if let Some(step) = row.step {

@@ -400,3 +400,51 @@ fn line_numbers_stay_right_after_blank_lines_and_stray_quotes() {
         ]
     );
 }
+
+/// RFC 4180 records of `text`: a line end inside quotes belongs to its
+/// field. Each record as its fields, unquoted.
+fn csv_records(text: &str) -> Vec<Vec<String>> {
+    let (mut records, mut fields, mut field) = (Vec::new(), Vec::new(), String::new());
+    let (mut quoted, mut chars) = (false, text.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(std::mem::take(&mut field)),
+            ('\n', false) => {
+                fields.push(std::mem::take(&mut field));
+                records.push(std::mem::take(&mut fields));
+            }
+            (c, _) => field.push(c),
+        }
+    }
+    records
+}
+
+#[test]
+fn event_ids_with_commas_quotes_or_line_ends_keep_csv_rows_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = ["plain", "a\nb", "c,d", "e\"f", "g\r\nh"];
+    let text: String = ids.iter().map(|id| event(id) + "\n").collect();
+    let input = dir.path().join("ids.jsonl");
+    std::fs::write(&input, text).unwrap();
+    let out = dir.path().join("ids.csv");
+    let run = fraudflow(&["features", "--input", s(&input), "--out", s(&out)]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let records = csv_records(&std::fs::read_to_string(&out).unwrap());
+    let width = records[0].len();
+    assert_eq!(records.len(), 1 + ids.len());
+    assert!(records.iter().all(|r| r.len() == width), "{records:?}");
+    let mut got: Vec<&str> = records[1..].iter().map(|r| r[0].as_str()).collect();
+    let mut want = ids.to_vec();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+}

@@ -186,10 +186,12 @@ fn write_scores(w: &mut impl Write, all: &[Outcome]) -> std::io::Result<()> {
             None => "",
         };
         let c = o.components;
+        let mut id = Vec::new();
+        crate::dataflow::table::csv_field(&o.id.to_string(), &mut id);
+        w.write_all(&id)?;
         writeln!(
             w,
-            "{},{label},{},{},{},{},{}",
-            o.id,
+            ",{label},{},{},{},{},{}",
             c.isolation_forest,
             c.autoencoder,
             c.logistic,
