@@ -45,6 +45,11 @@ pub struct Event {
     pub seq: u64,
     /// Event time, milliseconds since the Unix epoch (PaySim: step hours).
     pub time_ms: u64,
+    /// Where the source placed the event in event time (ms): its own time,
+    /// or the frontier's floor when it came later than that. Windows and
+    /// model versions go by this; the dataflow's logical time may be
+    /// coarser (see `sources::file::epochs`).
+    pub place_ms: u64,
     /// Hour of day, 0..24 (PaySim: step mod 24).
     pub hour_of_day: u8,
     /// PaySim step, when the event came from PaySim.
@@ -70,6 +75,7 @@ impl Event {
             id: EventId::Row(row),
             seq: row,
             time_ms: u64::from(t.step) * STEP_MS,
+            place_ms: u64::from(t.step) * STEP_MS,
             hour_of_day: (t.step % 24) as u8,
             step: Some(t.step),
             kind: t.kind,

@@ -323,6 +323,7 @@ mod tests {
             id: EventId::Row(u64::from(step)),
             seq: 0,
             time_ms: u64::from(step) * crate::event::STEP_MS,
+            place_ms: u64::from(step) * crate::event::STEP_MS,
             step: Some(step),
             received_us: 0,
             label: Some(Label {

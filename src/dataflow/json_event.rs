@@ -197,6 +197,7 @@ fn event(obj: &Map<String, Value>, seq: u64) -> Result<Event, EventError> {
         id: EventId::Named(event_id.into_boxed_str()),
         seq,
         time_ms: ms,
+        place_ms: ms,
         hour_of_day: (ms / crate::event::STEP_MS % 24) as u8,
         step: None,
         kind,

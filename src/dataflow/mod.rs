@@ -35,6 +35,9 @@ pub struct FeatureRow {
     pub seq: u64,
     /// Event time, milliseconds since the Unix epoch.
     pub time_ms: u64,
+    /// Where the source placed the event (`Event::place_ms`): model
+    /// versions are chosen by it.
+    pub place_ms: u64,
     pub step: Option<u32>,
     /// When the source read the event (µs since the Unix epoch).
     pub received_us: u64,
@@ -45,11 +48,13 @@ pub struct FeatureRow {
 /// A velocity question about one account of one event, and its answer:
 /// narrow, so that only this travels to the account's shard and back, while
 /// the event waits on its home worker, at `index` among the events of its
-/// time there.
+/// logical time there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Query {
     account: u64,
     seq: u64,
+    /// The event's place in event time: its window ends there.
+    time: u64,
     count: u64,
     home: u32,
     index: u32,
@@ -63,9 +68,11 @@ struct Query {
 /// Events stay on the worker that read them. Each sends a narrow query per
 /// account to that account's shard; the counts come back to the event's
 /// worker, which places each by the event's position among the events of
-/// its time once both the events and the answers of that time are
-/// complete. Rows leave in arrival order within a time; the sinks order
-/// by `seq`.
+/// its logical time once both the events and the answers of that time are
+/// complete. Each window ends at the event's own place (`place_ms`), which
+/// a file source may send with many others at one logical time (an epoch).
+/// Rows leave in arrival order within a logical time; the sinks order by
+/// `seq`.
 pub fn featurize<'scope>(
     events: Stream<'scope, u64, Vec<Event>>,
     contract: Contract,
@@ -75,6 +82,7 @@ pub fn featurize<'scope>(
     let key = |q: &Query| VelocityKey {
         account: Some(q.account),
         seq: q.seq,
+        time: q.time,
     };
     let answers = orig.velocity(window_ms, key, |q, n| q.count = n, "OrigVelocity");
     let answers = match dest {
@@ -88,6 +96,7 @@ pub fn featurize<'scope>(
         id: e.id,
         seq: e.seq,
         time_ms: e.time_ms,
+        place_ms: e.place_ms,
         step: e.step,
         received_us: e.received_us,
         label: e.label,
@@ -97,7 +106,7 @@ pub fn featurize<'scope>(
 type Queries<'scope> = Stream<'scope, u64, Vec<Query>>;
 
 /// The origin and (with `with_dest`) destination queries of each event.
-/// Each query carries its event's position among the events of its time on
+/// Each query carries its event's position among the events of its logical time on
 /// this worker, in arrival order: the join finds the event by it.
 fn queries<'scope>(
     events: Stream<'scope, u64, Vec<Event>>,
@@ -127,6 +136,7 @@ fn queries<'scope>(
                     let query = Query {
                         account: e.orig.as_u64(),
                         seq: e.seq,
+                        time: e.place_ms,
                         count: 0,
                         home,
                         index: *index,

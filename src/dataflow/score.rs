@@ -139,10 +139,11 @@ pub struct Routed<'scope> {
 /// exchange.
 ///
 /// `versions` must reach every worker (broadcast): each applies from its
-/// time on, so which version scores an event depends on the event's time
-/// alone, never on the number of workers. Rows wait only while a version
-/// for their time may still arrive; `initial` scores everything before the
-/// first version.
+/// time on, so which version scores an event depends on the event's place
+/// in event time alone (`place_ms`, which may be later than the logical
+/// time it travels at), never on the number of workers. Rows wait only
+/// while a version for their place may still arrive; `initial` scores
+/// everything before the first version.
 pub fn score_and_route<'scope>(
     rows: Stream<'scope, u64, Vec<FeatureRow>>,
     versions: Stream<'scope, u64, Vec<ModelVersion>>,
@@ -156,9 +157,10 @@ pub fn score_and_route<'scope>(
         "Score",
         move |_, _| {
             // Versions by the time they apply from; rows waiting for the
-            // version frontier to pass their time.
+            // version frontier to pass the latest of their places.
             let mut known: BTreeMap<u64, Arc<Scorer>> = BTreeMap::new();
-            let mut waiting: BTreeMap<u64, (Capability<u64>, Vec<FeatureRow>)> = BTreeMap::new();
+            let mut waiting: BTreeMap<u64, (Capability<u64>, Vec<FeatureRow>, u64)> =
+                BTreeMap::new();
             let mut components = Vec::new();
             move |(rows, _), (versions, version_frontier), output| {
                 versions.for_each(|_, data| {
@@ -167,38 +169,30 @@ pub fn score_and_route<'scope>(
                     }
                 });
                 let mut score = |cap: &Capability<u64>, data: &mut Vec<FeatureRow>| {
-                    let time = *cap.time();
-                    let scorer = known
-                        .range(..=time)
-                        .next_back()
-                        .map_or(&initial, |(_, s)| s);
-                    let batch: Vec<&[f64]> = data.iter().map(|r| &r.values[..]).collect();
-                    scorer.models.components_many(&batch, &mut components);
-                    // One clock reading a batch: the batch is routed at once.
-                    let now = crate::clock::now_micros();
                     let mut session = output.session(cap);
-                    for (row, c) in data.drain(..).zip(&components) {
-                        session.give(route(scorer, row, *c, now));
-                    }
+                    let groups = by_version(&known, &initial, data);
+                    score_groups(groups, &mut components, |s| session.give(s));
                 };
                 rows.for_each(|cap, data| {
                     let Some(cap) = cap.retain_least(0) else {
                         return;
                     };
-                    if version_frontier.less_equal(cap.time()) {
+                    let latest = data.iter().map(|r| r.place_ms).max().unwrap_or(0);
+                    if version_frontier.less_equal(&latest) {
                         let entry = waiting
                             .entry(*cap.time())
-                            .or_insert_with(|| (cap, Vec::new()));
+                            .or_insert_with(|| (cap, Vec::new(), 0));
                         entry.1.append(data);
+                        entry.2 = entry.2.max(latest);
                     } else {
                         score(&cap, data);
                     }
                 });
                 while let Some(entry) = waiting.first_entry() {
-                    if version_frontier.less_equal(entry.key()) {
+                    if version_frontier.less_equal(&entry.get().2) {
                         break;
                     }
-                    let (cap, mut data) = entry.remove();
+                    let (cap, mut data, _) = entry.remove();
                     score(&cap, &mut data);
                 }
             }
@@ -212,6 +206,54 @@ pub fn score_and_route<'scope>(
         normal,
         dead,
     }
+}
+
+/// Scores and routes each group of rows with its version, a batch at a time.
+fn score_groups(
+    groups: Vec<(Arc<Scorer>, Vec<FeatureRow>)>,
+    components: &mut Vec<Components>,
+    mut give: impl FnMut(Result<Outcome, Box<DeadLetter>>),
+) {
+    for (scorer, rows) in groups {
+        let batch: Vec<&[f64]> = rows.iter().map(|r| &r.values[..]).collect();
+        scorer.models.components_many(&batch, components);
+        // One clock reading a batch: the batch is routed at once.
+        let now = crate::clock::now_micros();
+        for (row, c) in rows.into_iter().zip(components.iter()) {
+            give(route(&scorer, row, *c, now));
+        }
+    }
+}
+
+/// The rows of a batch with the version in force at each one's place: one
+/// group when no version starts among their places (the common case), else
+/// sorted by place and split where versions start.
+fn by_version(
+    known: &BTreeMap<u64, Arc<Scorer>>,
+    initial: &Arc<Scorer>,
+    data: &mut Vec<FeatureRow>,
+) -> Vec<(Arc<Scorer>, Vec<FeatureRow>)> {
+    let at = |place: u64| {
+        let found = known.range(..=place).next_back();
+        found.map_or((0, initial), |(from, s)| (*from, s))
+    };
+    let (first, last) = data.iter().fold((u64::MAX, 0), |(lo, hi), r| {
+        (lo.min(r.place_ms), hi.max(r.place_ms))
+    });
+    if data.is_empty() || at(first).0 == at(last).0 {
+        let scorer = Arc::clone(at(first).1);
+        return vec![(scorer, std::mem::take(data))];
+    }
+    data.sort_by_key(|r| r.place_ms);
+    let mut groups: Vec<(u64, Arc<Scorer>, Vec<FeatureRow>)> = Vec::new();
+    for row in data.drain(..) {
+        let (from, scorer) = at(row.place_ms);
+        match groups.last_mut() {
+            Some(g) if g.0 == from => g.2.push(row),
+            _ => groups.push((from, Arc::clone(scorer), vec![row])),
+        }
+    }
+    groups.into_iter().map(|(_, s, rows)| (s, rows)).collect()
 }
 
 /// The first of an event's features and scores that is not finite, by
@@ -381,6 +423,7 @@ mod tests {
             id: crate::event::EventId::Row(42),
             seq: 42,
             time_ms: 0,
+            place_ms: 0,
             step: Some(0),
             received_us: 0,
             label: None,

@@ -62,7 +62,7 @@ pub fn csv_field(text: &str, out: &mut Vec<u8>) {
 /// # let t = PaysimReader::new(data.as_bytes()).unwrap().next().unwrap().unwrap();
 /// # let event = Event::from_paysim(3, &t);
 /// let values = Contract::V1.compute(&event, Velocities { orig: 1, dest: 0 });
-/// let row = FeatureRow { id: EventId::Row(3), seq: 3, time_ms: 3_600_000, step: Some(1), received_us: 0, label: Some(Label { is_fraud: true, is_flagged_fraud: false }), values };
+/// let row = FeatureRow { id: EventId::Row(3), seq: 3, time_ms: 3_600_000, place_ms: 3_600_000, step: Some(1), received_us: 0, label: Some(Label { is_fraud: true, is_flagged_fraud: false }), values };
 /// let mut line = Vec::new();
 /// table::write_row(&row, &mut line);
 /// assert_eq!(String::from_utf8(line).unwrap(), "3,1,1,181.0,0.9945054945054945,0.0,1.0,0.0,1.0,1.0\n");
@@ -154,6 +154,7 @@ mod tests {
             id: EventId::Row(seq),
             seq,
             time_ms: 0,
+            place_ms: 0,
             step: Some(1),
             received_us: 0,
             label: None,

@@ -220,7 +220,9 @@ pub fn live_source<'scope>(
                     let floor = *current.time();
                     for parsed in input.take() {
                         counts.read(&parsed);
-                        let late = runs.place(parsed, floor, &counts, |time, run| {
+                        // Live, each place is its own logical time.
+                        let at = |place| place;
+                        let late = runs.place(parsed, floor, &counts, at, |time, run| {
                             output.session(&current.delayed(&time)).give_container(run)
                         });
                         if late {
@@ -268,6 +270,7 @@ mod tests {
             id: EventId::Row(time_ms),
             seq: time_ms,
             time_ms,
+            place_ms: time_ms,
             hour_of_day: 0,
             step: None,
             kind: TxnType::Payment,

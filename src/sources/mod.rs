@@ -29,9 +29,10 @@ pub struct SourceCounts {
     pub late: Cell<u64>,
 }
 
-/// Records placed at their times, gathered in runs of one time: each run
-/// leaves as one container (a session a record would send each in a
-/// container of its own), and the one buffer is used again and again.
+/// Records placed at their times, gathered in runs of one logical time
+/// (an epoch): each run leaves as one container (a session a record would
+/// send each in a container of its own), and the one buffer is used again
+/// and again.
 #[derive(Debug, Default)]
 pub struct Runs {
     run: Vec<Parsed>,
@@ -43,29 +44,36 @@ pub struct Runs {
 impl Runs {
     /// Places `parsed` at its event time, or at `floor` (the source's
     /// frontier) when it came behind it, counted as late; a dead letter
-    /// goes at `floor`. A run of another time is handed to `emit` first.
-    /// Returns whether the record was late.
+    /// goes at `floor`. The event keeps where it was placed (`place_ms`)
+    /// and goes out at the logical time `epoch` gives that place (the
+    /// place itself for a live source). A run of another logical time is
+    /// handed to `emit` first. Returns whether the record was late.
     pub fn place(
         &mut self,
-        parsed: Parsed,
+        mut parsed: Parsed,
         floor: u64,
         counts: &SourceCounts,
+        epoch: impl Fn(u64) -> u64,
         emit: impl FnOnce(u64, &mut Vec<Parsed>),
     ) -> bool {
-        let (time, late) = match &parsed {
-            Ok(e) if e.time_ms >= floor => (e.time_ms, false),
-            Ok(_) => (floor, true),
+        let (place, late) = match &mut parsed {
+            Ok(e) => {
+                let late = e.time_ms < floor;
+                e.place_ms = e.time_ms.max(floor);
+                (e.place_ms, late)
+            }
             Err(_) => (floor, false),
         };
         if late {
             counts.late.set(counts.late.get() + 1);
         }
+        let time = epoch(place);
         if time != self.time && !self.run.is_empty() {
             emit(self.time, &mut self.run);
             self.run.clear();
         }
         self.time = time;
-        self.latest = self.latest.max(Some(time));
+        self.latest = self.latest.max(Some(place));
         self.run.push(parsed);
         late
     }
@@ -78,7 +86,7 @@ impl Runs {
         }
     }
 
-    /// The latest time a record was placed at since the last call, if any.
+    /// The latest place of a record since the last call, if any.
     pub fn take_latest(&mut self) -> Option<u64> {
         self.latest.take()
     }

@@ -211,6 +211,7 @@ mod tests {
                 id: EventId::Row(u64::MAX - i as u64),
                 seq: i as u64,
                 time_ms: 0,
+                place_ms: 0,
                 step,
                 received_us: 0,
                 label: (i % 3 != 0).then_some(Label {

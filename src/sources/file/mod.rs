@@ -2,6 +2,7 @@
 //! every row at its event time, or a dead letter for a bad row.
 
 pub mod blocks;
+pub mod epochs;
 pub mod prescan;
 mod source;
 

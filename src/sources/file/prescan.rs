@@ -15,39 +15,61 @@ use std::ops::Range;
 
 use serde::Deserialize;
 
+use super::epochs::Epochs;
 use super::InputFormat;
 use crate::event::STEP_MS;
-use crate::sources::order::{Frontier, TimeLimits};
+use crate::sources::order::{Frontier, TimeLimits, Verdict};
 
-/// A line of a block: where its bytes are and the frontier before it.
+/// A line of a block: where its bytes are, the frontier before it and the
+/// time read from it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Line {
     pub bytes: Range<usize>,
     pub before: Frontier,
+    pub time: Option<u64>,
 }
 
-/// Moves `frontier` over the lines of `buf` in order; when `lines` is given,
-/// records each line (blank ones too, so that a line's index is its offset
-/// from the block's first line).
+/// What every worker follows over the whole input: the frontier and the
+/// epochs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub frontier: Frontier,
+    pub epochs: Epochs,
+}
+
+/// Moves `progress` over the lines of `buf` in order; when `lines` is
+/// given, records each line (blank ones too, so that a line's index is its
+/// offset from the block's first line).
+///
+/// Each line is noted in the epochs at the place its event would take: its
+/// time when the frontier accepts it (or the floor, when that is later),
+/// else the floor. The full parse may yet make the line a dead letter, at
+/// the floor: an epoch that is no later.
 pub fn scan(
     format: InputFormat,
     buf: &[u8],
     limits: &TimeLimits,
-    frontier: &mut Frontier,
+    progress: &mut Progress,
     mut lines: Option<&mut Vec<Line>>,
 ) {
     let mut start = 0;
     while start < buf.len() {
         let end = memchr_newline(&buf[start..]).map_or(buf.len(), |i| start + i);
+        let time = line_time(format, &buf[start..end]);
+        let Progress { frontier, epochs } = progress;
         if let Some(lines) = lines.as_deref_mut() {
             lines.push(Line {
                 bytes: start..end,
                 before: *frontier,
+                time,
             });
         }
-        if let Some(time) = line_time(format, &buf[start..end]) {
-            frontier.admit(time, limits);
-        }
+        let floor = frontier.floor(limits);
+        let place = match time {
+            Some(t) if frontier.admit(t, limits) == Verdict::Accept => t.max(floor),
+            _ => floor,
+        };
+        epochs.note(place);
         start = end + 1;
     }
 }
@@ -125,14 +147,15 @@ mod tests {
     #[test]
     fn the_frontier_before_each_line_is_recorded_and_blank_lines_kept() {
         let buf = b"2,a\n\n1,b\n100,c\n3,d";
-        let (mut frontier, mut lines) = (Frontier::default(), Vec::new());
+        let (mut progress, mut lines) = (Progress::default(), Vec::new());
         scan(
             InputFormat::PaysimCsv,
             buf,
             &LIMITS,
-            &mut frontier,
+            &mut progress,
             Some(&mut lines),
         );
+        let frontier = progress.frontier;
         let before: Vec<_> = lines.iter().map(|l| l.before.latest()).collect();
         // 2 is only a candidate until 1 confirms it; 100 is too far ahead
         // and does not move the frontier.

@@ -1,14 +1,13 @@
 //! The file source operator: each worker reads every block, follows the
-//! input-order frontier through all of them, and parses and sends its own.
+//! input-order frontier and the epochs through all of them, and parses and
+//! sends its own, each event at the epoch of its place (`epochs`).
 //!
-//! Why it sends a block's runs a few at a time: a block of rows whose times
-//! all differ (sparse time: one row an hour, or a day) becomes thousands of
-//! timestamps at once, and every operator after the source keeps a buffer
-//! for each until it is done. The source keeps at most
-//! [`MAX_TIMES_IN_FLIGHT`] of its timestamps unfinished, and moves its
-//! capability up after every run, so that what it sent can finish while it
-//! sends more: memory and time stay those of the events, not of the gaps
-//! between their timestamps.
+//! Why it sends a block's runs a few at a time: every operator after the
+//! source keeps a buffer for each logical time until it is done. The source
+//! keeps at most [`MAX_TIMES_IN_FLIGHT`] of its epochs unfinished, and moves
+//! its capability up after every run, so that what it sent can finish while
+//! it sends more: memory stays that of the events, not of the gaps between
+//! their times.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -21,18 +20,20 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 
 use super::blocks::{BlockInfo, Blocks};
-use super::prescan::{self, Line};
+use super::prescan::{self, Line, Progress};
 use super::{parse_block, FileSource};
+use crate::dataflow::dead_letter::DeadLetter;
+use crate::event::Event;
 use crate::pipeline::PipelineError;
-use crate::sources::order::{time_dead_letter, Frontier};
+use crate::sources::order::{time_dead_letter, TimeLimits};
 use crate::sources::{Parsed, Runs, SourceContext, SourceCounts};
 
-/// Most timestamps of one source sent and not yet finished downstream,
+/// Most epochs of one source sent and not yet finished downstream,
 /// beyond those at or after its own capability (which cannot finish yet).
 pub const MAX_TIMES_IN_FLIGHT: usize = 1_024;
 
-/// A run of records of one time, waiting to be sent, and the earliest time
-/// any record after it may be placed at.
+/// A run of records of one epoch, waiting to be sent, and the earliest
+/// epoch any record after it may go out at.
 struct Pending {
     time: u64,
     run: Vec<Parsed>,
@@ -44,8 +45,9 @@ struct Reader {
     settings: FileSource,
     blocks: Blocks<BufReader<File>>,
     buf: Vec<u8>,
-    /// The input-order frontier after every block read so far.
-    frontier: Frontier,
+    /// The input-order frontier and the epochs after every block read so
+    /// far.
+    progress: Progress,
     lines: Vec<Line>,
     pending: VecDeque<Pending>,
     in_flight: VecDeque<u64>,
@@ -98,7 +100,7 @@ pub fn file_source<'scope>(
                 }
                 match reader.next_own_block(index, peers) {
                     Ok(Some(block)) => {
-                        let floor = reader.frontier.floor(&reader.settings.limits);
+                        let floor = reader.epoch_of_floor();
                         reader.parse_own_block(block, &counts);
                         if floor > *current.time() {
                             current.downgrade(&floor);
@@ -122,7 +124,7 @@ impl Reader {
             settings,
             blocks,
             buf: Vec::new(),
-            frontier: Frontier::default(),
+            progress: Progress::default(),
             lines: Vec::new(),
             pending: VecDeque::new(),
             in_flight: VecDeque::new(),
@@ -149,7 +151,7 @@ impl Reader {
                 self.settings.format,
                 &self.buf,
                 limits,
-                &mut self.frontier,
+                &mut self.progress,
                 None,
             );
         }
@@ -158,18 +160,31 @@ impl Reader {
     /// Parses this worker's block into runs waiting to be sent, each event
     /// judged against the frontier before its own line; moves the frontier
     /// past the block.
+    /// The epoch of the frontier's floor: the earliest logical time any
+    /// record after the blocks read so far may go out at.
+    fn epoch_of_floor(&self) -> u64 {
+        let floor = self.progress.frontier.floor(&self.settings.limits);
+        self.progress.epochs.of(floor)
+    }
+
+    /// Parses this worker's block into runs waiting to be sent, each event
+    /// judged against the frontier before its own line and sent at the
+    /// epoch of its place; moves the frontier and the epochs past the block.
     fn parse_own_block(&mut self, block: BlockInfo, counts: &SourceCounts) {
         let (format, limits) = (self.settings.format, self.settings.limits);
         self.lines.clear();
+        let start_floor = self.progress.frontier.floor(&limits);
+        self.progress.epochs.prune(start_floor);
         prescan::scan(
             format,
             &self.buf,
             &limits,
-            &mut self.frontier,
+            &mut self.progress,
             Some(&mut self.lines),
         );
         let (lines, buf, label) = (&self.lines, &self.buf, self.label.as_str());
-        let end_floor = self.frontier.floor(&limits);
+        let epochs = &self.progress.epochs;
+        let end_floor = self.progress.frontier.floor(&limits);
         let first = block.first_line;
         let header = format.header_lines();
         let received = crate::clock::now_micros();
@@ -184,22 +199,19 @@ impl Reader {
             let line = lines.get(at);
             if let (Ok(e), Some(line)) = (parsed.as_mut(), line) {
                 e.received_us = received;
-                let verdict = line.before.judge(e.time_ms, None, &limits);
-                if verdict.code().is_some() {
-                    let raw = crate::excerpt::raw(&buf[line.bytes.clone()]);
-                    let source = format!("{label}:{}", first + at as u64);
-                    let letter = time_dead_letter(e, verdict, &limits, raw, source);
+                if let Some(letter) = judge(e, line, &limits, buf, label, first + at as u64) {
                     counts.demote();
-                    parsed = Err(Box::new(letter));
+                    parsed = Err(letter);
                 }
             }
             let floor = line.map_or(end_floor, |l| l.before.floor(&limits));
-            runs.place(parsed, floor, counts, |time, run| {
+            let epoch = |place| epochs.of(place);
+            runs.place(parsed, floor, counts, epoch, |time, run| {
                 let run = std::mem::take(run);
                 pending.push_back(Pending {
                     time,
                     run,
-                    floor_after: floor,
+                    floor_after: epochs.of(floor),
                 });
             });
         });
@@ -208,7 +220,7 @@ impl Reader {
             pending.push_back(Pending {
                 time,
                 run,
-                floor_after: end_floor,
+                floor_after: epochs.of(end_floor),
             });
         });
     }
@@ -240,4 +252,36 @@ impl Reader {
             self.pending.pop_front();
         }
     }
+}
+
+/// The dead letter of an event whose time the frontier refuses, or that the
+/// scan of its line read otherwise than the full parse did (a JSON line
+/// with its `timestamp` key twice: which one counts would be a guess, and
+/// the epochs were drawn from the scan's).
+fn judge(
+    e: &Event,
+    line: &Line,
+    limits: &TimeLimits,
+    buf: &[u8],
+    label: &str,
+    line_no: u64,
+) -> Option<Box<DeadLetter>> {
+    let raw = || crate::excerpt::raw(&buf[line.bytes.clone()]);
+    let source = || format!("{label}:{line_no}");
+    if line.time != Some(e.time_ms) {
+        return Some(Box::new(DeadLetter {
+            code: "bad_timestamp".to_string(),
+            stage: "source".to_string(),
+            message: "the line's time cannot be read one way only (is its timestamp given twice?)"
+                .to_string(),
+            raw: raw(),
+            source: source(),
+            seq: e.seq,
+            received_at: crate::clock::now_rfc3339(),
+        }));
+    }
+    let verdict = line.before.judge(e.time_ms, None, limits);
+    verdict
+        .code()
+        .map(|_| Box::new(time_dead_letter(e, verdict, limits, raw(), source())))
 }
