@@ -2,10 +2,42 @@
 //! that is not the one read, an OS error printed twice, a flag blamed that
 //! was never given. Regressions named after the fault they pin.
 
-use crate::common::{fraudflow, s};
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::{fraudflow, generated, s, stdout_json};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `validate --strict` on a file whose line `bad_at` (1 is the header) is
+/// bad: its JSON report and exit code.
+fn validate_strict(dir: &Path, rows: u64, bad_at: usize) -> (Value, Option<i32>, usize) {
+    let good = std::fs::read_to_string(generated(dir, rows, 2)).unwrap();
+    let mut lines: Vec<&str> = good.lines().collect();
+    lines.insert(bad_at - 1, "1,TRANSFER,not-a-number,C1,0,0,C2,0,0,0,0");
+    let path = dir.join(format!("bad-at-{bad_at}.csv"));
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    // The good rows before the bad line, counted from the file itself.
+    let before = lines[1..bad_at - 1].len();
+    let out = fraudflow(&["validate", "--strict", "--json", "-q", s(&path)]);
+    (stdout_json(&out), out.status.code(), before)
+}
+
+#[test]
+fn validate_strict_reports_the_rows_read_before_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad_at in [2, 51, 150] {
+        let (report, code, before) = validate_strict(dir.path(), 200, bad_at);
+        assert_eq!(code, Some(1), "{report}");
+        assert_eq!(report["valid"], false);
+        assert_eq!(report["rows"], before as u64, "bad line {bad_at}: {report}");
+        assert_eq!(report["bad_rows"], 1, "{report}");
+        let message = report["errors"][0]["message"].as_str().unwrap();
+        assert!(message.starts_with(&format!("line {bad_at}:")), "{message}");
+    }
 }
 
 #[test]
