@@ -66,3 +66,44 @@ fn an_os_error_is_printed_once() {
         stderr(&out)
     );
 }
+
+/// `features` on a small file with the timely flags `flags`: exit code and
+/// stderr.
+fn features_with(dir: &Path, flags: &[&str]) -> (Option<i32>, String) {
+    let input = generated(dir, 50, 1);
+    let out = dir.join("features.csv");
+    let mut args = vec!["features", "-q", "--input", s(&input), "--out", s(&out)];
+    args.extend_from_slice(flags);
+    let run = fraudflow(&args);
+    (run.status.code(), stderr(&run))
+}
+
+#[test]
+fn n_zero_says_n_must_be_at_least_one_not_that_p_is_too_big() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = features_with(dir.path(), &["-n", "0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("-n must be at least 1, got 0"), "{err}");
+    assert!(!err.contains("-p"), "-p was not given: {err}");
+    let (code, err) = features_with(dir.path(), &["-n", "2", "-p", "2"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("got -p 2 with -n 2"), "{err}");
+    let (code, err) = features_with(dir.path(), &["-w", "0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("-w must be at least 1, got 0"), "{err}");
+}
+
+#[test]
+fn a_hostfile_is_checked_against_n_even_with_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    let names = ["localhost:2101", "localhost:2102", "localhost:2103"];
+    std::fs::write(&hosts, names.join("\n")).unwrap();
+    let (code, err) = features_with(dir.path(), &["-n", "1", "-h", s(&hosts)]);
+    assert_eq!(code, Some(2), "{err}");
+    let expected = format!("names {} processes, but -n is 1", names.len());
+    assert!(err.contains(&expected), "{err}");
+    std::fs::write(&hosts, names[0]).unwrap();
+    let (code, err) = features_with(dir.path(), &["-n", "1", "-h", s(&hosts)]);
+    assert_eq!(code, Some(0), "one host for one process runs: {err}");
+}
