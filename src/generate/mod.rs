@@ -13,6 +13,7 @@
 
 mod calibration;
 mod rng;
+mod volume;
 
 use thiserror::Error;
 
@@ -21,6 +22,15 @@ pub use rng::Rng;
 
 use crate::paysim::{AccountId, AccountKind, Transaction, TxnType};
 use calibration::*;
+use volume::Volume;
+
+/// Empty steps in a row that are walked, drawing from the random stream as
+/// every step once did; a longer empty stretch is jumped without a draw, so
+/// the walk costs at most a day per row. Walking all of them made `--rows
+/// 10 --steps 4294967295` take minutes; walking up to a day keeps the bytes
+/// of every file without a longer empty stretch (at least about 60 rows
+/// over the default 743 steps).
+const MAX_WALKED_EMPTY_STEPS: u32 = 24;
 
 /// Settings of a generated file, checked by [`GeneratorParams::check`].
 #[derive(Clone, Copy, Debug)]
@@ -85,11 +95,9 @@ pub struct Generator {
     params: GeneratorParams,
     rng: Rng,
     type_cdf: [f64; 5],
-    /// Cumulative share of the genuine volume up to the end of each hour.
+    volume: Volume,
     step: u32,
     rows_done: u64,
-    hour_weight_total: f64,
-    hour_weight_before: f64,
     fraud_rows: u64,
     dest_balances: Vec<f64>,
     dest_salt: u64,
@@ -106,15 +114,13 @@ impl Generator {
             .map(|_| cents(rng.lognormal(DEST_BALANCE.0, DEST_BALANCE.1)))
             .collect();
         let dest_salt = rng.next_u64();
-        let hour_weight_total = (1..=params.steps).map(hour_weight).sum();
         Generator {
             params,
             rng,
             type_cdf: genuine_type_cdf(),
+            volume: Volume::new(params.rows, params.steps),
             step: 0,
             rows_done: 0,
-            hour_weight_total,
-            hour_weight_before: 0.0,
             fraud_rows: 0,
             dest_balances,
             dest_salt,
@@ -123,19 +129,19 @@ impl Generator {
         }
     }
 
-    /// Fills the buffer with the next step's rows; false when all are done.
+    /// Fills the buffer with the next step's rows (none for an empty step
+    /// that is walked); false when all are done.
     fn fill_step(&mut self) -> bool {
-        if self.step >= self.params.steps {
+        // Once every row is written the steps left are empty: they would
+        // only draw numbers nobody uses.
+        let Some(busy) = self.volume.next_busy(self.step, self.rows_done) else {
             return false;
+        };
+        if busy - self.step - 1 > MAX_WALKED_EMPTY_STEPS {
+            self.step = busy - 1;
         }
         self.step += 1;
-        self.hour_weight_before += hour_weight(self.step);
-        let rows_by_now = if self.step == self.params.steps {
-            self.params.rows
-        } else {
-            (self.params.rows as f64 * self.hour_weight_before / self.hour_weight_total).round()
-                as u64
-        };
+        let rows_by_now = self.volume.rows_by(self.step);
         let rows = rows_by_now - self.rows_done;
         self.rows_done = rows_by_now;
 
@@ -366,10 +372,6 @@ impl Iterator for Generator {
         self.next += 1;
         Some(self.buffer[self.next - 1])
     }
-}
-
-fn hour_weight(step: u32) -> f64 {
-    HOURLY_WEIGHT[(step % 24) as usize]
 }
 
 fn cents(x: f64) -> f64 {
