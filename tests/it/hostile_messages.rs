@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use fraudflow::dataflow::json_event::parse_event;
+use fraudflow::paysim::{PaysimReader, HEADER};
 use serde_json::Value;
 
 use crate::common::{fraudflow, generated, s, stdout_json};
@@ -106,4 +108,121 @@ fn a_hostfile_is_checked_against_n_even_with_one_process() {
     std::fs::write(&hosts, names[0]).unwrap();
     let (code, err) = features_with(dir.path(), &["-n", "1", "-h", s(&hosts)]);
     assert_eq!(code, Some(0), "one host for one process runs: {err}");
+}
+
+/// An event whose `field` is written `value` (raw JSON text).
+fn event_with(field: &str, value: &str) -> String {
+    let mut fields = vec![
+        ("event_id", "\"e1\"".to_string()),
+        ("timestamp", "\"2024-03-01T12:00:00Z\"".to_string()),
+        ("user_id", "\"u1\"".to_string()),
+        ("type", "\"TRANSFER\"".to_string()),
+        ("amount", "5".to_string()),
+        ("old_balance_orig", "5".to_string()),
+        ("new_balance_orig", "0".to_string()),
+    ];
+    match fields.iter_mut().find(|(k, _)| *k == field) {
+        Some(slot) => slot.1 = value.to_string(),
+        None => fields.push((field, value.to_string())),
+    }
+    let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+    format!("{{{}}}", body.join(","))
+}
+
+const NUMERIC: [&str; 5] = [
+    "amount",
+    "old_balance_orig",
+    "new_balance_orig",
+    "old_balance_dest",
+    "new_balance_dest",
+];
+
+#[test]
+fn a_number_beyond_f64_gets_the_code_and_message_of_its_string_form() {
+    for field in NUMERIC {
+        for huge in [
+            "1e400",
+            "-1e400",
+            "1E+400",
+            "-123.5e999",
+            "1".repeat(400).as_str(),
+        ] {
+            let number = parse_event(event_with(field, huge), 1).unwrap_err();
+            let string = parse_event(event_with(field, &format!("\"{huge}\"")), 1).unwrap_err();
+            assert_eq!(number.code(), "not_finite", "{field}: {huge}: {number}");
+            assert_eq!(number, string, "{field}: {huge}");
+        }
+    }
+}
+
+#[test]
+fn a_number_below_f64_reads_as_its_string_form_and_as_the_csv_reader_reads_it() {
+    for field in NUMERIC {
+        for tiny in ["1e-400", "-1e-400", "4.9e-325"] {
+            let number = parse_event(event_with(field, tiny), 1).unwrap();
+            let string = parse_event(event_with(field, &format!("\"{tiny}\"")), 1).unwrap();
+            let expected: f64 = tiny.parse().unwrap();
+            let got = |e: &fraudflow::event::Event| match field {
+                "amount" => e.amount,
+                "old_balance_orig" => e.old_balance_orig,
+                "new_balance_orig" => e.new_balance_orig,
+                "old_balance_dest" => e.old_balance_dest,
+                _ => e.new_balance_dest,
+            };
+            assert_eq!(
+                got(&number).to_bits(),
+                expected.to_bits(),
+                "{field}: {tiny}"
+            );
+            assert_eq!(
+                got(&string).to_bits(),
+                expected.to_bits(),
+                "{field}: {tiny}"
+            );
+        }
+    }
+    let csv = format!(
+        "{}\n1,TRANSFER,1e-400,C1,5,0,C2,0,0,0,0\n",
+        HEADER.join(",")
+    );
+    let row = PaysimReader::new(csv.as_bytes()).unwrap().next().unwrap();
+    assert_eq!(
+        row.unwrap().amount.to_bits(),
+        "1e-400".parse::<f64>().unwrap().to_bits()
+    );
+}
+
+#[test]
+fn a_number_beyond_f64_elsewhere_is_judged_as_its_field_would_be() {
+    let code = |line: &str| parse_event(line, 1).map_err(|e| e.code());
+    // A string field or a label holding a number: the type is wrong.
+    assert_eq!(
+        code(&event_with("event_id", "1e400")).err(),
+        Some("wrong_type")
+    );
+    assert_eq!(
+        code(&event_with("is_fraud", "-1e400")).err(),
+        Some("wrong_type")
+    );
+    assert_eq!(
+        code(&event_with("dest_id", "1e400")).err(),
+        Some("wrong_type")
+    );
+    // A field the event does not read is ignored, whatever it holds.
+    assert!(code(&event_with("note", "1e400")).is_ok());
+    assert!(code(&event_with("note", "{\"deep\":[1e400]}")).is_ok());
+    // Written twice, the last one counts, as for any field.
+    let twice =
+        event_with("amount", "1e400").replace("\"amount\":1e400", "\"amount\":1e400,\"amount\":7");
+    assert_eq!(parse_event(&twice, 1).unwrap().amount, 7.0);
+    let twice = event_with("amount", "7").replace("\"amount\":7", "\"amount\":7,\"amount\":1e400");
+    assert_eq!(code(&twice).err(), Some("not_finite"));
+    // Still not JSON: cut short, or a number JSON does not allow.
+    for bad in [
+        "{\"amount\":1e400,",
+        "{\"amount\":01e400}",
+        "{\"amount\":1.e400}",
+    ] {
+        assert_eq!(code(bad).err(), Some("malformed_json"), "{bad}");
+    }
 }
