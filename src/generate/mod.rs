@@ -101,8 +101,17 @@ pub struct Generator {
     fraud_rows: u64,
     dest_balances: Vec<f64>,
     dest_salt: u64,
-    buffer: Vec<Transaction>,
-    next: usize,
+    /// This step's fraud groups, each with the number of genuine rows
+    /// before it, in order.
+    fraud: std::collections::VecDeque<(usize, Vec<Transaction>)>,
+    /// The rows of the fraud group being written.
+    group: std::vec::IntoIter<Transaction>,
+    /// Genuine rows of this step, and how many are written: they are drawn
+    /// one by one as they are written, so memory does not grow with the
+    /// rows of a step (`--steps 1` once held the whole file).
+    genuine: usize,
+    genuine_done: usize,
+    window: (usize, usize),
 }
 
 impl Generator {
@@ -124,13 +133,16 @@ impl Generator {
             fraud_rows: 0,
             dest_balances,
             dest_salt,
-            buffer: Vec::new(),
-            next: 0,
+            fraud: Default::default(),
+            group: Vec::new().into_iter(),
+            genuine: 0,
+            genuine_done: 0,
+            window: (0, 1),
         }
     }
 
-    /// Fills the buffer with the next step's rows (none for an empty step
-    /// that is walked); false when all are done.
+    /// Starts the next step: draws its fraud groups and their places (none
+    /// for an empty step that is walked); false when all rows are done.
     fn fill_step(&mut self) -> bool {
         // Once every row is written the steps left are empty: they would
         // only draw numbers nobody uses.
@@ -153,20 +165,10 @@ impl Generator {
             .map(|_| self.rng.below(genuine as u64 + 1) as usize)
             .collect();
         positions.sort_unstable();
-
-        self.buffer.clear();
-        self.next = 0;
-        let window = self.busy_window(genuine);
-        let mut groups = positions.into_iter().zip(fraud).peekable();
-        for i in 0..=genuine {
-            while let Some((_, group)) = groups.next_if(|(p, _)| *p == i) {
-                self.buffer.extend(group);
-            }
-            if i < genuine {
-                let row = self.genuine_row(window);
-                self.buffer.push(row);
-            }
-        }
+        self.fraud = positions.into_iter().zip(fraud).collect();
+        self.window = self.busy_window(genuine);
+        self.genuine = genuine;
+        self.genuine_done = 0;
         true
     }
 
@@ -363,14 +365,31 @@ fn account(kind: AccountKind, bits: u64) -> AccountId {
 impl Iterator for Generator {
     type Item = Transaction;
 
+    /// Fraud groups go before the genuine row at their place; genuine rows
+    /// are drawn as they are written, in the order they were always drawn.
     fn next(&mut self) -> Option<Transaction> {
-        while self.next >= self.buffer.len() {
+        loop {
+            if let Some(row) = self.group.next() {
+                return Some(row);
+            }
+            if self
+                .fraud
+                .front()
+                .is_some_and(|(p, _)| *p == self.genuine_done)
+            {
+                if let Some((_, group)) = self.fraud.pop_front() {
+                    self.group = group.into_iter();
+                }
+                continue;
+            }
+            if self.genuine_done < self.genuine {
+                self.genuine_done += 1;
+                return Some(self.genuine_row(self.window));
+            }
             if !self.fill_step() {
                 return None;
             }
         }
-        self.next += 1;
-        Some(self.buffer[self.next - 1])
     }
 }
 
@@ -418,6 +437,22 @@ mod tests {
             let params = GeneratorParams::new(rows, 3).check().unwrap();
             assert_eq!(Generator::new(params).count() as u64, rows);
         }
+    }
+
+    /// Class 9 "limits that are not there": a step's rows were all made
+    /// before the first was written, so `--steps 1` held the whole file in
+    /// memory. Only the step's fraud rows are held now.
+    #[test]
+    fn a_step_holds_only_its_fraud_rows() {
+        let mut p = GeneratorParams::new(100_000, 4);
+        p.steps = 1;
+        let params = p.check().unwrap();
+        let fraud = Generator::new(params).filter(|t| t.is_fraud).count();
+        let mut g = Generator::new(params);
+        g.next();
+        let held: usize = g.fraud.iter().map(|(_, f)| f.len()).sum::<usize>() + g.group.len();
+        assert!(held <= fraud, "{held} rows held, {fraud} fraud rows");
+        assert_eq!(g.genuine + fraud, 100_000);
     }
 
     #[test]
