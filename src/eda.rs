@@ -73,6 +73,11 @@ impl Eda {
         *self.rows_per_step.entry(t.step).or_default() += 1;
     }
 
+    /// Rows added so far.
+    pub fn rows(&self) -> u64 {
+        self.amounts.len() as u64
+    }
+
     pub fn finish(mut self, bad_rows: BadRows) -> EdaReport {
         self.amounts.sort_unstable_by(f64::total_cmp);
         let rows = self.amounts.len() as u64;

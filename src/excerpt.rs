@@ -10,9 +10,14 @@
 
 use std::fmt;
 
-/// Most bytes of a dead letter's `raw` (schemas/dlq_v1.json), the note of a
-/// cut included.
+/// Most bytes of a dead letter's `raw` (schemas/dlq_v1.json) as written in
+/// JSON, escapes and the note of a cut included: a control byte that JSON
+/// writes `\u0001` counts six, so a line of them makes no bigger a dead
+/// letter than any other.
 pub const RAW_LIMIT: usize = 4_096;
+
+/// Most bytes of a parse dead letter's `message` as written in JSON.
+pub const MESSAGE_LIMIT: usize = 1_024;
 
 /// Most bytes of the text of a value quoted inside a message.
 pub const VALUE_LIMIT: usize = 64;
@@ -20,19 +25,40 @@ pub const VALUE_LIMIT: usize = 64;
 /// How characters are written.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Style {
-    /// As they are: the dead letter's payload, which JSON escapes anyway.
+    /// As they are: a dead letter's field, which JSON escapes, so its limit
+    /// counts the bytes JSON writes.
     Verbatim,
     /// Control and quote characters escaped as Rust's `{:?}` does: a value
     /// inside a message, meant for a terminal.
     Escaped,
 }
 
-/// The first bytes of `raw` written in `style`, at most `limit` bytes of
-/// text; true when all of `raw` fitted. Only the part kept is walked, so a
-/// 10 MB input costs no more than a short one.
+impl Style {
+    /// What `piece`, as this style wrote it, costs against a limit.
+    fn cost(self, piece: &str) -> usize {
+        match self {
+            Style::Verbatim => piece.chars().map(json_len).sum(),
+            Style::Escaped => piece.len(),
+        }
+    }
+}
+
+/// Bytes JSON (serde_json) writes for `ch` inside a string.
+fn json_len(ch: char) -> usize {
+    match ch {
+        '"' | '\\' | '\u{8}' | '\u{c}' | '\n' | '\r' | '\t' => 2,
+        c if c < ' ' => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// The first bytes of `raw` written in `style`, costing at most `limit`
+/// (see [`Style::cost`]); true when all of `raw` fitted. Only the part kept
+/// is walked, so a 10 MB input costs no more than a short one.
 fn take(raw: &[u8], limit: usize, style: Style) -> (String, bool) {
     use fmt::Write as _;
     let mut out = String::new();
+    let mut cost = 0;
     for chunk in raw.utf8_chunks() {
         for ch in chunk.valid().chars() {
             let before = out.len();
@@ -41,7 +67,8 @@ fn take(raw: &[u8], limit: usize, style: Style) -> (String, bool) {
                 Style::Escaped if ch == '\'' => out.push(ch),
                 Style::Escaped => out.extend(ch.escape_debug()),
             }
-            if out.len() > limit {
+            cost += style.cost(&out[before..]);
+            if cost > limit {
                 out.truncate(before);
                 return (out, false);
             }
@@ -49,7 +76,8 @@ fn take(raw: &[u8], limit: usize, style: Style) -> (String, bool) {
         for byte in chunk.invalid() {
             let before = out.len();
             let _ = write!(out, "\\x{byte:02X}");
-            if out.len() > limit {
+            cost += style.cost(&out[before..]);
+            if cost > limit {
                 out.truncate(before);
                 return (out, false);
             }
@@ -59,8 +87,8 @@ fn take(raw: &[u8], limit: usize, style: Style) -> (String, bool) {
 }
 
 /// What a dead letter keeps of a rejected payload: all of it when it fits in
-/// [`RAW_LIMIT`] bytes, else its beginning and its full length. Invalid
-/// UTF-8 bytes are written `\xNN`.
+/// [`RAW_LIMIT`] bytes as JSON writes it, else its beginning and its full
+/// length. Invalid UTF-8 bytes are written `\xNN`.
 ///
 /// ```
 /// use fraudflow::excerpt::{raw, RAW_LIMIT};
@@ -69,14 +97,27 @@ fn take(raw: &[u8], limit: usize, style: Style) -> (String, bool) {
 /// assert_eq!(raw(b"a\xFFb"), "a\\xFFb");
 /// let big = raw(&vec![b'9'; 10_000_000]);
 /// assert!(big.len() <= RAW_LIMIT && big.ends_with("(10000000 bytes in all)"));
+/// // JSON writes each control byte as six: 682 of them fit.
+/// let control = raw(&[1u8; 5_000]);
+/// assert!(serde_json::to_string(&control).unwrap().len() - 2 <= RAW_LIMIT);
 /// ```
 pub fn raw(payload: &[u8]) -> String {
-    let (text, whole) = take(payload, RAW_LIMIT, Style::Verbatim);
+    cut(payload, RAW_LIMIT)
+}
+
+/// A dead letter's message, cut as [`raw`] cuts a payload but at
+/// [`MESSAGE_LIMIT`] bytes as JSON writes it.
+pub fn message(text: &str) -> String {
+    cut(text.as_bytes(), MESSAGE_LIMIT)
+}
+
+fn cut(payload: &[u8], limit: usize) -> String {
+    let (text, whole) = take(payload, limit, Style::Verbatim);
     if whole {
         return text;
     }
     let note = cut_note(payload.len());
-    let (mut text, _) = take(payload, RAW_LIMIT - note.len(), Style::Verbatim);
+    let (mut text, _) = take(payload, limit - note.len(), Style::Verbatim);
     text.push_str(&note);
     text
 }
@@ -163,6 +204,39 @@ mod tests {
         assert_eq!(body.len(), (RAW_LIMIT - 24) / 3 * 3);
         let exact = "x".repeat(RAW_LIMIT);
         assert_eq!(raw(exact.as_bytes()), exact);
+    }
+
+    /// Bytes serde_json writes for `text` inside a string.
+    fn written(text: &str) -> usize {
+        serde_json::to_string(text).unwrap().len() - 2
+    }
+
+    /// Class 9 "limits that are not there": the cut counted the text, not
+    /// what JSON writes, so 4,096 control bytes made a `raw` of 24,576.
+    #[test]
+    fn raw_is_cut_at_the_limit_as_json_writes_it() {
+        let binary: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+        let payloads: [Vec<u8>; 6] = [
+            vec![1; 10_000],
+            vec![b'"'; 10_000],
+            b"\\\n\t\x7f".repeat(3_000),
+            binary,
+            vec![b'x'; RAW_LIMIT],
+            vec![0; RAW_LIMIT / 6],
+        ];
+        for payload in payloads {
+            let kept = raw(&payload);
+            assert!(written(&kept) <= RAW_LIMIT, "{}", written(&kept));
+            let whole = String::from_utf8(payload.clone()).map(|t| written(&t) <= RAW_LIMIT);
+            if whole == Ok(true) {
+                assert_eq!(kept.as_bytes(), payload);
+            } else {
+                let note = format!("... ({} bytes in all)", payload.len());
+                assert!(kept.ends_with(&note), "{kept:.100}");
+            }
+        }
+        let long = "é\u{1}".repeat(1_000);
+        assert!(written(&message(&long)) <= MESSAGE_LIMIT);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use fraudflow::eda::{Eda, EdaReport};
+use fraudflow::paysim::ReadError;
 use fraudflow::scan::{scan_file, ScanOptions};
 
 use super::{grouped, money};
@@ -29,9 +30,28 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
 
 /// Reads the file once and gathers its figures; says on stderr how fast.
 pub fn profile(file: &std::path::Path, options: ScanOptions) -> anyhow::Result<EdaReport> {
+    profile_counted(file, options).map_err(|stopped| stopped.error.into())
+}
+
+/// A read that stopped on an error after `rows` good rows.
+pub struct Stopped {
+    pub error: ReadError,
+    pub rows: u64,
+}
+
+/// [`profile`], saying on an error how many good rows came before it.
+pub fn profile_counted(file: &std::path::Path, options: ScanOptions) -> Result<EdaReport, Stopped> {
     let started = Instant::now();
     let mut eda = Eda::default();
-    let bad = scan_file(file, options, |t| eda.add(t))?;
+    let bad = match scan_file(file, options, |t| eda.add(t)) {
+        Ok(bad) => bad,
+        Err(error) => {
+            return Err(Stopped {
+                error,
+                rows: eda.rows(),
+            })
+        }
+    };
     let report = eda.finish(bad);
     if !options.quiet {
         let secs = started.elapsed().as_secs_f64();

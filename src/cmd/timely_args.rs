@@ -43,10 +43,15 @@ impl TimelyArgs {
     pub fn cluster(&self) -> anyhow::Result<Cluster> {
         let workers = self.workers();
         if self.connect_timeout == Some(0) {
-            bail!("--connect-timeout must be at least 1 second");
+            bail!("--connect-timeout must be at least 1 second, got 0");
         }
         if workers == 0 {
             bail!("-w must be at least 1, got 0");
+        }
+        // Each count is judged on its own first: `-n 0` once said "-p must
+        // be below -n", blaming a flag that was never given.
+        if self.processes == 0 {
+            bail!("-n must be at least 1, got 0");
         }
         let all_local = self.hostfile.is_none();
         limits::check_cluster(workers, self.processes, all_local).map_err(|err| match err {
@@ -56,33 +61,14 @@ impl TimelyArgs {
                 anyhow!("-w {workers} -n {}: {err}", self.processes)
             }
         })?;
-        if self.processes == 0 || self.process >= self.processes {
+        if self.process >= self.processes {
             bail!(
-                "-p must be below -n: got -p {} with -n {}",
+                "-p is an index from 0, so it must be below -n: got -p {} with -n {}",
                 self.process,
                 self.processes
             );
         }
-        let addresses = match (&self.hostfile, self.processes) {
-            (_, 1) => vec![String::new()],
-            (Some(path), _) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading hostfile {}", path.display()))?;
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(String::from)
-                    .collect::<Vec<_>>()
-            }
-            (None, n) => (0..n).map(|i| format!("localhost:{}", 2101 + i)).collect(),
-        };
-        if addresses.len() != self.processes {
-            bail!(
-                "the hostfile names {} processes, but -n is {}",
-                addresses.len(),
-                self.processes
-            );
-        }
+        let addresses = self.addresses()?;
         Ok(Cluster {
             workers,
             process: self.process,
@@ -90,6 +76,40 @@ impl TimelyArgs {
             connect_timeout: self
                 .connect_timeout
                 .map_or(CONNECT_TIMEOUT, std::time::Duration::from_secs),
+        })
+    }
+
+    /// One address per process. A hostfile is read and checked whenever it
+    /// is given: with `-n 1` it was once ignored unread, so a hostfile of
+    /// three hosts ran one process without a word.
+    fn addresses(&self) -> anyhow::Result<Vec<String>> {
+        let Some(path) = &self.hostfile else {
+            return Ok(match self.processes {
+                1 => vec![String::new()],
+                n => (0..n).map(|i| format!("localhost:{}", 2101 + i)).collect(),
+            });
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading hostfile {}", path.display()))?;
+        let addresses: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        if addresses.len() != self.processes {
+            bail!(
+                "the hostfile {} names {} processes, but -n is {}",
+                path.display(),
+                addresses.len(),
+                self.processes
+            );
+        }
+        // A single process connects to nobody: it needs no address.
+        Ok(if self.processes == 1 {
+            vec![String::new()]
+        } else {
+            addresses
         })
     }
 }

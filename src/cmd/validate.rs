@@ -6,6 +6,8 @@ use fraudflow::paysim::ReadError;
 use fraudflow::validate::{validate, Finding, Validation};
 use serde::Serialize;
 
+use super::eda::Stopped;
+
 /// Checks a PaySim file: columns, types, fraud only in TRANSFER and
 /// CASH_OUT, step range, bad rows, the isFlaggedFraud count. Exit 0 when
 /// valid, 1 when not, 2 on usage errors.
@@ -26,31 +28,30 @@ struct Report {
 
 pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     let options = args.input.scan_options(quiet);
-    let report = match super::eda::profile(&args.input.file, options) {
+    let file = args.input.file.display().to_string();
+    let report = match super::eda::profile_counted(&args.input.file, options) {
         Ok(eda) => Report {
-            file: args.input.file.display().to_string(),
+            file,
             rows: eda.rows,
             bad_rows: eda.bad_rows.count,
             validation: validate(&eda),
         },
-        // A file whose header or rows are wrong is invalid, not a failure.
-        Err(err) => match err.downcast::<ReadError>() {
-            Ok(read) if read.is_data_error() => Report {
-                file: args.input.file.display().to_string(),
-                rows: 0,
-                bad_rows: 0,
-                validation: Validation {
-                    valid: false,
-                    errors: vec![Finding {
-                        check: check_of(&read),
-                        message: read.to_string(),
-                    }],
-                    warnings: vec![],
-                },
+        // A file whose header or rows are wrong is invalid, not a failure;
+        // under --strict the rows read before the bad one are still counted.
+        Err(Stopped { error, rows }) if error.is_data_error() => Report {
+            file,
+            rows,
+            bad_rows: u64::from(matches!(error, ReadError::Row(_))),
+            validation: Validation {
+                valid: false,
+                errors: vec![Finding {
+                    check: check_of(&error),
+                    message: error.to_string(),
+                }],
+                warnings: vec![],
             },
-            Ok(read) => return Err(read.into()),
-            Err(other) => return Err(other),
         },
+        Err(Stopped { error, .. }) => return Err(error.into()),
     };
     if args.input.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);

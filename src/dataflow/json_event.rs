@@ -136,19 +136,161 @@ fn payload_text(payload: &[u8]) -> Result<&str, EventError> {
 /// ```
 pub fn parse_event(payload: impl AsRef<[u8]>, seq: u64) -> Result<Event, EventError> {
     let text = payload_text(payload.as_ref())?;
-    let value: Value = serde_json::from_str(text).map_err(|e| EventError::Malformed {
+    event(&parse_object(text)?, seq)
+}
+
+/// A parsed event object, with the top-level fields whose number was beyond
+/// f64's range.
+///
+/// serde_json refuses such a number (1e400) for the whole line, which made
+/// it `malformed_json` where the same number written as a string ("1e400")
+/// was `not_finite` for its field. [`parse_object`] sets these numbers aside
+/// by field, so both forms get the same code and message.
+struct Object {
+    map: Map<String, Value>,
+    /// (field, number as written), for numbers directly under a field of
+    /// the top-level object; the last of a field written twice wins, as in
+    /// the map.
+    huge: Vec<(String, String)>,
+}
+
+/// What a field of an [`Object`] holds.
+enum Field<'a> {
+    /// Absent or null.
+    Absent,
+    /// A number beyond f64's range, as written.
+    Huge(&'a str),
+    Value(&'a Value),
+}
+
+impl Object {
+    fn field(&self, name: &str) -> Field<'_> {
+        if let Some((_, text)) = self.huge.iter().find(|(k, _)| k == name) {
+            return Field::Huge(text);
+        }
+        match self.map.get(name) {
+            None | Some(Value::Null) => Field::Absent,
+            Some(v) => Field::Value(v),
+        }
+    }
+}
+
+/// Parses a JSON object. Only when serde_json refuses the text is it
+/// scanned for numbers beyond f64's range: those are replaced by `null`
+/// (padded to their length, so an error's column stays true) and parsed
+/// again; any other fault is reported as it is.
+fn parse_object(text: &str) -> Result<Object, EventError> {
+    let malformed = |e: serde_json::Error| EventError::Malformed {
         reason: format!("not JSON: {e}"),
-    })?;
-    let Value::Object(obj) = value else {
-        return Err(EventError::Malformed {
-            reason: format!("expected a JSON object, found {}", describe(&value)),
-        });
     };
-    event(&obj, seq)
+    let (value, huge) = match serde_json::from_str::<Value>(text) {
+        Ok(value) => (value, Vec::new()),
+        Err(e) => {
+            let (text, huge) = set_aside_huge(text).ok_or_else(|| malformed(e))?;
+            (serde_json::from_str(&text).map_err(malformed)?, huge)
+        }
+    };
+    match value {
+        Value::Object(map) => Ok(Object { map, huge }),
+        other => Err(EventError::Malformed {
+            reason: format!("expected a JSON object, found {}", describe(&other)),
+        }),
+    }
+}
+
+/// `text` with each JSON number beyond f64's range (1e400, -1e400) written
+/// `null` and spaces, and the top-level fields they were the values of;
+/// `None` when it has none.
+fn set_aside_huge(text: &str) -> Option<(String, Vec<(String, String)>)> {
+    let bytes = text.as_bytes();
+    let mut out = bytes.to_vec();
+    let mut huge = Vec::new();
+    let (mut depth, mut key, mut found, mut i) = (0usize, None::<String>, false, 0);
+    while i < bytes.len() {
+        let end = match bytes[i] {
+            b'"' => {
+                let end = string_end(bytes, i);
+                let after = bytes[end..].iter().find(|b| !b.is_ascii_whitespace());
+                if depth == 1 && after == Some(&b':') {
+                    key = serde_json::from_str::<String>(&text[i..end]).ok();
+                    huge.retain(|(k, _)| Some(k) != key.as_ref());
+                }
+                end
+            }
+            b'-' | b'0'..=b'9' => {
+                let end = i + bytes[i..]
+                    .iter()
+                    .take_while(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .count();
+                let token = &text[i..end];
+                if is_json_number(token) && token.parse::<f64>().is_ok_and(f64::is_infinite) {
+                    out[i..end].fill(b' ');
+                    out[i..i + 4].copy_from_slice(b"null");
+                    found = true;
+                    if let (1, Some(k)) = (depth, &key) {
+                        huge.push((k.clone(), token.to_string()));
+                    }
+                }
+                end
+            }
+            open @ (b'{' | b'[' | b'}' | b']') => {
+                depth = if matches!(open, b'{' | b'[') {
+                    depth + 1
+                } else {
+                    depth.saturating_sub(1)
+                };
+                i + 1
+            }
+            _ => i + 1,
+        };
+        i = end;
+    }
+    // Only ASCII digits were replaced by ASCII: still UTF-8.
+    let out = String::from_utf8(out).ok()?;
+    found.then_some((out, huge))
+}
+
+/// The index just past the string that starts with the quote at `start`
+/// (the end of `bytes` when it is not closed).
+fn string_end(bytes: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// True when `token` is a number as JSON writes one:
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+fn is_json_number(token: &str) -> bool {
+    let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+    let s = token.strip_prefix('-').unwrap_or(token);
+    let int = digits(s);
+    if int == 0 || (int > 1 && s.starts_with('0')) {
+        return false;
+    }
+    let mut s = &s[int..];
+    if let Some(frac) = s.strip_prefix('.') {
+        let n = digits(frac);
+        if n == 0 {
+            return false;
+        }
+        s = &frac[n..];
+    }
+    if let Some(exp) = s.strip_prefix(['e', 'E']) {
+        let exp = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+        let n = digits(exp);
+        return n > 0 && n == exp.len();
+    }
+    s.is_empty()
 }
 
 /// The event an object describes.
-fn event(obj: &Map<String, Value>, seq: u64) -> Result<Event, EventError> {
+fn event(obj: &Object, seq: u64) -> Result<Event, EventError> {
     let event_id = string(obj, "event_id")?;
     let timestamp = string(obj, "timestamp")?;
     let bad_time = |problem| EventError::BadTimestamp {
@@ -188,9 +330,9 @@ fn event(obj: &Map<String, Value>, seq: u64) -> Result<Event, EventError> {
     let new_balance_orig = balance("new_balance_orig")?.ok_or(EventError::Missing {
         field: "new_balance_orig",
     })?;
-    let dest = match obj.get("dest_id") {
-        None | Some(Value::Null) => None,
-        Some(_) => Some(AccountId::from_name(&string(obj, "dest_id")?)),
+    let dest = match obj.field("dest_id") {
+        Field::Absent => None,
+        _ => Some(AccountId::from_name(&string(obj, "dest_id")?)),
     };
     let ms = ms as u64;
     Ok(Event {
@@ -258,15 +400,20 @@ fn describe(v: &Value) -> String {
     }
 }
 
-fn string(obj: &Map<String, Value>, field: &'static str) -> Result<String, EventError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Err(EventError::Missing { field }),
-        Some(Value::String(s)) if s.trim().is_empty() => Err(EventError::Empty {
+fn string(obj: &Object, field: &'static str) -> Result<String, EventError> {
+    match obj.field(field) {
+        Field::Absent => Err(EventError::Missing { field }),
+        Field::Huge(text) => Err(EventError::WrongType {
+            field,
+            expected: "a string",
+            found: format!("the number {}", Quote::of(text)),
+        }),
+        Field::Value(Value::String(s)) if s.trim().is_empty() => Err(EventError::Empty {
             field,
             value: Quote::of(s),
         }),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(EventError::WrongType {
+        Field::Value(Value::String(s)) => Ok(s.clone()),
+        Field::Value(other) => Err(EventError::WrongType {
             field,
             expected: "a string",
             found: describe(other),
@@ -275,17 +422,17 @@ fn string(obj: &Map<String, Value>, field: &'static str) -> Result<String, Event
 }
 
 /// A number, or a string holding one (producers often quote decimals),
-/// with its text as written for messages.
-fn number(
-    obj: &Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<(f64, Quote)>, EventError> {
-    let (value, text) = match obj.get(field) {
-        None | Some(Value::Null) => return Ok(None),
+/// with its text as written for messages. A number beyond f64's range is
+/// `not_finite` in both forms; one too small for an f64 (1e-400) is 0 in
+/// both, as Rust's and serde_json's parsers round it.
+fn number(obj: &Object, field: &'static str) -> Result<Option<(f64, Quote)>, EventError> {
+    let (value, text) = match obj.field(field) {
+        Field::Absent => return Ok(None),
+        Field::Huge(text) => (text.parse::<f64>().unwrap_or(f64::NAN), text.to_string()),
         // Without serde_json's arbitrary precision every number is an f64,
         // an i64 or a u64; JSON itself has no NaN and no infinity.
-        Some(Value::Number(n)) => (n.as_f64().unwrap_or(f64::NAN), n.to_string()),
-        Some(Value::String(s)) => match s.trim().parse::<f64>() {
+        Field::Value(Value::Number(n)) => (n.as_f64().unwrap_or(f64::NAN), n.to_string()),
+        Field::Value(Value::String(s)) => match s.trim().parse::<f64>() {
             Ok(v) => (v, s.clone()),
             Err(_) => {
                 return Err(EventError::WrongType {
@@ -295,7 +442,7 @@ fn number(
                 })
             }
         },
-        Some(other) => {
+        Field::Value(other) => {
             return Err(EventError::WrongType {
                 field,
                 expected: "a number",
@@ -314,23 +461,33 @@ fn number(
     }
 }
 
+/// What a label field may hold.
+const LABEL: &str =
+    "a label (0, 1, true, false, \"fraud\", \"legit\", \"true_positive\" or \"false_positive\")";
+
 /// The ground truth, if the payload carries any of the leakage fields.
-fn label(obj: &Map<String, Value>) -> Result<Option<Label>, EventError> {
+fn label(obj: &Object) -> Result<Option<Label>, EventError> {
     let flag = |field: &'static str| -> Result<Option<bool>, EventError> {
-        match obj.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(Value::Number(n)) if n.as_f64() == Some(0.0) => Ok(Some(false)),
-            Some(Value::Number(n)) if n.as_f64() == Some(1.0) => Ok(Some(true)),
-            Some(Value::String(s)) if matches!(s.as_str(), "fraud" | "true_positive") => {
-                Ok(Some(true))
+        let value = match obj.field(field) {
+            Field::Absent => return Ok(None),
+            Field::Huge(text) => {
+                return Err(EventError::WrongType {
+                    field,
+                    expected: LABEL,
+                    found: format!("the number {}", Quote::of(text)),
+                })
             }
-            Some(Value::String(s)) if matches!(s.as_str(), "legit" | "false_positive") => {
-                Ok(Some(false))
-            }
-            Some(other) => Err(EventError::WrongType {
+            Field::Value(value) => value,
+        };
+        match value {
+            Value::Bool(b) => Ok(Some(*b)),
+            Value::Number(n) if n.as_f64() == Some(0.0) => Ok(Some(false)),
+            Value::Number(n) if n.as_f64() == Some(1.0) => Ok(Some(true)),
+            Value::String(s) if matches!(s.as_str(), "fraud" | "true_positive") => Ok(Some(true)),
+            Value::String(s) if matches!(s.as_str(), "legit" | "false_positive") => Ok(Some(false)),
+            other => Err(EventError::WrongType {
                 field,
-                expected: "a label (0, 1, true, false, \"fraud\", \"legit\", \"true_positive\" or \"false_positive\")",
+                expected: LABEL,
                 found: describe(other),
             }),
         }

@@ -61,10 +61,12 @@ pub const FLAG_THRESHOLD: f64 = 200_000.0;
 
 /// Relative volume of genuine transactions by hour of day (step mod 24),
 /// shaped after the slice's first steps (2,708, 1,014, 552, 565, 665, 1,660,
-/// 6,837, 21,097 rows for hours 1 to 8); fraud does not follow it.
-pub const HOURLY_WEIGHT: [f64; 24] = [
-    0.35, 0.13, 0.05, 0.026, 0.027, 0.032, 0.079, 0.32, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0,
-    1.0, 1.0, 1.0, 0.9, 0.75, 0.6, 0.5, 0.45,
+/// 6,837, 21,097 rows for hours 1 to 8); fraud does not follow it. In
+/// thousandths (0.35, 0.13, 0.05, ...): whole numbers, so that the volume up
+/// to any step is exact and found without walking the steps before it.
+pub const HOURLY_WEIGHT: [u64; 24] = [
+    350, 130, 50, 26, 27, 32, 79, 320, 750, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000,
+    1000, 900, 750, 600, 500, 450,
 ];
 
 /// Genuine TRANSFER and CASH_OUT rows go to a window of busy destinations,

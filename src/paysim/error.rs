@@ -1,3 +1,4 @@
+use std::fmt;
 use std::io;
 
 use thiserror::Error;
@@ -114,22 +115,71 @@ pub struct RowError {
 }
 
 /// Everything that can go wrong while reading a PaySim file.
-#[derive(Debug, Error)]
+///
+/// `Open` and `Io` name their OS error in their own message, so they give no
+/// `source()`: anyhow prints an error's chain, and a cause both in the
+/// message and in the chain was printed twice ("cannot open x: No such file
+/// or directory (os error 2): No such file or directory (os error 2)").
+/// thiserror makes any field named `source` the source, hence `Display` and
+/// `Error` written out below.
+#[derive(Debug)]
 pub enum ReadError {
-    #[error("cannot open {path}: {source}")]
-    Open { path: String, source: io::Error },
-    #[error("the file is empty: expected the PaySim header {expected}")]
-    Empty { expected: String },
-    #[error("wrong header: expected {expected}, found {found}{detail}")]
+    Open {
+        path: String,
+        source: io::Error,
+    },
+    Empty {
+        expected: String,
+    },
     Header {
         expected: String,
         found: Quote,
         detail: String,
     },
-    #[error("read failed at line {line}: {source}")]
-    Io { line: u64, source: io::Error },
-    #[error(transparent)]
-    Row(#[from] RowError),
+    Io {
+        line: u64,
+        source: io::Error,
+    },
+    Row(RowError),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Open { path, source } => write!(f, "cannot open {path}: {source}"),
+            ReadError::Empty { expected } => {
+                write!(
+                    f,
+                    "the file is empty: expected the PaySim header {expected}"
+                )
+            }
+            ReadError::Header {
+                expected,
+                found,
+                detail,
+            } => write!(
+                f,
+                "wrong header: expected {expected}, found {found}{detail}"
+            ),
+            ReadError::Io { line, source } => write!(f, "read failed at line {line}: {source}"),
+            ReadError::Row(row) => row.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReadError::Row(row) => std::error::Error::source(row),
+            _ => None,
+        }
+    }
+}
+
+impl From<RowError> for ReadError {
+    fn from(row: RowError) -> ReadError {
+        ReadError::Row(row)
+    }
 }
 
 impl ReadError {

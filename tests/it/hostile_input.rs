@@ -448,3 +448,44 @@ fn event_ids_with_commas_quotes_or_line_ends_keep_csv_rows_whole() {
     want.sort();
     assert_eq!(got, want);
 }
+
+/// Class 9 "limits that are not there": a dead letter's `raw` was cut at
+/// 4,096 bytes of text, but JSON writes a control byte as six and an
+/// invalid one as five, so garbage made dead letters about four times its
+/// size with no bound per letter. Now each is bounded as written, and each
+/// line that is not blank still gives exactly one.
+#[test]
+fn garbage_json_gives_one_dead_letter_per_line_bounded_as_written() {
+    use fraudflow::dataflow::dead_letter::FIXED_BYTES;
+    use fraudflow::excerpt::MESSAGE_LIMIT;
+    use fraudflow::generate::Rng;
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("garbage.jsonl");
+    let mut rng = Rng::seed_from(9);
+    let (mut body, mut lines) = (Vec::new(), 0);
+    for i in 0..300 {
+        let len = rng.below(if i % 3 == 0 { 20_000 } else { 300 }) as usize;
+        // Every other line all control bytes, the worst case for JSON.
+        let top = if i % 2 == 0 { 0x20 } else { 0x100 };
+        let line: Vec<u8> = (0..len)
+            .map(|_| rng.below(top) as u8)
+            .map(|b| if b == b'\n' { 1 } else { b })
+            .collect();
+        lines += usize::from(!line.trim_ascii().is_empty());
+        body.extend(line);
+        body.push(b'\n');
+    }
+    std::fs::write(&input, &body).unwrap();
+    let (_, stderr, dead) = features(&input, &[]);
+    assert_eq!(dead.len(), lines, "{stderr}");
+    let written =
+        std::fs::read_to_string(input.with_extension("features.dead-letter.jsonl")).unwrap();
+    for (line, letter) in written.lines().zip(&dead) {
+        let source = letter["source"].as_str().unwrap();
+        let raw = serde_json::to_string(&letter["raw"]).unwrap();
+        assert!(raw.len() - 2 <= RAW_LIMIT, "raw of {} bytes", raw.len() - 2);
+        let bound = RAW_LIMIT + MESSAGE_LIMIT + FIXED_BYTES + source.len();
+        assert!(line.len() < bound, "{} bytes: {line:.200}", line.len());
+    }
+}

@@ -9,6 +9,7 @@ mod common;
 mod event_time;
 mod features;
 mod hostile_input;
+mod hostile_messages;
 mod hostile_models;
 mod hostile_outputs;
 mod live;

@@ -286,3 +286,44 @@ fn generated_figures_land_near_the_real_file() {
         by_hour(4)
     );
 }
+
+/// Class 9 "limits that are not there": the generator walked every step,
+/// empty or not, so 10 rows over 4294967295 steps took minutes.
+#[test]
+fn generate_cost_does_not_grow_with_empty_steps() {
+    let steps = u32::MAX;
+    let started = std::time::Instant::now();
+    let out = fraudflow(&[
+        "generate",
+        "--rows",
+        "10",
+        "--steps",
+        &steps.to_string(),
+        "--seed",
+        "3",
+        "--quiet",
+    ]);
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(took.as_secs() < 20, "took {took:?}");
+    let rows: Vec<_> = PaysimReader::new(out.stdout.as_slice())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 10);
+    // Row i lands where the cumulative volume reaches i - 0.5 rows: near
+    // (i - 0.5) tenths of the steps, give or take the profile within a day.
+    for (i, row) in rows.iter().enumerate() {
+        let expected = (i as f64 + 0.5) / 10.0 * f64::from(steps);
+        let off = (f64::from(row.step) - expected).abs();
+        assert!(
+            off < 48.0,
+            "row {i} at step {}, expected near {expected}",
+            row.step
+        );
+    }
+}
