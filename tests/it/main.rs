@@ -11,6 +11,7 @@ mod features;
 mod hostile_input;
 mod hostile_models;
 mod hostile_outputs;
+mod hostile_reports;
 mod live;
 mod models;
 mod output;
