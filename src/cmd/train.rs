@@ -148,6 +148,8 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn train(args: &Args, cluster: &Cluster, quiet: bool) -> anyhow::Result<Option<Bundle>> {
+    // The flags first: a refused one leaves no --out directory behind.
+    let params = args.training.params()?;
     // The bundle's files are checked against the input before any work.
     make_dir("--out", &args.out)?;
     Bundle::outputs(
@@ -168,7 +170,6 @@ fn train(args: &Args, cluster: &Cluster, quiet: bool) -> anyhow::Result<Option<B
         args.training.contract(),
         args.timely.workers()
     ));
-    let params = args.training.params()?;
     Ok(train_bundle(settings, &params, &args.out, say)?)
 }
 

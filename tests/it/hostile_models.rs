@@ -582,7 +582,7 @@ fn training_flags_past_their_limits_are_refused_before_any_work() {
                 assert!(err.contains(w), "{args:?}: {w:?} not in {err}");
             }
             assert!(!err.contains("bundle.json"), "{err}");
-            assert!(!models.join("bundle.json").exists());
+            assert!(!models.exists(), "{args:?} made {}", s(&models));
         }
     }
     // The limits are said in --help.
