@@ -23,7 +23,9 @@ pub enum PolicyError {
     Weights(f64, f64, f64),
     #[error("weights {0:?},{1:?},{2:?} do not sum to 1: a bundle holds its weights normalised")]
     NotNormalised(f64, f64, f64),
-    #[error("the threshold must be a finite number, got {0:?}")]
+    #[error(
+        "the threshold must be a number in [0, 1], the range of the ensemble score, got {0:?}"
+    )]
     Threshold(f64),
 }
 
@@ -144,10 +146,22 @@ impl std::str::FromStr for Weights {
     }
 }
 
-/// Refuses a threshold that is not a finite number: for the flag, the
-/// dataflow file and a bundle's policies alike.
+/// The range of the ensemble score: each model scores in [0, 1] and the
+/// weights sum to 1. A threshold below it alerts on every event, one above
+/// it on none.
+pub const SCORE_RANGE: std::ops::RangeInclusive<f64> = 0.0..=1.0;
+
+/// Refuses a threshold outside [`SCORE_RANGE`] (NaN included): for the
+/// flag, the dataflow file and a bundle's policies alike.
+///
+/// ```
+/// use fraudflow::ensemble::check_threshold;
+/// assert_eq!(check_threshold(0.25), Ok(0.25));
+/// assert!(check_threshold(-5.0).unwrap_err().to_string().contains("[0, 1]"));
+/// assert!(check_threshold(1e308).is_err());
+/// ```
 pub fn check_threshold(threshold: f64) -> Result<f64, PolicyError> {
-    if threshold.is_finite() {
+    if SCORE_RANGE.contains(&threshold) {
         Ok(threshold)
     } else {
         Err(PolicyError::Threshold(threshold))
@@ -266,6 +280,18 @@ pub struct Policy {
     pub threshold: f64,
 }
 
+impl std::fmt::Display for Policy {
+    /// `weights IF 0.40 / AE 0.30 / LR 0.30, threshold 0.512345`.
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let w = self.weights;
+        write!(
+            f,
+            "weights IF {:.2} / AE {:.2} / LR {:.2}, threshold {:.6}",
+            w.isolation_forest, w.autoencoder, w.logistic, self.threshold
+        )
+    }
+}
+
 impl Policy {
     /// Checks a policy read from outside: its weights as [`Weights::check`]
     /// and its threshold as [`check_threshold`].
@@ -334,8 +360,18 @@ mod tests {
                 .check()
                 .unwrap_err()
                 .to_string(),
-            "the threshold must be a finite number, got NaN"
+            "the threshold must be a number in [0, 1], the range of the ensemble score, got NaN"
         );
+        // Regression: -5 alerted on every event and 1e308 on none.
+        for t in [-5.0, -f64::MIN_POSITIVE, 1.0 + f64::EPSILON, 1e308] {
+            assert_eq!(
+                with([0.4, 0.3, 0.3], t).check(),
+                Err(PolicyError::Threshold(t))
+            );
+        }
+        for t in [0.0, 0.5, 1.0] {
+            assert_eq!(with([0.4, 0.3, 0.3], t).check(), Ok(()));
+        }
     }
 
     #[test]

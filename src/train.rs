@@ -11,12 +11,16 @@ use crate::bundle::{ModelMetrics, SplitSummary};
 use crate::dataflow::FeatureRow;
 use crate::ensemble::{Components, Models, Policy, Weights};
 use crate::eval::ranking::{average_precision, threshold_for_budget};
-use crate::eval::split::{hour_of, split, SplitError};
+use crate::eval::split::{hour_of, split, Split, SplitError};
 use crate::features::Contract;
 use crate::generate::Rng;
-use crate::models::autoencoder::{AutoencoderError, AutoencoderParams};
-use crate::models::isolation_forest::{IsolationForestError, IsolationForestParams};
-use crate::models::online_logistic::{OnlineLogisticError, OnlineLogisticParams};
+use crate::models::autoencoder::{self, AutoencoderError, AutoencoderParams};
+use crate::models::isolation_forest::{
+    IsolationForestError, IsolationForestParams, MAX_SAMPLE_SIZE, MAX_TREES,
+};
+use crate::models::online_logistic::{
+    self, OnlineLogisticError, OnlineLogisticParams, MAX_POSITIVE_WEIGHT,
+};
 
 #[derive(Debug, Error)]
 pub enum TrainError {
@@ -28,12 +32,43 @@ pub enum TrainError {
     NoValidationFraud { first: u32, last: u32 },
     #[error("the budget must be in (0, 1], got {0}")]
     Budget(f64),
+    #[error("{setting} must be in {range}, got {value}")]
+    Setting {
+        setting: &'static str,
+        value: String,
+        range: String,
+    },
     #[error("isolation forest: {0}")]
     Forest(#[from] IsolationForestError),
     #[error("autoencoder: {0}")]
     Autoencoder(#[from] AutoencoderError),
     #[error("logistic regression: {0}")]
     Logistic(#[from] OnlineLogisticError),
+}
+
+impl TrainError {
+    /// Whether the training data is at fault (exit 1) rather than a setting
+    /// (exit 2): no labels, too few steps or an empty part of the split, no
+    /// fraud to choose a threshold on, too few or non-finite rows to fit.
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            TrainError::Unlabelled { .. } | TrainError::NoValidationFraud { .. } => true,
+            TrainError::Split(e) => !matches!(e, SplitError::Order { .. }),
+            TrainError::Forest(e) => matches!(
+                e,
+                IsolationForestError::TooFewRows(_) | IsolationForestError::NotFinite { .. }
+            ),
+            TrainError::Autoencoder(e) => matches!(
+                e,
+                AutoencoderError::TooFewRows(_) | AutoencoderError::NotFinite { .. }
+            ),
+            TrainError::Logistic(e) => matches!(
+                e,
+                OnlineLogisticError::Empty | OnlineLogisticError::NotFinite { .. }
+            ),
+            TrainError::Budget(_) | TrainError::Setting { .. } => false,
+        }
+    }
 }
 
 /// The feature table training reads: one row per event, in time order.
@@ -130,6 +165,71 @@ impl Default for TrainParams {
     }
 }
 
+/// The most training rows sampled for the isolation forest or the
+/// autoencoder: a thousand times the default, and a bound on the memory of
+/// the matrices they are copied into.
+pub const MAX_ROWS: usize = 100_000_000;
+
+/// The finest weight grid: weights in multiples of 1/100, 5,151 weightings.
+pub const MAX_GRID: u32 = 100;
+
+impl TrainParams {
+    /// Checks every setting against its range before any work starts, so
+    /// that a mistyped value is refused by name rather than running for
+    /// hours, running out of memory, or training models that loading
+    /// refuses.
+    pub fn check(&self) -> Result<(), TrainError> {
+        if !(self.budget > 0.0 && self.budget <= 1.0) {
+            return Err(TrainError::Budget(self.budget));
+        }
+        let counts = [
+            ("trees", self.trees, 1, MAX_TREES),
+            ("sample_size", self.sample_size, 2, MAX_SAMPLE_SIZE),
+            ("forest_rows", self.forest_rows, 2, MAX_ROWS),
+            ("autoencoder_rows", self.autoencoder_rows, 10, MAX_ROWS),
+            (
+                "autoencoder_epochs",
+                self.autoencoder_epochs,
+                1,
+                autoencoder::MAX_EPOCHS,
+            ),
+            (
+                "logistic_epochs",
+                self.logistic_epochs,
+                1,
+                online_logistic::MAX_EPOCHS,
+            ),
+            ("grid", self.grid as usize, 1, MAX_GRID as usize),
+        ];
+        for (setting, value, low, high) in counts {
+            if !(low..=high).contains(&value) {
+                return Err(TrainError::Setting {
+                    setting,
+                    value: value.to_string(),
+                    range: format!("{low}..={high}"),
+                });
+            }
+        }
+        let shares = [
+            ("contamination", Some(self.contamination), 0.5),
+            ("positive_weight", self.positive_weight, MAX_POSITIVE_WEIGHT),
+        ];
+        for (setting, value, high) in shares {
+            match value {
+                Some(v) if !(v > 0.0 && v <= high) => {
+                    return Err(TrainError::Setting {
+                        setting,
+                        value: format!("{v:?}"),
+                        range: format!("(0, {high:e}]"),
+                    })
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One score of an event's components.
 type ScoreOf<'a> = dyn Fn(&Components) -> f64 + 'a;
 
@@ -200,12 +300,35 @@ pub fn train(
     params: &TrainParams,
     mut progress: impl FnMut(&str),
 ) -> Result<Trained, TrainError> {
-    if !(params.budget > 0.0 && params.budget <= 1.0) {
-        return Err(TrainError::Budget(params.budget));
-    }
+    params.check()?;
     let parts = split(&table.steps, params.split)?;
+    let summary = summary(table, &parts);
+    if summary.validation_fraud == 0 {
+        return Err(TrainError::NoValidationFraud {
+            first: parts.train_last + 1,
+            last: parts.validation_last,
+        });
+    }
+    let models = fit(table, &parts.train, params, &mut progress)?;
+    progress("weights and threshold");
+    let valid = Scored::of(&models, table, &parts.validation);
+    let (policy, parity) = policies(&valid, params);
+    progress("test metrics");
+    let test = Scored::of(&models, table, &parts.test);
+    let metrics = test_metrics(&valid, &test, policy, parity, params.budget);
+    Ok(Trained {
+        models,
+        policy,
+        parity,
+        split: summary,
+        metrics,
+    })
+}
+
+/// What each part of the split holds.
+fn summary(table: &Table, parts: &Split) -> SplitSummary {
     let fraud = |rows: &[usize]| rows.iter().filter(|&&r| table.labels[r]).count() as u64;
-    let summary = SplitSummary {
+    SplitSummary {
         train_last_step: parts.train_last,
         validation_last_step: parts.validation_last,
         train_rows: parts.train.len() as u64,
@@ -214,21 +337,24 @@ pub fn train(
         train_fraud: fraud(&parts.train),
         validation_fraud: fraud(&parts.validation),
         test_fraud: fraud(&parts.test),
-    };
-    if summary.validation_fraud == 0 {
-        return Err(TrainError::NoValidationFraud {
-            first: parts.train_last + 1,
-            last: parts.validation_last,
-        });
     }
+}
+
+/// The three models, fitted on the training rows `train`: the forest and
+/// the autoencoder on samples of its legitimate rows, the logistic
+/// regression on all of them.
+fn fit(
+    table: &Table,
+    train: &[usize],
+    params: &TrainParams,
+    progress: &mut impl FnMut(&str),
+) -> Result<Models, TrainError> {
     let mut rng = Rng::seed_from(params.seed);
-    let legit: Vec<usize> = parts
-        .train
+    let legit: Vec<usize> = train
         .iter()
         .copied()
         .filter(|&r| !table.labels[r])
         .collect();
-
     progress("isolation forest");
     let forest_x = table.matrix(&sample(&legit, params.forest_rows, &mut rng));
     let isolation_forest = IsolationForestParams::default()
@@ -237,17 +363,15 @@ pub fn train(
         .contamination(params.contamination)
         .seed(params.seed)
         .fit(&DatasetBase::from(forest_x))?;
-
     progress("autoencoder");
     let ae_x = table.matrix(&sample(&legit, params.autoencoder_rows, &mut rng));
     let autoencoder = AutoencoderParams::default()
         .epochs(params.autoencoder_epochs)
         .seed(params.seed)
         .fit(&DatasetBase::from(ae_x))?;
-
     progress("logistic regression");
-    let x = table.matrix(&parts.train);
-    let y: Array1<bool> = parts.train.iter().map(|&r| table.labels[r]).collect();
+    let x = table.matrix(train);
+    let y: Array1<bool> = train.iter().map(|&r| table.labels[r]).collect();
     let mut logistic = OnlineLogisticParams::default()
         .epochs(params.logistic_epochs)
         .seed(params.seed);
@@ -255,37 +379,65 @@ pub fn train(
         logistic = logistic.positive_weight(w);
     }
     let logistic = logistic.fit(&DatasetBase::new(x, y))?;
-    let models = Models {
+    Ok(Models {
         isolation_forest,
         autoencoder,
         logistic,
-    };
+    })
+}
 
-    progress("weights and threshold");
-    let valid = components(&models, table, &parts.validation);
-    let valid_labels: Vec<bool> = parts.validation.iter().map(|&r| table.labels[r]).collect();
-    let combined =
-        |w: &Weights, c: &[Components]| -> Vec<f64> { c.iter().map(|s| w.combine(s)).collect() };
+/// One part of the split, scored: each model's scores and the labels.
+struct Scored {
+    components: Vec<Components>,
+    labels: Vec<bool>,
+}
+
+impl Scored {
+    fn of(models: &Models, table: &Table, rows: &[usize]) -> Scored {
+        Scored {
+            components: components(models, table, rows),
+            labels: rows.iter().map(|&r| table.labels[r]).collect(),
+        }
+    }
+
+    fn scores(&self, score: &ScoreOf) -> Vec<f64> {
+        self.components.iter().map(score).collect()
+    }
+}
+
+/// The weights with the best validation PR-AUC over the grid (the first of
+/// equals in grid order), and the original weights, each with the threshold
+/// that alerts on the budget's share of validation traffic.
+fn policies(valid: &Scored, params: &TrainParams) -> (Policy, Policy) {
     let grid = Weights::grid(params.grid);
     let quality: Vec<f64> = par_map(&grid, |w| {
-        average_precision(&combined(w, &valid), &valid_labels).unwrap_or(0.0)
+        average_precision(&valid.scores(&|c| w.combine(c)), &valid.labels).unwrap_or(0.0)
     });
-    // The best, the first of equals in grid order.
     let best = (0..grid.len()).fold(
         0,
         |best, i| if quality[i] > quality[best] { i } else { best },
     );
+    // A combined score can pass 1 by rounding alone (0.1 + 0.2 + 0.7 weights
+    // of three scores of 1): the threshold stays in the score's range, as
+    // loading checks.
     let policy_for = |weights: Weights| Policy {
         weights,
-        threshold: threshold_for_budget(&combined(&weights, &valid), params.budget).unwrap_or(1.0),
+        threshold: threshold_for_budget(&valid.scores(&|c| weights.combine(c)), params.budget)
+            .unwrap_or(1.0)
+            .clamp(0.0, 1.0),
     };
-    let policy = policy_for(grid[best]);
-    let parity = policy_for(Weights::ORIGINAL);
+    (policy_for(grid[best]), policy_for(Weights::ORIGINAL))
+}
 
-    progress("test metrics");
-    let test = components(&models, table, &parts.test);
-    let test_labels: Vec<bool> = parts.test.iter().map(|&r| table.labels[r]).collect();
-    let mut metrics = BTreeMap::new();
+/// Each model's and both policies' test-split figures, each at the
+/// threshold its own validation scores give the budget.
+fn test_metrics(
+    valid: &Scored,
+    test: &Scored,
+    policy: Policy,
+    parity: Policy,
+    budget: f64,
+) -> BTreeMap<String, ModelMetrics> {
     let (w, p) = (policy.weights, parity.weights);
     let scorers: [(&str, &ScoreOf); 5] = [
         ("isolation_forest", &|c| c.isolation_forest),
@@ -294,22 +446,15 @@ pub fn train(
         ("ensemble", &|c| w.combine(c)),
         ("ensemble_parity", &|c| p.combine(c)),
     ];
+    let mut metrics = BTreeMap::new();
     for (name, score) in scorers {
-        let valid_scores: Vec<f64> = valid.iter().map(score).collect();
-        let test_scores: Vec<f64> = test.iter().map(score).collect();
-        let threshold = threshold_for_budget(&valid_scores, params.budget).unwrap_or(1.0);
+        let threshold = threshold_for_budget(&valid.scores(score), budget).unwrap_or(1.0);
         metrics.insert(
             name.to_string(),
-            crate::eval::ranking(&test_scores, &test_labels, threshold, params.budget),
+            crate::eval::ranking(&test.scores(score), &test.labels, threshold, budget),
         );
     }
-    Ok(Trained {
-        models,
-        policy,
-        parity,
-        split: summary,
-        metrics,
-    })
+    metrics
 }
 
 #[cfg(test)]
@@ -332,6 +477,38 @@ mod tests {
             }),
             values: FeatureVec::from_slice(&[f64::from(step); 13]),
         }
+    }
+
+    #[test]
+    fn settings_past_their_limits_are_refused_before_any_work() {
+        assert!(TrainParams::default().check().is_ok());
+        let err = |edit: fn(&mut TrainParams)| {
+            let mut p = TrainParams::default();
+            edit(&mut p);
+            // An empty table: a setting refused first says so, not the data.
+            let err = train(&Table::new(Contract::V2), &p, |_| {}).unwrap_err();
+            assert!(!err.is_data_error(), "{err}");
+            err.to_string()
+        };
+        // Regression: 100000000 trees were taken, and ran for hours.
+        assert_eq!(
+            err(|p| p.trees = 100_000_000),
+            "trees must be in 1..=10000, got 100000000"
+        );
+        // Regression: 1e308 trained, then its own bundle was refused.
+        assert_eq!(
+            err(|p| p.positive_weight = Some(1e308)),
+            "positive_weight must be in (0, 1e6], got 1e308"
+        );
+        assert_eq!(
+            err(|p| p.autoencoder_epochs = 1_001),
+            "autoencoder_epochs must be in 1..=1000, got 1001"
+        );
+        assert_eq!(
+            err(|p| p.forest_rows = MAX_ROWS + 1),
+            "forest_rows must be in 2..=100000000, got 100000001"
+        );
+        assert_eq!(err(|p| p.grid = 0), "grid must be in 1..=100, got 0");
     }
 
     #[test]

@@ -11,8 +11,10 @@ use anyhow::Context;
 use fraudflow::atomic::{make_dir, OutputFile, OutputGroup, OutputPlan};
 use fraudflow::bundle::{fingerprint_file, Bundle};
 use fraudflow::dataflow::score::{ModelVersion, Outcome, Scorer};
-use fraudflow::ensemble::{check_threshold, Policy, Weights};
-use fraudflow::eval::{per_day, Day, Latency, Quality, Record};
+use fraudflow::ensemble::{check_threshold, Weights};
+use fraudflow::eval::report::{Report, ReportContext};
+use fraudflow::eval::versions::{check_switches, parse_switch, VersionSpec};
+use fraudflow::eval::{Quality, Record};
 use fraudflow::generate::{write_file, GeneratorParams, STEPS};
 use fraudflow::pipeline::training::train_bundle;
 use fraudflow::pipeline::{
@@ -24,7 +26,6 @@ use fraudflow::settings::DataflowFile;
 use fraudflow::sinks::file::{JsonLinesSink, ScoresCsv};
 use fraudflow::sinks::memory::{Collect, CollectMap};
 use fraudflow::sinks::{BoxSink, Fanout};
-use serde::Serialize;
 
 use super::timely_args::TimelyArgs;
 use super::train::{given, TrainingArgs};
@@ -80,11 +81,13 @@ pub struct Args {
     /// Override the weights: IF,AE,LR.
     #[arg(long)]
     weights: Option<Weights>,
-    /// Override the threshold.
-    #[arg(long)]
+    /// Override the threshold: a number in [0, 1], the range of the
+    /// ensemble score.
+    #[arg(long, value_parser = parse_threshold, allow_negative_numbers = true)]
     threshold: Option<f64>,
     /// From step STEP on (event hour STEP), score with the bundle in DIR:
-    /// `STEP=DIR`, repeatable. Events before keep the version before.
+    /// `STEP=DIR`, repeatable, one bundle a step. Events before keep the
+    /// version before.
     #[arg(long = "switch-models", value_name = "STEP=DIR", value_parser = parse_switch)]
     switches: Vec<(u32, PathBuf)>,
     #[command(flatten)]
@@ -98,15 +101,12 @@ pub struct Args {
     help: Option<bool>,
 }
 
-fn parse_switch(s: &str) -> Result<(u32, PathBuf), String> {
-    let (step, dir) = s
-        .split_once('=')
-        .ok_or_else(|| format!("expected STEP=DIR, got {s:?}"))?;
-    let step = step
+fn parse_threshold(s: &str) -> Result<f64, String> {
+    let t = s
         .trim()
-        .parse::<u32>()
-        .map_err(|_| format!("{step:?} in {s:?} is not a step number"))?;
-    Ok((step, PathBuf::from(dir)))
+        .parse::<f64>()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    check_threshold(t).map_err(|e| e.to_string())
 }
 
 /// Where a generated input goes.
@@ -294,6 +294,9 @@ impl Args {
         self.training.contract = self.training.contract.or(Some(file.features.contract));
         self.source = self.source.or_file(source, &file.features);
         self.timely.workers = self.timely.workers.or(Some(file.cluster.workers));
+        if let Some(t) = file.models.threshold {
+            check_threshold(t).with_context(|| format!("{}: models.threshold", path.display()))?;
+        }
         self.threshold = self.threshold.or(file.models.threshold);
         self.parity |= file.models.parity;
         Ok(self)
@@ -309,8 +312,11 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
 /// Refuses flags that this combination would silently ignore, and bad
 /// values, before any work starts.
 fn check_flags(args: &Args) -> anyhow::Result<()> {
-    if let Some(t) = args.threshold {
-        check_threshold(t).context("--threshold")?;
+    check_switches(&args.switches).context("--switch-models")?;
+    if args.models.is_none() {
+        // Training flags past their limits are refused before a file is
+        // generated or read.
+        args.training.params()?;
     }
     if let Some(models) = &args.models {
         let ignored = args.training.training_only();
@@ -364,16 +370,8 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
         stage: Stage::Rows,
     };
     let (bundle, input_hash) = bundle_for(args, &settings, &input_path, quiet)?;
-    let mut versions = Vec::new();
-    for (step, dir) in &args.switches {
-        let other = Bundle::load(dir, Some(bundle.contract))?;
-        versions.push(ModelVersion {
-            from: u64::from(*step) * fraudflow::event::STEP_MS,
-            scorer: scorer(args, &other).0,
-        });
-    }
+    let (specs, versions) = versions(args, &bundle)?;
     let (initial, policy_source) = scorer(args, &bundle);
-    let policy = initial.policy;
     settings.stage = Stage::Scored {
         scoring: ScoringSettings {
             initial: Arc::new(initial),
@@ -406,6 +404,63 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
         }
         return Ok(ExitCode::SUCCESS);
     };
+    let context = ReportContext {
+        versions: &specs,
+        policy_source,
+        input: &input_path,
+        input_hash: &input_hash,
+        test_after: (input_hash == bundle.fingerprint.hash)
+            .then_some(bundle.split.validation_last_step),
+        workers: args.timely.workers() * args.timely.processes,
+    };
+    report(args, group, gathered, &summary, &bundle, context)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every version that scores, in step order, the bundle given first (from
+/// step 0), and the switches' scorers for the dataflow.
+fn versions(args: &Args, bundle: &Bundle) -> anyhow::Result<(Vec<VersionSpec>, Vec<ModelVersion>)> {
+    let spec = |bundle: &Bundle, models: String, from_step: u32, scorer: &Scorer| VersionSpec {
+        bundle_version: bundle.version.clone(),
+        models,
+        from_step,
+        policy: scorer.policy,
+    };
+    let given = args
+        .models
+        .as_ref()
+        .map_or_else(|| args.out().join("models"), PathBuf::clone);
+    let mut specs = vec![spec(
+        bundle,
+        given.display().to_string(),
+        0,
+        &scorer(args, bundle).0,
+    )];
+    let mut switches: Vec<&(u32, PathBuf)> = args.switches.iter().collect();
+    switches.sort_by_key(|(step, _)| *step);
+    let mut versions = Vec::new();
+    for (step, dir) in switches {
+        let other = Bundle::load(dir, Some(bundle.contract))?;
+        let scorer = scorer(args, &other).0;
+        specs.push(spec(&other, dir.display().to_string(), *step, &scorer));
+        versions.push(ModelVersion {
+            from: u64::from(*step) * fraudflow::event::STEP_MS,
+            scorer,
+        });
+    }
+    Ok((specs, versions))
+}
+
+/// Writes report.json and scores.csv from what the run gathered, commits
+/// the run's files together and prints the summary.
+fn report(
+    args: &Args,
+    group: OutputGroup,
+    gathered: Gathered,
+    summary: &RunSummary,
+    bundle: &Bundle,
+    context: ReportContext,
+) -> anyhow::Result<()> {
     if let (Some(file), Some(all)) = (gathered.scores, &gathered.outcomes) {
         file.write(&mut all.take())?;
     }
@@ -413,25 +468,12 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
     // of workers.
     let mut records = gathered.records.take();
     records.sort_unstable_by_key(|r| r.seq);
-    let same_file = input_hash == bundle.fingerprint.hash;
-    let report = Report::new(
-        &records,
-        &summary,
-        &bundle,
-        ReportContext {
-            policy,
-            policy_source,
-            input: &input_path,
-            input_hash: &input_hash,
-            test_after: same_file.then_some(bundle.split.validation_last_step),
-            workers: args.timely.workers() * args.timely.processes,
-        },
-    );
+    let report = Report::new(&records, summary, bundle, context);
     write_report(gathered.report, &report)?;
     // Every file is complete: they take their names together.
     group.commit()?;
-    report.print(args.out());
-    Ok(ExitCode::SUCCESS)
+    print_report(&report, args.out());
+    Ok(())
 }
 
 fn write_report(file: OutputFile, report: &Report) -> anyhow::Result<()> {
@@ -445,151 +487,98 @@ fn write_report(file: OutputFile, report: &Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Serialize)]
-struct Report {
-    input: String,
-    input_hash: String,
-    bundle_version: String,
-    contract: fraudflow::features::Contract,
-    policy: Policy,
-    policy_source: &'static str,
-    budget: f64,
-    events_in: u64,
-    scored: u64,
-    alerts: u64,
-    normal: u64,
-    dead_letters: u64,
-    late: u64,
-    /// Over every labelled event replayed (training rows included when the
-    /// models learned from this file).
-    quality_all: Option<Quality>,
-    /// Over the steps after the bundle's validation split, when the input
-    /// is the file it was trained on: the honest figure.
-    test_split_after_step: Option<u32>,
-    quality_test_split: Option<Quality>,
-    /// Every day of event time replayed.
-    per_day: Vec<Day>,
-    /// Microseconds from the source reading an event to its routing.
-    latency_us: Option<Latency>,
-    seconds: f64,
-    events_per_second: f64,
-    workers: usize,
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"))
 }
 
-/// What the report says of the run besides its records.
-struct ReportContext<'a> {
-    policy: Policy,
-    policy_source: &'static str,
-    input: &'a Path,
-    input_hash: &'a str,
-    /// The bundle's last validation step, when the input is its training
-    /// file: the events after it are the honest test split.
-    test_after: Option<u32>,
-    workers: usize,
+/// The summary on standard output.
+fn print_report(report: &Report, out: &Path) {
+    outln!(
+        "events {} = {} scored ({} alerts, {} normal) + {} dead letters; {} late",
+        grouped(report.events_in),
+        grouped(report.scored),
+        grouped(report.alerts),
+        grouped(report.normal),
+        grouped(report.dead_letters),
+        grouped(report.late)
+    );
+    print_versions(report);
+    let quality = [
+        ("all events", &report.quality_all),
+        ("test split", &report.quality_test_split),
+    ];
+    for (name, q) in quality {
+        if let Some(q) = q {
+            print_quality(name, q, report.budget);
+        }
+    }
+    if let Some(l) = &report.latency_us {
+        outln!(
+            "latency (read to routed): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            l.p50 as f64 / 1e3,
+            l.p95 as f64 / 1e3,
+            l.p99 as f64 / 1e3,
+            l.max as f64 / 1e3
+        );
+    }
+    outln!(
+        "throughput: {} events in {:.2} s on {} workers: {:.0} events/s",
+        grouped(report.events_in),
+        report.seconds,
+        report.workers,
+        report.events_per_second
+    );
+    outln!("wrote {}/alerts.jsonl and report.json", out.display());
 }
 
-impl Report {
-    fn new(records: &[Record], summary: &RunSummary, bundle: &Bundle, c: ReportContext) -> Report {
-        let threshold = c.policy.threshold;
-        let test = c
-            .test_after
-            .map(|step| records.iter().filter(move |r| r.hour() > step));
-        Report {
-            input: c.input.display().to_string(),
-            input_hash: c.input_hash.to_string(),
-            bundle_version: bundle.version.clone(),
-            contract: bundle.contract,
-            policy: c.policy,
-            policy_source: c.policy_source,
-            budget: bundle.budget,
-            events_in: summary.events_in,
-            scored: records.len() as u64,
-            alerts: summary.written,
-            normal: summary.normal_written,
-            dead_letters: summary.dead_written,
-            late: summary.late,
-            quality_all: Quality::of(records, threshold, bundle.budget),
-            test_split_after_step: c.test_after,
-            quality_test_split: test.and_then(|t| Quality::of(t, threshold, bundle.budget)),
-            per_day: per_day(records, threshold),
-            latency_us: Latency::of(records.iter().map(|r| r.latency_us).collect()),
-            seconds: summary.seconds,
-            events_per_second: summary.events_in as f64 / summary.seconds.max(1e-9),
-            workers: c.workers,
-        }
+/// The policy, or with switches each version: its steps, policy and the
+/// events it scored.
+fn print_versions(report: &Report) {
+    if let [only] = &report.versions[..] {
+        outln!("policy ({}): {}", report.policy_source, only.policy);
+        return;
     }
+    outln!("model versions (policy {}):", report.policy_source);
+    for v in &report.versions {
+        let test = v.test_events.map_or_else(String::new, |n| {
+            format!(" ({} in the test split)", grouped(n))
+        });
+        outln!(
+            "  {} ({}): {}, {}; scored {} events{test}, {} alerts",
+            v.bundle_version,
+            v.models,
+            v.steps(),
+            v.policy,
+            grouped(v.events),
+            grouped(v.alerts)
+        );
+    }
+}
 
-    fn print(&self, out: &Path) {
-        let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
+/// One part's quality: ranking, at the threshold, at the budget, the fraud
+/// amount caught.
+fn print_quality(name: &str, q: &Quality, budget: f64) {
+    outln!(
+        "{name}: {} events, {} fraud; PR-AUC {}, ROC-AUC {}",
+        grouped(q.events),
+        grouped(q.fraud),
+        opt(q.ranking.pr_auc),
+        opt(q.ranking.roc_auc)
+    );
+    outln!(
+        "  at the threshold: {} alerts, precision {}, recall {}",
+        grouped(q.ranking.at_threshold.alerts),
+        opt(q.ranking.at_threshold.precision),
+        opt(q.ranking.at_threshold.recall)
+    );
+    if let Some(b) = q.ranking.at_budget {
         outln!(
-            "events {} = {} scored ({} alerts, {} normal) + {} dead letters; {} late",
-            grouped(self.events_in),
-            grouped(self.scored),
-            grouped(self.alerts),
-            grouped(self.normal),
-            grouped(self.dead_letters),
-            grouped(self.late)
+            "  at the {:.2} % budget: {} alerts, precision {}, recall {}",
+            budget * 100.0,
+            grouped(b.alerts),
+            opt(b.precision),
+            opt(b.recall)
         );
-        let w = self.policy.weights;
-        outln!(
-            "policy ({}): weights IF {:.2} / AE {:.2} / LR {:.2}, threshold {:.6}",
-            self.policy_source,
-            w.isolation_forest,
-            w.autoencoder,
-            w.logistic,
-            self.policy.threshold
-        );
-        let quality = [
-            ("all events", &self.quality_all),
-            ("test split", &self.quality_test_split),
-        ];
-        for (name, q) in quality {
-            let Some(q) = q else { continue };
-            outln!(
-                "{name}: {} events, {} fraud; PR-AUC {}, ROC-AUC {}",
-                grouped(q.events),
-                grouped(q.fraud),
-                opt(q.ranking.pr_auc),
-                opt(q.ranking.roc_auc)
-            );
-            outln!(
-                "  at the threshold: {} alerts, precision {}, recall {}",
-                grouped(q.ranking.at_threshold.alerts),
-                opt(q.ranking.at_threshold.precision),
-                opt(q.ranking.at_threshold.recall)
-            );
-            if let Some(b) = q.ranking.at_budget {
-                outln!(
-                    "  at the {:.2} % budget: {} alerts, precision {}, recall {}",
-                    self.budget * 100.0,
-                    grouped(b.alerts),
-                    opt(b.precision),
-                    opt(b.recall)
-                );
-            }
-            outln!(
-                "  fraud amount caught: {:.2} of {:.2} ({:.1} %)",
-                q.fraud_amount_caught,
-                q.fraud_amount,
-                100.0 * q.fraud_amount_caught / q.fraud_amount.max(f64::MIN_POSITIVE)
-            );
-        }
-        if let Some(l) = &self.latency_us {
-            outln!(
-                "latency (read to routed): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-                l.p50 as f64 / 1e3,
-                l.p95 as f64 / 1e3,
-                l.p99 as f64 / 1e3,
-                l.max as f64 / 1e3
-            );
-        }
-        outln!(
-            "throughput: {} events in {:.2} s on {} workers: {:.0} events/s",
-            grouped(self.events_in),
-            self.seconds,
-            self.workers,
-            self.events_per_second
-        );
-        outln!("wrote {}/alerts.jsonl and report.json", out.display());
     }
+    outln!("  fraud amount caught: {}", q.amount_caught());
 }

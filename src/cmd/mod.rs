@@ -32,6 +32,7 @@ use fraudflow::dataflow::WINDOW_SECONDS;
 use fraudflow::features::Contract;
 use fraudflow::paysim::ReadError;
 use fraudflow::pipeline::harness::fail_cluster;
+use fraudflow::pipeline::training::TrainingError;
 use fraudflow::pipeline::{Cluster, FeatureSettings, PipelineError, PipelineSettings, Stage};
 use fraudflow::scan::ScanOptions;
 use fraudflow::settings::{FeaturesTable, FileTable};
@@ -40,6 +41,7 @@ use fraudflow::sources::file::{
 };
 use fraudflow::sources::order::{TimeLimits, DEFAULT_FUTURE_LIMIT, DEFAULT_PAST_LIMIT};
 use fraudflow::sources::SourceSettings;
+use fraudflow::train::TrainError;
 
 /// The flags of the commands that read one PaySim file and report on it.
 #[derive(clap::Args)]
@@ -65,15 +67,20 @@ impl FileArgs {
 
 /// Exit status for a failed command: 1 when the data is at fault, else 2.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    let read_error =
+    let data = if let Some(e) = err.downcast_ref::<TrainingError>() {
+        e.is_data_error()
+    } else if let Some(e) = err.downcast_ref::<TrainError>() {
+        e.is_data_error()
+    } else if let Some(e) = err.downcast_ref::<PipelineError>() {
+        e.is_data_error()
+    } else {
         err.downcast_ref::<ReadError>()
-            .or_else(|| match err.downcast_ref::<PipelineError>() {
-                Some(PipelineError::Component { cause, .. }) => cause.downcast_ref::<ReadError>(),
-                _ => None,
-            });
-    match read_error {
-        Some(e) if e.is_data_error() => 1,
-        _ => 2,
+            .is_some_and(ReadError::is_data_error)
+    };
+    if data {
+        1
+    } else {
+        2
     }
 }
 

@@ -9,7 +9,7 @@ use fraudflow::bundle::{Bundle, SplitSummary};
 use fraudflow::features::Contract;
 use fraudflow::pipeline::training::train_bundle;
 use fraudflow::pipeline::{Cluster, Stage};
-use fraudflow::train::TrainParams;
+use fraudflow::train::{TrainError, TrainParams};
 
 use super::timely_args::TimelyArgs;
 use super::{file_pipeline, grouped, on_cluster, SourceArgs};
@@ -46,7 +46,7 @@ pub struct TrainingArgs {
     pub contract: Option<Contract>,
     /// Share of traffic to alert on: the threshold is chosen on the
     /// validation split to flag this share of it [default: 0.005].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub budget: Option<f64>,
     /// The split as LAST_TRAIN_STEP,LAST_VALIDATION_STEP (e.g. `6,7`: steps
     /// 1-6 train, 7 validates, 8 on test). Default: the first steps by which
@@ -57,11 +57,12 @@ pub struct TrainingArgs {
     /// Seed for every model's randomness [default: 42].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Weight of a fraud example in the logistic loss; 0 balances the
+    /// Weight of a fraud example in the logistic loss, at most 1e6 (more
+    /// carries the weights past what a bundle may hold); 0 balances the
     /// classes of the training split [default: 1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub positive_weight: Option<f64>,
-    /// Trees in the isolation forest [default: 100].
+    /// Trees in the isolation forest, 1 to 10000 [default: 100].
     #[arg(long)]
     pub trees: Option<usize>,
 }
@@ -92,23 +93,27 @@ impl TrainingArgs {
             anyhow::bail!("--budget must be in (0, 1], got {budget}");
         }
         let positive_weight = self.positive_weight.unwrap_or(1.0);
-        if !(positive_weight >= 0.0 && positive_weight.is_finite()) {
-            anyhow::bail!(
-                "--positive-weight must be a finite number, 0 or more, got {positive_weight}"
-            );
-        }
-        let trees = self.trees.unwrap_or(defaults.trees);
-        if trees == 0 {
-            anyhow::bail!("--trees must be at least 1, got 0");
-        }
-        Ok(TrainParams {
+        let params = TrainParams {
             budget,
             seed: self.seed.unwrap_or(defaults.seed),
             split: self.split,
-            trees,
-            positive_weight: (positive_weight > 0.0).then_some(positive_weight),
+            trees: self.trees.unwrap_or(defaults.trees),
+            positive_weight: (positive_weight != 0.0).then_some(positive_weight),
             ..defaults
-        })
+        };
+        // Every flag against its limit before any worker starts: the
+        // library's error names the value and the limit, this the flag.
+        params.check().map_err(|e| match &e {
+            TrainError::Setting { setting, .. } => {
+                let mut flag = format!("--{}", setting.replace('_', "-"));
+                if *setting == "positive_weight" {
+                    flag.push_str(" (or 0, to balance the classes)");
+                }
+                anyhow::Error::new(e).context(flag)
+            }
+            _ => anyhow::Error::new(e),
+        })?;
+        Ok(params)
     }
 
     /// The flags given that only training reads: a backtest with a bundle
@@ -143,6 +148,8 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn train(args: &Args, cluster: &Cluster, quiet: bool) -> anyhow::Result<Option<Bundle>> {
+    // The flags first: a refused one leaves no --out directory behind.
+    let params = args.training.params()?;
     // The bundle's files are checked against the input before any work.
     make_dir("--out", &args.out)?;
     Bundle::outputs(
@@ -163,7 +170,6 @@ fn train(args: &Args, cluster: &Cluster, quiet: bool) -> anyhow::Result<Option<B
         args.training.contract(),
         args.timely.workers()
     ));
-    let params = args.training.params()?;
     Ok(train_bundle(settings, &params, &args.out, say)?)
 }
 

@@ -3,12 +3,14 @@
 //! the fraud amount caught, per-day figures and latency percentiles.
 
 pub mod ranking;
+pub mod report;
 pub mod split;
+pub mod versions;
 
 use serde::{Deserialize, Serialize};
 
 use crate::dataflow::score::Outcome;
-use ranking::{at_budget, at_threshold, average_precision, roc_auc, AtThreshold};
+use ranking::{at_budget, at_threshold, at_thresholds, average_precision, roc_auc, AtThreshold};
 
 /// How well scores rank labels, and what alerting on them catches.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -77,15 +79,89 @@ pub struct Quality {
     pub fraud: u64,
     #[serde(flatten)]
     pub ranking: Ranking,
-    pub fraud_amount: f64,
-    pub fraud_amount_caught: f64,
+    /// The fraud events' amounts summed; `None` (null) when the sum passes
+    /// f64's largest value.
+    pub fraud_amount: Option<f64>,
+    /// The alerted fraud events' amounts summed, likewise.
+    pub fraud_amount_caught: Option<f64>,
+    /// `fraud_amount_caught / fraud_amount`, computed on scaled sums, so
+    /// finite also when they are not; `None` with no fraud amount.
+    pub fraud_amount_caught_share: Option<f64>,
+}
+
+/// A sum of amounts kept scaled by 2^-64: exact as the plain sum is (a
+/// power of two only moves the exponent) while that is finite, and finite
+/// up to 2^64 amounts of f64's largest value.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AmountSum {
+    scaled: f64,
+}
+
+/// 2^-64.
+const AMOUNT_SCALE: f64 = 1.0 / 18_446_744_073_709_551_616.0;
+
+impl AmountSum {
+    pub fn add(&mut self, amount: f64) {
+        self.scaled += amount * AMOUNT_SCALE;
+    }
+
+    /// The sum; `None` when it passes f64's range.
+    pub fn total(&self) -> Option<f64> {
+        Some(self.scaled / AMOUNT_SCALE).filter(|v| v.is_finite())
+    }
+
+    /// `self / whole`, finite whatever the sums; `None` when `whole` is 0.
+    ///
+    /// ```
+    /// use fraudflow::eval::AmountSum;
+    /// let (mut part, mut whole) = (AmountSum::default(), AmountSum::default());
+    /// for a in [f64::MAX, f64::MAX, 1.0] {
+    ///     whole.add(a);
+    /// }
+    /// part.add(f64::MAX);
+    /// assert_eq!(whole.total(), None);
+    /// assert!((part.share_of(&whole).unwrap() - 0.5).abs() < 1e-12);
+    /// ```
+    pub fn share_of(&self, whole: &AmountSum) -> Option<f64> {
+        (whole.scaled != 0.0).then(|| self.scaled / whole.scaled)
+    }
 }
 
 impl Quality {
-    /// Over the labelled records among `records`; `None` when none is.
+    /// `CAUGHT of TOTAL (SHARE %)` for people, saying so when a sum passes
+    /// f64's range: the share, computed on scaled sums, stays true.
+    ///
+    /// ```
+    /// use fraudflow::eval::{Quality, Record};
+    /// let r = |amount, score| Record { seq: 0, time_ms: 0, score, is_fraud: Some(true), amount, latency_us: 0 };
+    /// let q = Quality::of(&[r(f64::MAX, 0.9), r(f64::MAX, 0.1)], |_| 0.5, 0.5).unwrap();
+    /// assert_eq!(q.amount_caught(), "1.797693e308 of more than 1.797693e308 (past f64's range) (50.0 %)");
+    /// let q = Quality::of(&[r(10.0, 0.9), r(30.0, 0.1)], |_| 0.5, 0.5).unwrap();
+    /// assert_eq!(q.amount_caught(), "10.00 of 40.00 (25.0 %)");
+    /// ```
+    pub fn amount_caught(&self) -> String {
+        let amount = |v: Option<f64>| match v {
+            Some(v) if v.abs() < 1e15 => format!("{v:.2}"),
+            Some(v) => format!("{v:.6e}"),
+            None => format!("more than {:.6e} (past f64's range)", f64::MAX),
+        };
+        let share = self.fraud_amount_caught_share.map_or_else(
+            || "no fraud amount".to_string(),
+            |s| format!("{:.1} %", 100.0 * s),
+        );
+        format!(
+            "{} of {} ({share})",
+            amount(self.fraud_amount_caught),
+            amount(self.fraud_amount)
+        )
+    }
+
+    /// Over the labelled records among `records`, each alerting at or above
+    /// `threshold` of it (the threshold of the model version that scored
+    /// it); `None` when none is labelled.
     pub fn of<'a>(
         records: impl IntoIterator<Item = &'a Record>,
-        threshold: f64,
+        threshold: impl Fn(&Record) -> f64,
         budget: f64,
     ) -> Option<Quality> {
         let labelled: Vec<&Record> = records
@@ -97,16 +173,26 @@ impl Quality {
         }
         let scores: Vec<f64> = labelled.iter().map(|r| r.score).collect();
         let labels: Vec<bool> = labelled.iter().map(|r| r.is_fraud == Some(true)).collect();
-        let fraud = || labelled.iter().filter(|r| r.is_fraud == Some(true));
+        let thresholds: Vec<f64> = labelled.iter().map(|r| threshold(r)).collect();
+        let mut ranking = ranking(&scores, &labels, thresholds[0], budget);
+        ranking.at_threshold = at_thresholds(&scores, &labels, &thresholds);
+        let (mut amount, mut caught, mut fraud) = (AmountSum::default(), AmountSum::default(), 0);
+        for (r, t) in labelled.iter().zip(&thresholds) {
+            if r.is_fraud == Some(true) {
+                fraud += 1;
+                amount.add(r.amount);
+                if r.score >= *t {
+                    caught.add(r.amount);
+                }
+            }
+        }
         Some(Quality {
             events: labelled.len() as u64,
-            fraud: fraud().count() as u64,
-            ranking: ranking(&scores, &labels, threshold, budget),
-            fraud_amount: fraud().map(|r| r.amount).sum(),
-            fraud_amount_caught: fraud()
-                .filter(|r| r.score >= threshold)
-                .map(|r| r.amount)
-                .sum(),
+            fraud,
+            ranking,
+            fraud_amount: amount.total(),
+            fraud_amount_caught: caught.total(),
+            fraud_amount_caught_share: caught.share_of(&amount),
         })
     }
 }
@@ -120,46 +206,58 @@ pub struct Day {
     pub alerts: u64,
     pub fraud: u64,
     pub fraud_caught: u64,
-    pub fraud_amount: f64,
-    pub fraud_amount_caught: f64,
+    /// As in [`Quality`]: `None` (null) past f64's range.
+    pub fraud_amount: Option<f64>,
+    pub fraud_amount_caught: Option<f64>,
 }
 
-/// Figures per day, in day order.
+/// Figures per day, in day order, each event alerting at or above
+/// `threshold` of it.
 ///
 /// ```
 /// use fraudflow::eval::{per_day, Record};
 /// let r = |time_ms, score, fraud| Record { seq: 0, time_ms, score, is_fraud: Some(fraud), amount: 10.0, latency_us: 0 };
-/// let days = per_day(&[r(0, 0.9, true), r(3_600_000, 0.1, true), r(86_400_000, 0.7, false)], 0.5);
+/// let days = per_day(&[r(0, 0.9, true), r(3_600_000, 0.1, true), r(86_400_000, 0.7, false)], |_| 0.5);
 /// assert_eq!(days.len(), 2);
 /// assert_eq!((days[0].events, days[0].fraud, days[0].fraud_caught), (2, 2, 1));
-/// assert_eq!((days[1].alerts, days[1].fraud_amount), (1, 0.0));
+/// assert_eq!((days[1].alerts, days[1].fraud_amount), (1, Some(0.0)));
 /// ```
-pub fn per_day(records: &[Record], threshold: f64) -> Vec<Day> {
-    let mut days: std::collections::BTreeMap<u32, Day> = std::collections::BTreeMap::new();
+pub fn per_day(records: &[Record], threshold: impl Fn(&Record) -> f64) -> Vec<Day> {
+    type Sums = (Day, AmountSum, AmountSum);
+    let mut days: std::collections::BTreeMap<u32, Sums> = std::collections::BTreeMap::new();
     for r in records {
         let day = r.hour() / 24;
-        let d = days.entry(day).or_insert_with(|| Day {
-            day,
-            events: 0,
-            alerts: 0,
-            fraud: 0,
-            fraud_caught: 0,
-            fraud_amount: 0.0,
-            fraud_amount_caught: 0.0,
+        let (d, amount, caught) = days.entry(day).or_insert_with(|| {
+            let d = Day {
+                day,
+                events: 0,
+                alerts: 0,
+                fraud: 0,
+                fraud_caught: 0,
+                fraud_amount: None,
+                fraud_amount_caught: None,
+            };
+            (d, AmountSum::default(), AmountSum::default())
         });
-        let alert = r.score >= threshold;
+        let alert = r.score >= threshold(r);
         d.events += 1;
         d.alerts += u64::from(alert);
         if r.is_fraud == Some(true) {
             d.fraud += 1;
-            d.fraud_amount += r.amount;
+            amount.add(r.amount);
             if alert {
                 d.fraud_caught += 1;
-                d.fraud_amount_caught += r.amount;
+                caught.add(r.amount);
             }
         }
     }
-    days.into_values().collect()
+    days.into_values()
+        .map(|(d, amount, caught)| Day {
+            fraud_amount: amount.total(),
+            fraud_amount_caught: caught.total(),
+            ..d
+        })
+        .collect()
 }
 
 /// Latency percentiles, in microseconds.

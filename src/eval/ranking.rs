@@ -106,6 +106,38 @@ pub fn at_threshold(scores: &[f64], labels: &[bool], threshold: f64) -> AtThresh
     }
 }
 
+/// Alerting on each score at or above its own threshold (a run whose
+/// model versions have different ones); `threshold` is theirs when they
+/// all agree, else NaN (null in JSON).
+///
+/// ```
+/// use fraudflow::eval::ranking::at_thresholds;
+/// let m = at_thresholds(&[0.9, 0.8, 0.2], &[true, false, true], &[0.95, 0.5, 0.1]);
+/// assert_eq!((m.alerts, m.caught), (2, 1));
+/// assert!(m.threshold.is_nan());
+/// ```
+pub fn at_thresholds(scores: &[f64], labels: &[bool], thresholds: &[f64]) -> AtThreshold {
+    let first = thresholds.first().copied().unwrap_or(f64::NAN);
+    if thresholds.iter().all(|&t| t == first) {
+        return at_threshold(scores, labels, first);
+    }
+    let positives = labels.iter().filter(|&&l| l).count() as u64;
+    let (mut alerts, mut caught) = (0u64, 0u64);
+    for ((s, l), t) in scores.iter().zip(labels).zip(thresholds) {
+        if s >= t {
+            alerts += 1;
+            caught += u64::from(*l);
+        }
+    }
+    AtThreshold {
+        threshold: f64::NAN,
+        alerts,
+        caught,
+        precision: (alerts > 0).then(|| caught as f64 / alerts as f64),
+        recall: (positives > 0).then(|| caught as f64 / positives as f64),
+    }
+}
+
 /// The threshold that alerts on a `budget` share of `scores`: the score of
 /// the last event inside the budget (ties may take a few more). `None` for
 /// no scores or a budget outside (0, 1].

@@ -57,6 +57,21 @@ impl PipelineError {
         }
     }
 
+    /// Whether the data read is at fault (exit 1) rather than a setting or
+    /// the system (exit 2): a component's error that says so, such as a bad
+    /// row under `--strict` or an unlabelled training event.
+    pub fn is_data_error(&self) -> bool {
+        let PipelineError::Component { cause, .. } = self else {
+            return false;
+        };
+        if let Some(e) = cause.downcast_ref::<crate::paysim::ReadError>() {
+            return e.is_data_error();
+        }
+        cause
+            .downcast_ref::<crate::train::TrainError>()
+            .is_some_and(crate::train::TrainError::is_data_error)
+    }
+
     /// A component's own error, under its name.
     pub fn component(
         what: &'static str,

@@ -2,18 +2,21 @@
 //! graph that serves (so no second implementation of any feature exists),
 //! then the models are fitted and the bundle written.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use thiserror::Error;
 
 use super::{run, Outputs, PipelineError, PipelineSettings, RunSummary, Stage, StageOutputs};
-use crate::bundle::{fingerprint_bytes, fingerprint_file, Bundle, BundleError, BUNDLE_FORMAT};
+use crate::bundle::{
+    fingerprint_bytes, fingerprint_file, Bundle, BundleError, Fingerprint, BUNDLE_FORMAT,
+};
 use crate::dataflow::FeatureRow;
+use crate::features::Contract;
 use crate::sinks::{BoxSink, Sink};
 use crate::sources::SourceSettings;
-use crate::train::{train, Table, TrainError, TrainParams};
+use crate::train::{train, Table, TrainError, TrainParams, Trained};
 
 #[derive(Debug, Error)]
 pub enum TrainingError {
@@ -25,6 +28,27 @@ pub enum TrainingError {
     Bundle(#[from] BundleError),
     #[error("training reads a file; this pipeline's source is not one")]
     NotAFile,
+    /// Training made a bundle that loading would refuse: said as such, not
+    /// as a fault of a bundle file that was never written.
+    #[error("training made models that cannot score every event finitely, so nothing was written into {}: {problem}", out.display())]
+    Unusable {
+        out: PathBuf,
+        problem: Box<BundleError>,
+    },
+}
+
+impl TrainingError {
+    /// Whether the training data is at fault (exit 1) rather than a flag,
+    /// a file or the system (exit 2).
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            TrainingError::Pipeline(e) => e.is_data_error(),
+            TrainingError::Train(e) => e.is_data_error(),
+            TrainingError::Bundle(_) | TrainingError::NotAFile | TrainingError::Unusable { .. } => {
+                false
+            }
+        }
+    }
 }
 
 /// Training's table as a sink: rows arrive in input order on worker 0.
@@ -105,7 +129,32 @@ pub fn train_bundle(
     ));
     let fingerprint = fingerprint_file(&path, table.len() as u64)?;
     let trained = train(&table, params, |stage| say(&format!("fitting: {stage}")))?;
-    let contract = table.contract;
+    let bundle = assemble(trained, table.contract, fingerprint, params, started);
+    bundle
+        .check(Path::new("the trained bundle"))
+        .map_err(|problem| TrainingError::Unusable {
+            out: out.to_path_buf(),
+            problem: Box::new(problem),
+        })?;
+    let written = bundle.save(out)?;
+    say(&format!(
+        "wrote {} (version {}) in {:.1} s",
+        written.display(),
+        bundle.version,
+        bundle.training_seconds
+    ));
+    Ok(Some(bundle))
+}
+
+/// The bundle of what training made, named by its time, its training file
+/// and its fitted models.
+fn assemble(
+    trained: Trained,
+    contract: Contract,
+    fingerprint: Fingerprint,
+    params: &TrainParams,
+    started: Instant,
+) -> Bundle {
     let now = crate::clock::now_rfc3339();
     // Two bundles fitted differently on the same file in the same second
     // must not share a version, or a reload would take one for the other.
@@ -116,7 +165,7 @@ pub fn train_bundle(
         &fingerprint.hash[..8],
         &fingerprint_bytes(&fitted)[..8]
     );
-    let bundle = Bundle {
+    Bundle {
         format: BUNDLE_FORMAT,
         version,
         created_at: now,
@@ -130,13 +179,5 @@ pub fn train_bundle(
         models: trained.models,
         metrics: trained.metrics,
         training_seconds: started.elapsed().as_secs_f64(),
-    };
-    let written = bundle.save(out)?;
-    say(&format!(
-        "wrote {} (version {}) in {:.1} s",
-        written.display(),
-        bundle.version,
-        bundle.training_seconds
-    ));
-    Ok(Some(bundle))
+    }
 }

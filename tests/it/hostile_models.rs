@@ -19,6 +19,7 @@ use fraudflow::paysim::PaysimReader;
 use serde_json::Value;
 
 use crate::common::{backtest, fraudflow, generated, json, s, shared_slice, train};
+use crate::hostile_reports::failed_with;
 
 /// The hostile rows: each an amount or balances past f32's range, up to
 /// f64's largest value, written as Java prints doubles.
@@ -254,13 +255,10 @@ fn refused(input: &Path, models: &Path, out: &Path, extra: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-#[test]
-fn a_bundle_that_cannot_score_finitely_or_whose_policy_is_off_is_refused_by_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let (input, models) = trained(dir.path(), 40_000, 23);
-    let out = dir.path().join("bt");
-    type Edit = fn(&mut Value);
-    let cases: [(&str, Edit, &[&str]); 6] = [
+/// Bundles edited to fault, by name: the edit, and the words their refusal
+/// must say.
+fn bad_bundles() -> [(&'static str, Edit, &'static [&'static str]); 8] {
+    [
         (
             "logistic",
             |v| v["models"]["logistic"]["weights"]["data"][0] = 1e300.into(),
@@ -293,8 +291,35 @@ fn a_bundle_that_cannot_score_finitely_or_whose_policy_is_off_is_refused_by_name
             &["parity: weights must be finite and non-negative"],
         ),
         ("budget", |v| v["budget"] = 2.0.into(), &["budget 2"]),
-    ];
-    for (i, (name, edit, wanted)) in cases.into_iter().enumerate() {
+        // Regression: a threshold below the score's range alerted on every
+        // event, one above it on none.
+        (
+            "low-threshold",
+            |v| v["policy"]["threshold"] = (-5.0).into(),
+            &[
+                "policy: the threshold must be a number in [0, 1]",
+                "got -5.0",
+            ],
+        ),
+        (
+            "high-threshold",
+            |v| v["parity"]["threshold"] = 1e308.into(),
+            &[
+                "parity: the threshold must be a number in [0, 1]",
+                "got 1e308",
+            ],
+        ),
+    ]
+}
+
+type Edit = fn(&mut Value);
+
+#[test]
+fn a_bundle_that_cannot_score_finitely_or_whose_policy_is_off_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, models) = trained(dir.path(), 40_000, 23);
+    let out = dir.path().join("bt");
+    for (i, (name, edit, wanted)) in bad_bundles().into_iter().enumerate() {
         // Directories named apart from the messages' words.
         let bad = edited(&models, &dir.path().join(format!("bad{i}")), edit);
         let err = refused(&input, &bad, &out, &[]);
@@ -330,11 +355,7 @@ fn training_flags_with_a_given_bundle_are_refused_not_ignored() {
     }
     let err = refused(&input, &models, &out, &["--rows", "10"]);
     assert!(err.contains("--rows") && err.contains("--input"), "{err}");
-    let err = refused(&input, &models, &out, &["--threshold", "inf"]);
-    assert!(
-        err.contains("--threshold") && err.contains("finite"),
-        "{err}"
-    );
+    thresholds_out_of_range_are_refused(&input, &models, &out);
     // Huge weights on the flag are normalised, not zeroed by an overflowing
     // sum.
     ok(&fraudflow(&backtest(
@@ -359,6 +380,48 @@ fn training_flags_with_a_given_bundle_are_refused_not_ignored() {
     ]);
     assert_eq!(err.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&err.stderr).contains("--budget must be in (0, 1], got 2"));
+}
+
+/// A threshold outside the score's range [0, 1], from the flag or from a
+/// dataflow file, is refused naming where it came from; the ends are taken.
+fn thresholds_out_of_range_are_refused(input: &Path, models: &Path, out: &Path) {
+    // Regression: -5 alerted on every event and 1e308 on none.
+    for t in ["inf", "-5", "1e308", "1.0001", "NaN"] {
+        let err = refused(input, models, out, &["--threshold", t]);
+        assert!(
+            err.contains("--threshold") && err.contains("[0, 1]") && err.contains(t),
+            "{t}: {err}"
+        );
+    }
+    // So is one from a dataflow file, named by the file, not by the flag.
+    let dataflow = out.with_extension("toml");
+    std::fs::write(
+        &dataflow,
+        format!(
+            "[source.file]\npath = {:?}\n[models]\ndir = {:?}\nthreshold = -5.0\n\
+             [sinks]\ndir = {:?}\n",
+            s(input),
+            s(models),
+            s(out)
+        ),
+    )
+    .unwrap();
+    let err = failed_with(2, &["backtest", "--dataflow", s(&dataflow), "--quiet"]);
+    assert!(
+        err.contains(&format!("{}: models.threshold", s(&dataflow)))
+            && err.contains("[0, 1]")
+            && !err.contains("--threshold"),
+        "{err}"
+    );
+    // The range's ends are allowed.
+    for t in ["0", "1"] {
+        ok(&fraudflow(&backtest(
+            input,
+            models,
+            out,
+            &["--threshold", t],
+        )));
+    }
 }
 
 /// Oracle: scores recomputed here from a trained bundle's models, for events
@@ -472,4 +535,64 @@ fn the_default_split_works_on_the_genuine_slice_and_says_its_steps() {
     assert_eq!(split["test_rows"].as_u64(), Some(count(&|s| s >= 9)));
     let report = json(&out.join("report.json"));
     assert_eq!(report["events_in"], 41_370);
+}
+
+#[test]
+fn training_flags_past_their_limits_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 40_000, 33);
+    let models = dir.path().join("models");
+    let limit = Duration::from_secs(30);
+    // Regression: 100000000 trees were accepted, and ran for hours; 1e308
+    // trained, then blamed its own bundle file.
+    let cases: [(&str, &str, &[&str]); 4] = [
+        (
+            "--trees",
+            "100000000",
+            &["--trees", "100000000", "1..=10000"],
+        ),
+        ("--trees", "0", &["--trees", "1..=10000"]),
+        (
+            "--positive-weight",
+            "1e308",
+            &["--positive-weight", "1e308", "1e6"],
+        ),
+        (
+            "--positive-weight",
+            "-1",
+            &["--positive-weight", "-1", "1e6"],
+        ),
+    ];
+    for (flag, value, wanted) in cases {
+        let flag_value = format!("{flag}={value}");
+        for command in ["train", "backtest"] {
+            let args = [
+                command,
+                "--input",
+                s(&input),
+                "--out",
+                s(&models),
+                &flag_value,
+                "--quiet",
+            ];
+            let out = within(limit, &args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            for w in wanted {
+                assert!(err.contains(w), "{args:?}: {w:?} not in {err}");
+            }
+            assert!(!err.contains("bundle.json"), "{err}");
+            assert!(!models.exists(), "{args:?} made {}", s(&models));
+        }
+    }
+    // The limits are said in --help.
+    let help = ok(&fraudflow(&["train", "--help"]));
+    assert!(
+        help.contains("1 to 10000") && help.contains("at most 1e6"),
+        "{help}"
+    );
+    // At the limit, a fraud weight still trains a bundle that loads.
+    train(&input, &models, &["--positive-weight", "1e6"]);
+    let out = dir.path().join("bt");
+    ok(&fraudflow(&backtest(&input, &models, &out, &[])));
 }

@@ -12,6 +12,7 @@ mod hostile_input;
 mod hostile_messages;
 mod hostile_models;
 mod hostile_outputs;
+mod hostile_reports;
 mod live;
 mod models;
 mod output;

@@ -40,9 +40,9 @@ use crate::generate::Rng;
 
 #[derive(Debug, Error)]
 pub enum AutoencoderError {
-    #[error("hidden must be at least 1, got {0}")]
+    #[error("hidden must be in 1..={MAX_HIDDEN}, got {0}")]
     Hidden(usize),
-    #[error("epochs must be at least 1, got {0}")]
+    #[error("epochs must be in 1..={MAX_EPOCHS}, got {0}")]
     Epochs(usize),
     #[error("learning_rate must be positive and finite, got {0}")]
     LearningRate(f64),
@@ -55,6 +55,13 @@ pub enum AutoencoderError {
     #[error(transparent)]
     Linfa(#[from] linfa::Error),
 }
+
+/// The most hidden units: far more than the features it compresses (13),
+/// and a bound on the size of its weights.
+pub const MAX_HIDDEN: usize = 1_024;
+
+/// The most passes over the training rows: the default is 10.
+pub const MAX_EPOCHS: usize = 1_000;
 
 /// Checked parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -113,10 +120,10 @@ impl ParamGuard for AutoencoderParams {
 
     fn check_ref(&self) -> Result<&Self::Checked, Self::Error> {
         let p = &self.0;
-        if p.hidden == 0 {
+        if !(1..=MAX_HIDDEN).contains(&p.hidden) {
             return Err(AutoencoderError::Hidden(p.hidden));
         }
-        if p.epochs == 0 {
+        if !(1..=MAX_EPOCHS).contains(&p.epochs) {
             return Err(AutoencoderError::Epochs(p.epochs));
         }
         if !(p.learning_rate > 0.0 && p.learning_rate.is_finite()) {
@@ -544,7 +551,16 @@ mod tests {
         let err = |p: AutoencoderParams| p.fit(&ds).map(|_| ()).unwrap_err().to_string();
         assert_eq!(
             err(AutoencoderParams::default().hidden(0)),
-            "hidden must be at least 1, got 0"
+            "hidden must be in 1..=1024, got 0"
+        );
+        // Regression: no upper bound, so a mistyped size ran for hours.
+        assert_eq!(
+            err(AutoencoderParams::default().hidden(MAX_HIDDEN + 1)),
+            "hidden must be in 1..=1024, got 1025"
+        );
+        assert_eq!(
+            err(AutoencoderParams::default().epochs(MAX_EPOCHS + 1)),
+            "epochs must be in 1..=1000, got 1001"
         );
         assert_eq!(
             err(AutoencoderParams::default().validation_share(0.9)),

@@ -1,11 +1,13 @@
 use thiserror::Error;
 
+use super::hyperparams::{MAX_SAMPLE_SIZE, MAX_TREES};
+
 /// What can go wrong setting up or fitting an isolation forest.
 #[derive(Debug, Error)]
 pub enum IsolationForestError {
-    #[error("n_trees must be at least 1, got {0}")]
+    #[error("n_trees must be in 1..={MAX_TREES}, got {0}")]
     Trees(usize),
-    #[error("sample_size must be at least 2, got {0}")]
+    #[error("sample_size must be in 2..={MAX_SAMPLE_SIZE}, got {0}")]
     SampleSize(usize),
     #[error("contamination must be in (0, 0.5], got {0}")]
     Contamination(f64),

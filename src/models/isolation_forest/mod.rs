@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::IsolationForestError;
 pub use hyperparams::{IsolationForestParams, IsolationForestValidParams};
+pub use hyperparams::{MAX_SAMPLE_SIZE, MAX_TREES};
 use stored::StoredForest;
 pub use stored::StoredForestError;
 
@@ -471,11 +472,11 @@ mod tests {
         };
         assert_eq!(
             fit(IsolationForestParams::default().n_trees(0)),
-            "n_trees must be at least 1, got 0"
+            "n_trees must be in 1..=10000, got 0"
         );
         assert_eq!(
             fit(IsolationForestParams::default().sample_size(1)),
-            "sample_size must be at least 2, got 1"
+            "sample_size must be in 2..=65536, got 1"
         );
         assert_eq!(
             fit(IsolationForestParams::default().contamination(0.7)),

@@ -39,9 +39,9 @@ pub enum OnlineLogisticError {
     LearningRate(f64),
     #[error("l2 must be non-negative and finite, got {0}")]
     L2(f64),
-    #[error("epochs must be at least 1, got {0}")]
+    #[error("epochs must be in 1..={MAX_EPOCHS}, got {0}")]
     Epochs(usize),
-    #[error("positive_weight must be positive and finite, got {0}")]
+    #[error("positive_weight must be positive and at most {MAX_POSITIVE_WEIGHT:e}, got {0:?}")]
     PositiveWeight(f64),
     #[error("cannot fit on an empty batch")]
     Empty,
@@ -52,6 +52,16 @@ pub enum OnlineLogisticError {
     #[error(transparent)]
     Linfa(#[from] linfa::Error),
 }
+
+/// The most passes over the training rows: the default is 5.
+pub const MAX_EPOCHS: usize = 1_000;
+
+/// The largest weight of a positive example: a thousand times the weight
+/// that balances PaySim's classes (about 770). Each step moves a weight by
+/// at most this times the learning rate and a standardised feature, so a
+/// larger one can carry the weights past what loading accepts (see
+/// [`OnlineLogistic::check`]), or to infinity.
+pub const MAX_POSITIVE_WEIGHT: f64 = 1e6;
 
 /// Checked parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -117,10 +127,13 @@ impl ParamGuard for OnlineLogisticParams {
         if !(p.l2 >= 0.0 && p.l2.is_finite()) {
             return Err(OnlineLogisticError::L2(p.l2));
         }
-        if p.epochs == 0 {
+        if !(1..=MAX_EPOCHS).contains(&p.epochs) {
             return Err(OnlineLogisticError::Epochs(p.epochs));
         }
-        if let Some(w) = p.positive_weight.filter(|w| !(*w > 0.0 && w.is_finite())) {
+        if let Some(w) = p
+            .positive_weight
+            .filter(|w| !(*w > 0.0 && *w <= MAX_POSITIVE_WEIGHT))
+        {
             return Err(OnlineLogisticError::PositiveWeight(w));
         }
         Ok(p)
@@ -387,11 +400,20 @@ mod tests {
         );
         assert_eq!(
             err(OnlineLogisticParams::default().epochs(0)),
-            "epochs must be at least 1, got 0"
+            "epochs must be in 1..=1000, got 0"
         );
         assert_eq!(
             err(OnlineLogisticParams::default().positive_weight(f64::NAN)),
-            "positive_weight must be positive and finite, got NaN"
+            "positive_weight must be positive and at most 1e6, got NaN"
+        );
+        // Regression: 1e308 trained weights past what loading accepts.
+        assert_eq!(
+            err(OnlineLogisticParams::default().positive_weight(1e308)),
+            "positive_weight must be positive and at most 1e6, got 1e308"
+        );
+        assert_eq!(
+            err(OnlineLogisticParams::default().epochs(MAX_EPOCHS + 1)),
+            "epochs must be in 1..=1000, got 1001"
         );
     }
 
