@@ -147,11 +147,11 @@ pub fn check(file: &DataflowFile, path: &Path, text: &str) -> Result<(), Setting
         "connect_timeout_seconds",
         file.cluster.connect_timeout_seconds,
     ));
-    if let Some(t) = file.models.threshold.filter(|t| !t.is_finite()) {
+    if let Some(Err(err)) = file.models.threshold.map(crate::ensemble::check_threshold) {
         problems.push(Problem {
             table: "models",
             key: "threshold",
-            problem: format!("{t} is not a finite number"),
+            problem: err.to_string(),
         });
     }
     match problems.into_iter().next() {

@@ -78,6 +78,18 @@ fn bad_files_are_refused_naming_the_file_the_line_and_the_key() {
         range.contains("bad.toml:4: key source.http.tick_ms: must be at least 1"),
         "{range}"
     );
+    // The ensemble scores in [0, 1]: a threshold outside alerts on all or none.
+    for threshold in ["-5.0", "1.5", "1e308"] {
+        let text = GOOD.replace(
+            "dir = \"models\"",
+            &format!("dir = \"models\"\nthreshold = {threshold}"),
+        );
+        let outside = refused(dir.path(), &text);
+        assert!(
+            outside.contains("key models.threshold: the threshold must be a number in [0, 1]"),
+            "{outside}"
+        );
+    }
     let address = refused(dir.path(), &GOOD.replace("127.0.0.1:1", "localhost"));
     assert!(
         address.contains("bad.toml:2: key source.http.listen"),
