@@ -39,11 +39,31 @@ pub enum TrainError {
         range: String,
     },
     #[error("isolation forest: {0}")]
-    Forest(#[from] IsolationForestError),
+    Forest(IsolationForestError),
     #[error("autoencoder: {0}")]
-    Autoencoder(#[from] AutoencoderError),
+    Autoencoder(AutoencoderError),
     #[error("logistic regression: {0}")]
-    Logistic(#[from] OnlineLogisticError),
+    Logistic(OnlineLogisticError),
+}
+
+// The model errors are named in TrainError's message, so they are not also
+// its `source()`: an error chain would print them twice.
+impl From<IsolationForestError> for TrainError {
+    fn from(e: IsolationForestError) -> Self {
+        TrainError::Forest(e)
+    }
+}
+
+impl From<AutoencoderError> for TrainError {
+    fn from(e: AutoencoderError) -> Self {
+        TrainError::Autoencoder(e)
+    }
+}
+
+impl From<OnlineLogisticError> for TrainError {
+    fn from(e: OnlineLogisticError) -> Self {
+        TrainError::Logistic(e)
+    }
 }
 
 impl TrainError {
@@ -460,6 +480,18 @@ fn test_metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_model_error_is_named_once_when_the_error_chain_is_printed() {
+        let err = TrainError::from(OnlineLogisticError::LearningRate(-1.0));
+        let chain = format!("{:#}", anyhow::Error::new(err));
+        assert_eq!(
+            chain.matches("learning_rate must be positive").count(),
+            1,
+            "{chain}"
+        );
+        assert!(chain.starts_with("logistic regression: "), "{chain}");
+    }
     use crate::event::{EventId, Label};
     use crate::features::FeatureVec;
 

@@ -408,7 +408,7 @@ fn thresholds_out_of_range_are_refused(input: &Path, models: &Path, out: &Path) 
     .unwrap();
     let err = failed_with(2, &["backtest", "--dataflow", s(&dataflow), "--quiet"]);
     assert!(
-        err.contains(&format!("{}: models.threshold", s(&dataflow)))
+        err.contains(&format!("{}:5: key models.threshold", s(&dataflow)))
             && err.contains("[0, 1]")
             && !err.contains("--threshold"),
         "{err}"

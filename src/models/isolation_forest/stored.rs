@@ -34,10 +34,18 @@ impl From<IsolationForest> for StoredForest {
 const MAX_DEPTH: usize = 20;
 
 /// Why a stored forest is refused, naming the model: the message reaches
-/// the user through the bundle's parse error, which names no field.
+/// the user through the bundle's parse error, which names no field. The
+/// message holds the cause, so it is not also given as `source()` (an
+/// error chain would print it twice).
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("isolation_forest: {0}")]
-pub struct StoredForestError(#[from] pub ParamsError);
+pub struct StoredForestError(pub ParamsError);
+
+impl From<ParamsError> for StoredForestError {
+    fn from(e: ParamsError) -> Self {
+        StoredForestError(e)
+    }
+}
 
 impl TryFrom<StoredForest> for IsolationForest {
     type Error = StoredForestError;

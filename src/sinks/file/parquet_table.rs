@@ -22,13 +22,12 @@ pub const ROW_GROUP_ROWS: usize = 65_536;
 
 #[derive(Debug, Error)]
 pub enum ParquetTableError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: {source}")]
-    Parquet { path: String, source: ParquetError },
+    // `error`, not `source`: the message holds it, and as `source()` an
+    // error chain would print it twice.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error("{path}: {error}")]
+    Parquet { path: String, error: ParquetError },
 }
 
 /// Writes `event_id` (string), `step` (optional int64: a step is any u32,
@@ -48,9 +47,9 @@ pub struct ParquetTable {
 impl ParquetTable {
     pub fn create(file: OutputFile, contract: Contract) -> Result<ParquetTable, ParquetTableError> {
         let path = file.path().to_path_buf();
-        let pq = |source| ParquetTableError::Parquet {
+        let pq = |error| ParquetTableError::Parquet {
             path: path.display().to_string(),
-            source,
+            error,
         };
         let columns: String = contract
             .names()
@@ -98,9 +97,9 @@ impl ParquetTable {
         if self.ids.is_empty() {
             return Ok(());
         }
-        let pq = |source| ParquetTableError::Parquet {
+        let pq = |error| ParquetTableError::Parquet {
             path: self.path.display().to_string(),
-            source,
+            error,
         };
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
@@ -151,13 +150,13 @@ impl ParquetTable {
         };
         let out = writer
             .into_inner()
-            .map_err(|source| ParquetTableError::Parquet {
+            .map_err(|error| ParquetTableError::Parquet {
                 path: path.clone(),
-                source,
+                error,
             })?;
-        let io = |source| ParquetTableError::Io {
+        let io = |error| ParquetTableError::Io {
             path: path.clone(),
-            source,
+            error,
         };
         let file = out.into_inner().map_err(|e| io(e.into_error()))?;
         file.finish().map(|_| ()).map_err(io)
