@@ -8,13 +8,17 @@
 //! set aside the retractions not yet due, to be merged again next time.
 //!
 //! Here the batcher is given only the entering updates and makes the
-//! retractions itself. Updates wait, unsorted, in one bucket per time; a
-//! bucket is sorted once, when the frontier passes its time, and its sorted
-//! run, negated, is kept as the retractions due a window later, to be
-//! merged (not sorted again) with whatever enters then. Half the updates
-//! cross the dataflow, and each is sorted once.
+//! retractions itself. Updates wait, unsorted, in one vector; when the
+//! frontier passes them they are sorted once, and their retractions join
+//! one queue in the order they fall due (each extraction's are due after
+//! all held before: they are a window after times the frontier had not yet
+//! passed). Retractions that fall due are sorted as a run, which costs
+//! little when they share a time (PaySim's steps: already in order), and
+//! merged with whatever enters then. Half the updates cross the dataflow,
+//! and nothing is kept per distinct time: sparse time (every update its own
+//! time) costs what dense time does.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::marker::PhantomData;
 
 use differential_dataflow::batcher::merge::Sealer;
@@ -45,14 +49,38 @@ pub type Update<D> = (D, u64, isize);
 /// ```
 pub struct WindowBatcher<D, S> {
     window: u64,
-    /// Entering updates not yet extracted, unsorted, by time.
-    entering: BTreeMap<u64, Vec<Update<D>>>,
-    /// Retractions of extracted updates, sorted and consolidated, by the
-    /// time they are due.
-    leaving: BTreeMap<u64, Vec<Update<D>>>,
+    /// Entering updates not yet extracted, unsorted.
+    entering: Vec<Update<D>>,
+    /// Retractions of extracted updates, consolidated, in the order they
+    /// fall due (by time, then data).
+    leaving: VecDeque<Update<D>>,
     /// The least time of a held update, after the last extraction.
     lower: Antichain<u64>,
     sealer: PhantomData<S>,
+}
+
+impl<D: Ord + Clone, S> WindowBatcher<D, S> {
+    /// Queues the retractions of `entered` (consolidated) a window after
+    /// each one's time, keeping the queue in the order they fall due.
+    fn queue_retractions(&mut self, entered: &[Update<D>]) {
+        let window = self.window;
+        let mut retractions: Vec<Update<D>> = entered
+            .iter()
+            .map(|(d, t, r)| (d.clone(), t.saturating_add(window), -r))
+            .collect();
+        retractions.sort_unstable_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        let in_order = match (self.leaving.back(), retractions.first()) {
+            (Some(last), Some(first)) => (last.1, &last.0) <= (first.1, &first.0),
+            _ => true,
+        };
+        self.leaving.extend(retractions);
+        if !in_order {
+            // Not met by a source whose updates never come before the
+            // frontier; kept right should one.
+            let queue = self.leaving.make_contiguous();
+            queue.sort_unstable_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        }
+    }
 }
 
 impl<D, S> WindowBatcher<D, S> {
@@ -60,8 +88,8 @@ impl<D, S> WindowBatcher<D, S> {
     pub fn new(window: u64) -> Self {
         WindowBatcher {
             window: window.max(1),
-            entering: BTreeMap::new(),
-            leaving: BTreeMap::new(),
+            entering: Vec::new(),
+            leaving: VecDeque::new(),
             lower: Antichain::new(),
             sealer: PhantomData,
         }
@@ -74,16 +102,7 @@ where
     S: Sealer<Vec<Update<D>>>,
 {
     fn insert(&mut self, container: &mut Vec<Update<D>>) {
-        let mut updates = container.drain(..).peekable();
-        while let Some(first) = updates.next() {
-            // Updates of one time come in runs: one lookup a run.
-            let time = first.1;
-            let bucket = self.entering.entry(time).or_default();
-            bucket.push(first);
-            while let Some(next) = updates.next_if(|u| u.1 == time) {
-                bucket.push(next);
-            }
-        }
+        self.entering.append(container);
     }
 }
 
@@ -103,35 +122,26 @@ where
         // an update is ready when its time is below it (all are when it is
         // empty).
         let bound = upper.iter().next().copied();
-        let ready = |held: &mut BTreeMap<u64, Vec<Update<D>>>| match bound {
-            Some(bound) => {
-                let later = held.split_off(&bound);
-                std::mem::replace(held, later)
-            }
-            None => std::mem::take(held),
-        };
-        let mut runs = Vec::new();
-        for (time, mut bucket) in ready(&mut self.entering) {
-            consolidate_updates(&mut bucket);
-            let due = time.saturating_add(self.window);
-            let retractions = bucket.iter().map(|(d, _, r)| (d.clone(), due, -r));
-            // Each time is extracted once, so nothing else is due at
-            // `due`; were something, consolidating would keep it right.
-            let leaving = self.leaving.entry(due).or_default();
-            let held = leaving.len();
-            leaving.extend(retractions);
-            if held > 0 {
-                consolidate_updates(leaving);
-            }
-            runs.push(bucket);
-        }
-        runs.extend(ready(&mut self.leaving).into_values());
-        let updates = merge_all(runs);
+        let ready = |time: u64| bound.is_none_or(|b| time < b);
+        let (mut entered, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.entering)
+            .into_iter()
+            .partition(|u| ready(u.1));
+        self.entering = waiting;
+        consolidate_updates(&mut entered);
+        self.queue_retractions(&entered);
+        let due = self.leaving.iter().take_while(|u| ready(u.1)).count();
+        let mut left: Vec<_> = self.leaving.drain(..due).collect();
+        consolidate_updates(&mut left);
+        let updates = merge(entered, left);
 
         self.lower.clear();
-        let held = [&self.entering, &self.leaving];
-        if let Some(least) = held.iter().filter_map(|m| m.keys().next()).min() {
-            self.lower.insert(*least);
+        let waiting = self.entering.iter().map(|u| u.1).min();
+        if let Some(least) = waiting
+            .into_iter()
+            .chain(self.leaving.front().map(|u| u.1))
+            .min()
+        {
+            self.lower.insert(least);
         }
         let batch = if updates.is_empty() {
             None
@@ -140,22 +150,6 @@ where
         };
         (batch, self.lower.borrow())
     }
-}
-
-/// Merges sorted, consolidated runs into one, consolidating across runs.
-fn merge_all<D: Ord>(mut runs: Vec<Vec<Update<D>>>) -> Vec<Update<D>> {
-    while runs.len() > 1 {
-        let mut merged = Vec::with_capacity(runs.len().div_ceil(2));
-        let mut pairs = runs.into_iter();
-        while let Some(a) = pairs.next() {
-            merged.push(match pairs.next() {
-                Some(b) => merge(a, b),
-                None => a,
-            });
-        }
-        runs = merged;
-    }
-    runs.pop().unwrap_or_default()
 }
 
 /// Merges two sorted, consolidated runs; equal `(data, time)` add up, and
@@ -292,12 +286,39 @@ mod tests {
     }
 
     #[test]
+    fn retractions_leave_in_order_when_many_times_enter_at_once() {
+        // Every update its own time, all extracted together (sparse time
+        // sent at one logical time), then released a stretch at a time.
+        let mut batcher = Window::new(50);
+        let mut updates: Vec<Update<(u64, u64)>> =
+            (0..40u64).rev().map(|t| ((t % 7, t), t, 1)).collect();
+        batcher.insert(&mut updates);
+        let (batch, lower) = batcher.extract(Antichain::from_elem(40).borrow());
+        assert_eq!(batch.map(|b| contents(&b).len()), Some(40));
+        assert_eq!(lower.to_owned(), Antichain::from_elem(50));
+        let mut from = 50;
+        for bound in [53u64, 65, 91] {
+            let (batch, lower) = batcher.extract(Antichain::from_elem(bound).borrow());
+            let got = batch.map(|b| contents(&b)).unwrap_or_default();
+            let mut want: Vec<Update<(u64, u64)>> = (0..40u64)
+                .filter(|t| (from..bound).contains(&(t + 50)))
+                .map(|t| ((t % 7, t), t + 50, -1))
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "released before {bound}");
+            let next = (bound < 90).then_some(bound);
+            assert_eq!(lower.to_owned(), Antichain::from_iter(next), "{bound}");
+            from = bound;
+        }
+    }
+
+    #[test]
     fn merging_adds_equal_updates_and_drops_zeros() {
         let a = vec![((1, 0), 5, 1), ((2, 0), 5, 1), ((4, 0), 5, 1)];
         let b = vec![((2, 0), 5, -1), ((3, 0), 5, 2), ((4, 0), 5, 1)];
         let c = vec![((0, 0), 9, 1)];
         assert_eq!(
-            merge_all(vec![a, b, c]),
+            merge(merge(a, b), c),
             [
                 ((0, 0), 9, 1),
                 ((1, 0), 5, 1),
