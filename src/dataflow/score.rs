@@ -159,14 +159,11 @@ pub fn score_and_route<'scope>(
             // Versions by the time they apply from; rows waiting for the
             // version frontier to pass the latest of their places.
             let mut known: BTreeMap<u64, Arc<Scorer>> = BTreeMap::new();
-            let mut waiting: BTreeMap<u64, (Capability<u64>, Vec<FeatureRow>, u64)> =
-                BTreeMap::new();
+            let mut waiting: BTreeMap<u64, Waiting> = BTreeMap::new();
             let mut components = Vec::new();
             move |(rows, _), (versions, version_frontier), output| {
                 versions.for_each(|_, data| {
-                    for v in data.drain(..) {
-                        known.insert(v.from, Arc::new(v.scorer));
-                    }
+                    known.extend(data.drain(..).map(|v| (v.from, Arc::new(v.scorer))))
                 });
                 let mut score = |cap: &Capability<u64>, data: &mut Vec<FeatureRow>| {
                     let mut session = output.session(cap);
@@ -224,6 +221,10 @@ fn score_groups(
         }
     }
 }
+
+/// Rows of one logical time waiting for their versions, with the latest of
+/// their places.
+type Waiting = (Capability<u64>, Vec<FeatureRow>, u64);
 
 /// The rows of a batch with the version in force at each one's place: one
 /// group when no version starts among their places (the common case), else
