@@ -497,6 +497,7 @@ mod tests {
 
     fn row(step: u32, fraud: bool) -> FeatureRow {
         FeatureRow {
+            account: crate::paysim::AccountId::from_name("C1"),
             id: EventId::Row(u64::from(step)),
             seq: 0,
             time_ms: u64::from(step) * crate::event::STEP_MS,

@@ -290,7 +290,7 @@ impl Args {
         };
         self.input = self.input.or(Some(source.path.clone()));
         self.models = self.models.or(Some(file.models.dir.clone()));
-        self.out = self.out.or(Some(file.sinks.dir.clone()));
+        self.out = self.out.or(file.sinks.dir.clone());
         self.training.contract = self.training.contract.or(Some(file.features.contract));
         self.source = self.source.or_file(source, &file.features);
         self.timely.workers = self.timely.workers.or(Some(file.cluster.workers));

@@ -1,5 +1,5 @@
 //! `fraudflow run FILE`: the live pipeline a dataflow file describes,
-//! serving events over HTTP until SIGTERM or Ctrl-C.
+//! reading events over HTTP or from Kafka until SIGTERM or Ctrl-C.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,9 +16,10 @@ use fraudflow::pipeline::{
 };
 use fraudflow::serve::reload::{ModelReloader, PolicyChoice};
 use fraudflow::serve::{ServeState, Server};
-use fraudflow::settings::{DataflowFile, HttpTable};
+use fraudflow::settings::{DataflowFile, KafkaTable};
 use fraudflow::sinks::file::live::{DeadLetterLines, LiveStats, OutcomeLines};
 use fraudflow::sinks::file::rotating::Rotation;
+use fraudflow::sources::kafka::{KafkaInput, KafkaSettings, SinkTopics};
 use fraudflow::sources::live::LiveInput;
 use fraudflow::sources::order::TimeLimits;
 use fraudflow::sources::SourceSettings;
@@ -26,22 +27,27 @@ use fraudflow::sources::SourceSettings;
 use super::timely_args::TimelyArgs;
 use super::{grouped, on_cluster};
 
-/// Runs the live pipeline of a dataflow file (e.g. dataflows/local.toml):
-/// `POST /events` in, alerts, normal traffic and dead letters out as
-/// JSON lines; `GET /health`, `GET /ready`, `POST /models/reload`. Flags
-/// override the file.
+/// Runs the live pipeline of a dataflow file: dataflows/local.toml takes
+/// `POST /events` and writes alerts, normal traffic and dead letters as
+/// JSON lines; dataflows/live.toml reads the raw-events topic and writes
+/// to the anomalies, metrics and dead-letter topics. Both serve
+/// `GET /health`, `GET /ready` and `POST /models/reload`. Flags override
+/// the file.
 #[derive(clap::Args)]
 #[command(disable_help_flag = true)]
 pub struct Args {
     /// The dataflow file.
     file: PathBuf,
-    /// Address to listen on (overrides [source.http] listen); process P of
-    /// several listens on its port + P.
+    /// Address to listen on (overrides [source.http] or [source.kafka]
+    /// listen); process P of several listens on its port + P.
     #[arg(long)]
     listen: Option<SocketAddr>,
     /// The models directory (overrides [models] dir).
     #[arg(long)]
     models: Option<PathBuf>,
+    /// Kafka bootstrap servers (overrides [source.kafka] brokers).
+    #[arg(long)]
+    brokers: Option<String>,
     /// Where the JSON-lines files go (overrides [sinks] dir).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -68,9 +74,13 @@ struct Live {
     settings: PipelineSettings,
     outputs: Option<Outputs>,
     state: Arc<ServeState>,
-    http: HttpTable,
+    listen: String,
+    /// How often the clock ticks the input (HTTP); `None`: never (Kafka).
+    tick: Option<Duration>,
     /// How often to look for a new bundle; `None`: only when asked.
     poll: Option<Duration>,
+    /// A Kafka run's topics to make when missing.
+    topics: Option<Vec<fraudflow::kafka::topics::TopicSpec>>,
 }
 
 fn serve(
@@ -79,30 +89,24 @@ fn serve(
     cluster: Cluster,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
-    let live = prepare(args, file, cluster)?;
-    let mut addr: SocketAddr = match args.listen {
-        Some(a) => a,
-        None => live.http.listen.parse().context("[source.http] listen")?,
-    };
-    if addr.port() != 0 {
-        let port = u16::try_from(live.settings.cluster.process)
-            .ok()
-            .and_then(|p| addr.port().checked_add(p))
-            .with_context(|| {
-                format!(
-                    "process {}: port {} + {0} is past 65535",
-                    live.settings.cluster.process,
-                    addr.port()
-                )
-            })?;
-        addr.set_port(port);
-    }
-    let tick = Duration::from_millis(live.http.tick_ms);
-    let server = Server::start(addr, Arc::clone(&live.state), tick)
+    let mut live = prepare(args, file, cluster)?;
+    let addr = listen_addr(args, &live)?;
+    let server = Server::start(addr, Arc::clone(&live.state), live.tick)
         .with_context(|| format!("listening on {addr}"))?;
+    let watcher = match &live.state.kafka {
+        Some(kafka) => Some(start_watcher(kafka, live.topics.take())?),
+        None => None,
+    };
     if !quiet {
         eprintln!(
-            "run: serving on http://{} ({} workers); model {}; SIGTERM or Ctrl-C stops",
+            "run: {} on http://{} ({} workers); model {}; SIGTERM or Ctrl-C stops",
+            live.state
+                .kafka
+                .as_ref()
+                .map_or("serving".to_string(), |k| format!(
+                    "reading {} from {}",
+                    k.settings.topic, k.settings.brokers
+                )),
             server.addr,
             live.settings.cluster.workers,
             live.state
@@ -126,41 +130,91 @@ fn serve(
         }
     };
     server.join().context("the HTTP server")?;
+    if let Some(w) = watcher {
+        let _ = w.join();
+    }
     if !quiet {
-        eprintln!(
-            "run: {} events in = {} valid + {} dead letters ({} late); {} alerts, {} normal, {:.1} s",
-            grouped(summary.events_in),
-            grouped(summary.valid),
-            grouped(summary.dead),
-            grouped(summary.late),
-            grouped(summary.written),
-            grouped(summary.normal_written),
-            summary.seconds
-        );
+        report(&summary, &live.state);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn prepare(args: &Args, file: DataflowFile, cluster: Cluster) -> anyhow::Result<Live> {
-    let Some(http) = file.source.http.clone() else {
-        if file.source.kafka.is_some() {
-            bail!(
-                "{}: [source.kafka] is not built yet; serve [source.http] (dataflows/local.toml)",
-                args.file.display()
-            );
+/// The address to serve on: process P of several on its port + P.
+fn listen_addr(args: &Args, live: &Live) -> anyhow::Result<SocketAddr> {
+    let mut addr: SocketAddr = match args.listen {
+        Some(a) => a,
+        None => live.listen.parse().context("listen")?,
+    };
+    if addr.port() != 0 {
+        let process = live.settings.cluster.process;
+        let port = u16::try_from(process)
+            .ok()
+            .and_then(|p| addr.port().checked_add(p))
+            .with_context(|| {
+                format!(
+                    "process {process}: port {} + {process} is past 65535",
+                    addr.port()
+                )
+            })?;
+        addr.set_port(port);
+    }
+    Ok(addr)
+}
+
+/// The Kafka watcher: makes the missing topics, then follows the input
+/// topic's partitions and the brokers' health.
+fn start_watcher(
+    kafka: &Arc<KafkaInput>,
+    topics: Option<Vec<fraudflow::kafka::topics::TopicSpec>>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let brokers = kafka.settings.brokers.clone();
+    let bootstrap: fraudflow::sources::kafka::watcher::Bootstrap = Box::new(move || {
+        if let Some(specs) = &topics {
+            fraudflow::kafka::topics::ensure_topics(&brokers, specs, Duration::from_secs(10))?;
         }
+        Ok(())
+    });
+    Ok(fraudflow::sources::kafka::watcher::start(
+        Arc::clone(kafka),
+        bootstrap,
+    )?)
+}
+
+fn report(summary: &pipeline::RunSummary, state: &ServeState) {
+    let stats = &state.stats;
+    let load = |a: &AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let (alerts, normal) = match &state.kafka {
+        Some(_) => (load(&stats.alerts), load(&stats.normal)),
+        None => (summary.written, summary.normal_written),
+    };
+    eprintln!(
+        "run: {} events in = {} valid + {} dead letters ({} late); {} alerts, {} normal, {:.1} s",
+        grouped(summary.events_in),
+        grouped(summary.valid),
+        grouped(summary.dead),
+        grouped(summary.late),
+        grouped(alerts),
+        grouped(normal),
+        summary.seconds
+    );
+    if let Some(k) = &state.kafka {
+        eprintln!(
+            "run: {} dead letters sent; {} events read again to rebuild state",
+            grouped(load(&stats.dead_letters)),
+            grouped(load(&k.replayed))
+        );
+    }
+}
+
+fn prepare(args: &Args, file: DataflowFile, cluster: Cluster) -> anyhow::Result<Live> {
+    if let Some(kafka) = file.source.kafka.clone() {
+        return prepare_kafka(args, file, cluster, kafka);
+    }
+    let Some(http) = file.source.http.clone() else {
         bail!(
-            "{}: run serves [source.http]; replay a file with fraudflow backtest",
+            "{}: run serves [source.http] or [source.kafka]; replay a file with fraudflow backtest",
             args.file.display()
         );
-    };
-    let models_dir = args.models.clone().unwrap_or(file.models.dir.clone());
-    let contract = file.features.contract;
-    let bundle = Bundle::load(&models_dir, Some(contract))?;
-    let choice = PolicyChoice {
-        parity: file.models.parity,
-        weights: None,
-        threshold: file.models.threshold,
     };
     let limits = TimeLimits {
         lateness_ms: http.lateness_ms,
@@ -168,32 +222,24 @@ fn prepare(args: &Args, file: DataflowFile, cluster: Cluster) -> anyhow::Result<
         past_ms: http.past_limit_seconds.saturating_mul(1_000),
     };
     let input = LiveInput::new(limits, cluster.process, cluster.processes());
-    let versions = LiveVersions::new(Arc::clone(&input));
+    let models = Models::load(args, &file, &input, &cluster)?;
     let stats = Arc::new(LiveStats::default());
     let owner = cluster.owns_outputs();
-    let reloader = owner.then(|| {
-        Arc::new(ModelReloader::new(
-            models_dir.clone(),
-            contract,
-            choice,
-            Arc::clone(&versions),
-            bundle.version.clone(),
-        ))
-    });
-    let out = args.out.clone().unwrap_or(file.sinks.dir.clone());
+    let out = match args.out.clone().or(file.sinks.dir.clone()) {
+        Some(out) => out,
+        None => bail!("{}: [sinks] dir is missing", args.file.display()),
+    };
     // Files are only ever added there (never replaced): the directory must
     // be one, or be creatable.
-    if owner {
-        fraudflow::atomic::make_dir("[sinks] dir", &out)?;
-    }
-    let rotation = |prefix: &str| Rotation {
-        dir: out.clone(),
-        prefix: prefix.to_string(),
-        process: cluster.process,
-        max_bytes: file.sinks.rotate_bytes,
-        flush: Duration::from_millis(file.sinks.flush_ms),
-    };
     let outputs = if owner {
+        fraudflow::atomic::make_dir("[sinks] dir", &out)?;
+        let rotation = |prefix: &str| Rotation {
+            dir: out.clone(),
+            prefix: prefix.to_string(),
+            process: cluster.process,
+            max_bytes: file.sinks.rotate_bytes,
+            flush: Duration::from_millis(file.sinks.flush_ms),
+        };
         let alerts = OutcomeLines::create(rotation("alerts"), Arc::clone(&stats), true)?;
         let normal = OutcomeLines::create(rotation("normal"), Arc::clone(&stats), false)?;
         let dead = DeadLetterLines::create(rotation("dead_letters"), Arc::clone(&stats))?;
@@ -207,40 +253,182 @@ fn prepare(args: &Args, file: DataflowFile, cluster: Cluster) -> anyhow::Result<
     } else {
         None
     };
-    let state = Arc::new(ServeState {
-        input: Arc::clone(&input),
+    let state = models.state(
+        Arc::clone(&input),
+        None,
         stats,
-        models: reloader,
-        model_version: Mutex::new(bundle.version.clone()),
-        workers: cluster.workers,
-        process: cluster.process,
-        processes: cluster.processes(),
-        max_body_bytes: http.max_body_bytes,
-        events_in: AtomicU64::new(0),
-        rejected: AtomicU64::new(0),
-    });
-    let settings = PipelineSettings {
-        source: SourceSettings::Live(input),
-        features: fraudflow::pipeline::FeatureSettings {
-            contract,
-            window_ms: file.features.window_seconds.saturating_mul(1_000),
-        },
-        stage: Stage::Scored {
-            scoring: ScoringSettings {
-                initial: Arc::new(choice.scorer(&bundle)),
-                versions: VersionFeed::Live(versions),
-            },
-            all_outcomes: true,
-        },
-        cluster,
-    };
-    let poll =
-        (file.models.poll_seconds > 0).then(|| Duration::from_secs(file.models.poll_seconds));
+        &cluster,
+        http.max_body_bytes,
+    );
     Ok(Live {
-        settings,
+        settings: models.settings(SourceSettings::Live(input), &file, cluster),
         outputs,
         state,
-        http,
-        poll,
+        listen: http.listen,
+        tick: Some(Duration::from_millis(http.tick_ms)),
+        poll: models.poll,
+        topics: None,
     })
+}
+
+/// A Kafka run: the raw-events topic in, the output topics out.
+fn prepare_kafka(
+    args: &Args,
+    file: DataflowFile,
+    cluster: Cluster,
+    kafka: KafkaTable,
+) -> anyhow::Result<Live> {
+    let sinks = file.sinks.kafka.clone().unwrap_or_default();
+    let window_ms = file.features.window_seconds.saturating_mul(1_000);
+    let brokers = args.brokers.clone().unwrap_or(kafka.brokers.clone());
+    let settings = KafkaSettings {
+        brokers: brokers.clone(),
+        topic: kafka.topic.clone(),
+        group: kafka.group.clone(),
+        guarantee: kafka.guarantee,
+        idle: Duration::from_millis(kafka.idle_ms),
+        commit_every: Duration::from_millis(kafka.commit_ms),
+        max_batch: kafka.max_batch,
+        limits: TimeLimits {
+            lateness_ms: 0,
+            future_ms: kafka.future_limit_seconds.saturating_mul(1_000),
+            past_ms: kafka.past_limit_seconds.saturating_mul(1_000),
+        },
+        // One window, and the commit interval's worth more of slack.
+        restore_ms: kafka
+            .restore
+            .then(|| window_ms.saturating_add(kafka.commit_ms)),
+        sinks: SinkTopics {
+            anomalies: sinks.anomalies.clone(),
+            metrics: sinks.metrics.clone(),
+            dead_letter: sinks.dead_letter.clone(),
+        },
+    };
+    let input = KafkaInput::new(settings, cluster.process, cluster.processes());
+    let models = Models::load(args, &file, &input.hub, &cluster)?;
+    let stats = Arc::clone(&input.stats);
+    let state = models.state(
+        Arc::clone(&input.hub),
+        Some(Arc::clone(&input)),
+        stats,
+        &cluster,
+        0,
+    );
+    let p = &kafka.partitions;
+    let spec = |name: &str, partitions| fraudflow::kafka::topics::TopicSpec {
+        name: name.to_string(),
+        partitions,
+        replication: 1,
+    };
+    let topics = kafka.create_topics.then(|| {
+        vec![
+            spec(&kafka.topic, p.raw_events),
+            spec(&sinks.anomalies, p.anomalies),
+            spec("feedback", p.feedback),
+            spec(&sinks.metrics, p.metrics),
+            spec(&sinks.dead_letter, p.dead_letter),
+            spec("model-updates", p.model_updates),
+        ]
+    });
+    Ok(Live {
+        settings: models.settings(SourceSettings::Kafka(input), &file, cluster),
+        outputs: None,
+        state,
+        listen: kafka.listen,
+        tick: None,
+        poll: models.poll,
+        topics,
+    })
+}
+
+/// The bundle that scores first, and where later versions come from.
+struct Models {
+    bundle: Bundle,
+    choice: PolicyChoice,
+    versions: Arc<LiveVersions>,
+    reloader: Option<Arc<ModelReloader>>,
+    poll: Option<Duration>,
+}
+
+impl Models {
+    fn load(
+        args: &Args,
+        file: &DataflowFile,
+        input: &Arc<LiveInput>,
+        cluster: &Cluster,
+    ) -> anyhow::Result<Models> {
+        let models_dir = args.models.clone().unwrap_or(file.models.dir.clone());
+        let contract = file.features.contract;
+        let bundle = Bundle::load(&models_dir, Some(contract))?;
+        let choice = PolicyChoice {
+            parity: file.models.parity,
+            weights: None,
+            threshold: file.models.threshold,
+        };
+        let versions = LiveVersions::new(Arc::clone(input));
+        let reloader = cluster.owns_outputs().then(|| {
+            Arc::new(ModelReloader::new(
+                models_dir.clone(),
+                contract,
+                choice,
+                Arc::clone(&versions),
+                bundle.version.clone(),
+            ))
+        });
+        let poll =
+            (file.models.poll_seconds > 0).then(|| Duration::from_secs(file.models.poll_seconds));
+        Ok(Models {
+            bundle,
+            choice,
+            versions,
+            reloader,
+            poll,
+        })
+    }
+
+    fn state(
+        &self,
+        input: Arc<LiveInput>,
+        kafka: Option<Arc<KafkaInput>>,
+        stats: Arc<LiveStats>,
+        cluster: &Cluster,
+        max_body_bytes: usize,
+    ) -> Arc<ServeState> {
+        Arc::new(ServeState {
+            input,
+            kafka,
+            stats,
+            models: self.reloader.clone(),
+            model_version: Mutex::new(self.bundle.version.clone()),
+            workers: cluster.workers,
+            process: cluster.process,
+            processes: cluster.processes(),
+            max_body_bytes,
+            events_in: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+        })
+    }
+
+    fn settings(
+        &self,
+        source: SourceSettings,
+        file: &DataflowFile,
+        cluster: Cluster,
+    ) -> PipelineSettings {
+        PipelineSettings {
+            source,
+            features: fraudflow::pipeline::FeatureSettings {
+                contract: file.features.contract,
+                window_ms: file.features.window_seconds.saturating_mul(1_000),
+            },
+            stage: Stage::Scored {
+                scoring: ScoringSettings {
+                    initial: Arc::new(self.choice.scorer(&self.bundle)),
+                    versions: VersionFeed::Live(Arc::clone(&self.versions)),
+                },
+                all_outcomes: true,
+            },
+            cluster,
+        }
+    }
 }

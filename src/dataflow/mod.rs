@@ -22,6 +22,7 @@ use timely::dataflow::Stream;
 
 use crate::event::{Event, EventId, Label};
 use crate::features::{Contract, FeatureVec, Velocities};
+use crate::paysim::AccountId;
 use velocity::{Velocity, VelocityKey};
 
 /// Default velocity window: one hour, in seconds.
@@ -39,6 +40,8 @@ pub struct FeatureRow {
     /// versions are chosen by it.
     pub place_ms: u64,
     pub step: Option<u32>,
+    /// The origin account: outputs are keyed by it.
+    pub account: AccountId,
     /// When the source read the event (µs since the Unix epoch).
     pub received_us: u64,
     pub label: Option<Label>,
@@ -98,6 +101,7 @@ pub fn featurize<'scope>(
         time_ms: e.time_ms,
         place_ms: e.place_ms,
         step: e.step,
+        account: e.orig,
         received_us: e.received_us,
         label: e.label,
     })

@@ -52,6 +52,8 @@ pub struct Outcome {
     /// Event time, milliseconds since the Unix epoch.
     pub time_ms: u64,
     pub step: Option<u32>,
+    /// The origin account: outputs are keyed by it.
+    pub account: crate::paysim::AccountId,
     /// The ground truth, when the event carried one.
     pub is_fraud: Option<bool>,
     pub amount: f64,
@@ -341,6 +343,7 @@ fn route(
         seq: row.seq,
         time_ms: row.time_ms,
         step: row.step,
+        account: row.account,
         is_fraud,
         amount,
         components,
@@ -421,6 +424,7 @@ mod tests {
 
     fn row(values: &[f64]) -> FeatureRow {
         FeatureRow {
+            account: crate::paysim::AccountId::from_name("C1"),
             id: crate::event::EventId::Row(42),
             seq: 42,
             time_ms: 0,

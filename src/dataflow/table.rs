@@ -62,7 +62,7 @@ pub fn csv_field(text: &str, out: &mut Vec<u8>) {
 /// # let t = PaysimReader::new(data.as_bytes()).unwrap().next().unwrap().unwrap();
 /// # let event = Event::from_paysim(3, &t);
 /// let values = Contract::V1.compute(&event, Velocities { orig: 1, dest: 0 });
-/// let row = FeatureRow { id: EventId::Row(3), seq: 3, time_ms: 3_600_000, place_ms: 3_600_000, step: Some(1), received_us: 0, label: Some(Label { is_fraud: true, is_flagged_fraud: false }), values };
+/// let row = FeatureRow { account: fraudflow::paysim::AccountId::from_name("C1"), id: EventId::Row(3), seq: 3, time_ms: 3_600_000, place_ms: 3_600_000, step: Some(1), received_us: 0, label: Some(Label { is_fraud: true, is_flagged_fraud: false }), values };
 /// let mut line = Vec::new();
 /// table::write_row(&row, &mut line);
 /// assert_eq!(String::from_utf8(line).unwrap(), "3,1,1,181.0,0.9945054945054945,0.0,1.0,0.0,1.0,1.0\n");
@@ -151,6 +151,7 @@ mod tests {
     fn row(seq: u64) -> FeatureRow {
         let values = FeatureVec::from_slice(&[seq as f64 / 3.0, 1.0]);
         FeatureRow {
+            account: crate::paysim::AccountId::from_name("C1"),
             id: EventId::Row(seq),
             seq,
             time_ms: 0,

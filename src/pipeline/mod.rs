@@ -41,7 +41,10 @@ use crate::dataflow::table::{csv_runs, CsvRun};
 use crate::dataflow::{featurize, FeatureRow};
 use crate::eval::Record;
 use crate::features::Contract;
+use crate::sinks::kafka::{kafka_sink, Outbound};
 use crate::sinks::BoxSink;
+use crate::sources::kafka::beacon::build as kafka_beacon;
+use crate::sources::kafka::Link;
 use crate::sources::{SourceContext, SourceCounts, SourceSettings};
 pub use error::PipelineError;
 pub use harness::{Abort, Cluster};
@@ -252,65 +255,114 @@ fn build(
     if let (Some(o), stage) = (&outputs, &settings.stage) {
         check_shape(&o.stage, stage)?;
     }
+    let kafka_error = |e| PipelineError::component("Kafka", e);
+    let link = match &settings.source {
+        SourceSettings::Kafka(input) => {
+            kafka_beacon(worker, Arc::clone(input), settings.cluster.workers);
+            Some(Link::new(input, worker.index()).map_err(kafka_error)?)
+        }
+        _ => None,
+    };
     let counts = Rc::new(SourceCounts::default());
     let slots = Slots::new(outputs);
     let done = ProbeHandle::new();
-    worker.dataflow::<u64, _, _>(|scope| {
-        let context = SourceContext {
-            counts: Rc::clone(&counts),
-            done: done.clone(),
-            abort: abort.clone(),
-            workers_per_process: settings.cluster.workers,
-        };
-        let parsed = settings.source.build(scope, context);
-        let (events, mut dead) = parsed.ok_err(|r| r);
-        let f = settings.features;
-        let rows = featurize(events, f.contract, f.window_ms);
-        match &settings.stage {
-            Stage::CsvTable => csv_runs(rows).probe_with(&done).ordered_sink(
-                |run: &CsvRun| run.first,
-                writer(&slots.csv, abort),
-                "FeatureSink",
-            ),
-            Stage::Rows => rows.probe_with(&done).ordered_sink(
-                |r: &FeatureRow| r.seq,
-                writer(&slots.rows, abort),
-                "FeatureSink",
-            ),
-            Stage::Scored {
-                scoring,
-                all_outcomes,
-            } => {
-                let versions = version_source(scope, scoring.versions.clone());
-                let routed = score_and_route(rows, versions, Arc::clone(&scoring.initial));
-                // Events no finite score could be given join the parse
-                // stage's dead letters: nothing is dropped.
-                dead = dead.concat(routed.dead);
-                routed.anomalies.probe_with(&done).ordered_sink(
-                    |o: &Outcome| o.seq,
-                    writer(&slots.anomalies, abort),
-                    "AnomalySink",
-                );
-                if *all_outcomes {
-                    routed.normal.probe_with(&done).ordered_sink(
-                        |o: &Outcome| o.seq,
-                        writer(&slots.normal, abort),
-                        "NormalSink",
+    worker
+        .dataflow::<u64, _, _>(|scope| {
+            let context = SourceContext {
+                counts: Rc::clone(&counts),
+                done: done.clone(),
+                abort: abort.clone(),
+                workers_per_process: settings.cluster.workers,
+            };
+            let parsed = settings.source.build(scope, context, link.clone())?;
+            let (events, mut dead) = parsed.ok_err(|r| r);
+            let f = settings.features;
+            let rows = featurize(events, f.contract, f.window_ms);
+            match &settings.stage {
+                Stage::CsvTable => csv_runs(rows).probe_with(&done).ordered_sink(
+                    |run: &CsvRun| run.first,
+                    writer(&slots.csv, abort),
+                    "FeatureSink",
+                ),
+                Stage::Rows => rows.probe_with(&done).ordered_sink(
+                    |r: &FeatureRow| r.seq,
+                    writer(&slots.rows, abort),
+                    "FeatureSink",
+                ),
+                Stage::Scored {
+                    scoring,
+                    all_outcomes,
+                } => {
+                    let versions = version_source(scope, scoring.versions.clone());
+                    let routed = score_and_route(rows, versions, Arc::clone(&scoring.initial));
+                    // Events no finite score could be given join the parse
+                    // stage's dead letters: nothing is dropped.
+                    dead = dead.concat(routed.dead);
+                    if let (SourceSettings::Kafka(input), Some(link)) = (&settings.source, &link) {
+                        let outputs = kafka_outputs(routed.anomalies, routed.normal, dead);
+                        kafka_sink(outputs, Arc::clone(input), Rc::clone(link), abort.clone())?
+                            .probe_with(&done);
+                        return Ok(());
+                    }
+                    file_outputs(
+                        routed.anomalies,
+                        routed.normal,
+                        *all_outcomes,
+                        &slots,
+                        &done,
+                        abort,
                     );
-                } else {
-                    let records = routed.normal.map(|o| Record::of(&o)).probe_with(&done);
-                    unordered_sink(records, writer(&slots.records, abort), "NormalSink");
                 }
             }
-        }
-        #[allow(clippy::borrowed_box)] // the stream's records are boxes
-        dead.ordered_sink(
-            |d: &Box<DeadLetter>| d.as_ref().seq,
-            writer(&slots.dead, abort),
-            "DeadLetterSink",
-        );
-    });
+            #[allow(clippy::borrowed_box)] // the stream's records are boxes
+            dead.ordered_sink(
+                |d: &Box<DeadLetter>| d.as_ref().seq,
+                writer(&slots.dead, abort),
+                "DeadLetterSink",
+            );
+            Ok::<_, crate::kafka::KafkaError>(())
+        })
+        .map_err(kafka_error)?;
     Ok(Box::new(move |_: &mut Worker| slots.finish(&counts)))
+}
+
+/// Alerts and normal traffic to worker 0's sinks, in order.
+fn file_outputs<'scope>(
+    anomalies: Stream<'scope, u64, Vec<Outcome>>,
+    normal: Stream<'scope, u64, Vec<Outcome>>,
+    all_outcomes: bool,
+    slots: &Slots,
+    done: &ProbeHandle<u64>,
+    abort: &Abort,
+) {
+    anomalies.probe_with(done).ordered_sink(
+        |o: &Outcome| o.seq,
+        writer(&slots.anomalies, abort),
+        "AnomalySink",
+    );
+    if all_outcomes {
+        normal.probe_with(done).ordered_sink(
+            |o: &Outcome| o.seq,
+            writer(&slots.normal, abort),
+            "NormalSink",
+        );
+    } else {
+        let records = normal.map(|o| Record::of(&o)).probe_with(done);
+        unordered_sink(records, writer(&slots.records, abort), "NormalSink");
+    }
+}
+
+/// The three outputs of a Kafka run as one stream, where they were made.
+#[allow(clippy::vec_box)] // the stream's records are boxes
+fn kafka_outputs<'scope>(
+    anomalies: Stream<'scope, u64, Vec<Outcome>>,
+    normal: Stream<'scope, u64, Vec<Outcome>>,
+    dead: Stream<'scope, u64, Vec<Box<DeadLetter>>>,
+) -> Stream<'scope, u64, Vec<Outbound>> {
+    anomalies
+        .map(Outbound::Alert)
+        .concat(normal.map(Outbound::Normal))
+        .concat(dead.map(Outbound::Dead))
 }
 
 /// The outputs must be the kind the stage writes.

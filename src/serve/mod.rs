@@ -21,6 +21,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::sinks::file::live::LiveStats;
+use crate::sources::kafka::KafkaInput;
 use crate::sources::live::LiveInput;
 use reload::ModelReloader;
 
@@ -33,7 +34,12 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the handlers share.
 pub struct ServeState {
+    /// The live input: events over HTTP come in through it; it closes the
+    /// run. A Kafka run has one too (its watermark hub) and takes no
+    /// events over HTTP.
     pub input: Arc<LiveInput>,
+    /// A Kafka run's source: its health is the run's.
+    pub kafka: Option<Arc<KafkaInput>>,
     pub stats: Arc<LiveStats>,
     /// On process 0 only: where new model versions come from.
     pub models: Option<Arc<ModelReloader>>,
@@ -59,11 +65,12 @@ pub struct Server {
 impl Server {
     /// Binds `addr` (errors come back here, before any worker starts) and
     /// serves on a thread of its own until SIGTERM, Ctrl-C or `stop`; then
-    /// closes the live input. The clock ticks the input every `tick`.
+    /// closes the live input. The clock ticks the input every `tick` (a
+    /// Kafka run's time follows its data alone: `None`).
     pub fn start(
         addr: SocketAddr,
         state: Arc<ServeState>,
-        tick: Duration,
+        tick: Option<Duration>,
     ) -> std::io::Result<Server> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -95,8 +102,12 @@ impl Server {
 }
 
 fn router(state: Arc<ServeState>) -> Router {
-    Router::new()
-        .route("/events", post(events::post_events))
+    let router = if state.kafka.is_none() {
+        Router::new().route("/events", post(events::post_events))
+    } else {
+        Router::new()
+    };
+    router
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/models/reload", post(reload::post_reload))
@@ -106,11 +117,12 @@ fn router(state: Arc<ServeState>) -> Router {
 async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<ServeState>,
-    tick: Duration,
+    tick: Option<Duration>,
     mut stopped: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let input = Arc::clone(&state.input);
     let ticker = tokio::spawn(async move {
+        let Some(tick) = tick else { return };
         let mut interval = tokio::time::interval(tick);
         loop {
             interval.tick().await;
@@ -170,8 +182,16 @@ async fn health(State(state): State<Arc<ServeState>>) -> Response {
     let frontier = state.input.watermark();
     let s = &state.stats;
     let latency = s.latency();
+    let kafka = state.kafka.as_deref().map(kafka_health);
+    let troubled = state.kafka.as_ref().is_some_and(|k| !k.health.is_ok());
+    let status = match (state.input.is_closed(), troubled) {
+        (true, _) => "stopping",
+        (false, true) => "degraded",
+        (false, false) => "serving",
+    };
     let body = json!({
-        "status": if state.input.is_closed() { "stopping" } else { "serving" },
+        "status": status,
+        "kafka": kafka,
         "workers": state.workers,
         "process": state.process,
         "processes": state.processes,
@@ -188,6 +208,22 @@ async fn health(State(state): State<Arc<ServeState>>) -> Response {
         "latency_events": s.latency_count(),
     });
     Json(body).into_response()
+}
+
+/// A Kafka run's part of `/health`: what is wrong with the brokers now,
+/// and what the source has read.
+fn kafka_health(k: &KafkaInput) -> serde_json::Value {
+    json!({
+        "ok": k.health.is_ok(),
+        "problems": k.health.problems(),
+        "seconds_unhealthy": k.health.seconds_unhealthy(),
+        "problems_reported": k.health.reports(),
+        "topic": k.settings.topic,
+        "partitions": k.partitions.load(Ordering::Relaxed),
+        "read": k.read.load(Ordering::Relaxed),
+        "late": k.late.load(Ordering::Relaxed),
+        "replayed": k.replayed.load(Ordering::Relaxed),
+    })
 }
 
 async fn ready(State(state): State<Arc<ServeState>>) -> Response {

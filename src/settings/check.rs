@@ -130,10 +130,12 @@ pub fn check(file: &DataflowFile, path: &Path, text: &str) -> Result<(), Setting
             });
         }
     }
+    if let Some(k) = &s.kafka {
+        problems.extend(kafka_problems(k));
+    }
+    problems.extend(sinks_problems(file));
     let f = &file.features;
     problems.extend(positive("features", "window_seconds", f.window_seconds));
-    problems.extend(positive("sinks", "flush_ms", file.sinks.flush_ms));
-    problems.extend(positive("sinks", "rotate_bytes", file.sinks.rotate_bytes));
     problems.extend(positive("cluster", "workers", file.cluster.workers as u64));
     if let Err(err) = super::limits::check_workers(file.cluster.workers) {
         problems.push(Problem {
@@ -167,4 +169,83 @@ pub fn check(file: &DataflowFile, path: &Path, text: &str) -> Result<(), Setting
             problem: p.problem,
         }),
     }
+}
+
+/// `[source.kafka]`'s ranges.
+fn kafka_problems(k: &super::KafkaTable) -> Vec<Problem> {
+    let mut problems: Vec<Problem> = [
+        positive("source.kafka", "idle_ms", k.idle_ms),
+        positive("source.kafka", "commit_ms", k.commit_ms),
+        positive("source.kafka", "max_batch", k.max_batch as u64),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for (key, text) in [
+        ("brokers", &k.brokers),
+        ("topic", &k.topic),
+        ("group", &k.group),
+    ] {
+        if text.trim().is_empty() {
+            problems.push(Problem {
+                table: "source.kafka",
+                key,
+                problem: "must not be empty".to_string(),
+            });
+        }
+    }
+    if k.listen.parse::<std::net::SocketAddr>().is_err() {
+        problems.push(Problem {
+            table: "source.kafka",
+            key: "listen",
+            problem: format!("{:?} is not an address such as 127.0.0.1:8080", k.listen),
+        });
+    }
+    let p = &k.partitions;
+    for (key, n) in [
+        ("raw_events", p.raw_events),
+        ("anomalies", p.anomalies),
+        ("feedback", p.feedback),
+        ("metrics", p.metrics),
+        ("dead_letter", p.dead_letter),
+        ("model_updates", p.model_updates),
+    ] {
+        if !(1..=100_000).contains(&n) {
+            problems.push(Problem {
+                table: "source.kafka.partitions",
+                key,
+                problem: format!("{n} partitions: must be 1 to 100000"),
+            });
+        }
+    }
+    problems
+}
+
+/// Files or topics: the sinks must fit the source.
+fn sinks_problems(file: &DataflowFile) -> Vec<Problem> {
+    let mut problems: Vec<Problem> = [
+        positive("sinks", "flush_ms", file.sinks.flush_ms),
+        positive("sinks", "rotate_bytes", file.sinks.rotate_bytes),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let kafka_in = file.source.kafka.is_some();
+    let problem = match (&file.sinks.kafka, &file.sinks.dir) {
+        (Some(_), _) if !kafka_in => Some(("kafka", "[sinks.kafka] needs [source.kafka]")),
+        (None, _) if kafka_in => Some(("kafka", "[source.kafka] writes to [sinks.kafka]: add it")),
+        (None, None) => Some((
+            "dir",
+            "missing field `dir` (a directory for the output files)",
+        )),
+        _ => None,
+    };
+    if let Some((key, problem)) = problem {
+        problems.push(Problem {
+            table: "sinks",
+            key,
+            problem: problem.to_string(),
+        });
+    }
+    problems
 }

@@ -5,6 +5,7 @@
 //! file, the line and the key ([`SettingsError`]).
 
 mod check;
+pub mod kafka;
 pub mod limits;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 pub use check::{line_of, message};
+pub use kafka::{Guarantee, KafkaSinksTable, KafkaTable, PartitionsTable};
 
 /// A dataflow file.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -44,7 +46,7 @@ pub struct SourceTable {
     pub file: Option<FileTable>,
     /// Serve `POST /events` over HTTP.
     pub http: Option<HttpTable>,
-    /// Consume a Kafka topic (not built yet: the Kafka issue completes it).
+    /// Consume a Kafka topic.
     pub kafka: Option<KafkaTable>,
 }
 
@@ -107,20 +109,6 @@ pub struct HttpTable {
     pub past_limit_seconds: u64,
 }
 
-/// `[source.kafka]`: read by the Kafka issue; refused until then.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaTable {
-    /// Bootstrap servers, `host:port,...`.
-    pub brokers: String,
-    /// The topic of raw events.
-    #[serde(default = "defaults::topic")]
-    pub topic: String,
-    /// The consumer group.
-    #[serde(default = "defaults::group")]
-    pub group: String,
-}
-
 /// `[features]`
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -156,8 +144,8 @@ pub struct ModelsTable {
 #[serde(deny_unknown_fields)]
 pub struct SinksTable {
     /// Directory of `alerts-*.jsonl`, `normal-*.jsonl` and
-    /// `dead_letters-*.jsonl`.
-    pub dir: PathBuf,
+    /// `dead_letters-*.jsonl`; required unless `[sinks.kafka]` is given.
+    pub dir: Option<PathBuf>,
     /// A file is closed and a new one begun past this many bytes.
     #[serde(default = "defaults::rotate_bytes")]
     pub rotate_bytes: u64,
@@ -165,6 +153,8 @@ pub struct SinksTable {
     /// least this often.
     #[serde(default = "defaults::flush_ms")]
     pub flush_ms: u64,
+    /// Write to Kafka topics instead of files (runs from `[source.kafka]`).
+    pub kafka: Option<KafkaSinksTable>,
 }
 
 /// `[cluster]`

@@ -3,6 +3,7 @@
 //! which hands it each batch in input order and finishes it at the end.
 
 pub mod file;
+pub mod kafka;
 pub mod memory;
 
 use crate::pipeline::PipelineError;

@@ -144,6 +144,12 @@ impl LiveInput {
         self.closed.load(Ordering::SeqCst)
     }
 
+    /// The dataflow's sources have started (a source other than
+    /// [`live_source`] says so itself).
+    pub fn mark_started(&self) {
+        self.started.store(true, Ordering::SeqCst);
+    }
+
     /// Whether the dataflow's sources have started.
     pub fn is_started(&self) -> bool {
         self.started.load(Ordering::SeqCst)

@@ -3,6 +3,7 @@
 //! one a run's settings name, and no operator after it knows which it was.
 
 pub mod file;
+pub mod kafka;
 pub mod live;
 pub mod order;
 
@@ -132,20 +133,30 @@ pub enum SourceSettings {
     File(file::FileSource),
     /// Events handed over by a server (HTTP), live.
     Live(std::sync::Arc<live::LiveInput>),
+    /// The partitions of a Kafka topic, live.
+    Kafka(std::sync::Arc<kafka::KafkaInput>),
 }
 
 impl SourceSettings {
-    /// Builds this worker's part of the source.
+    /// Builds this worker's part of the source; a Kafka source reads
+    /// through the worker's `link` (made by [`kafka::Link::new`]).
     pub fn build<'scope>(
         &self,
         scope: Scope<'scope, u64>,
         context: SourceContext,
-    ) -> Stream<'scope, u64, Vec<Parsed>> {
-        match self {
+        link: Option<Rc<kafka::Link>>,
+    ) -> Result<Stream<'scope, u64, Vec<Parsed>>, crate::kafka::KafkaError> {
+        Ok(match self {
+            SourceSettings::Kafka(input) => {
+                let link = link.ok_or_else(|| {
+                    crate::kafka::KafkaError::Other("a Kafka source needs its worker's link".into())
+                })?;
+                kafka::kafka_source(scope, std::sync::Arc::clone(input), link, context)
+            }
             SourceSettings::File(file) => file::file_source(scope, file.clone(), context),
             SourceSettings::Live(input) => {
                 live::live_source(scope, std::sync::Arc::clone(input), context)
             }
-        }
+        })
     }
 }

@@ -111,7 +111,9 @@ fn bad_files_are_refused_naming_the_file_the_line_and_the_key() {
 /// source: a struct's table is named by its doc line `` `[table]` ``, the
 /// top-level struct's is empty.
 fn documented_in_code() -> BTreeMap<(String, String), String> {
-    let text = std::fs::read_to_string(repo("src/settings/mod.rs")).unwrap();
+    let text = ["src/settings/mod.rs", "src/settings/kafka.rs"]
+        .map(|f| std::fs::read_to_string(repo(f)).unwrap())
+        .join("\n");
     let (mut table, mut doc, mut in_struct) = (None::<String>, Vec::new(), false);
     let mut keys = BTreeMap::new();
     for line in text.lines().map(str::trim) {

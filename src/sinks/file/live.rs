@@ -29,7 +29,8 @@ pub struct LiveStats {
 }
 
 impl LiveStats {
-    fn record(&self, latencies: impl Iterator<Item = u64>) {
+    /// Keeps latencies (µs), dropping the oldest past the most kept.
+    pub fn record(&self, latencies: impl Iterator<Item = u64>) {
         let mut kept = self.latencies.lock().unwrap_or_else(|e| e.into_inner());
         for l in latencies {
             if kept.len() == KEPT {
@@ -87,33 +88,36 @@ impl OutcomeLines {
             alerts,
         })
     }
+}
 
-    fn line(&self, o: &Outcome, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        if self.alerts {
-            if let Some(alert) = o.alert.as_deref() {
-                serde_json::to_writer(&mut *out, alert as &Alert)?;
-                out.push(b'\n');
-            }
-            return Ok(());
+/// Appends an outcome as one JSON line: with `alert`, its alert
+/// (schemas/alert_v1.json), nothing when it has none; else the short line
+/// of normal traffic (schemas/metrics_v1.json).
+pub fn outcome_line(o: &Outcome, alert: bool, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    if alert {
+        if let Some(alert) = o.alert.as_deref() {
+            serde_json::to_writer(&mut *out, alert as &Alert)?;
+            out.push(b'\n');
         }
-        let line = NormalLine {
-            event_id: o.id.to_string(),
-            seq: o.seq,
-            event_time: crate::clock::format_millis(o.time_ms as i64),
-            score: o.score,
-            scores: &o.components,
-        };
-        serde_json::to_writer(&mut *out, &line)?;
-        out.push(b'\n');
-        Ok(())
+        return Ok(());
     }
+    let line = NormalLine {
+        event_id: o.id.to_string(),
+        seq: o.seq,
+        event_time: crate::clock::format_millis(o.time_ms as i64),
+        score: o.score,
+        scores: &o.components,
+    };
+    serde_json::to_writer(&mut *out, &line)?;
+    out.push(b'\n');
+    Ok(())
 }
 
 impl Sink<Outcome> for OutcomeLines {
     fn write(&mut self, batch: &mut [Outcome]) -> Result<(), PipelineError> {
         let mut bytes = Vec::with_capacity(256 * batch.len());
         for o in batch.iter() {
-            self.line(o, &mut bytes)
+            outcome_line(o, self.alerts, &mut bytes)
                 .map_err(|e| PipelineError::component("live sink", e))?;
         }
         let file = self.file.as_mut().ok_or_else(|| closed(self.alerts))?;

@@ -207,6 +207,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &step)| FeatureRow {
+                account: crate::paysim::AccountId::from_name("C1"),
                 id: EventId::Row(u64::MAX - i as u64),
                 seq: i as u64,
                 time_ms: 0,

@@ -1,0 +1,176 @@
+//! What the Kafka source and sinks of one worker share: the consumer and
+//! the ledger of every partition it reads. The sinks of a worker write the
+//! outputs of exactly the events its source read (features and scores are
+//! computed where events are read), so the worker alone knows when a
+//! partition's offsets may be committed.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::ledger::Ledger;
+use super::{Guarantee, KafkaInput};
+use crate::kafka::context::{ConsumerCtx, Waker};
+use crate::kafka::KafkaError;
+
+/// Offset commits carry the latest time placed up to them, so that a
+/// restart knows where in event time to read again from: `t=<ms>`.
+pub const TIME_KEY: &str = "t=";
+
+/// Most messages a worker's sinks may have unacknowledged before its
+/// source stops reading (brokers slow or away: nothing is dropped, the
+/// source waits).
+pub const MAX_BACKLOG: usize = 200_000;
+
+/// A partition's latest released `(offset, time)`, and whether it was
+/// sent since.
+type Released = ((i64, u64), bool);
+
+/// A partition's committed offset and the time noted with it, if any.
+pub type Committed = Option<(i64, Option<u64>)>;
+
+/// One worker's consumer and ledgers.
+pub struct Link {
+    pub consumer: BaseConsumer<ConsumerCtx>,
+    pub topic: String,
+    /// Wakes this worker's source (librdkafka's queue callback).
+    pub waker: Waker,
+    /// Messages the sinks have sent and not yet seen acknowledged: the
+    /// source reads nothing while there are more than [`MAX_BACKLOG`].
+    pub backlog: Cell<usize>,
+    ledgers: RefCell<BTreeMap<i32, Ledger>>,
+    /// The latest released `(offset, time)` of each partition, and whether
+    /// it was sent since.
+    released: RefCell<BTreeMap<i32, Released>>,
+}
+
+impl Link {
+    /// This worker's consumer: no automatic commits, partition ends
+    /// reported, transactions' aborted messages skipped.
+    pub fn new(input: &KafkaInput, worker: usize) -> Result<Rc<Link>, KafkaError> {
+        let s = &input.settings;
+        let mut config = crate::kafka::client_config(&s.brokers);
+        config
+            .set("group.id", &s.group)
+            .set("client.id", format!("fraudflow-{}-w{worker}", s.group))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("fetch.wait.max.ms", "20")
+            .set("fetch.message.max.bytes", "16777216");
+        let context = ConsumerCtx::new(Arc::clone(&input.health));
+        let mut consumer: BaseConsumer<ConsumerCtx> = config
+            .create_with_context(context)
+            .map_err(|e| KafkaError::client(format!("a consumer for {}", s.brokers), e))?;
+        let waker = Waker::default();
+        let wake = waker.clone();
+        consumer.set_nonempty_callback(move || wake.wake());
+        Ok(Rc::new(Link {
+            consumer,
+            topic: s.topic.clone(),
+            waker,
+            backlog: Cell::new(0),
+            ledgers: RefCell::new(BTreeMap::new()),
+            released: RefCell::new(BTreeMap::new()),
+        }))
+    }
+
+    /// Notes that the message at `offset` of `partition` was placed at
+    /// logical time `time`.
+    pub fn record(&self, partition: i32, offset: i64, time: u64) {
+        self.ledgers
+            .borrow_mut()
+            .entry(partition)
+            .or_default()
+            .record(offset, time);
+    }
+
+    /// Releases, in every partition, the offsets whose outputs are all at
+    /// times before `frontier`; returns the offsets to commit, each with
+    /// the latest time placed up to it (see [`TIME_KEY`]), or `None` when
+    /// nothing moved (or, with `again`, nothing was ever released).
+    pub fn release(&self, frontier: u64, again: bool) -> Option<TopicPartitionList> {
+        let mut released = self.released.borrow_mut();
+        for (&partition, ledger) in self.ledgers.borrow_mut().iter_mut() {
+            if let Some(done) = ledger.release(frontier) {
+                released.insert(partition, (done, false));
+            }
+        }
+        let mut list = TopicPartitionList::new();
+        for (&partition, ((offset, time), sent)) in released.iter_mut() {
+            if !*sent || again {
+                let mut e = list.add_partition(&self.topic, partition);
+                // An offset taken from a message is valid.
+                let _ = e.set_offset(Offset::Offset(*offset));
+                e.set_metadata(format!("{TIME_KEY}{time}"));
+                *sent = true;
+            }
+        }
+        (list.count() > 0).then_some(list)
+    }
+
+    /// At least once: commits what the sinks have delivered before
+    /// `frontier`. Asynchronous, except the last (`last`), which waits.
+    /// A failed commit is sent again with the next.
+    pub fn commit(&self, frontier: u64, guarantee: Guarantee, last: bool) {
+        debug_assert_eq!(guarantee, Guarantee::AtLeastOnce);
+        let failures = &self.consumer.context().commit_failures;
+        let again = failures.swap(0, std::sync::atomic::Ordering::Relaxed) > 0 || last;
+        let Some(list) = self.release(frontier, again) else {
+            return;
+        };
+        let mode = if last {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        if let Err(e) = self.consumer.commit(&list, mode) {
+            self.consumer
+                .context()
+                .health
+                .report("commit", format!("committing offsets failed: {e}"));
+            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The committed offsets of `partitions`, each with the time noted
+    /// with it (`None`: nothing committed yet).
+    pub fn committed(
+        &self,
+        partitions: &[i32],
+        timeout: Duration,
+    ) -> Result<BTreeMap<i32, Committed>, KafkaError> {
+        let mut list = TopicPartitionList::new();
+        for &p in partitions {
+            list.add_partition(&self.topic, p);
+        }
+        let found = self
+            .consumer
+            .committed_offsets(list, timeout)
+            .map_err(|e| {
+                KafkaError::client(format!("the committed offsets of {}", self.topic), e)
+            })?;
+        Ok(found
+            .elements()
+            .iter()
+            .map(|e| {
+                let time = e
+                    .metadata()
+                    .strip_prefix(TIME_KEY)
+                    .and_then(|t| t.parse().ok());
+                let offset = match e.offset() {
+                    Offset::Offset(o) => Some((o, time)),
+                    _ => None,
+                };
+                (e.partition(), offset)
+            })
+            .collect())
+    }
+}

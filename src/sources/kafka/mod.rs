@@ -1,0 +1,166 @@
+//! The Kafka source: the partitions of the raw-events topic shared among
+//! every worker of every process, read the way STYLE.md takes from
+//! Materialize's Kafka source.
+//!
+//! - Partition `p` is read by worker `p mod peers`, assigned by hand (no
+//!   group rebalances to pause for); a watcher thread per process looks
+//!   up the topic's partitions every second, so a partition added while
+//!   running is picked up.
+//! - Each partition holds its own capability, downgraded only to what
+//!   that partition has delivered: one past the latest time it placed an
+//!   event at. A partition that has nothing more to read (librdkafka says
+//!   so with a partition end) and stays quiet for `idle_ms` stops holding
+//!   the frontier back: it follows the run's watermark, the latest time
+//!   any worker of any process placed an event at, plus one (see
+//!   [`beacon`]). An event stamped behind its partition's capability is
+//!   placed there, counted as late and scored, never dropped.
+//! - A worker reads at most `max_batch` messages an activation, and is
+//!   woken by librdkafka's callback when its queue fills, not by spinning.
+//! - Offsets are never committed automatically: the sinks commit a
+//!   partition's offset once the outputs of every message up to it are
+//!   delivered ([`ledger`]).
+//! - On start, each partition is read again from one velocity window
+//!   before its committed offset, by timestamp; the events before the
+//!   committed offset rebuild the velocity state and are written nowhere
+//!   ([`seq`]).
+
+pub mod beacon;
+pub mod ledger;
+pub mod link;
+mod reader;
+pub mod seq;
+pub mod watcher;
+
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use timely::dataflow::{Scope, Stream};
+
+use super::live::LiveInput;
+use super::order::TimeLimits;
+use super::{Parsed, SourceContext};
+use crate::kafka::health::Health;
+pub use crate::settings::Guarantee;
+pub use link::Link;
+
+/// The topics the sinks write to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkTopics {
+    pub anomalies: String,
+    pub metrics: String,
+    pub dead_letter: String,
+}
+
+/// A Kafka run's settings, checked.
+#[derive(Clone, Debug)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+    pub guarantee: Guarantee,
+    /// How long a partition with nothing more to read may hold the
+    /// frontier back.
+    pub idle: Duration,
+    /// Between offset commits (exactly once: transactions).
+    pub commit_every: Duration,
+    pub max_batch: usize,
+    pub limits: TimeLimits,
+    /// Event time (ms) read again before the committed offsets on start;
+    /// `None`: start at the committed offsets.
+    pub restore_ms: Option<u64>,
+    pub sinks: SinkTopics,
+}
+
+/// What the workers of one process share.
+#[derive(Debug)]
+pub struct KafkaInput {
+    pub settings: KafkaSettings,
+    /// The run's watermark (the latest place of any worker of any process,
+    /// plus one), which idle partitions and the model versions follow; its
+    /// closing ends the run.
+    pub hub: Arc<LiveInput>,
+    pub health: Arc<Health>,
+    /// This process's own latest place, plus one: what its beacon sends.
+    pub own: AtomicU64,
+    /// The topic's partitions, as the watcher last saw them (0: not yet).
+    pub partitions: AtomicI32,
+    /// Messages read (events and dead letters), not counting those read
+    /// again to rebuild state.
+    pub read: AtomicU64,
+    pub late: AtomicU64,
+    /// Events read again to rebuild the velocity state, written nowhere.
+    pub replayed: AtomicU64,
+    /// Messages sent to the alerts', normal traffic's and dead letters'
+    /// topics, and the latency from receipt to the send.
+    pub stats: Arc<crate::sinks::file::live::LiveStats>,
+}
+
+impl KafkaInput {
+    pub fn new(settings: KafkaSettings, process: usize, processes: usize) -> Arc<KafkaInput> {
+        Arc::new(KafkaInput {
+            hub: LiveInput::new(settings.limits, process, processes),
+            settings,
+            health: Arc::new(Health::default()),
+            own: AtomicU64::new(0),
+            partitions: AtomicI32::new(0),
+            read: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            stats: Arc::default(),
+        })
+    }
+
+    /// Notes a place of this process's, and moves the watermark past it.
+    pub fn placed(&self, latest: u64) {
+        let past = latest.saturating_add(1);
+        self.own.fetch_max(past, Ordering::SeqCst);
+        if self.hub.watermark() < past {
+            self.advance(past);
+        }
+    }
+
+    /// Moves the run's watermark to `to` (when later) and wakes the
+    /// sources, so idle partitions follow it.
+    pub fn advance(&self, to: u64) {
+        if self.hub.watermark() < to {
+            // `push` of nothing moves no queue: only the watermark.
+            self.hub
+                .tick(to.saturating_add(self.settings.limits.lateness_ms));
+            self.wake_sources();
+        }
+    }
+
+    /// The topic now has `n` partitions.
+    pub fn set_partitions(&self, n: i32) {
+        if self.partitions.swap(n, Ordering::SeqCst) != n {
+            self.wake_sources();
+        }
+    }
+
+    /// Stops the run: sources drop their capabilities, the dataflow drains.
+    pub fn close(&self) {
+        self.hub.close();
+        self.wake_sources();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.hub.is_closed()
+    }
+
+    /// Wakes every source of the process (they register with the hub).
+    fn wake_sources(&self) {
+        self.hub.wake();
+    }
+}
+
+/// This worker's part of the Kafka source, reading through `link`'s
+/// consumer.
+pub fn kafka_source<'scope>(
+    scope: Scope<'scope, u64>,
+    input: Arc<KafkaInput>,
+    link: std::rc::Rc<Link>,
+    context: SourceContext,
+) -> Stream<'scope, u64, Vec<Parsed>> {
+    reader::build(scope, input, link, context)
+}

@@ -1,0 +1,90 @@
+//! One thread per process that watches the brokers: it creates the topics
+//! that are missing (once), then looks up the raw-events topic's
+//! partitions every second, so that a partition added while running is
+//! read, and reports brokers it cannot reach as health, with backoff,
+//! until the run closes.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use super::KafkaInput;
+use crate::kafka::context::ConsumerCtx;
+use crate::kafka::KafkaError;
+
+/// Between looks at the topic when all is well.
+const EVERY: Duration = Duration::from_secs(1);
+/// Longest wait between tries when the brokers cannot be reached.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What to make before watching: topics and their partition counts
+/// (empty: make nothing).
+pub type Bootstrap = Box<dyn FnMut() -> Result<(), KafkaError> + Send>;
+
+/// Starts the watcher; it ends soon after the input closes.
+pub fn start(
+    input: Arc<KafkaInput>,
+    mut bootstrap: Bootstrap,
+) -> Result<JoinHandle<()>, KafkaError> {
+    let config = crate::kafka::client_config(&input.settings.brokers);
+    let client: BaseConsumer<ConsumerCtx> = config
+        .create_with_context(ConsumerCtx::new(Arc::clone(&input.health)))
+        .map_err(|e| KafkaError::client("a metadata client", e))?;
+    std::thread::Builder::new()
+        .name("kafka-watcher".into())
+        .spawn(move || {
+            let mut made = false;
+            let mut wait = Duration::from_millis(100);
+            while !input.is_closed() {
+                let step = if made { Ok(()) } else { bootstrap() };
+                let looked = step.and_then(|()| {
+                    made = true;
+                    partitions(&client, &input.settings.topic)
+                });
+                match looked {
+                    Ok(n) => {
+                        input.health.clear("brokers");
+                        input.set_partitions(n);
+                        wait = EVERY;
+                    }
+                    Err(e) => {
+                        input.health.report("brokers", e.to_string());
+                        wait = (wait * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
+                    }
+                }
+                sleep_unless_closed(&input, wait);
+            }
+        })
+        .map_err(|e| KafkaError::Other(format!("starting the watcher thread: {e}")))
+}
+
+/// The topic's partition count; an error when it does not exist.
+fn partitions(client: &BaseConsumer<ConsumerCtx>, topic: &str) -> Result<i32, KafkaError> {
+    let metadata = client
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .map_err(|e| KafkaError::client(format!("looking up topic {topic:?}"), e))?;
+    let found = metadata.topics().iter().find(|t| t.name() == topic);
+    match found {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+            Ok(t.partitions().len() as i32)
+        }
+        Some(t) => Err(KafkaError::Other(format!(
+            "topic {topic:?} is not readable: {:?}",
+            t.error()
+        ))),
+        None => Err(KafkaError::Other(format!("topic {topic:?} does not exist"))),
+    }
+}
+
+fn sleep_unless_closed(input: &KafkaInput, wait: Duration) {
+    let until = Instant::now() + wait;
+    while !input.is_closed() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}

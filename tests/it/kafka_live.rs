@@ -1,0 +1,234 @@
+//! `fraudflow run` from Kafka against librdkafka's mock cluster (in this
+//! process, on 127.0.0.1): every event in comes out once, in alerts,
+//! normal traffic or dead letters; the alerts are the backtest's for the
+//! same file and models; a restart after SIGKILL loses nothing and
+//! scores what follows as an uninterrupted run does.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fraudflow::dataflow::json_event::paysim_event;
+use fraudflow::event::STEP_MS;
+use fraudflow::paysim::PaysimReader;
+use fraudflow::sources::kafka::seq::ORDER_HEADER;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::Value;
+
+use crate::common::{backtest, free_port, generated, run_ok, s, train};
+
+/// A running `fraudflow run`, killed if the test fails first.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const OUTPUTS: [&str; 3] = ["anomalies", "metrics", "dead-letter"];
+
+fn mock() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("raw-events", 4, 1).unwrap();
+    for topic in OUTPUTS {
+        cluster.create_topic(topic, 2, 1).unwrap();
+    }
+    cluster
+}
+
+fn dataflow_file(dir: &Path, brokers: &str, models: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("live.toml");
+    let text = format!(
+        "[source.kafka]\nbrokers = {brokers:?}\nlisten = \"127.0.0.1:{}\"\nidle_ms = 200\n\
+         commit_ms = 50\ncreate_topics = false\n{extra}\n[models]\ndir = {:?}\npoll_seconds = 0\n\
+         [sinks.kafka]\n",
+        free_port(),
+        s(models)
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn start(file: &Path, workers: &str) -> Running {
+    let child = Command::new(env!("CARGO_BIN_EXE_fraudflow"))
+        .args(["run", s(file), "-w", workers, "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Running(child)
+}
+
+/// The file's rows as the JSON events a replay publishes: named by their
+/// 1-based row number and stamped with their step, keyed by account.
+fn publish(brokers: &str, input: &Path, garbage: &[&[u8]]) -> u64 {
+    let producer: BaseProducer = fraudflow::kafka::producer_config(brokers).create().unwrap();
+    let reader = PaysimReader::new(std::fs::File::open(input).unwrap()).unwrap();
+    let mut n = 0;
+    for (i, row) in reader.enumerate() {
+        let t = row.unwrap();
+        let event = paysim_event(&t, &(i + 1).to_string(), u64::from(t.step) * STEP_MS).to_string();
+        let key = t.name_orig.to_string();
+        let order = (i + 1).to_string();
+        let headers = OwnedHeaders::new().insert(Header {
+            key: ORDER_HEADER,
+            value: Some(&order),
+        });
+        send(
+            &producer,
+            BaseRecord::to("raw-events")
+                .key(&key)
+                .payload(&event)
+                .headers(headers),
+        );
+        n += 1;
+    }
+    for g in garbage {
+        send(
+            &producer,
+            BaseRecord::<(), [u8]>::to("raw-events").payload(g),
+        );
+        n += 1;
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    n
+}
+
+fn send<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes + ?Sized>(
+    producer: &BaseProducer,
+    mut record: BaseRecord<'_, K, P>,
+) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, r)) => {
+                record = r;
+                producer.poll(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Every message on the output topics, by topic, read until `n` in all
+/// have come or `limit` passes.
+fn read_outputs(brokers: &str, n: usize, limit: Duration) -> BTreeMap<String, Vec<Value>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "reader")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for topic in OUTPUTS {
+        for p in 0..2 {
+            list.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+        }
+    }
+    consumer.assign(&list).unwrap();
+    let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let deadline = Instant::now() + limit;
+    let mut seen = 0;
+    while seen < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let value: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            out.entry(m.topic().to_string()).or_default().push(value);
+            seen += 1;
+        }
+    }
+    out
+}
+
+/// Every input's name in the outputs: the event id, or for a dead letter
+/// where it came from.
+fn names(outputs: &BTreeMap<String, Vec<Value>>) -> Vec<String> {
+    let mut names: Vec<String> = outputs
+        .iter()
+        .flat_map(|(topic, values)| {
+            values.iter().map(move |v| {
+                let key = if topic == "dead-letter" {
+                    "source"
+                } else {
+                    "event_id"
+                };
+                v[key].as_str().unwrap().to_string()
+            })
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn sigterm(run: &mut Running) -> String {
+    // SAFETY: a plain signal to a child we started.
+    unsafe { libc::kill(run.0.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some(status) = run.0.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(run.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+            assert!(status.success(), "run failed: {err}");
+            return err;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("run did not stop on SIGTERM");
+}
+
+#[test]
+fn every_event_comes_out_once_and_the_alerts_are_the_backtests() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 6_000, 11);
+    let models = dir.path().join("models");
+    train(&input, &models, &[]);
+    let cluster = mock();
+    let brokers = cluster.bootstrap_servers();
+    let garbage: [&[u8]; 3] = [b"not json", b"\xff\xfe", &[b' '; 100_000]];
+    let n = publish(&brokers, &input, &garbage);
+    let file = dataflow_file(dir.path(), &brokers, &models, "");
+    let mut run = start(&file, "2");
+    let outputs = read_outputs(&brokers, n as usize, Duration::from_secs(60));
+    sigterm(&mut run);
+    let names = names(&outputs);
+    let mut unique = names.clone();
+    unique.dedup();
+    assert_eq!((names.len(), unique.len()), (n as usize, n as usize));
+    let codes: Vec<&str> = outputs["dead-letter"]
+        .iter()
+        .map(|d| d["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes.len(), garbage.len(), "{codes:?}");
+    // The backtest of the same file and models alerts on the same events.
+    let out = dir.path().join("bt");
+    run_ok(&backtest(&input, &models, &out, &[]));
+    let expected: Vec<String> = std::fs::read_to_string(out.join("alerts.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["event_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut got: Vec<String> = outputs
+        .get("anomalies")
+        .map(|a| {
+            a.iter()
+                .map(|v| v["event_id"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut expected = expected;
+    got.sort();
+    expected.sort();
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+}
