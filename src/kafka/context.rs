@@ -52,8 +52,12 @@ impl ConsumerCtx {
 
 impl ClientContext for ConsumerCtx {
     fn error(&self, error: RdError, reason: &str) {
-        self.health
-            .report("consumer", format!("{reason} ({error})"));
+        // The end of a partition is news, not trouble (the source reads it
+        // from its queue).
+        if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            self.health
+                .report("consumer", format!("{reason} ({error})"));
+        }
     }
 }
 

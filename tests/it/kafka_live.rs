@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use fraudflow::dataflow::json_event::paysim_event;
 use fraudflow::event::STEP_MS;
-use fraudflow::paysim::PaysimReader;
+use fraudflow::paysim::{PaysimReader, Transaction};
 use fraudflow::sources::kafka::seq::ORDER_HEADER;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -58,7 +58,7 @@ fn dataflow_file(dir: &Path, brokers: &str, models: &Path, extra: &str) -> PathB
 
 fn start(file: &Path, workers: &str) -> Running {
     let child = Command::new(env!("CARGO_BIN_EXE_fraudflow"))
-        .args(["run", s(file), "-w", workers, "--quiet"])
+        .args(["run", s(file), "-w", workers])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -66,17 +66,20 @@ fn start(file: &Path, workers: &str) -> Running {
     Running(child)
 }
 
-/// The file's rows as the JSON events a replay publishes: named by their
-/// 1-based row number and stamped with their step, keyed by account.
-fn publish(brokers: &str, input: &Path, garbage: &[&[u8]]) -> u64 {
-    let producer: BaseProducer = fraudflow::kafka::producer_config(brokers).create().unwrap();
+fn rows(input: &Path) -> Vec<Transaction> {
     let reader = PaysimReader::new(std::fs::File::open(input).unwrap()).unwrap();
-    let mut n = 0;
-    for (i, row) in reader.enumerate() {
-        let t = row.unwrap();
-        let event = paysim_event(&t, &(i + 1).to_string(), u64::from(t.step) * STEP_MS).to_string();
+    reader.map(Result::unwrap).collect()
+}
+
+/// `rows` (the file's from row `first`, 1-based) as the JSON events a
+/// replay publishes: named and ordered by their row number, stamped with
+/// their step, keyed by account; then `garbage`. How many were sent.
+fn publish(brokers: &str, rows: &[Transaction], first: usize, garbage: &[&[u8]]) -> u64 {
+    let producer: BaseProducer = fraudflow::kafka::producer_config(brokers).create().unwrap();
+    for (i, t) in rows.iter().enumerate() {
+        let order = (first + i).to_string();
+        let event = paysim_event(t, &order, u64::from(t.step) * STEP_MS).to_string();
         let key = t.name_orig.to_string();
-        let order = (i + 1).to_string();
         let headers = OwnedHeaders::new().insert(Header {
             key: ORDER_HEADER,
             value: Some(&order),
@@ -88,17 +91,15 @@ fn publish(brokers: &str, input: &Path, garbage: &[&[u8]]) -> u64 {
                 .payload(&event)
                 .headers(headers),
         );
-        n += 1;
     }
     for g in garbage {
         send(
             &producer,
             BaseRecord::<(), [u8]>::to("raw-events").payload(g),
         );
-        n += 1;
     }
     producer.flush(Duration::from_secs(30)).unwrap();
-    n
+    (rows.len() + garbage.len()) as u64
 }
 
 fn send<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes + ?Sized>(
@@ -119,10 +120,32 @@ fn send<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes + ?S
 /// Every message on the output topics, by topic, read until `n` in all
 /// have come or `limit` passes.
 fn read_outputs(brokers: &str, n: usize, limit: Duration) -> BTreeMap<String, Vec<Value>> {
+    read_until(brokers, limit, |_, seen| seen >= n)
+}
+
+/// The name of an output: its event's id, or for a dead letter where it
+/// came from.
+fn name(topic: &str, v: &Value) -> String {
+    let key = if topic == "dead-letter" {
+        "source"
+    } else {
+        "event_id"
+    };
+    v[key].as_str().unwrap().to_string()
+}
+
+/// Every message on the output topics, by topic, read until `done` says so
+/// (given how many distinct inputs they name, and how many there are) or
+/// `limit` passes.
+fn read_until(
+    brokers: &str,
+    limit: Duration,
+    done: impl Fn(usize, usize) -> bool,
+) -> BTreeMap<String, Vec<Value>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "reader")
-        .set("isolation.level", "read_committed")
+        .set("isolation.level", "read_uncommitted")
         .create()
         .unwrap();
     let mut list = TopicPartitionList::new();
@@ -136,9 +159,11 @@ fn read_outputs(brokers: &str, n: usize, limit: Duration) -> BTreeMap<String, Ve
     let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let deadline = Instant::now() + limit;
     let mut seen = 0;
-    while seen < n && Instant::now() < deadline {
+    let mut names = std::collections::HashSet::new();
+    while !done(names.len(), seen) && Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             let value: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            names.insert(name(m.topic(), &value));
             out.entry(m.topic().to_string()).or_default().push(value);
             seen += 1;
         }
@@ -151,16 +176,7 @@ fn read_outputs(brokers: &str, n: usize, limit: Duration) -> BTreeMap<String, Ve
 fn names(outputs: &BTreeMap<String, Vec<Value>>) -> Vec<String> {
     let mut names: Vec<String> = outputs
         .iter()
-        .flat_map(|(topic, values)| {
-            values.iter().map(move |v| {
-                let key = if topic == "dead-letter" {
-                    "source"
-                } else {
-                    "event_id"
-                };
-                v[key].as_str().unwrap().to_string()
-            })
-        })
+        .flat_map(|(topic, values)| values.iter().map(move |v| name(topic, v)))
         .collect();
     names.sort();
     names
@@ -191,7 +207,7 @@ fn every_event_comes_out_once_and_the_alerts_are_the_backtests() {
     let cluster = mock();
     let brokers = cluster.bootstrap_servers();
     let garbage: [&[u8]; 3] = [b"not json", b"\xff\xfe", &[b' '; 100_000]];
-    let n = publish(&brokers, &input, &garbage);
+    let n = publish(&brokers, &rows(&input), 1, &garbage);
     let file = dataflow_file(dir.path(), &brokers, &models, "");
     let mut run = start(&file, "2");
     let outputs = read_outputs(&brokers, n as usize, Duration::from_secs(60));
@@ -231,4 +247,93 @@ fn every_event_comes_out_once_and_the_alerts_are_the_backtests() {
     expected.sort();
     assert!(!expected.is_empty());
     assert_eq!(got, expected);
+}
+
+/// Each event's score, by its id, from the alerts and normal traffic
+/// (every copy of an event must carry the same one).
+fn scores(outputs: &BTreeMap<String, Vec<Value>>) -> BTreeMap<String, Vec<f64>> {
+    let mut scores: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for topic in ["anomalies", "metrics"] {
+        for v in outputs.get(topic).into_iter().flatten() {
+            let id = v["event_id"].as_str().unwrap().to_string();
+            scores
+                .entry(id)
+                .or_default()
+                .push(v["score"].as_f64().unwrap());
+        }
+    }
+    scores
+}
+
+/// The number in the run's last summary line: "N events read again".
+fn replayed(stderr: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .rfind(|l| l.contains("read again"))
+        .unwrap_or_default();
+    let count = line.split(';').nth(1).unwrap_or_default().trim();
+    let digits: String = count
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .collect();
+    digits.replace(',', "").parse().unwrap_or(0)
+}
+
+#[test]
+fn a_restart_after_sigkill_loses_nothing_and_scores_as_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 20_000, 12);
+    let models = dir.path().join("models");
+    train(&input, &models, &[]);
+    let all = rows(&input);
+    let n = all.len();
+    // The uninterrupted run, on a cluster of its own.
+    let clean = mock();
+    let clean_brokers = clean.bootstrap_servers();
+    publish(&clean_brokers, &all, 1, &[]);
+    let mut run = start(&dataflow_file(dir.path(), &clean_brokers, &models, ""), "2");
+    let expected = scores(&read_outputs(&clean_brokers, n, Duration::from_secs(60)));
+    sigterm(&mut run);
+    assert_eq!(expected.len(), n);
+    // The same stream, killed while the first part is being scored; the
+    // rest is published while it is down.
+    let cluster = mock();
+    let brokers = cluster.bootstrap_servers();
+    let split = n * 3 / 5;
+    publish(&brokers, &all[..split], 1, &[]);
+    let file = dataflow_file(dir.path(), &brokers, &models, "");
+    let mut run = start(&file, "2");
+    read_outputs(&brokers, split / 2, Duration::from_secs(60));
+    run.0.kill().unwrap();
+    run.0.wait().unwrap();
+    publish(&brokers, &all[split..], split + 1, &[]);
+    let mut run = start(&file, "2");
+    let outputs = read_until(&brokers, Duration::from_secs(60), |distinct, _| {
+        distinct >= n
+    });
+    let stderr = sigterm(&mut run);
+    let got = scores(&outputs);
+    assert_eq!(got.len(), n, "events lost: {stderr}");
+    let copies: usize = got.values().map(Vec::len).sum();
+    eprintln!(
+        "restart: {} duplicates after the SIGKILL, {} events read again",
+        copies - n,
+        replayed(&stderr)
+    );
+    assert!(
+        replayed(&stderr) > 0,
+        "no velocity state was rebuilt: {stderr}"
+    );
+    let differ: Vec<&String> = got
+        .iter()
+        .filter(|(id, s)| s.iter().any(|x| *x != expected[*id][0]))
+        .map(|(id, _)| id)
+        .collect();
+    let mut d: Vec<usize> = differ.iter().map(|x| x.parse().unwrap()).collect();
+    d.sort();
+    for (id, scores) in &got {
+        for s in scores {
+            assert_eq!(*s, expected[id][0], "event {id}: {scores:?}");
+        }
+    }
 }

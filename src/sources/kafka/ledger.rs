@@ -127,3 +127,131 @@ mod tests {
         assert_eq!(ledger.release(100), None);
     }
 }
+
+/// Where, in a partition's offsets, each stretch of event time began: what
+/// a restart reads again from, one velocity window before its committed
+/// offset, without asking the brokers to search by timestamp (a producer
+/// may stamp messages with when it sent them, not with their event time).
+///
+/// Time is cut in `window / BUCKETS` buckets; the index keeps the first
+/// offset placed in each bucket of the last two windows (as the prefix
+/// maximum of times, as the ledger does), so it is small whatever the
+/// rate. The offset it gives is the first of the latest bucket that began
+/// at or before the window's start: never after the first offset the
+/// window needs.
+///
+/// ```
+/// use fraudflow::sources::kafka::ledger::WindowIndex;
+///
+/// let mut index = WindowIndex::new(1_000); // buckets of 15 ms
+/// for (offset, time) in [(0, 0), (1, 400), (2, 1_100), (3, 1_200), (4, 2_100)] {
+///     index.record(offset, time);
+/// }
+/// // A commit at time 2,100 needs what was placed after 1,100: read again
+/// // from offset 2, the first of the bucket holding 1,100.
+/// assert_eq!(index.start(2_100), Some(2));
+/// ```
+#[derive(Clone, Debug)]
+pub struct WindowIndex {
+    window: u64,
+    bucket: u64,
+    /// `(bucket, first offset placed in it)`, by bucket.
+    entries: VecDeque<(u64, i64)>,
+    latest: u64,
+}
+
+/// Buckets a window is cut into.
+pub const BUCKETS: u64 = 64;
+
+impl WindowIndex {
+    /// An index for a velocity window of `window` ms.
+    pub fn new(window: u64) -> WindowIndex {
+        WindowIndex {
+            window,
+            bucket: (window / BUCKETS).max(1),
+            entries: VecDeque::new(),
+            latest: 0,
+        }
+    }
+
+    /// Notes the message at `offset` (later than any before), placed at
+    /// `time`.
+    pub fn record(&mut self, offset: i64, time: u64) {
+        self.latest = self.latest.max(time);
+        let bucket = self.latest / self.bucket;
+        if self.entries.back().is_none_or(|&(b, _)| b < bucket) {
+            self.entries.push_back((bucket, offset));
+        }
+        let keep_from = self.latest.saturating_sub(2 * self.window) / self.bucket;
+        while self.entries.len() > 1 && self.entries[1].0 <= keep_from {
+            self.entries.pop_front();
+        }
+    }
+
+    /// The offset to read again from for a commit made at time `time`: the
+    /// first offset of the bucket holding `time` less one window (or of the
+    /// earliest bucket kept); `None` before anything was recorded.
+    pub fn start(&self, time: u64) -> Option<i64> {
+        let from = time.saturating_sub(self.window) / self.bucket;
+        let at = self.entries.partition_point(|&(b, _)| b <= from);
+        let i = at.saturating_sub(1);
+        self.entries.get(i).map(|&(_, offset)| offset)
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::WindowIndex;
+
+    /// The plain answer: the first offset of the latest bucket (of prefix
+    /// times) at or before the window's start, among the offsets kept.
+    fn oracle(placed: &[(i64, u64)], time: u64, window: u64, bucket: u64) -> i64 {
+        let from = time.saturating_sub(window) / bucket;
+        let kept = time.saturating_sub(2 * window) / bucket;
+        let buckets: Vec<(i64, u64)> = placed.iter().map(|&(o, t)| (o, t / bucket)).collect();
+        let best = buckets
+            .iter()
+            .filter(|&&(_, b)| b <= from)
+            .map(|&(_, b)| b)
+            .max();
+        let first_kept = buckets
+            .iter()
+            .rev()
+            .find(|&&(_, b)| b <= kept)
+            .map(|&(_, b)| b);
+        let target = match (best, first_kept) {
+            (Some(b), Some(k)) => b.max(k),
+            (Some(b), None) => b,
+            (None, _) => buckets[0].1,
+        };
+        buckets.iter().find(|&&(_, b)| b == target).unwrap().0
+    }
+
+    #[test]
+    fn the_start_is_the_plain_answer_and_never_after_the_windows_first_offset() {
+        let window = 3_600_000;
+        let bucket = window / super::BUCKETS;
+        let mut index = WindowIndex::new(window);
+        let mut placed = Vec::new();
+        let mut time = 0u64;
+        for offset in 0..20_000i64 {
+            time += (offset as u64 * 7919) % 500_000;
+            index.record(offset, time);
+            placed.push((offset, time));
+            if offset % 499 == 0 {
+                let start = index.start(time).unwrap();
+                assert_eq!(
+                    start,
+                    oracle(&placed, time, window, bucket),
+                    "offset {offset}"
+                );
+                let first_inside = placed.iter().find(|&&(_, t)| t + window > time).unwrap().0;
+                assert!(
+                    start <= first_inside,
+                    "offset {offset}: {start} > {first_inside}"
+                );
+            }
+        }
+        assert!(index.entries.len() <= 2 * super::BUCKETS as usize + 2);
+    }
+}

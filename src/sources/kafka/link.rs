@@ -13,14 +13,48 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::ledger::Ledger;
+use super::ledger::{Ledger, WindowIndex};
 use super::{Guarantee, KafkaInput};
 use crate::kafka::context::{ConsumerCtx, Waker};
 use crate::kafka::KafkaError;
 
-/// Offset commits carry the latest time placed up to them, so that a
-/// restart knows where in event time to read again from: `t=<ms>`.
+/// Offset commits carry the latest time placed up to them and the offset
+/// one velocity window before it, so that a restart knows where to read
+/// again from: `t=<ms>;w=<offset>`.
 pub const TIME_KEY: &str = "t=";
+/// See [`TIME_KEY`].
+pub const WINDOW_KEY: &str = ";w=";
+
+/// What a commit noted, read back on a restart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Noted {
+    /// The latest time placed up to the committed offset.
+    pub time: Option<u64>,
+    /// The offset to read again from.
+    pub window_start: Option<i64>,
+}
+
+impl Noted {
+    /// Reads a commit's metadata; what it cannot read is `None`.
+    ///
+    /// ```
+    /// use fraudflow::sources::kafka::link::Noted;
+    ///
+    /// let noted = Noted::parse("t=7200000;w=42");
+    /// assert_eq!((noted.time, noted.window_start), (Some(7_200_000), Some(42)));
+    /// assert_eq!(Noted::parse("something else"), Noted::default());
+    /// ```
+    pub fn parse(metadata: &str) -> Noted {
+        let Some(rest) = metadata.strip_prefix(TIME_KEY) else {
+            return Noted::default();
+        };
+        let (time, window) = rest.split_once(WINDOW_KEY).unwrap_or((rest, ""));
+        Noted {
+            time: time.parse().ok(),
+            window_start: window.parse().ok(),
+        }
+    }
+}
 
 /// Most messages a worker's sinks may have unacknowledged before its
 /// source stops reading (brokers slow or away: nothing is dropped, the
@@ -31,8 +65,8 @@ pub const MAX_BACKLOG: usize = 200_000;
 /// sent since.
 type Released = ((i64, u64), bool);
 
-/// A partition's committed offset and the time noted with it, if any.
-pub type Committed = Option<(i64, Option<u64>)>;
+/// A partition's committed offset and what was noted with it, if any.
+pub type Committed = Option<(i64, Noted)>;
 
 /// One worker's consumer and ledgers.
 pub struct Link {
@@ -44,6 +78,10 @@ pub struct Link {
     /// source reads nothing while there are more than [`MAX_BACKLOG`].
     pub backlog: Cell<usize>,
     ledgers: RefCell<BTreeMap<i32, Ledger>>,
+    /// Where each partition's stretches of event time began (with a restore
+    /// window).
+    windows: RefCell<BTreeMap<i32, WindowIndex>>,
+    restore_ms: Option<u64>,
     /// The latest released `(offset, time)` of each partition, and whether
     /// it was sent since.
     released: RefCell<BTreeMap<i32, Released>>,
@@ -78,6 +116,8 @@ impl Link {
             waker,
             backlog: Cell::new(0),
             ledgers: RefCell::new(BTreeMap::new()),
+            windows: RefCell::new(BTreeMap::new()),
+            restore_ms: s.restore_ms,
             released: RefCell::new(BTreeMap::new()),
         }))
     }
@@ -90,6 +130,13 @@ impl Link {
             .entry(partition)
             .or_default()
             .record(offset, time);
+        if let Some(window) = self.restore_ms {
+            self.windows
+                .borrow_mut()
+                .entry(partition)
+                .or_insert_with(|| WindowIndex::new(window))
+                .record(offset, time);
+        }
     }
 
     /// Releases, in every partition, the offsets whose outputs are all at
@@ -109,7 +156,15 @@ impl Link {
                 let mut e = list.add_partition(&self.topic, partition);
                 // An offset taken from a message is valid.
                 let _ = e.set_offset(Offset::Offset(*offset));
-                e.set_metadata(format!("{TIME_KEY}{time}"));
+                let start = self
+                    .windows
+                    .borrow()
+                    .get(&partition)
+                    .and_then(|w| w.start(*time));
+                e.set_metadata(match start {
+                    Some(w) => format!("{TIME_KEY}{time}{WINDOW_KEY}{w}"),
+                    None => format!("{TIME_KEY}{time}"),
+                });
                 *sent = true;
             }
         }
@@ -161,12 +216,8 @@ impl Link {
             .elements()
             .iter()
             .map(|e| {
-                let time = e
-                    .metadata()
-                    .strip_prefix(TIME_KEY)
-                    .and_then(|t| t.parse().ok());
                 let offset = match e.offset() {
-                    Offset::Offset(o) => Some((o, time)),
+                    Offset::Offset(o) => Some((o, Noted::parse(e.metadata()))),
                     _ => None,
                 };
                 (e.partition(), offset)

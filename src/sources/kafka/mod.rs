@@ -7,13 +7,14 @@
 //!   up the topic's partitions every second, so a partition added while
 //!   running is picked up.
 //! - Each partition holds its own capability, downgraded only to what
-//!   that partition has delivered: one past the latest time it placed an
-//!   event at. A partition that has nothing more to read (librdkafka says
-//!   so with a partition end) and stays quiet for `idle_ms` stops holding
-//!   the frontier back: it follows the run's watermark, the latest time
-//!   any worker of any process placed an event at, plus one (see
-//!   [`beacon`]). An event stamped behind its partition's capability is
-//!   placed there, counted as late and scored, never dropped.
+//!   that partition has delivered: the latest time it placed an event at
+//!   (more events of that time may follow, and must not be late). A
+//!   partition that has nothing more to read (librdkafka says so with a
+//!   partition end) and stays quiet for `idle_ms` stops holding the
+//!   frontier back: it follows the run's watermark, the latest time any
+//!   worker of any process placed an event at, plus one (see [`beacon`]).
+//!   An event stamped behind its partition's capability is placed there,
+//!   counted as late and scored, never dropped.
 //! - A worker reads at most `max_batch` messages an activation, and is
 //!   woken by librdkafka's callback when its queue fills, not by spinning.
 //! - Offsets are never committed automatically: the sinks commit a

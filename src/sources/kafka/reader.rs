@@ -32,7 +32,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// One partition read by this worker.
 struct Part {
     cap: Capability<u64>,
-    /// One past the latest time an event was placed at.
+    /// One past the latest time an event was placed at (the capability's
+    /// time until then).
     hi: u64,
     /// Whether everything written to the partition has been read.
     at_end: bool,
@@ -60,6 +61,10 @@ struct Reader {
     activator: Activator,
     retry_at: Option<Instant>,
     backoff: Duration,
+    /// Whether this worker has taken its share of the partitions the topic
+    /// had when it started: until then it holds the frontier where it is,
+    /// or its first events would come after the others' and be late.
+    started: bool,
 }
 
 type Output<'a> = timely::dataflow::operators::generic::OutputBuilderSession<
@@ -99,6 +104,7 @@ pub(super) fn build<'scope>(
                 activator,
                 retry_at: None,
                 backoff: Duration::from_millis(100),
+                started: false,
             });
             move |output| {
                 let Some(r) = reader.as_mut() else { return };
@@ -128,10 +134,12 @@ impl Reader {
             .filter(|p| *p as usize % self.peers == self.worker && !self.parts.contains_key(p))
             .collect();
         if new.is_empty() {
+            self.started |= known > 0;
             return;
         }
         match self.starts(&new).and_then(|starts| self.assign(starts)) {
             Ok(()) => {
+                self.started = true;
                 self.retry_at = None;
                 self.backoff = Duration::from_millis(100);
                 self.input.health.clear("assign");
@@ -146,18 +154,21 @@ impl Reader {
     }
 
     /// Where to start each partition, and below which offset to mute:
-    /// one velocity window (by timestamp) before the committed offset,
-    /// muted up to it; the beginning where nothing was committed.
+    /// one velocity window before the committed offset (where the commit
+    /// noted it began, or else where the brokers find that time), muted up
+    /// to it; the beginning where nothing was committed.
     fn starts(&self, new: &[i32]) -> Result<Vec<(i32, Offset, i64)>, crate::kafka::KafkaError> {
         let committed = self.link.committed(new, CALL_TIMEOUT)?;
         let restore = self.input.settings.restore_ms;
         let mut lookup = TopicPartitionList::new();
         for (&p, c) in &committed {
-            if let (Some(window), Some((_, Some(time)))) = (restore, c) {
-                let from = time.saturating_sub(window) as i64;
-                let _ = lookup
-                    .add_partition(&self.link.topic, p)
-                    .set_offset(Offset::Offset(from));
+            if let (Some(window), Some((_, noted))) = (restore, c) {
+                if let (None, Some(time)) = (noted.window_start, noted.time) {
+                    let from = time.saturating_sub(window) as i64;
+                    let _ = lookup
+                        .add_partition(&self.link.topic, p)
+                        .set_offset(Offset::Offset(from));
+                }
             }
         }
         let found = if lookup.count() > 0 {
@@ -172,11 +183,16 @@ impl Reader {
             .into_iter()
             .map(|(p, c)| match c {
                 None => (p, Offset::Beginning, -1),
-                Some((offset, _)) => {
-                    let back = found
-                        .find_partition(&self.link.topic, p)
-                        .and_then(|e| e.offset().to_raw())
-                        .filter(|&o| o >= 0 && o < offset);
+                Some((offset, noted)) => {
+                    let looked_up = || {
+                        found
+                            .find_partition(&self.link.topic, p)
+                            .and_then(|e| e.offset().to_raw())
+                    };
+                    let back = noted
+                        .window_start
+                        .or_else(looked_up)
+                        .filter(|&o| restore.is_some() && o >= 0 && o < offset);
                     (p, Offset::Offset(back.unwrap_or(offset)), offset)
                 }
             })
@@ -307,10 +323,11 @@ impl Reader {
         let mut latest = None;
         for part in self.parts.values_mut() {
             let quiet = part.at_end && part.quiet_since.elapsed() >= idle;
+            // Active, more events of its latest time may follow: hold there.
             let target = if quiet {
                 part.hi.max(watermark)
             } else {
-                part.hi
+                part.hi.saturating_sub(1)
             };
             if target > *part.cap.time() {
                 part.cap.downgrade(&target);
@@ -320,7 +337,7 @@ impl Reader {
         if let Some(hi) = latest.filter(|&hi| hi > 0) {
             self.input.placed(hi - 1);
         }
-        if watermark > *self.discovery.time() {
+        if self.started && watermark > *self.discovery.time() {
             self.discovery.downgrade(&watermark);
         }
     }
