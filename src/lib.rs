@@ -16,6 +16,7 @@ pub mod event;
 pub mod excerpt;
 pub mod features;
 pub mod generate;
+pub mod kafka;
 pub mod models;
 pub mod paysim;
 pub mod pipeline;
