@@ -5,6 +5,8 @@
 //! partition keys with murmur2, as the Java client does, so that one
 //! account's messages land in one partition whichever client wrote them.
 
+pub mod topics;
+
 use rdkafka::ClientConfig;
 
 /// A Kafka client's settings for `brokers` (`host:port,...`), common to
