@@ -5,6 +5,7 @@
 //! partition keys with murmur2, as the Java client does, so that one
 //! account's messages land in one partition whichever client wrote them.
 
+pub mod replay;
 pub mod topics;
 
 use rdkafka::ClientConfig;
