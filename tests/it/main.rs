@@ -13,6 +13,7 @@ mod hostile_messages;
 mod hostile_models;
 mod hostile_outputs;
 mod hostile_reports;
+mod kafka_replay;
 mod live;
 mod models;
 mod output;
