@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use fraudflow::kafka::replay::{replay, ReplaySettings};
+use fraudflow::kafka::replay::{replay, ReplayError, ReplaySettings};
 
 use super::grouped;
 
@@ -42,7 +42,13 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
         ReplaySettings::new(&args.input, &args.brokers, &args.topic, Some(args.rate))?;
     settings.timeout = std::time::Duration::from_secs(args.timeout);
     settings.quiet = quiet;
-    let report = replay(&settings)?;
+    let report = replay(&settings).map_err(|err| match err {
+        // A bad PaySim header is the data's fault: exit 1, as elsewhere.
+        ReplayError::Paysim { path, source } => {
+            anyhow::Error::new(source).context(path.display().to_string())
+        }
+        other => other.into(),
+    })?;
     if report.bad_rows > 0 {
         outln!(
             "replay: {} PaySim rows did not parse and were published as they are",

@@ -409,7 +409,8 @@ fn send(producer: &BaseProducer<Deliveries>, topic: &str, message: &Message) {
             }
             Err((err, _)) => {
                 let what = format!("a message of {} bytes: {err}", message.payload.len());
-                return producer.context().fail(what);
+                producer.context().fail(what);
+                return;
             }
         }
     }

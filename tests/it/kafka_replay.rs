@@ -153,10 +153,7 @@ fn replay_publishes_paysim_rows_as_the_backtest_names_and_times_them_keyed_by_ac
     let brokers = cluster.bootstrap_servers();
     let (stdout, _) = replay(&input, &brokers, &["-q"], true);
     let line = "replay: 3,000 events published to raw-events (0 failed) in ";
-    assert!(
-        stdout.lines().last().unwrap().starts_with(&line),
-        "{stdout}"
-    );
+    assert!(stdout.lines().last().unwrap().starts_with(line), "{stdout}");
 
     let got = consume(&brokers, "raw-events", 8, want.len());
     assert_eq!(got.len(), want.len());
@@ -191,9 +188,12 @@ fn replay_publishes_paysim_rows_as_the_backtest_names_and_times_them_keyed_by_ac
     assert!(used.len() > 1, "every account in one partition: {used:?}");
 }
 
+/// A published message as the tests compare it: payload, key, timestamp.
+type Published = (Vec<u8>, Option<String>, Option<i64>);
+
 /// A JSON-lines file: events, then garbage of every kind; with what each
 /// published line should be, key and timestamp.
-fn json_lines_case() -> (Vec<u8>, Vec<(Vec<u8>, Option<String>, Option<i64>)>) {
+fn json_lines_case() -> (Vec<u8>, Vec<Published>) {
     let base = 1_764_000_000_000i64;
     let mut file = Vec::new();
     let mut want = Vec::new();
