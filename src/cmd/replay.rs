@@ -44,10 +44,11 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     settings.quiet = quiet;
     let report = replay(&settings).map_err(|err| match err {
         // A bad PaySim header is the data's fault: exit 1, as elsewhere.
-        ReplayError::Paysim { path, source } => {
-            anyhow::Error::new(source).context(path.display().to_string())
+        ReplayError::Paysim { path, cause } => {
+            anyhow::Error::new(cause).context(path.display().to_string())
         }
-        other => other.into(),
+        // A Kafka error's message holds its causes: printed once.
+        other => anyhow::anyhow!("{other}"),
     })?;
     if report.bad_rows > 0 {
         outln!(

@@ -117,18 +117,14 @@ pub enum ReplayError {
         setting: &'static str,
         problem: String,
     },
-    #[error("cannot read {}: {source}", path.display())]
+    /// The cause is in the message, and so not given as `source()` too.
+    #[error("cannot read {}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{}: {source}", path.display())]
-    Paysim {
-        path: PathBuf,
-        #[source]
-        source: ReadError,
-    },
+    #[error("{}: {cause}", path.display())]
+    Paysim { path: PathBuf, cause: ReadError },
     #[error(transparent)]
     Kafka(#[from] KafkaError),
 }
@@ -238,9 +234,9 @@ type Messages = Box<dyn Iterator<Item = Result<(Message, bool), ReplayError>>>;
 /// bytes read so far.
 fn open(settings: &ReplaySettings) -> Result<(Messages, u64, Rc<Cell<u64>>), ReplayError> {
     let path = settings.input.clone();
-    let io = |source| ReplayError::Io {
+    let io = |cause| ReplayError::Io {
         path: settings.input.clone(),
-        source,
+        cause,
     };
     let file = File::open(&path).map_err(io)?;
     let size = file.metadata().map_err(io)?.len();
@@ -251,18 +247,18 @@ fn open(settings: &ReplaySettings) -> Result<(Messages, u64, Rc<Cell<u64>>), Rep
     };
     let messages: Messages = match settings.format {
         InputFormat::PaysimCsv => {
-            let mut reader = PaysimReader::new(counted).map_err(|source| ReplayError::Paysim {
+            let mut reader = PaysimReader::new(counted).map_err(|cause| ReplayError::Paysim {
                 path: path.clone(),
-                source,
+                cause,
             })?;
             Box::new(std::iter::from_fn(move || {
                 let row = reader.next()?;
                 Some(match row {
                     Ok(t) => Ok((paysim_message(reader.line() - 1, &t), false)),
                     Err(ReadError::Row(_)) => Ok((raw_message(reader.last_line()), true)),
-                    Err(source) => Err(ReplayError::Paysim {
+                    Err(cause) => Err(ReplayError::Paysim {
                         path: path.clone(),
-                        source,
+                        cause,
                     }),
                 })
             }))
@@ -295,10 +291,10 @@ fn json_lines(
         match input.read_until(b'\n', &mut buf) {
             Ok(0) => return None,
             Ok(_) => {}
-            Err(source) => {
+            Err(cause) => {
                 return Some(Err(ReplayError::Io {
                     path: path.clone(),
-                    source,
+                    cause,
                 }))
             }
         }

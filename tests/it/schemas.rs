@@ -267,6 +267,34 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Posts `body` (`n` events) to the run at `base` once it listens, waits
+/// until it has routed them all, and stops it with SIGTERM, which drains
+/// the sinks: every line is whole when it exits.
+fn post_and_drain(run: &mut KillOnDrop, base: &str, body: &str, n: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let written = loop {
+        let posted = ureq::post(&format!("{base}/events")).send(body.as_bytes());
+        if posted.is_ok() || std::time::Instant::now() > deadline {
+            break posted.map(|_| ());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    written.unwrap();
+    let health = || -> Value {
+        let mut reply = ureq::get(&format!("{base}/health")).call().unwrap();
+        serde_json::from_str(&reply.body_mut().read_to_string().unwrap()).unwrap()
+    };
+    let routed = |h: &Value| h["alerts"].as_u64().unwrap() + h["normal"].as_u64().unwrap();
+    while routed(&health()) < n && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SIGTERM drains the sinks: every line is whole when it exits.
+    let pid = libc::pid_t::try_from(run.0.id()).unwrap();
+    // SAFETY: kill(2) on a child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert!(run.0.wait().unwrap().success());
+}
+
 /// A live run's outputs in their schemas: normal traffic (the metrics
 /// sink) in metrics_v1.json, alerts in alert_v1.json.
 #[test]
@@ -286,7 +314,6 @@ fn a_live_runs_normal_traffic_and_alerts_are_in_their_schemas() {
     );
     std::fs::write(&flow, text).unwrap();
     let mut run = KillOnDrop(crate::common::spawn(&["run", s(&flow), "--quiet"], None));
-    let base = format!("http://127.0.0.1:{port}");
     let rows = fraudflow::generate::Generator::new(
         fraudflow::generate::GeneratorParams::new(2_000, 9)
             .check()
@@ -297,28 +324,7 @@ fn a_live_runs_normal_traffic_and_alerts_are_in_their_schemas() {
         .enumerate()
         .map(|(i, t)| paysim_event(&t, &format!("m{i}"), now).to_string() + "\n")
         .collect();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let written = loop {
-        let posted = ureq::post(&format!("{base}/events")).send(body.as_bytes());
-        if posted.is_ok() || std::time::Instant::now() > deadline {
-            break posted.map(|_| ());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    written.unwrap();
-    let health = || -> Value {
-        let mut reply = ureq::get(&format!("{base}/health")).call().unwrap();
-        serde_json::from_str(&reply.body_mut().read_to_string().unwrap()).unwrap()
-    };
-    let routed = |h: &Value| h["alerts"].as_u64().unwrap() + h["normal"].as_u64().unwrap();
-    while routed(&health()) < 2_000 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    // SIGTERM drains the sinks: every line is whole when it exits.
-    let pid = libc::pid_t::try_from(run.0.id()).unwrap();
-    // SAFETY: kill(2) on a child this test spawned and has not reaped.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    assert!(run.0.wait().unwrap().success());
+    post_and_drain(&mut run, &format!("http://127.0.0.1:{port}"), &body, 2_000);
     let (normal, alerts) = (json_lines_of(&out, "normal"), json_lines_of(&out, "alerts"));
     assert_eq!(normal.len() + alerts.len(), 2_000);
     assert!(!normal.is_empty());
