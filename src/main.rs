@@ -34,6 +34,7 @@ enum Command {
     Backtest(cmd::backtest::Args),
     Run(cmd::run::Args),
     Loadgen(cmd::loadgen::Args),
+    Replay(cmd::replay::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         Command::Backtest(args) => cmd::backtest::run(args, cli.quiet),
         Command::Run(args) => cmd::run::run(args, cli.quiet),
         Command::Loadgen(args) => cmd::loadgen::run(args, cli.quiet),
+        Command::Replay(args) => cmd::replay::run(args, cli.quiet),
     };
     match result {
         Ok(code) => code,

@@ -21,6 +21,7 @@ pub mod eda;
 pub mod features;
 pub mod generate;
 pub mod loadgen;
+pub mod replay;
 pub mod run;
 pub mod timely_args;
 pub mod train;

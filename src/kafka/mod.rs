@@ -7,6 +7,7 @@
 
 pub mod context;
 pub mod health;
+pub mod replay;
 pub mod topics;
 
 use rdkafka::ClientConfig;

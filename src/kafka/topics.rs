@@ -160,10 +160,13 @@ fn create(
         .build()
         .map_err(|e| KafkaError::Other(format!("{what}: starting a runtime: {e}")))?;
     // librdkafka times the request out itself; this is a backstop.
-    let answer = runtime.block_on(tokio::time::timeout(
-        timeout + Duration::from_secs(5),
-        admin.create_topics(&topics, &options),
-    ));
+    let answer = runtime.block_on(async {
+        tokio::time::timeout(
+            timeout + Duration::from_secs(5),
+            admin.create_topics(&topics, &options),
+        )
+        .await
+    });
     match answer {
         Ok(result) => result.map_err(|e| KafkaError::client(what, e)),
         Err(_) => Err(KafkaError::Other(format!(

@@ -206,8 +206,17 @@ fn every_event_comes_out_once_and_the_alerts_are_the_backtests() {
     train(&input, &models, &[]);
     let cluster = mock();
     let brokers = cluster.bootstrap_servers();
+    // The rows as `fraudflow replay` publishes them, then garbage.
+    run_ok(&[
+        "replay",
+        "--input",
+        s(&input),
+        "--brokers",
+        &brokers,
+        "--quiet",
+    ]);
     let garbage: [&[u8]; 3] = [b"not json", b"\xff\xfe", &[b' '; 100_000]];
-    let n = publish(&brokers, &rows(&input), 1, &garbage);
+    let n = rows(&input).len() as u64 + publish(&brokers, &[], 1, &garbage);
     let file = dataflow_file(dir.path(), &brokers, &models, "");
     let mut run = start(&file, "2");
     let outputs = read_outputs(&brokers, n as usize, Duration::from_secs(60));

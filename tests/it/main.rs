@@ -14,6 +14,7 @@ mod hostile_models;
 mod hostile_outputs;
 mod hostile_reports;
 mod kafka_live;
+mod kafka_replay;
 mod live;
 mod models;
 mod output;

@@ -1,10 +1,12 @@
 //! The parser and the schemas agree both ways: payloads generated from
 //! schemas/event_v1.json parse, and each violation it documents lands in the
-//! dead-letter output with its code, in the shape of schemas/dlq_v1.json.
+//! dead-letter output with its code, in the shape of schemas/dlq_v1.json;
+//! a live run writes normal traffic and alerts in the shapes of
+//! schemas/metrics_v1.json and schemas/alert_v1.json.
 
 use std::path::Path;
 
-use fraudflow::dataflow::json_event::parse_event;
+use fraudflow::dataflow::json_event::{parse_event, paysim_event};
 use serde_json::{Map, Value};
 
 use crate::common::fraudflow;
@@ -181,4 +183,158 @@ fn violations_land_in_the_dead_letter_file_in_its_schema() {
         got_codes.push(v["code"].as_str().unwrap().to_string());
     }
     assert_eq!(got_codes, want_codes);
+}
+
+/// Checks `value` against the parts of JSON Schema our schemas use: type,
+/// enum, required, properties, additionalProperties, minimum, maximum,
+/// exclusiveMinimum, maxItems, items. `at` names the place for messages.
+fn check_against(schema: &Value, value: &Value, at: &str) {
+    let ok = match schema.get("type").and_then(Value::as_str) {
+        Some("object") => value.is_object(),
+        Some("array") => value.is_array(),
+        Some("string") => value.is_string(),
+        Some("integer") => value.is_u64() || value.is_i64(),
+        Some("number") => value.is_number(),
+        Some("boolean") => value.is_boolean(),
+        _ => true,
+    };
+    assert!(ok, "{at}: {value} is not of type {}", schema["type"]);
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+        assert!(allowed.contains(value), "{at}: {value} not in {allowed:?}");
+    }
+    let n = value.as_f64();
+    if let (Some(min), Some(n)) = (schema.get("minimum").and_then(Value::as_f64), n) {
+        assert!(n >= min, "{at}: {n} < {min}");
+    }
+    if let (Some(max), Some(n)) = (schema.get("maximum").and_then(Value::as_f64), n) {
+        assert!(n <= max, "{at}: {n} > {max}");
+    }
+    if let (Some(min), Some(n)) = (schema.get("exclusiveMinimum").and_then(Value::as_f64), n) {
+        assert!(n > min, "{at}: {n} <= {min}");
+    }
+    if let Some(items) = value.as_array() {
+        if let Some(max) = schema.get("maxItems").and_then(Value::as_u64) {
+            assert!(items.len() as u64 <= max, "{at}: more than {max} items");
+        }
+        for (i, item) in items.iter().enumerate() {
+            check_against(&schema["items"], item, &format!("{at}[{i}]"));
+        }
+    }
+    let Some(obj) = value.as_object() else { return };
+    for required in schema["required"].as_array().into_iter().flatten() {
+        let key = required.as_str().unwrap();
+        assert!(obj.contains_key(key), "{at}: no {key} in {value}");
+    }
+    let props = schema["properties"].as_object();
+    for (key, v) in obj {
+        match props.and_then(|p| p.get(key)) {
+            Some(prop) => check_against(prop, v, &format!("{at}.{key}")),
+            None => assert!(
+                schema["additionalProperties"] != Value::Bool(false),
+                "{at}: {key} is not in the schema"
+            ),
+        }
+    }
+}
+
+/// Every JSON line of the files named `prefix*` in `dir`.
+fn json_lines_of(dir: &Path, prefix: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(prefix)
+        {
+            let text = std::fs::read_to_string(&path).unwrap();
+            out.extend(
+                text.lines()
+                    .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+            );
+        }
+    }
+    out
+}
+
+/// A child process, killed if the test fails first.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+/// Posts `body` (`n` events) to the run at `base` once it listens, waits
+/// until it has routed them all, and stops it with SIGTERM, which drains
+/// the sinks: every line is whole when it exits.
+fn post_and_drain(run: &mut KillOnDrop, base: &str, body: &str, n: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let written = loop {
+        let posted = ureq::post(&format!("{base}/events")).send(body.as_bytes());
+        if posted.is_ok() || std::time::Instant::now() > deadline {
+            break posted.map(|_| ());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    written.unwrap();
+    let health = || -> Value {
+        let mut reply = ureq::get(&format!("{base}/health")).call().unwrap();
+        serde_json::from_str(&reply.body_mut().read_to_string().unwrap()).unwrap()
+    };
+    let routed = |h: &Value| h["alerts"].as_u64().unwrap() + h["normal"].as_u64().unwrap();
+    while routed(&health()) < n && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SIGTERM drains the sinks: every line is whole when it exits.
+    let pid = libc::pid_t::try_from(run.0.id()).unwrap();
+    // SAFETY: kill(2) on a child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert!(run.0.wait().unwrap().success());
+}
+
+/// A live run's outputs in their schemas: normal traffic (the metrics
+/// sink) in metrics_v1.json, alerts in alert_v1.json.
+#[test]
+fn a_live_runs_normal_traffic_and_alerts_are_in_their_schemas() {
+    use crate::common::{free_port, generated, s, train};
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 20_000, 5);
+    let models = dir.path().join("models");
+    train(&input, &models, &[]);
+    let (out, port) = (dir.path().join("out"), free_port());
+    let flow = dir.path().join("flow.toml");
+    let text = format!(
+        "[source.http]\nlisten = \"127.0.0.1:{port}\"\nlateness_ms = 5000\n\
+         [models]\ndir = {:?}\npoll_seconds = 0\n[sinks]\ndir = {:?}\nflush_ms = 50\n",
+        s(&models),
+        s(&out)
+    );
+    std::fs::write(&flow, text).unwrap();
+    let mut run = KillOnDrop(crate::common::spawn(&["run", s(&flow), "--quiet"], None));
+    let rows = fraudflow::generate::Generator::new(
+        fraudflow::generate::GeneratorParams::new(2_000, 9)
+            .check()
+            .unwrap(),
+    );
+    let now = fraudflow::clock::now_millis();
+    let body: String = rows
+        .enumerate()
+        .map(|(i, t)| paysim_event(&t, &format!("m{i}"), now).to_string() + "\n")
+        .collect();
+    post_and_drain(&mut run, &format!("http://127.0.0.1:{port}"), &body, 2_000);
+    let (normal, alerts) = (json_lines_of(&out, "normal"), json_lines_of(&out, "alerts"));
+    assert_eq!(normal.len() + alerts.len(), 2_000);
+    assert!(!normal.is_empty());
+    let (metrics_schema, alert_schema) = (schema("metrics_v1.json"), schema("alert_v1.json"));
+    for line in &normal {
+        check_against(&metrics_schema, line, "normal");
+        let time = fraudflow::clock::parse_millis(line["event_time"].as_str().unwrap());
+        assert_eq!(time, Some(now as i64), "{line}");
+    }
+    for line in &alerts {
+        check_against(&alert_schema, line, "alert");
+    }
 }
