@@ -56,6 +56,14 @@ fn dataflow_file(dir: &Path, brokers: &str, models: &Path, extra: &str) -> PathB
     path
 }
 
+/// The run's `/health`, from the address its dataflow file gives.
+fn health(file: &Path) -> Value {
+    let text = std::fs::read_to_string(file).unwrap();
+    let listen = text.split("listen = \"").nth(1).unwrap().split('"').next().unwrap();
+    let mut reply = ureq::get(&format!("http://{listen}/health")).call().unwrap();
+    serde_json::from_str(&reply.body_mut().read_to_string().unwrap()).unwrap()
+}
+
 fn start(file: &Path, workers: &str) -> Running {
     let child = Command::new(env!("CARGO_BIN_EXE_fraudflow"))
         .args(["run", s(file), "-w", workers])
@@ -142,10 +150,22 @@ fn read_until(
     limit: Duration,
     done: impl Fn(usize, usize) -> bool,
 ) -> BTreeMap<String, Vec<Value>> {
+    read_in("read_uncommitted", brokers, limit, done)
+}
+
+/// [`read_until`] at an isolation level: `read_committed` sees only the
+/// outputs of committed transactions.
+fn read_in(
+    isolation: &str,
+    brokers: &str,
+    limit: Duration,
+    done: impl Fn(usize, usize) -> bool,
+) -> BTreeMap<String, Vec<Value>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "reader")
-        .set("isolation.level", "read_uncommitted")
+        .set("isolation.level", isolation)
+        .set("fetch.message.max.bytes", "16777216")
         .create()
         .unwrap();
     let mut list = TopicPartitionList::new();
@@ -345,4 +365,70 @@ fn a_restart_after_sigkill_loses_nothing_and_scores_as_an_uninterrupted_run() {
             assert_eq!(*s, expected[id][0], "event {id}: {scores:?}");
         }
     }
+}
+
+/// librdkafka's mock broker, once down and up again, refuses the
+/// pipeline's reconnections (a quirk of the mock: a real broker's restart is
+/// tested against tansu), so this checks the first half: the process stays
+/// up and says what is wrong.
+#[test]
+fn a_broker_that_goes_away_is_health_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 4_000, 13);
+    let models = dir.path().join("models");
+    train(&input, &models, &[]);
+    let all = rows(&input);
+    let cluster = mock();
+    let brokers = cluster.bootstrap_servers();
+    publish(&brokers, &all, 1, &[]);
+    let file = dataflow_file(dir.path(), &brokers, &models, "");
+    let mut run = start(&file, "2");
+    read_outputs(&brokers, all.len(), Duration::from_secs(60));
+    assert_eq!(health(&file)["status"], "serving", "{}", health(&file));
+    cluster.broker_down(1).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = health(&file);
+    while seen["status"] != "degraded" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        seen = health(&file);
+    }
+    assert_eq!(seen["status"], "degraded", "{seen}");
+    let problems = seen["kafka"]["problems"].as_array().unwrap();
+    assert!(problems.iter().any(|p| p.as_str().unwrap().contains("down")), "{seen}");
+    assert!(run.0.try_wait().unwrap().is_none(), "the run ended");
+    sigterm(&mut run);
+}
+
+/// Exactly once is not yet shown to hold: against librdkafka's mock
+/// cluster, the offsets the transactions carry are not found committed
+/// afterwards (a restart reads the first part again, and a committed
+/// reader sees its outputs twice), and tansu 0.6 refuses EndTxn. Kept, and
+/// ignored, until a broker that does transactions is in the tests.
+#[test]
+#[ignore = "exactly once unverified: the mock cluster keeps no transactional offsets, tansu has no EndTxn"]
+fn exactly_once_a_restart_after_sigkill_writes_each_output_once_for_committed_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 20_000, 12);
+    let models = dir.path().join("models");
+    train(&input, &models, &[]);
+    let all = rows(&input);
+    let n = all.len();
+    let cluster = mock();
+    let brokers = cluster.bootstrap_servers();
+    let split = n / 2;
+    publish(&brokers, &all[..split], 1, &[]);
+    let file = dataflow_file(dir.path(), &brokers, &models, "guarantee = \"exactly-once\"");
+    let mut run = start(&file, "2");
+    read_in("read_committed", &brokers, Duration::from_secs(60), |d, _| d >= split / 3);
+    publish(&brokers, &all[split..], split + 1, &[]);
+    run.0.kill().unwrap();
+    run.0.wait().unwrap();
+    let mut run = start(&file, "2");
+    let outputs = read_in("read_committed", &brokers, Duration::from_secs(90), |d, _| d >= n);
+    sigterm(&mut run);
+    let names = names(&outputs);
+    let mut unique = names.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), n, "events lost");
+    assert_eq!(names.len(), n, "duplicates a committed reader sees");
 }

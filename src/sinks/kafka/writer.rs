@@ -24,6 +24,10 @@ use crate::sources::kafka::{Guarantee, KafkaInput, Link};
 
 /// Longest a transaction call may take before the run fails.
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest the end of a run waits for the brokers to acknowledge what was
+/// sent; what is still unacknowledged then is not committed, so a restart
+/// sends it again (nothing is lost).
+const END_GRACE: Duration = Duration::from_secs(10);
 
 /// The operator's state.
 struct Writer {
@@ -42,6 +46,8 @@ struct Writer {
     txn_ready: bool,
     in_txn: bool,
     last_commit: Instant,
+    /// When the input ended, while messages were still unacknowledged.
+    ending_since: Option<Instant>,
     finished: bool,
     buf: Vec<u8>,
 }
@@ -74,6 +80,7 @@ pub(super) fn build<'scope>(
                 txn_ready: false,
                 in_txn: false,
                 last_commit: Instant::now(),
+                ending_since: None,
                 finished: false,
                 buf: Vec::new(),
             };
@@ -149,10 +156,7 @@ impl Writer {
                 self.commit_transaction(until, front.is_some())?;
                 self.finished = front.is_none();
             } else {
-                let done = self.inflight.keys().next().map_or(until, |&t| t.min(until));
-                let last = front.is_none() && self.inflight.is_empty();
-                self.link.commit(done, Guarantee::AtLeastOnce, last);
-                self.finished = last;
+                self.commit_delivered(front.is_none(), until);
             }
         }
         self.link
@@ -165,13 +169,43 @@ impl Writer {
         Ok(())
     }
 
+    /// At least once: commits what is acknowledged; at the end, once all
+    /// is, or after [`END_GRACE`] (the brokers away), finishes.
+    fn commit_delivered(&mut self, ended: bool, until: u64) {
+        let done = self.inflight.keys().next().map_or(until, |&t| t.min(until));
+        let since = *self.ending_since.get_or_insert_with(Instant::now);
+        let given_up = ended && since.elapsed() >= END_GRACE;
+        let last = ended && (self.inflight.is_empty() || given_up);
+        // The last commit waits for its answer, unless the brokers are away.
+        let wait = last && self.input.health.is_ok();
+        self.link.commit(done, Guarantee::AtLeastOnce, wait);
+        if !ended {
+            self.ending_since = None;
+        }
+        if last {
+            if given_up {
+                self.input.health.report(
+                    "producer",
+                    format!("{} outputs unacknowledged at the end: not committed, sent again on restart", self.link.backlog.get()),
+                );
+            }
+            self.inflight.clear();
+            self.finished = true;
+        }
+    }
+
     /// Counts the deliveries reported; at least once, a time whose every
     /// message is acknowledged lets its capability go. A message the
     /// brokers refused for good ends the run (its offset stays
     /// uncommitted, so a restart sends it again).
     fn acknowledge(&mut self) -> Result<(), KafkaError> {
         let eos = self.input.settings.guarantee == Guarantee::ExactlyOnce;
-        for (time, error) in self.producer.context().take() {
+        let deliveries = self.producer.context().take();
+        if deliveries.iter().any(|d| d.1.is_none()) {
+            // The brokers take messages again.
+            self.input.health.clear("producer");
+        }
+        for (time, error) in deliveries {
             if let Some(e) = error {
                 return Err(KafkaError::Other(format!(
                     "a message was not delivered: {e}"
