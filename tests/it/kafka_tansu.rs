@@ -7,6 +7,15 @@
 //!
 //! tansu is found at `$TANSU`, `~/.cargo/bin/tansu` or on `PATH`; without
 //! it these tests fail, saying how to install it (`.ci/run` does).
+//!
+//! What tansu 0.6 does, tried by hand: CreateTopics, DeleteTopics,
+//! idempotent producers, 10 MB messages, ListOffsets and offset commits
+//! work; commit metadata comes back empty (so a restart cannot note where
+//! its velocity window began); the memory engine's high watermark and
+//! offset-by-time are per batch, not per message (the SQLite engine's are
+//! right); transactions stop at EndTxn ("not supported by broker"), so
+//! exactly-once is tested only against the mock cluster; a write to a
+//! deleted topic is acknowledged and dropped.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -203,21 +212,31 @@ fn health(port: u16) -> Option<Value> {
     serde_json::from_str(&reply.body_mut().read_to_string().ok()?).ok()
 }
 
-/// Waits up to `limit` for `/health` on `port` to satisfy `want`; the
-/// last answer.
-fn wait_health(port: u16, limit: Duration, want: impl Fn(&Value) -> bool) -> Value {
+/// Waits up to `limit` for `/health` on `port` to satisfy `want`: the
+/// answer that did, or else the last one.
+fn health_within(
+    port: u16,
+    limit: Duration,
+    want: impl Fn(&Value) -> bool,
+) -> Result<Value, Value> {
     let deadline = Instant::now() + limit;
     let mut last = Value::Null;
     while Instant::now() < deadline {
         if let Some(h) = health(port) {
             if want(&h) {
-                return h;
+                return Ok(h);
             }
             last = h;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("/health on {port} never as wanted in {limit:?}; last: {last}");
+    Err(last)
+}
+
+fn wait_health(port: u16, limit: Duration, want: impl Fn(&Value) -> bool) -> Value {
+    health_within(port, limit, want).unwrap_or_else(|last| {
+        panic!("/health on {port} never as wanted in {limit:?}; last: {last}")
+    })
 }
 
 fn written(h: &Value) -> u64 {
@@ -227,27 +246,26 @@ fn written(h: &Value) -> u64 {
         .sum()
 }
 
+/// The partitions of `topic` now: 0 when it does not exist.
+fn topic_partitions(consumer: &BaseConsumer, topic: &str) -> i32 {
+    let Ok(m) = consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) else {
+        return 0;
+    };
+    let found = m.topics().iter().find(|t| t.name() == topic);
+    found.map_or(0, |t| match t.error() {
+        Some(_) => 0,
+        None => t.partitions().len() as i32,
+    })
+}
+
 /// The partitions of `topic`, waiting up to 30 s for it to exist.
 fn partitions(consumer: &BaseConsumer, topic: &str) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Ok(m) = consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
-            let count = m
-                .topics()
-                .iter()
-                .find(|t| t.name() == topic)
-                .map_or(0, |t| {
-                    if t.error().is_some() {
-                        0
-                    } else {
-                        t.partitions().len()
-                    }
-                });
-            if count > 0 {
-                return count as i32;
-            }
+        match topic_partitions(consumer, topic) {
+            0 => std::thread::sleep(Duration::from_millis(200)),
+            n => return n,
         }
-        std::thread::sleep(Duration::from_millis(200));
     }
     panic!("topic {topic} never appeared");
 }
@@ -390,43 +408,49 @@ fn the_broker_killed_and_restarted_mid_stream_loses_nothing_and_health_says_degr
     let models = dir.path().join("models");
     train(&input, &models, &[]);
     let mut tansu = Tansu::start("sqlite://tansu.db", dir.path());
-    let all = rows(&input);
-    let split = all.len() / 2;
     let listen = free_port();
     let file = dataflow_file(dir.path(), &tansu.brokers, &models, listen);
     let mut runs = [start(&file, &["-w", "2"])];
-    // The run makes the topics; half the events, then the broker goes.
     wait_health(listen, Duration::from_secs(60), |h| {
         h["kafka"]["partitions"].as_u64() >= Some(8)
     });
-    publish(&tansu.brokers, &all[..split], 1, &[]);
-    wait_health(listen, Duration::from_secs(60), |h| {
-        written(h) >= split as u64 / 2
-    });
+    // Events keep coming for 6 s; the broker goes away in the middle and
+    // comes back before replay's 30 s timeout.
+    let args = ["replay", "--input", s(&input), "--brokers", &tansu.brokers];
+    let mut replay = crate::common::spawn(&[&args[..], &["--rate", "1000", "-q"]].concat(), None);
+    wait_health(listen, Duration::from_secs(60), |h| written(h) >= 1_000);
     tansu.kill();
-    let down = wait_health(listen, Duration::from_secs(60), |h| {
+    let down = wait_health(listen, Duration::from_secs(30), |h| {
         h["status"] == "degraded"
     });
-    let problems = down["kafka"]["problems"].as_array().unwrap();
-    assert!(!problems.is_empty(), "{down}");
-    eprintln!("broker down: {}", down["kafka"]["problems"]);
+    assert!(
+        !down["kafka"]["problems"].as_array().unwrap().is_empty(),
+        "{down}"
+    );
+    eprintln!(
+        "broker down: {} written; {}",
+        written(&down),
+        down["kafka"]["problems"]
+    );
     tansu.restart();
-    wait_health(listen, Duration::from_secs(60), |h| {
-        h["status"] == "serving"
-    });
+    let replayed = replay.wait_with_output().unwrap();
+    let replay_out = String::from_utf8_lossy(&replayed.stdout);
+    assert!(replayed.status.success(), "replay: {replay_out}");
     let want = row_ids(&input);
     let outputs = read_outputs(&tansu.brokers, &want, 0, Duration::from_secs(120));
+    // Once the broker is back and outputs flow, nothing is wrong.
+    let after = health_within(listen, Duration::from_secs(20), |h| {
+        h["status"] == "serving"
+    });
     let stderr = stop_all(&mut runs);
     eprintln!(
-        "{}",
-        stderr[0]
-            .lines()
-            .rev()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join("\n")
+        "{replay_out}{}",
+        stderr[0].lines().last().unwrap_or_default()
     );
     every_input_out(&outputs, &want, "broker restart");
+    if let Err(last) = after {
+        panic!("every event out, but /health is not back to serving 20 s later: {last}");
+    }
 }
 
 #[test]
@@ -498,6 +522,7 @@ fn delete_topic(brokers: &str, topic: &str) {
 }
 
 #[test]
+#[ignore = "tansu 0.6 acknowledges writes to a deleted topic and drops them (run with --ignored)"]
 fn an_output_topic_deleted_while_running_loses_nothing_published_after() {
     let dir = tempfile::tempdir().unwrap();
     let input = generated(dir.path(), 6_000, 11);
@@ -540,19 +565,19 @@ fn an_output_topic_deleted_while_running_loses_nothing_published_after() {
         eprintln!("topic deleted: the run stopped ({status}): {err}");
         assert!(!status.success() && err.contains("metrics"), "{err}");
         runs = [start(&file, &["-w", "2"])];
-    } else {
-        eprintln!(
-            "topic deleted: the run went on; /health: {:?}",
+    } else if topic_partitions(&tansu.client(), "metrics") == 0 {
+        // What tansu 0.6 does: it acknowledges every write to the deleted
+        // topic, so the run goes on, healthy, committing offsets whose
+        // outputs no reader will ever see.
+        panic!(
+            "the run wrote every output and is healthy ({:?}), but topic metrics no longer \
+             exists: the normal traffic of the events after the deletion is lost",
             health(listen)
         );
     }
     let outputs = read_outputs(&tansu.brokers, &after, 0, Duration::from_secs(120));
     stop_all(&mut runs);
     let got: HashSet<String> = names(&outputs).into_iter().collect();
-    let lost: Vec<&String> = after.difference(&got).take(10).collect();
-    assert!(
-        lost.is_empty(),
-        "{} published after the deletion lost, first {lost:?}",
-        after.difference(&got).count()
-    );
+    let lost = after.difference(&got).count();
+    assert_eq!(lost, 0, "of {} published after the deletion", after.len());
 }
