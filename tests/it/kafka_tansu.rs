@@ -345,23 +345,28 @@ fn row_ids(input: &Path) -> HashSet<String> {
     (1..=rows(input).len()).map(|i| i.to_string()).collect()
 }
 
+/// A generated PaySim file of `rows` rows in `dir` and a bundle trained on
+/// it.
+fn trained(dir: &Path, rows: u64, seed: u64) -> (PathBuf, PathBuf) {
+    let input = generated(dir, rows, seed);
+    let models = dir.join("models");
+    train(&input, &models, &[]);
+    (input, models)
+}
+
+/// `fraudflow replay` of `input` to raw-events, made when missing.
+fn replay(input: &Path, brokers: &str) {
+    run_ok(&["replay", "--input", s(input), "--brokers", brokers, "-q"]);
+}
+
 #[test]
 fn end_to_end_two_processes_of_two_workers_every_event_once_alerts_as_the_backtest() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let input = generated(dir.path(), 100_000, 21);
-    let models = dir.path().join("models");
-    train(&input, &models, &[]);
+    let (input, models) = trained(dir.path(), 100_000, 21);
     let tansu = Tansu::start("memory://tansu/", dir.path());
     // Replay makes raw-events; the runs make the output topics.
-    run_ok(&[
-        "replay",
-        "--input",
-        s(&input),
-        "--brokers",
-        &tansu.brokers,
-        "--quiet",
-    ]);
+    replay(&input, &tansu.brokers);
     let listen = free_port();
     let file = dataflow_file(dir.path(), &tansu.brokers, &models, listen);
     let hosts = dir.path().join("hosts");
@@ -385,17 +390,9 @@ fn end_to_end_two_processes_of_two_workers_every_event_once_alerts_as_the_backte
     assert_eq!(duplicates, 0, "{stderr:?}");
     let out = dir.path().join("bt");
     run_ok(&backtest(&input, &models, &out, &[]));
-    let mut expected: Vec<String> = std::fs::read_to_string(out.join("alerts.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["event_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    expected.sort();
+    let text = std::fs::read_to_string(out.join("alerts.jsonl")).unwrap();
+    let alerts = text.lines().map(|l| serde_json::from_str(l).unwrap());
+    let expected = alert_ids(&Outputs::from([("anomalies".into(), alerts.collect())]));
     assert!(!expected.is_empty());
     assert_eq!(alert_ids(&outputs), expected);
     eprintln!("end to end: {:.1} s", started.elapsed().as_secs_f64());
@@ -404,9 +401,7 @@ fn end_to_end_two_processes_of_two_workers_every_event_once_alerts_as_the_backte
 #[test]
 fn the_broker_killed_and_restarted_mid_stream_loses_nothing_and_health_says_degraded() {
     let dir = tempfile::tempdir().unwrap();
-    let input = generated(dir.path(), 6_000, 11);
-    let models = dir.path().join("models");
-    train(&input, &models, &[]);
+    let (input, models) = trained(dir.path(), 6_000, 11);
     let mut tansu = Tansu::start("sqlite://tansu.db", dir.path());
     let listen = free_port();
     let file = dataflow_file(dir.path(), &tansu.brokers, &models, listen);
@@ -416,8 +411,18 @@ fn the_broker_killed_and_restarted_mid_stream_loses_nothing_and_health_says_degr
     });
     // Events keep coming for 6 s; the broker goes away in the middle and
     // comes back before replay's 30 s timeout.
-    let args = ["replay", "--input", s(&input), "--brokers", &tansu.brokers];
-    let mut replay = crate::common::spawn(&[&args[..], &["--rate", "1000", "-q"]].concat(), None);
+    let brokers = tansu.brokers.clone();
+    let args = [
+        "replay",
+        "--input",
+        s(&input),
+        "--brokers",
+        &brokers,
+        "--rate",
+        "1000",
+        "-q",
+    ];
+    let streaming = crate::common::spawn(&args, None);
     wait_health(listen, Duration::from_secs(60), |h| written(h) >= 1_000);
     tansu.kill();
     let down = wait_health(listen, Duration::from_secs(30), |h| {
@@ -433,7 +438,7 @@ fn the_broker_killed_and_restarted_mid_stream_loses_nothing_and_health_says_degr
         down["kafka"]["problems"]
     );
     tansu.restart();
-    let replayed = replay.wait_with_output().unwrap();
+    let replayed = streaming.wait_with_output().unwrap();
     let replay_out = String::from_utf8_lossy(&replayed.stdout);
     assert!(replayed.status.success(), "replay: {replay_out}");
     let want = row_ids(&input);
@@ -456,18 +461,9 @@ fn the_broker_killed_and_restarted_mid_stream_loses_nothing_and_health_says_degr
 #[test]
 fn garbage_and_a_10_mb_message_become_dead_letters_and_nothing_else_is_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let input = generated(dir.path(), 6_000, 11);
-    let models = dir.path().join("models");
-    train(&input, &models, &[]);
+    let (input, models) = trained(dir.path(), 6_000, 11);
     let tansu = Tansu::start("memory://tansu/", dir.path());
-    run_ok(&[
-        "replay",
-        "--input",
-        s(&input),
-        "--brokers",
-        &tansu.brokers,
-        "--quiet",
-    ]);
+    replay(&input, &tansu.brokers);
     let big = vec![b'{'; 10 << 20];
     let garbage: [&[u8]; 3] = [b"not json {", b"\xff\xfe\x00", &big];
     publish(&tansu.brokers, &[], 1, &garbage);
@@ -525,9 +521,7 @@ fn delete_topic(brokers: &str, topic: &str) {
 #[ignore = "tansu 0.6 acknowledges writes to a deleted topic and drops them (run with --ignored)"]
 fn an_output_topic_deleted_while_running_loses_nothing_published_after() {
     let dir = tempfile::tempdir().unwrap();
-    let input = generated(dir.path(), 6_000, 11);
-    let models = dir.path().join("models");
-    train(&input, &models, &[]);
+    let (input, models) = trained(dir.path(), 6_000, 11);
     let tansu = Tansu::start("memory://tansu/", dir.path());
     let all = rows(&input);
     let split = all.len() / 2;
