@@ -23,7 +23,7 @@ use serde_json::Value;
 use crate::common::{backtest, free_port, generated, run_ok, s, train};
 
 /// A running `fraudflow run`, killed if the test fails first.
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -74,7 +74,7 @@ fn start(file: &Path, workers: &str) -> Running {
     Running(child)
 }
 
-fn rows(input: &Path) -> Vec<Transaction> {
+pub(crate) fn rows(input: &Path) -> Vec<Transaction> {
     let reader = PaysimReader::new(std::fs::File::open(input).unwrap()).unwrap();
     reader.map(Result::unwrap).collect()
 }
@@ -82,7 +82,7 @@ fn rows(input: &Path) -> Vec<Transaction> {
 /// `rows` (the file's from row `first`, 1-based) as the JSON events a
 /// replay publishes: named and ordered by their row number, stamped with
 /// their step, keyed by account; then `garbage`. How many were sent.
-fn publish(brokers: &str, rows: &[Transaction], first: usize, garbage: &[&[u8]]) -> u64 {
+pub(crate) fn publish(brokers: &str, rows: &[Transaction], first: usize, garbage: &[&[u8]]) -> u64 {
     let producer: BaseProducer = fraudflow::kafka::producer_config(brokers).create().unwrap();
     for (i, t) in rows.iter().enumerate() {
         let order = (first + i).to_string();
@@ -133,7 +133,7 @@ fn read_outputs(brokers: &str, n: usize, limit: Duration) -> BTreeMap<String, Ve
 
 /// The name of an output: its event's id, or for a dead letter where it
 /// came from.
-fn name(topic: &str, v: &Value) -> String {
+pub(crate) fn name(topic: &str, v: &Value) -> String {
     let key = if topic == "dead-letter" {
         "source"
     } else {
@@ -193,7 +193,7 @@ fn read_in(
 
 /// Every input's name in the outputs: the event id, or for a dead letter
 /// where it came from.
-fn names(outputs: &BTreeMap<String, Vec<Value>>) -> Vec<String> {
+pub(crate) fn names(outputs: &BTreeMap<String, Vec<Value>>) -> Vec<String> {
     let mut names: Vec<String> = outputs
         .iter()
         .flat_map(|(topic, values)| values.iter().map(move |v| name(topic, v)))

@@ -15,6 +15,7 @@ mod hostile_outputs;
 mod hostile_reports;
 mod kafka_live;
 mod kafka_replay;
+mod kafka_tansu;
 mod live;
 mod models;
 mod output;
