@@ -59,8 +59,16 @@ fn dataflow_file(dir: &Path, brokers: &str, models: &Path, extra: &str) -> PathB
 /// The run's `/health`, from the address its dataflow file gives.
 fn health(file: &Path) -> Value {
     let text = std::fs::read_to_string(file).unwrap();
-    let listen = text.split("listen = \"").nth(1).unwrap().split('"').next().unwrap();
-    let mut reply = ureq::get(&format!("http://{listen}/health")).call().unwrap();
+    let listen = text
+        .split("listen = \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let mut reply = ureq::get(&format!("http://{listen}/health"))
+        .call()
+        .unwrap();
     serde_json::from_str(&reply.body_mut().read_to_string().unwrap()).unwrap()
 }
 
@@ -394,7 +402,12 @@ fn a_broker_that_goes_away_is_health_not_a_crash() {
     }
     assert_eq!(seen["status"], "degraded", "{seen}");
     let problems = seen["kafka"]["problems"].as_array().unwrap();
-    assert!(problems.iter().any(|p| p.as_str().unwrap().contains("down")), "{seen}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.as_str().unwrap().contains("down")),
+        "{seen}"
+    );
     assert!(run.0.try_wait().unwrap().is_none(), "the run ended");
     sigterm(&mut run);
 }
@@ -417,14 +430,29 @@ fn exactly_once_a_restart_after_sigkill_writes_each_output_once_for_committed_re
     let brokers = cluster.bootstrap_servers();
     let split = n / 2;
     publish(&brokers, &all[..split], 1, &[]);
-    let file = dataflow_file(dir.path(), &brokers, &models, "guarantee = \"exactly-once\"");
+    let file = dataflow_file(
+        dir.path(),
+        &brokers,
+        &models,
+        "guarantee = \"exactly-once\"",
+    );
     let mut run = start(&file, "2");
-    read_in("read_committed", &brokers, Duration::from_secs(60), |d, _| d >= split / 3);
+    read_in(
+        "read_committed",
+        &brokers,
+        Duration::from_secs(60),
+        |d, _| d >= split / 3,
+    );
     publish(&brokers, &all[split..], split + 1, &[]);
     run.0.kill().unwrap();
     run.0.wait().unwrap();
     let mut run = start(&file, "2");
-    let outputs = read_in("read_committed", &brokers, Duration::from_secs(90), |d, _| d >= n);
+    let outputs = read_in(
+        "read_committed",
+        &brokers,
+        Duration::from_secs(90),
+        |d, _| d >= n,
+    );
     sigterm(&mut run);
     let names = names(&outputs);
     let mut unique = names.clone();
