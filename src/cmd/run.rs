@@ -224,35 +224,7 @@ fn prepare(args: &Args, file: DataflowFile, cluster: Cluster) -> anyhow::Result<
     let input = LiveInput::new(limits, cluster.process, cluster.processes());
     let models = Models::load(args, &file, &input, &cluster)?;
     let stats = Arc::new(LiveStats::default());
-    let owner = cluster.owns_outputs();
-    let out = match args.out.clone().or(file.sinks.dir.clone()) {
-        Some(out) => out,
-        None => bail!("{}: [sinks] dir is missing", args.file.display()),
-    };
-    // Files are only ever added there (never replaced): the directory must
-    // be one, or be creatable.
-    let outputs = if owner {
-        fraudflow::atomic::make_dir("[sinks] dir", &out)?;
-        let rotation = |prefix: &str| Rotation {
-            dir: out.clone(),
-            prefix: prefix.to_string(),
-            process: cluster.process,
-            max_bytes: file.sinks.rotate_bytes,
-            flush: Duration::from_millis(file.sinks.flush_ms),
-        };
-        let alerts = OutcomeLines::create(rotation("alerts"), Arc::clone(&stats), true)?;
-        let normal = OutcomeLines::create(rotation("normal"), Arc::clone(&stats), false)?;
-        let dead = DeadLetterLines::create(rotation("dead_letters"), Arc::clone(&stats))?;
-        Some(Outputs {
-            dead_letters: Box::new(dead),
-            stage: StageOutputs::Scored {
-                anomalies: Box::new(alerts),
-                normal: NormalSink::Outcomes(Box::new(normal)),
-            },
-        })
-    } else {
-        None
-    };
+    let outputs = file_outputs(args, &file, &cluster, &stats)?;
     let state = models.state(
         Arc::clone(&input),
         None,
@@ -271,18 +243,48 @@ fn prepare(args: &Args, file: DataflowFile, cluster: Cluster) -> anyhow::Result<
     })
 }
 
-/// A Kafka run: the raw-events topic in, the output topics out.
-fn prepare_kafka(
+/// A file run's outputs (on process 0): alerts, normal traffic and dead
+/// letters as rotated JSON lines in `[sinks] dir`.
+fn file_outputs(
     args: &Args,
-    file: DataflowFile,
-    cluster: Cluster,
-    kafka: KafkaTable,
-) -> anyhow::Result<Live> {
+    file: &DataflowFile,
+    cluster: &Cluster,
+    stats: &Arc<LiveStats>,
+) -> anyhow::Result<Option<Outputs>> {
+    if !cluster.owns_outputs() {
+        return Ok(None);
+    }
+    let Some(out) = args.out.clone().or(file.sinks.dir.clone()) else {
+        bail!("{}: [sinks] dir is missing", args.file.display());
+    };
+    // Files are only ever added there (never replaced): the directory must
+    // be one, or be creatable.
+    fraudflow::atomic::make_dir("[sinks] dir", &out)?;
+    let rotation = |prefix: &str| Rotation {
+        dir: out.clone(),
+        prefix: prefix.to_string(),
+        process: cluster.process,
+        max_bytes: file.sinks.rotate_bytes,
+        flush: Duration::from_millis(file.sinks.flush_ms),
+    };
+    let alerts = OutcomeLines::create(rotation("alerts"), Arc::clone(stats), true)?;
+    let normal = OutcomeLines::create(rotation("normal"), Arc::clone(stats), false)?;
+    let dead = DeadLetterLines::create(rotation("dead_letters"), Arc::clone(stats))?;
+    Ok(Some(Outputs {
+        dead_letters: Box::new(dead),
+        stage: StageOutputs::Scored {
+            anomalies: Box::new(alerts),
+            normal: NormalSink::Outcomes(Box::new(normal)),
+        },
+    }))
+}
+
+/// The Kafka source's and sinks' settings from the file and the flags.
+fn kafka_settings(args: &Args, file: &DataflowFile, kafka: &KafkaTable) -> KafkaSettings {
     let sinks = file.sinks.kafka.clone().unwrap_or_default();
     let window_ms = file.features.window_seconds.saturating_mul(1_000);
-    let brokers = args.brokers.clone().unwrap_or(kafka.brokers.clone());
-    let settings = KafkaSettings {
-        brokers: brokers.clone(),
+    KafkaSettings {
+        brokers: args.brokers.clone().unwrap_or(kafka.brokers.clone()),
         topic: kafka.topic.clone(),
         group: kafka.group.clone(),
         guarantee: kafka.guarantee,
@@ -299,11 +301,39 @@ fn prepare_kafka(
             .restore
             .then(|| window_ms.saturating_add(kafka.commit_ms)),
         sinks: SinkTopics {
-            anomalies: sinks.anomalies.clone(),
-            metrics: sinks.metrics.clone(),
-            dead_letter: sinks.dead_letter.clone(),
+            anomalies: sinks.anomalies,
+            metrics: sinks.metrics,
+            dead_letter: sinks.dead_letter,
         },
+    }
+}
+
+/// The topics a Kafka run makes when missing, with the file's counts.
+fn topic_specs(kafka: &KafkaTable, sinks: &SinkTopics) -> Vec<fraudflow::kafka::topics::TopicSpec> {
+    let p = &kafka.partitions;
+    let spec = |name: &str, partitions| fraudflow::kafka::topics::TopicSpec {
+        name: name.to_string(),
+        partitions,
+        replication: 1,
     };
+    vec![
+        spec(&kafka.topic, p.raw_events),
+        spec(&sinks.anomalies, p.anomalies),
+        spec("feedback", p.feedback),
+        spec(&sinks.metrics, p.metrics),
+        spec(&sinks.dead_letter, p.dead_letter),
+        spec("model-updates", p.model_updates),
+    ]
+}
+
+/// A Kafka run: the raw-events topic in, the output topics out.
+fn prepare_kafka(
+    args: &Args,
+    file: DataflowFile,
+    cluster: Cluster,
+    kafka: KafkaTable,
+) -> anyhow::Result<Live> {
+    let settings = kafka_settings(args, &file, &kafka);
     let input = KafkaInput::new(settings, cluster.process, cluster.processes());
     let models = Models::load(args, &file, &input.hub, &cluster)?;
     let stats = Arc::clone(&input.stats);
@@ -314,22 +344,9 @@ fn prepare_kafka(
         &cluster,
         0,
     );
-    let p = &kafka.partitions;
-    let spec = |name: &str, partitions| fraudflow::kafka::topics::TopicSpec {
-        name: name.to_string(),
-        partitions,
-        replication: 1,
-    };
-    let topics = kafka.create_topics.then(|| {
-        vec![
-            spec(&kafka.topic, p.raw_events),
-            spec(&sinks.anomalies, p.anomalies),
-            spec("feedback", p.feedback),
-            spec(&sinks.metrics, p.metrics),
-            spec(&sinks.dead_letter, p.dead_letter),
-            spec("model-updates", p.model_updates),
-        ]
-    });
+    let topics = kafka
+        .create_topics
+        .then(|| topic_specs(&kafka, &input.settings.sinks));
     Ok(Live {
         settings: models.settings(SourceSettings::Kafka(input), &file, cluster),
         outputs: None,

@@ -275,55 +275,85 @@ fn build(
                 workers_per_process: settings.cluster.workers,
             };
             let parsed = settings.source.build(scope, context, link.clone())?;
-            let (events, mut dead) = parsed.ok_err(|r| r);
+            let (events, dead) = parsed.ok_err(|r| r);
             let f = settings.features;
             let rows = featurize(events, f.contract, f.window_ms);
-            match &settings.stage {
-                Stage::CsvTable => csv_runs(rows).probe_with(&done).ordered_sink(
-                    |run: &CsvRun| run.first,
-                    writer(&slots.csv, abort),
-                    "FeatureSink",
-                ),
-                Stage::Rows => rows.probe_with(&done).ordered_sink(
-                    |r: &FeatureRow| r.seq,
-                    writer(&slots.rows, abort),
-                    "FeatureSink",
-                ),
-                Stage::Scored {
-                    scoring,
-                    all_outcomes,
-                } => {
-                    let versions = version_source(scope, scoring.versions.clone());
-                    let routed = score_and_route(rows, versions, Arc::clone(&scoring.initial));
-                    // Events no finite score could be given join the parse
-                    // stage's dead letters: nothing is dropped.
-                    dead = dead.concat(routed.dead);
-                    if let (SourceSettings::Kafka(input), Some(link)) = (&settings.source, &link) {
-                        let outputs = kafka_outputs(routed.anomalies, routed.normal, dead);
-                        kafka_sink(outputs, Arc::clone(input), Rc::clone(link), abort.clone())?
-                            .probe_with(&done);
-                        return Ok(());
-                    }
-                    file_outputs(
-                        routed.anomalies,
-                        routed.normal,
-                        *all_outcomes,
-                        &slots,
-                        &done,
-                        abort,
-                    );
-                }
-            }
-            #[allow(clippy::borrowed_box)] // the stream's records are boxes
-            dead.ordered_sink(
-                |d: &Box<DeadLetter>| d.as_ref().seq,
-                writer(&slots.dead, abort),
-                "DeadLetterSink",
-            );
-            Ok::<_, crate::kafka::KafkaError>(())
+            let ends = Ends {
+                slots: &slots,
+                done: &done,
+                abort,
+                link: link.as_ref(),
+            };
+            ends.build(scope, rows, dead, settings)
         })
         .map_err(kafka_error)?;
     Ok(Box::new(move |_: &mut Worker| slots.finish(&counts)))
+}
+
+/// Where a worker's graph ends: its outputs, the probe, and (Kafka) its
+/// link.
+struct Ends<'a> {
+    slots: &'a Slots,
+    done: &'a ProbeHandle<u64>,
+    abort: &'a Abort,
+    link: Option<&'a Rc<Link>>,
+}
+
+impl Ends<'_> {
+    /// The stage's operators after the features, and the sinks.
+    #[allow(clippy::vec_box)] // dead letters travel boxed
+    fn build<'scope>(
+        &self,
+        scope: timely::dataflow::Scope<'scope, u64>,
+        rows: Stream<'scope, u64, Vec<FeatureRow>>,
+        mut dead: Stream<'scope, u64, Vec<Box<DeadLetter>>>,
+        settings: &PipelineSettings,
+    ) -> Result<(), crate::kafka::KafkaError> {
+        let (slots, done, abort) = (self.slots, self.done, self.abort);
+        match &settings.stage {
+            Stage::CsvTable => csv_runs(rows).probe_with(done).ordered_sink(
+                |run: &CsvRun| run.first,
+                writer(&slots.csv, abort),
+                "FeatureSink",
+            ),
+            Stage::Rows => rows.probe_with(done).ordered_sink(
+                |r: &FeatureRow| r.seq,
+                writer(&slots.rows, abort),
+                "FeatureSink",
+            ),
+            Stage::Scored {
+                scoring,
+                all_outcomes,
+            } => {
+                let versions = version_source(scope, scoring.versions.clone());
+                let routed = score_and_route(rows, versions, Arc::clone(&scoring.initial));
+                // Events no finite score could be given join the parse
+                // stage's dead letters: nothing is dropped.
+                dead = dead.concat(routed.dead);
+                if let (SourceSettings::Kafka(input), Some(link)) = (&settings.source, self.link) {
+                    let outputs = kafka_outputs(routed.anomalies, routed.normal, dead);
+                    kafka_sink(outputs, Arc::clone(input), Rc::clone(link), abort.clone())?
+                        .probe_with(done);
+                    return Ok(());
+                }
+                file_outputs(
+                    routed.anomalies,
+                    routed.normal,
+                    *all_outcomes,
+                    slots,
+                    done,
+                    abort,
+                );
+            }
+        }
+        #[allow(clippy::borrowed_box)] // the stream's records are boxes
+        dead.ordered_sink(
+            |d: &Box<DeadLetter>| d.as_ref().seq,
+            writer(&slots.dead, abort),
+            "DeadLetterSink",
+        );
+        Ok(())
+    }
 }
 
 /// Alerts and normal traffic to worker 0's sinks, in order.
