@@ -125,6 +125,13 @@ impl LiveInput {
         )))
     }
 
+    /// Moves the watermark to `to` when that is later, waking the sources.
+    pub fn advance_to(&self, to: u64) {
+        if self.watermark.fetch_max(to, Ordering::SeqCst) < to {
+            self.wake();
+        }
+    }
+
     /// Moves the watermark with the clock when nothing arrives.
     pub fn tick(&self, now_ms: u64) {
         let clock = now_ms.saturating_sub(self.limits.lateness_ms);

@@ -235,14 +235,17 @@ impl Writer {
             records.sort_by_key(Outbound::seq);
             let mut sent = 0;
             let now = crate::clock::now_micros();
+            let mut latencies = Vec::with_capacity(records.len());
             for out in &records {
                 if Numbering::is_muted(out.seq(), self.peers) {
                     continue;
                 }
                 self.send(time, out)?;
-                self.count(out, now);
+                latencies.extend(self.count(out, now));
                 sent += 1;
             }
+            // One lock for the time's latencies, not one a message.
+            self.input.stats.record(latencies.into_iter());
             if sent > 0 {
                 self.inflight.entry(time).or_insert((cap, 0)).1 += sent;
             }
@@ -286,7 +289,8 @@ impl Writer {
         Ok(())
     }
 
-    fn count(&self, out: &Outbound, now: u64) {
+    /// Counts a sent output; its latency from receipt, if it has one.
+    fn count(&self, out: &Outbound, now: u64) -> Option<u64> {
         let stats = &self.input.stats;
         let (counter, received) = match out {
             Outbound::Alert(o) => (&stats.alerts, Some(o.received_us)),
@@ -294,9 +298,7 @@ impl Writer {
             Outbound::Dead(_) => (&stats.dead_letters, None),
         };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(r) = received {
-            stats.record(std::iter::once(now.saturating_sub(r)));
-        }
+        received.map(|r| now.saturating_sub(r))
     }
 
     /// Exactly once: opens a transaction; `false` while the brokers cannot
