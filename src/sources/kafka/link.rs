@@ -225,3 +225,57 @@ impl Link {
             .collect())
     }
 }
+
+/// The event time of the message at `offset` of `topic`'s partition `p`,
+/// read by a consumer of its own: the event's own time, or the message's
+/// timestamp when it holds no event. For brokers that keep no commit
+/// metadata, a restart finds where its velocity window began from it.
+/// `None` when the message cannot be read within `timeout` (gone by
+/// retention, say).
+pub fn event_time_at(
+    brokers: &str,
+    topic: &str,
+    p: i32,
+    offset: i64,
+    timeout: Duration,
+) -> Result<Option<u64>, KafkaError> {
+    use rdkafka::Message;
+    // A group is required to consume, though this one commits nothing.
+    let consumer: BaseConsumer = crate::kafka::client_config(brokers)
+        .set("group.id", "fraudflow-restore-probe")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("fetch.message.max.bytes", "16777216")
+        .create()
+        .map_err(|e| KafkaError::client(format!("a consumer for {brokers}"), e))?;
+    let mut list = TopicPartitionList::new();
+    let _ = list
+        .add_partition(topic, p)
+        .set_offset(Offset::Offset(offset));
+    consumer
+        .assign(&list)
+        .map_err(|e| KafkaError::client(format!("reading {topic}/{p}@{offset}"), e))?;
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        let m = match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => m,
+            // Nothing at or after it (a transaction's marker, say).
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(None),
+            _ => continue,
+        };
+        if m.offset() < offset {
+            continue;
+        }
+        let own = m
+            .payload()
+            .and_then(|bytes| crate::dataflow::json_event::parse_event(bytes, 0).ok())
+            .map(|e| e.time_ms);
+        let stamped = m
+            .timestamp()
+            .to_millis()
+            .and_then(|t| u64::try_from(t).ok());
+        return Ok(own.or(stamped));
+    }
+    Ok(None)
+}

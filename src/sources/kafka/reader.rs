@@ -17,6 +17,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::{Scope, Stream};
 use timely::scheduling::Activator;
 
+use super::link;
 use super::seq::Numbering;
 use super::{KafkaInput, Link};
 use crate::dataflow::dead_letter::DeadLetter;
@@ -162,8 +163,21 @@ impl Reader {
         let restore = self.input.settings.restore_ms;
         let mut lookup = TopicPartitionList::new();
         for (&p, c) in &committed {
-            if let (Some(window), Some((_, noted))) = (restore, c) {
-                if let (None, Some(time)) = (noted.window_start, noted.time) {
+            if let (Some(window), Some((offset, noted))) = (restore, c) {
+                if noted.window_start.is_some() {
+                    continue;
+                }
+                // No metadata kept (some brokers drop it): the time of the
+                // last committed message instead.
+                let time = match noted.time {
+                    Some(time) => Some(time),
+                    None if *offset > 0 => {
+                        let s = &self.input.settings;
+                        link::event_time_at(&s.brokers, &s.topic, p, offset - 1, CALL_TIMEOUT)?
+                    }
+                    None => None,
+                };
+                if let Some(time) = time {
                     let from = time.saturating_sub(window) as i64;
                     let _ = lookup
                         .add_partition(&self.link.topic, p)
