@@ -20,7 +20,10 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 
+use fraudflow::kafka::topics::{ensure_topics, TopicSpec};
+
 use crate::common::{backtest, free_port, generated, run_ok, s, train};
+use crate::kafka_tansu::Tansu;
 
 /// A running `fraudflow run`, killed if the test fails first.
 pub(crate) struct Running(pub(crate) Child);
@@ -318,34 +321,56 @@ fn replayed(stderr: &str) -> u64 {
 
 #[test]
 fn a_restart_after_sigkill_loses_nothing_and_scores_as_an_uninterrupted_run() {
+    let (clean, faulty) = (mock(), mock());
+    restart_scores_as_uninterrupted(&clean.bootstrap_servers(), &faulty.bootstrap_servers());
+}
+
+/// The same against tansu, which keeps no commit metadata: the restart
+/// finds where its velocity window began from the last committed
+/// message's time instead (the messages are stamped at sending, after
+/// every event time, so it reads again from the beginning).
+#[test]
+fn a_restart_after_sigkill_rebuilds_state_without_commit_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clean, faulty) = (
+        Tansu::start("memory://tansu/", dir.path()),
+        Tansu::start("memory://tansu/", dir.path()),
+    );
+    for brokers in [&clean.brokers, &faulty.brokers] {
+        let mut specs = vec![TopicSpec::new("raw-events", 4)];
+        specs.extend(OUTPUTS.map(|t| TopicSpec::new(t, 2)));
+        ensure_topics(brokers, &specs, Duration::from_secs(30)).unwrap();
+    }
+    restart_scores_as_uninterrupted(&clean.brokers, &faulty.brokers);
+}
+
+/// Scores an uninterrupted run at `clean_brokers`; then at `brokers` (same
+/// topics: `raw-events` and the outputs of 2 partitions each, empty) kills
+/// a run while it scores the first part, publishes the rest while it is
+/// down, and restarts it: every event comes out, a velocity window is read
+/// again, and every copy's score equals the uninterrupted run's.
+fn restart_scores_as_uninterrupted(clean_brokers: &str, brokers: &str) {
     let dir = tempfile::tempdir().unwrap();
     let input = generated(dir.path(), 20_000, 12);
     let models = dir.path().join("models");
     train(&input, &models, &[]);
     let all = rows(&input);
     let n = all.len();
-    // The uninterrupted run, on a cluster of its own.
-    let clean = mock();
-    let clean_brokers = clean.bootstrap_servers();
-    publish(&clean_brokers, &all, 1, &[]);
-    let mut run = start(&dataflow_file(dir.path(), &clean_brokers, &models, ""), "2");
-    let expected = scores(&read_outputs(&clean_brokers, n, Duration::from_secs(60)));
+    publish(clean_brokers, &all, 1, &[]);
+    let mut run = start(&dataflow_file(dir.path(), clean_brokers, &models, ""), "2");
+    let expected = scores(&read_outputs(clean_brokers, n, Duration::from_secs(60)));
     sigterm(&mut run);
     assert_eq!(expected.len(), n);
-    // The same stream, killed while the first part is being scored; the
-    // rest is published while it is down.
-    let cluster = mock();
-    let brokers = cluster.bootstrap_servers();
     let split = n * 3 / 5;
-    publish(&brokers, &all[..split], 1, &[]);
-    let file = dataflow_file(dir.path(), &brokers, &models, "");
+    publish(brokers, &all[..split], 1, &[]);
+    let file = dataflow_file(dir.path(), brokers, &models, "");
     let mut run = start(&file, "2");
-    read_outputs(&brokers, split / 2, Duration::from_secs(60));
+    read_outputs(brokers, split / 2, Duration::from_secs(60));
     run.0.kill().unwrap();
     run.0.wait().unwrap();
-    publish(&brokers, &all[split..], split + 1, &[]);
+    publish(brokers, &all[split..], split + 1, &[]);
     let mut run = start(&file, "2");
-    let outputs = read_until(&brokers, Duration::from_secs(60), |distinct, _| {
+    let outputs = read_until(brokers, Duration::from_secs(60), |distinct, _| {
         distinct >= n
     });
     let stderr = sigterm(&mut run);
@@ -361,13 +386,6 @@ fn a_restart_after_sigkill_loses_nothing_and_scores_as_an_uninterrupted_run() {
         replayed(&stderr) > 0,
         "no velocity state was rebuilt: {stderr}"
     );
-    let differ: Vec<&String> = got
-        .iter()
-        .filter(|(id, s)| s.iter().any(|x| *x != expected[*id][0]))
-        .map(|(id, _)| id)
-        .collect();
-    let mut d: Vec<usize> = differ.iter().map(|x| x.parse().unwrap()).collect();
-    d.sort();
     for (id, scores) in &got {
         for s in scores {
             assert_eq!(*s, expected[id][0], "event {id}: {scores:?}");
@@ -432,43 +450,57 @@ fn a_broker_that_goes_away_is_health_not_a_crash() {
 #[test]
 #[ignore = "exactly once unverified: the mock cluster keeps no transactional offsets, tansu has no EndTxn"]
 fn exactly_once_a_restart_after_sigkill_writes_each_output_once_for_committed_readers() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = generated(dir.path(), 20_000, 12);
-    let models = dir.path().join("models");
-    train(&input, &models, &[]);
-    let all = rows(&input);
-    let n = all.len();
-    let cluster = mock();
-    let brokers = cluster.bootstrap_servers();
-    let split = n / 2;
-    publish(&brokers, &all[..split], 1, &[]);
-    let file = dataflow_file(
-        dir.path(),
-        &brokers,
-        &models,
-        "guarantee = \"exactly-once\"",
-    );
-    let mut run = start(&file, "2");
-    read_in(
-        "read_committed",
-        &brokers,
-        Duration::from_secs(60),
-        |d, _| d >= split / 3,
-    );
-    publish(&brokers, &all[split..], split + 1, &[]);
-    run.0.kill().unwrap();
-    run.0.wait().unwrap();
-    let mut run = start(&file, "2");
-    let outputs = read_in(
-        "read_committed",
-        &brokers,
-        Duration::from_secs(90),
-        |d, _| d >= n,
-    );
-    sigterm(&mut run);
+    let (outputs, n) = exactly_once_in_halves(20_000, true);
     let names = names(&outputs);
     let mut unique = names.clone();
     unique.dedup();
     assert_eq!(unique.len(), n, "events lost");
     assert_eq!(names.len(), n, "duplicates a committed reader sees");
+}
+
+/// Exactly once against the mock cluster, as far as it can show it: the
+/// transactions run (begun, offsets sent, committed, the last at SIGTERM)
+/// and every event comes out once for a committed reader, published
+/// before the run and while it runs. The mock neither keeps transactional
+/// offsets nor fences an older epoch nor hides aborted writes, so what a
+/// crash does in this mode is not shown (see docs/kafka.md).
+#[test]
+fn exactly_once_mode_writes_each_event_once_for_a_committed_reader() {
+    let (outputs, n) = exactly_once_in_halves(6_000, false);
+    let names = names(&outputs);
+    let mut unique = names.clone();
+    unique.dedup();
+    assert_eq!((names.len(), unique.len()), (n, n));
+}
+
+/// An exactly-once run on the mock cluster: half of `count` generated rows
+/// published, the run started, a part of them read back by a committed
+/// reader, the rest published; with `kill`, the run killed there and
+/// started again. What a committed reader then sees, and how many events
+/// there were.
+fn exactly_once_in_halves(count: u64, kill: bool) -> (BTreeMap<String, Vec<Value>>, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), count, 12);
+    let models = dir.path().join("models");
+    train(&input, &models, &[]);
+    let all = rows(&input);
+    let cluster = mock();
+    let brokers = cluster.bootstrap_servers();
+    let split = all.len() / 2;
+    publish(&brokers, &all[..split], 1, &[]);
+    let eos = "guarantee = \"exactly-once\"";
+    let file = dataflow_file(dir.path(), &brokers, &models, eos);
+    let mut run = start(&file, "2");
+    let committed =
+        |limit, want: usize| read_in("read_committed", &brokers, limit, move |d, _| d >= want);
+    committed(Duration::from_secs(60), split / 3);
+    publish(&brokers, &all[split..], split + 1, &[]);
+    if kill {
+        run.0.kill().unwrap();
+        run.0.wait().unwrap();
+        run = start(&file, "2");
+    }
+    let outputs = committed(Duration::from_secs(90), all.len());
+    sigterm(&mut run);
+    (outputs, all.len())
 }

@@ -10,8 +10,8 @@
 //!
 //! What tansu 0.6 does, tried by hand: CreateTopics, DeleteTopics,
 //! idempotent producers, 10 MB messages, ListOffsets and offset commits
-//! work; commit metadata comes back empty (so a restart cannot note where
-//! its velocity window began); the memory engine's high watermark and
+//! work; commit metadata comes back empty (so a restart finds where its
+//! velocity window began from the last committed message); the memory engine's high watermark and
 //! offset-by-time are per batch, not per message (the SQLite engine's are
 //! right); transactions stop at EndTxn ("not supported by broker"), so
 //! exactly-once is tested only against the mock cluster; a write to a
@@ -35,13 +35,13 @@ type Outputs = BTreeMap<String, Vec<Value>>;
 const OUTPUTS: [&str; 3] = ["anomalies", "metrics", "dead-letter"];
 
 /// A tansu broker on a port of its own, killed when dropped.
-struct Tansu {
+pub(crate) struct Tansu {
     child: Option<Child>,
     port: u16,
     storage: String,
     /// Where it runs: a `sqlite://NAME` file is made here.
     dir: PathBuf,
-    brokers: String,
+    pub(crate) brokers: String,
 }
 
 impl Drop for Tansu {
@@ -50,35 +50,22 @@ impl Drop for Tansu {
     }
 }
 
-/// The tansu binary: `$TANSU`, `~/.cargo/bin/tansu`, or `tansu` on `PATH`.
+/// The tansu binary, or a panic saying how to install it.
 fn tansu_binary() -> PathBuf {
-    let mut candidates: Vec<PathBuf> = std::env::var_os("TANSU")
-        .map(PathBuf::from)
-        .into_iter()
-        .collect();
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(Path::new(&home).join(".cargo/bin/tansu"));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    candidates.extend(std::env::split_paths(&path).map(|d| d.join("tansu")));
-    candidates
-        .into_iter()
-        .find(|c| c.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "these tests need tansu, a Kafka-protocol broker, and found none at $TANSU, \
-             ~/.cargo/bin/tansu or on PATH: install it with \
-             `cargo install tansu --features \"dynostore libsql\"` (about 14 minutes), \
-             or point $TANSU at the binary"
-            )
-        })
+    crate::tansu_bin::find().unwrap_or_else(|| {
+        panic!(
+            "these tests need tansu, a Kafka-protocol broker, and found none at $TANSU, \
+             ~/.cargo/bin/tansu or on PATH: {}",
+            crate::tansu_bin::INSTALL
+        )
+    })
 }
 
 impl Tansu {
     /// A broker keeping its data in memory (`memory://tansu/`) or in a
     /// SQLite file (`sqlite://NAME`, in `dir`, which survives a restart:
     /// tansu takes the path after `sqlite://` as relative).
-    fn start(storage: &str, dir: &Path) -> Tansu {
+    pub(crate) fn start(storage: &str, dir: &Path) -> Tansu {
         let port = free_port();
         let mut tansu = Tansu {
             child: None,

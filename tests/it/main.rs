@@ -24,3 +24,4 @@ mod paysim;
 mod pipeline;
 mod schemas;
 mod settings;
+mod tansu_bin;
