@@ -311,11 +311,7 @@ fn kafka_settings(args: &Args, file: &DataflowFile, kafka: &KafkaTable) -> Kafka
 /// The topics a Kafka run makes when missing, with the file's counts.
 fn topic_specs(kafka: &KafkaTable, sinks: &SinkTopics) -> Vec<fraudflow::kafka::topics::TopicSpec> {
     let p = &kafka.partitions;
-    let spec = |name: &str, partitions| fraudflow::kafka::topics::TopicSpec {
-        name: name.to_string(),
-        partitions,
-        replication: 1,
-    };
+    let spec = fraudflow::kafka::topics::TopicSpec::new;
     vec![
         spec(&kafka.topic, p.raw_events),
         spec(&sinks.anomalies, p.anomalies),

@@ -116,10 +116,14 @@ impl ProducerContext for ProducerCtx {
             Ok(_) => None,
             Err((e, m)) => Some(format!("to {} partition {}: {e}", m.topic(), m.partition())),
         };
-        self.deliveries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((time as u64, error));
-        self.waker.wake();
+        let mut queue = self.deliveries.lock().unwrap_or_else(|e| e.into_inner());
+        let was_empty = queue.is_empty();
+        queue.push((time as u64, error));
+        drop(queue);
+        // The sink takes the whole queue when it runs: one wake for the
+        // first delivery since then is enough.
+        if was_empty {
+            self.waker.wake();
+        }
     }
 }

@@ -143,22 +143,22 @@ pub mod defaults {
         4_096
     }
     pub fn raw_events() -> i32 {
-        8
+        crate::kafka::topics::default_spec("raw-events").partitions
     }
     pub fn anomalies() -> i32 {
-        4
+        crate::kafka::topics::default_spec("anomalies").partitions
     }
     pub fn feedback() -> i32 {
-        2
+        crate::kafka::topics::default_spec("feedback").partitions
     }
     pub fn metrics() -> i32 {
-        4
+        crate::kafka::topics::default_spec("metrics").partitions
     }
     pub fn dead_letter() -> i32 {
-        2
+        crate::kafka::topics::default_spec("dead-letter").partitions
     }
     pub fn model_updates() -> i32 {
-        1
+        crate::kafka::topics::default_spec("model-updates").partitions
     }
     pub fn anomalies_topic() -> String {
         "anomalies".to_string()

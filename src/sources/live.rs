@@ -24,7 +24,7 @@ use timely::dataflow::operators::generic::source;
 use timely::dataflow::{Scope, Stream};
 use timely::scheduling::SyncActivator;
 
-use super::order::{time_dead_letter, Frontier, TimeLimits};
+use super::order::{admit_live, Frontier, TimeLimits};
 use super::{Parsed, Runs, SourceContext};
 
 /// Most events waiting for the dataflow before new ones are refused.
@@ -109,20 +109,12 @@ impl LiveInput {
 
     /// An event judged against the frontier: itself, or its dead letter.
     fn judge(&self, parsed: Parsed, frontier: &mut Frontier, now: u64) -> Parsed {
-        let Ok(event) = &parsed else { return parsed };
-        let verdict = frontier.admit_at(event.time_ms, Some(now), &self.limits);
-        if verdict.code().is_none() {
-            return parsed;
+        match parsed {
+            Ok(event) => admit_live(frontier, event, now, &self.limits, |e| {
+                format!("live:{}", e.id)
+            }),
+            Err(_) => parsed,
         }
-        let raw = crate::excerpt::raw(serde_json::to_string(event).unwrap_or_default().as_bytes());
-        let source = format!("live:{}", event.id);
-        Err(Box::new(time_dead_letter(
-            event,
-            verdict,
-            &self.limits,
-            raw,
-            source,
-        )))
     }
 
     /// Moves the watermark to `to` when that is later, waking the sources.

@@ -184,6 +184,27 @@ impl Frontier {
     }
 }
 
+/// A live event judged against its source's frontier of event time (and,
+/// ahead, the clock `now`): itself, or the dead letter of its time, the
+/// event as JSON for its raw text, named by `source` (built only then).
+pub fn admit_live(
+    frontier: &mut Frontier,
+    event: Event,
+    now: u64,
+    limits: &TimeLimits,
+    source: impl FnOnce(&Event) -> String,
+) -> crate::sources::Parsed {
+    let verdict = frontier.admit_at(event.time_ms, Some(now), limits);
+    if verdict.code().is_none() {
+        return Ok(event);
+    }
+    let raw = crate::excerpt::raw(serde_json::to_string(&event).unwrap_or_default().as_bytes());
+    let source = source(&event);
+    Err(Box::new(time_dead_letter(
+        &event, verdict, limits, raw, source,
+    )))
+}
+
 /// The dead letter of an event refused for its time: `raw` is the payload
 /// as read (a file's line), or the event as JSON when there is none.
 pub fn time_dead_letter(

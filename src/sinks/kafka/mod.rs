@@ -51,12 +51,13 @@ impl Outbound {
         }
     }
 
-    /// The message key: the account, or for a dead letter where it came
-    /// from (the payload may name no account).
-    pub fn key(&self) -> String {
+    /// The message key, into `out`: the account, or for a dead letter
+    /// where it came from (the payload may name no account).
+    pub fn key(&self, out: &mut Vec<u8>) {
+        out.clear();
         match self {
-            Outbound::Alert(o) | Outbound::Normal(o) => o.account.to_string(),
-            Outbound::Dead(d) => d.source.clone(),
+            Outbound::Alert(o) | Outbound::Normal(o) => o.account.write_to(out),
+            Outbound::Dead(d) => out.extend_from_slice(d.source.as_bytes()),
         }
     }
 

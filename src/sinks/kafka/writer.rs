@@ -19,6 +19,7 @@ use super::Outbound;
 use crate::kafka::context::ProducerCtx;
 use crate::kafka::KafkaError;
 use crate::pipeline::{Abort, PipelineError};
+use crate::sources::kafka::link::MAX_BACKLOG;
 use crate::sources::kafka::seq::Numbering;
 use crate::sources::kafka::{Guarantee, KafkaInput, Link};
 
@@ -50,6 +51,8 @@ struct Writer {
     ending_since: Option<Instant>,
     finished: bool,
     buf: Vec<u8>,
+    /// The message key being sent, reused likewise.
+    key: Vec<u8>,
 }
 
 pub(super) fn build<'scope>(
@@ -83,6 +86,7 @@ pub(super) fn build<'scope>(
                 ending_since: None,
                 finished: false,
                 buf: Vec::new(),
+                key: Vec::new(),
             };
             move |(data, frontier), _| {
                 data.for_each(|cap, batch| w.stash(cap, batch));
@@ -159,9 +163,11 @@ impl Writer {
                 self.commit_delivered(front.is_none(), until);
             }
         }
-        self.link
-            .backlog
-            .set(self.inflight.values().map(|v| v.1).sum());
+        let backlog = self.inflight.values().map(|v| v.1).sum();
+        if self.link.backlog.replace(backlog) > MAX_BACKLOG && backlog <= MAX_BACKLOG {
+            // The source stopped reading for the backlog: it may read again.
+            self.link.waker.wake();
+        }
         if !self.inflight.is_empty() || !self.stash.is_empty() || front.is_none() {
             self.activator
                 .activate_after(self.input.settings.commit_every);
@@ -178,7 +184,7 @@ impl Writer {
         let last = ended && (self.inflight.is_empty() || given_up);
         // The last commit waits for its answer, unless the brokers are away.
         let wait = last && self.input.health.is_ok();
-        self.link.commit(done, Guarantee::AtLeastOnce, wait);
+        self.link.commit(done, wait);
         if !ended {
             self.ending_since = None;
         }
@@ -218,9 +224,6 @@ impl Writer {
                 }
             }
         }
-        if self.link.backlog.get() > 0 {
-            self.link.waker.wake();
-        }
         Ok(())
     }
 
@@ -254,10 +257,9 @@ impl Writer {
     }
 
     fn send(&mut self, time: u64, out: &Outbound) -> Result<(), KafkaError> {
-        let mut buf = std::mem::take(&mut self.buf);
-        out.payload(&mut buf)
+        out.payload(&mut self.buf)
             .map_err(|e| KafkaError::Other(format!("writing an output as JSON: {e}")))?;
-        let key = out.key();
+        out.key(&mut self.key);
         let topics = &self.input.settings.sinks;
         let topic = match out {
             Outbound::Alert(_) => &topics.anomalies,
@@ -265,8 +267,8 @@ impl Writer {
             Outbound::Dead(_) => &topics.dead_letter,
         };
         let mut record = BaseRecord::with_opaque_to(topic, time as usize)
-            .key(&key)
-            .payload(&buf[..]);
+            .key(&self.key[..])
+            .payload(&self.buf[..]);
         let mut waited = Duration::ZERO;
         loop {
             match self.producer.send(record) {
@@ -285,7 +287,6 @@ impl Writer {
                 Err((e, _)) => return Err(KafkaError::client(format!("sending to {topic}"), e)),
             }
         }
-        self.buf = buf;
         Ok(())
     }
 

@@ -7,12 +7,11 @@
 //! process sends its process's latest place to every worker whenever it
 //! grows, and each worker moves its process's watermark to the largest
 //! it hears of. Being a dataflow of its own, its frontier holds nothing
-//! of the pipeline's back.
+//! of the pipeline's back. Its operators run when the hub wakes them (a
+//! watermark moved, or the run is closing), not on a timer.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
-
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::{source, Operator};
@@ -20,9 +19,6 @@ use timely::dataflow::operators::vec::Broadcast;
 use timely::worker::Worker;
 
 use super::KafkaInput;
-
-/// How often the first worker of a process looks for a new latest place.
-const EVERY: Duration = Duration::from_millis(2);
 
 /// Builds this worker's part of the beacon dataflow.
 pub fn build(worker: &mut Worker, input: Arc<KafkaInput>, workers_per_process: usize) {
@@ -33,7 +29,11 @@ pub fn build(worker: &mut Worker, input: Arc<KafkaInput>, workers_per_process: u
             scope,
             "WatermarkBeacon",
             move |cap, info| {
-                let activator = scope.activator_for(info.address.clone());
+                // A place that grows moves the hub's watermark, which wakes
+                // this operator, as closing the run does.
+                input
+                    .hub
+                    .register(scope.worker().sync_activator_for(info.address.to_vec()));
                 let mut cap = Some(cap);
                 let mut last = 0;
                 move |output| {
@@ -46,7 +46,6 @@ pub fn build(worker: &mut Worker, input: Arc<KafkaInput>, workers_per_process: u
                         output.session(current).give(own);
                         last = own;
                     }
-                    activator.activate_after(EVERY);
                 }
             },
         );

@@ -14,7 +14,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::ledger::{Ledger, WindowIndex};
-use super::{Guarantee, KafkaInput};
+use super::KafkaInput;
 use crate::kafka::context::{ConsumerCtx, Waker};
 use crate::kafka::KafkaError;
 
@@ -174,8 +174,7 @@ impl Link {
     /// At least once: commits what the sinks have delivered before
     /// `frontier`. Asynchronous, except the last (`last`), which waits.
     /// A failed commit is sent again with the next.
-    pub fn commit(&self, frontier: u64, guarantee: Guarantee, last: bool) {
-        debug_assert_eq!(guarantee, Guarantee::AtLeastOnce);
+    pub fn commit(&self, frontier: u64, last: bool) {
         let failures = &self.consumer.context().commit_failures;
         let again = failures.swap(0, std::sync::atomic::Ordering::Relaxed) > 0 || last;
         let Some(list) = self.release(frontier, again) else {
@@ -226,20 +225,23 @@ impl Link {
     }
 }
 
-/// The event time of the message at `offset` of `topic`'s partition `p`,
-/// read by a consumer of its own: the event's own time, or the message's
+/// The event time of the message at each (partition, offset) of `topic`,
+/// read by one consumer of its own: the event's own time, or the message's
 /// timestamp when it holds no event. For brokers that keep no commit
 /// metadata, a restart finds where its velocity window began from it.
-/// `None` when the message cannot be read within `timeout` (gone by
-/// retention, say).
-pub fn event_time_at(
+/// A partition is left out when its message cannot be read within
+/// `timeout` (gone by retention, or a transaction's marker, say).
+pub fn event_times_at(
     brokers: &str,
     topic: &str,
-    p: i32,
-    offset: i64,
+    at: &[(i32, i64)],
     timeout: Duration,
-) -> Result<Option<u64>, KafkaError> {
+) -> Result<BTreeMap<i32, u64>, KafkaError> {
     use rdkafka::Message;
+    let mut times = BTreeMap::new();
+    if at.is_empty() {
+        return Ok(times);
+    }
     // A group is required to consume, though this one commits nothing.
     let consumer: BaseConsumer = crate::kafka::client_config(brokers)
         .set("group.id", "fraudflow-restore-probe")
@@ -250,23 +252,31 @@ pub fn event_time_at(
         .create()
         .map_err(|e| KafkaError::client(format!("a consumer for {brokers}"), e))?;
     let mut list = TopicPartitionList::new();
-    let _ = list
-        .add_partition(topic, p)
-        .set_offset(Offset::Offset(offset));
+    for &(p, offset) in at {
+        let _ = list
+            .add_partition(topic, p)
+            .set_offset(Offset::Offset(offset));
+    }
     consumer
         .assign(&list)
-        .map_err(|e| KafkaError::client(format!("reading {topic}/{p}@{offset}"), e))?;
+        .map_err(|e| KafkaError::client(format!("reading {topic} at {at:?}"), e))?;
+    let mut waiting: BTreeMap<i32, i64> = at.iter().copied().collect();
     let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
+    while !waiting.is_empty() && std::time::Instant::now() < deadline {
         let m = match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => m,
-            // Nothing at or after it (a transaction's marker, say).
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(None),
+            // Nothing at or after it.
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                waiting.remove(&p);
+                continue;
+            }
             _ => continue,
         };
-        if m.offset() < offset {
+        let p = m.partition();
+        if waiting.get(&p).is_none_or(|&offset| m.offset() < offset) {
             continue;
         }
+        waiting.remove(&p);
         let own = m
             .payload()
             .and_then(|bytes| crate::dataflow::json_event::parse_event(bytes, 0).ok())
@@ -275,7 +285,9 @@ pub fn event_time_at(
             .timestamp()
             .to_millis()
             .and_then(|t| u64::try_from(t).ok());
-        return Ok(own.or(stamped));
+        if let Some(time) = own.or(stamped) {
+            times.insert(p, time);
+        }
     }
-    Ok(None)
+    Ok(times)
 }

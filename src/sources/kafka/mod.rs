@@ -116,42 +116,29 @@ impl KafkaInput {
     pub fn placed(&self, latest: u64) {
         let past = latest.saturating_add(1);
         self.own.fetch_max(past, Ordering::SeqCst);
-        if self.hub.watermark() < past {
-            self.advance(past);
-        }
+        self.hub.advance_to(past);
     }
 
     /// Moves the run's watermark to `to` (when later) and wakes the
     /// sources, so idle partitions follow it.
     pub fn advance(&self, to: u64) {
-        if self.hub.watermark() < to {
-            // `push` of nothing moves no queue: only the watermark.
-            self.hub
-                .tick(to.saturating_add(self.settings.limits.lateness_ms));
-            self.wake_sources();
-        }
+        self.hub.advance_to(to);
     }
 
     /// The topic now has `n` partitions.
     pub fn set_partitions(&self, n: i32) {
         if self.partitions.swap(n, Ordering::SeqCst) != n {
-            self.wake_sources();
+            self.hub.wake();
         }
     }
 
     /// Stops the run: sources drop their capabilities, the dataflow drains.
     pub fn close(&self) {
         self.hub.close();
-        self.wake_sources();
     }
 
     pub fn is_closed(&self) -> bool {
         self.hub.is_closed()
-    }
-
-    /// Wakes every source of the process (they register with the hub).
-    fn wake_sources(&self) {
-        self.hub.wake();
     }
 }
 

@@ -22,7 +22,7 @@ use super::seq::Numbering;
 use super::{KafkaInput, Link};
 use crate::dataflow::dead_letter::DeadLetter;
 use crate::dataflow::json_event::parse_event;
-use crate::sources::order::{time_dead_letter, Frontier};
+use crate::sources::order::{admit_live, Frontier};
 use crate::sources::{Parsed, Runs, SourceContext, SourceCounts};
 
 /// Longest wait between tries to reach the brokers.
@@ -66,6 +66,16 @@ struct Reader {
     /// had when it started: until then it holds the frontier where it is,
     /// or its first events would come after the others' and be late.
     started: bool,
+    /// Messages read, placed late and read again in this activation, added
+    /// to the run's counters once at its end.
+    tally: Tally,
+}
+
+#[derive(Default)]
+struct Tally {
+    read: u64,
+    late: u64,
+    replayed: u64,
 }
 
 type Output<'a> = timely::dataflow::operators::generic::OutputBuilderSession<
@@ -106,6 +116,7 @@ pub(super) fn build<'scope>(
                 retry_at: None,
                 backoff: Duration::from_millis(100),
                 started: false,
+                tally: Tally::default(),
             });
             move |output| {
                 let Some(r) = reader.as_mut() else { return };
@@ -160,24 +171,15 @@ impl Reader {
     /// to it; the beginning where nothing was committed.
     fn starts(&self, new: &[i32]) -> Result<Vec<(i32, Offset, i64)>, crate::kafka::KafkaError> {
         let committed = self.link.committed(new, CALL_TIMEOUT)?;
-        let restore = self.input.settings.restore_ms;
+        let s = &self.input.settings;
+        let restore = s.restore_ms;
+        let probe = restore.map_or_else(Vec::new, |_| unnoted(&committed));
+        let probed = link::event_times_at(&s.brokers, &s.topic, &probe, CALL_TIMEOUT)?;
         let mut lookup = TopicPartitionList::new();
         for (&p, c) in &committed {
-            if let (Some(window), Some((offset, noted))) = (restore, c) {
-                if noted.window_start.is_some() {
-                    continue;
-                }
-                // No metadata kept (some brokers drop it): the time of the
-                // last committed message instead.
-                let time = match noted.time {
-                    Some(time) => Some(time),
-                    None if *offset > 0 => {
-                        let s = &self.input.settings;
-                        link::event_time_at(&s.brokers, &s.topic, p, offset - 1, CALL_TIMEOUT)?
-                    }
-                    None => None,
-                };
-                if let Some(time) = time {
+            if let (Some(window), Some((_, noted))) = (restore, c) {
+                let time = noted.time.or_else(|| probed.get(&p).copied());
+                if let (None, Some(time)) = (noted.window_start, time) {
                     let from = time.saturating_sub(window) as i64;
                     let _ = lookup
                         .add_partition(&self.link.topic, p)
@@ -246,31 +248,56 @@ impl Reader {
         let now = Instant::now();
         let (clock, received) = (crate::clock::now_millis(), crate::clock::now_micros());
         if link.backlog.get() > super::link::MAX_BACKLOG {
-            // The sink wakes this source as acknowledgements come in.
+            // The sink wakes this source once the backlog is back under.
             return true;
         }
-        let mut drained = false;
+        let (mut drained, mut reading) = (false, false);
         for _ in 0..self.input.settings.max_batch {
             match link.consumer.poll(Duration::ZERO) {
                 None => {
                     drained = true;
                     break;
                 }
-                Some(Ok(m)) => self.take(&m, now, (clock, received), output),
+                Some(Ok(m)) => {
+                    reading = true;
+                    self.take(&m, now, (clock, received), output);
+                }
                 Some(Err(RdError::PartitionEOF(p))) => {
                     if let Some(part) = self.parts.get_mut(&p) {
                         part.at_end = true;
                         part.quiet_since = now;
                     }
                 }
-                Some(Err(e)) => self.input.health.report("consumer", e.to_string()),
+                Some(Err(e)) => {
+                    reading = false;
+                    self.input.health.report("consumer", e.to_string());
+                }
             }
         }
+        if reading {
+            // A message since the last error: the consumer reads again.
+            self.input.health.clear("consumer");
+        }
+        self.add_tally();
         for part in self.parts.values_mut() {
             part.runs
                 .flush(|time, run| output.session(&part.cap.delayed(&time)).give_container(run));
         }
         drained
+    }
+
+    /// Adds this activation's counts to the run's.
+    fn add_tally(&mut self) {
+        let tally = std::mem::take(&mut self.tally);
+        for (counter, n) in [
+            (&self.input.read, tally.read),
+            (&self.input.late, tally.late),
+            (&self.input.replayed, tally.replayed),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
     }
 
     /// One message: parsed (or its dead letter), placed, and noted in the
@@ -286,17 +313,17 @@ impl Reader {
         let Some(part) = self.parts.get_mut(&p) else {
             return;
         };
-        self.input.health.clear("consumer");
         part.at_end = false;
         part.quiet_since = now;
         let muted = offset < part.mute_below;
         let seq = self.numbering.next_in(order_of(m), muted);
         let payload = m.payload().unwrap_or_default();
         let where_ = || format!("kafka:{}/{p}@{offset}", m.topic());
+        let limits = &self.input.settings.limits;
         let parsed: Parsed = match parse_event(payload, seq) {
             Ok(mut e) => {
                 e.received_us = received;
-                judge(&mut part.frontier, e, clock, &self.input, where_())
+                admit_live(&mut part.frontier, e, clock, limits, |_| where_())
             }
             Err(err) => Err(Box::new(DeadLetter::parse(
                 err.code(),
@@ -310,10 +337,10 @@ impl Reader {
         let place = parsed.as_ref().map_or(floor, |e| e.time_ms.max(floor));
         let counts = if muted { &self.muted } else { &*self.counts };
         if muted {
-            self.input.replayed.fetch_add(1, Ordering::Relaxed);
+            self.tally.replayed += 1;
         } else {
             counts.read(&parsed);
-            self.input.read.fetch_add(1, Ordering::Relaxed);
+            self.tally.read += 1;
         }
         let late = part.runs.place(
             parsed,
@@ -323,7 +350,7 @@ impl Reader {
             |time, run| output.session(&part.cap.delayed(&time)).give_container(run),
         );
         if late && !muted {
-            self.input.late.fetch_add(1, Ordering::Relaxed);
+            self.tally.late += 1;
         }
         part.hi = part.hi.max(place.saturating_add(1));
         self.link.record(p, offset, place);
@@ -377,30 +404,25 @@ impl Reader {
     }
 }
 
+/// The last committed message of each partition whose commit noted
+/// nothing (some brokers keep no commit metadata): its time is found from
+/// the message instead.
+fn unnoted(committed: &BTreeMap<i32, link::Committed>) -> Vec<(i32, i64)> {
+    committed
+        .iter()
+        .filter_map(|(&p, c)| match c {
+            Some((offset, noted)) if *noted == link::Noted::default() && *offset > 0 => {
+                Some((p, offset - 1))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// The publisher's place for the message in the input order, if it gave
 /// one ([`super::seq::ORDER_HEADER`]).
 fn order_of(m: &BorrowedMessage<'_>) -> Option<u64> {
     let headers = m.headers()?;
     let header = headers.iter().find(|h| h.key == super::seq::ORDER_HEADER)?;
     std::str::from_utf8(header.value?).ok()?.parse().ok()
-}
-
-/// An event judged against the worker's frontier of event time: itself, or
-/// its dead letter when stamped too far from it (or, ahead, the clock).
-fn judge(
-    frontier: &mut Frontier,
-    event: crate::event::Event,
-    clock: u64,
-    input: &KafkaInput,
-    source: String,
-) -> Parsed {
-    let limits = &input.settings.limits;
-    let verdict = frontier.admit_at(event.time_ms, Some(clock), limits);
-    if verdict.code().is_none() {
-        return Ok(event);
-    }
-    let raw = crate::excerpt::raw(serde_json::to_string(&event).unwrap_or_default().as_bytes());
-    Err(Box::new(time_dead_letter(
-        &event, verdict, limits, raw, source,
-    )))
 }

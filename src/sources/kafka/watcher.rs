@@ -12,6 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::KafkaInput;
 use crate::kafka::context::ConsumerCtx;
+use crate::kafka::topics::partition_count;
 use crate::kafka::KafkaError;
 
 /// Between looks at the topic when all is well.
@@ -60,22 +61,14 @@ pub fn start(
         .map_err(|e| KafkaError::Other(format!("starting the watcher thread: {e}")))
 }
 
-/// The topic's partition count; an error when it does not exist.
+/// The topic's partition count; an error when it does not exist or has
+/// none. Asked of every topic's metadata ([`partition_count`]), so that
+/// the watcher never creates the topic on a broker that creates topics on
+/// first mention.
 fn partitions(client: &BaseConsumer<ConsumerCtx>, topic: &str) -> Result<i32, KafkaError> {
-    let metadata = client
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .map_err(|e| KafkaError::client(format!("looking up topic {topic:?}"), e))?;
-    let found = metadata.topics().iter().find(|t| t.name() == topic);
-    match found {
-        Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-            Ok(t.partitions().len() as i32)
-        }
-        Some(t) => Err(KafkaError::Other(format!(
-            "topic {topic:?} is not readable: {:?}",
-            t.error()
-        ))),
-        None => Err(KafkaError::Other(format!("topic {topic:?} does not exist"))),
-    }
+    partition_count(client.client(), topic, Duration::from_secs(5))?
+        .filter(|&n| n > 0)
+        .ok_or_else(|| KafkaError::Other(format!("topic {topic:?} does not exist")))
 }
 
 fn sleep_unless_closed(input: &KafkaInput, wait: Duration) {
