@@ -27,6 +27,7 @@ use fraudflow::sinks::file::{JsonLinesSink, ScoresCsv};
 use fraudflow::sinks::memory::{Collect, CollectMap};
 use fraudflow::sinks::{BoxSink, Fanout};
 
+use super::feedback_args::FeedbackArgs;
 use super::timely_args::TimelyArgs;
 use super::train::{given, TrainingArgs};
 use super::{grouped, on_cluster, SourceArgs};
@@ -92,6 +93,8 @@ pub struct Args {
     switches: Vec<(u32, PathBuf)>,
     #[command(flatten)]
     training: TrainingArgs,
+    #[command(flatten)]
+    feedback: FeedbackArgs,
     #[command(flatten)]
     source: SourceArgs,
     #[command(flatten)]
@@ -376,6 +379,9 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
         scoring: ScoringSettings {
             initial: Arc::new(initial),
             versions: VersionFeed::Fixed(versions),
+            feedback: args.feedback.settings()?.map(Box::new),
+            labels: None,
+            in_force: None,
         },
         all_outcomes: args.scores,
     };
@@ -412,6 +418,7 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
         test_after: (input_hash == bundle.fingerprint.hash)
             .then_some(bundle.split.validation_last_step),
         workers: args.timely.workers() * args.timely.processes,
+        feedback: args.feedback.feedback,
     };
     report(args, group, gathered, &summary, &bundle, context)?;
     Ok(ExitCode::SUCCESS)
@@ -503,6 +510,9 @@ fn print_report(report: &Report, out: &Path) {
         grouped(report.late)
     );
     print_versions(report);
+    if let Some(f) = &report.feedback {
+        super::feedback_args::print_summary(f);
+    }
     let quality = [
         ("all events", &report.quality_all),
         ("test split", &report.quality_test_split),

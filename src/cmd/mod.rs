@@ -19,6 +19,7 @@ macro_rules! out {
 pub mod backtest;
 pub mod eda;
 pub mod features;
+pub mod feedback_args;
 pub mod generate;
 pub mod loadgen;
 pub mod replay;

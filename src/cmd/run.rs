@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use fraudflow::bundle::Bundle;
+use fraudflow::dataflow::feedback::live::LiveLabels;
+use fraudflow::dataflow::feedback::store::{self, StoredVersion};
+use fraudflow::dataflow::feedback::FeedbackSettings;
 use fraudflow::pipeline::{
     self, Cluster, LiveVersions, NormalSink, Outputs, PipelineSettings, ScoringSettings, Stage,
     StageOutputs, VersionFeed,
@@ -25,6 +28,10 @@ use fraudflow::sources::order::TimeLimits;
 use fraudflow::sources::SourceSettings;
 
 use super::timely_args::TimelyArgs;
+
+/// The environment variable holding the API token that `POST /feedback`
+/// requires, when set and not empty.
+pub const API_TOKEN_VAR: &str = "FRAUDFLOW_API_TOKEN";
 use super::{grouped, on_cluster};
 
 /// Runs the live pipeline of a dataflow file: dataflows/local.toml takes
@@ -204,6 +211,22 @@ fn report(summary: &pipeline::RunSummary, state: &ServeState) {
             grouped(load(&k.replayed))
         );
     }
+    if state.labels.is_some() {
+        let f = &summary.feedback;
+        eprintln!(
+            "run: feedback: {} labels, {} matched, {} unmatched, {} duplicates ({} relabels); \
+             {} updates: {} promoted, {} refused, {} rolled back",
+            grouped(f.received),
+            grouped(f.matched),
+            grouped(f.unmatched),
+            grouped(f.duplicate),
+            grouped(f.relabel),
+            grouped(f.updates),
+            grouped(f.promoted),
+            grouped(f.refused),
+            grouped(f.rolled_back)
+        );
+    }
 }
 
 fn prepare(args: &Args, file: DataflowFile, cluster: Cluster) -> anyhow::Result<Live> {
@@ -361,6 +384,13 @@ struct Models {
     versions: Arc<LiveVersions>,
     reloader: Option<Arc<ModelReloader>>,
     poll: Option<Duration>,
+    /// The feedback loop, when the file has `[feedback]`, and the labels
+    /// this process's server takes for it.
+    feedback: Option<FeedbackSettings>,
+    labels: Option<Arc<LiveLabels>>,
+    in_force: Arc<Mutex<String>>,
+    /// The learner's newest kept version, which scores from the start.
+    resumed: Option<StoredVersion>,
 }
 
 impl Models {
@@ -390,12 +420,32 @@ impl Models {
         });
         let poll =
             (file.models.poll_seconds > 0).then(|| Duration::from_secs(file.models.poll_seconds));
+        let feedback = file.feedback.as_ref().map(|t| {
+            let mut settings = t.settings();
+            settings.learner.store = Some(models_dir.clone());
+            settings.flush = Some(Arc::default());
+            settings
+        });
+        let labels = feedback
+            .is_some()
+            .then(|| LiveLabels::new(Arc::clone(input), cluster.process, cluster.processes()));
+        // The newest version the learner kept for this bundle goes on.
+        let width = bundle.models.logistic.n_features();
+        let resumed = match &feedback {
+            Some(_) => store::newest(&models_dir, &bundle.version, width)?,
+            None => None,
+        };
+        let name = resumed.as_ref().map_or(&bundle.version, |v| &v.version);
         Ok(Models {
+            in_force: Arc::new(Mutex::new(name.clone())),
+            resumed,
             bundle,
             choice,
             versions,
             reloader,
             poll,
+            feedback,
+            labels,
         })
     }
 
@@ -412,7 +462,10 @@ impl Models {
             kafka,
             stats,
             models: self.reloader.clone(),
-            model_version: Mutex::new(self.bundle.version.clone()),
+            model_version: Arc::clone(&self.in_force),
+            labels: self.labels.clone(),
+            flush: self.feedback.as_ref().and_then(|f| f.flush.clone()),
+            api_token: std::env::var(API_TOKEN_VAR).ok().filter(|t| !t.is_empty()),
             workers: cluster.workers,
             process: cluster.process,
             processes: cluster.processes(),
@@ -420,6 +473,17 @@ impl Models {
             events_in: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
         })
+    }
+
+    /// The bundle's scorer, with the learner's newest kept version of its
+    /// online model when there is one.
+    fn initial(&self) -> fraudflow::dataflow::score::Scorer {
+        let mut scorer = self.choice.scorer(&self.bundle);
+        if let Some(v) = &self.resumed {
+            scorer.models.logistic = v.logistic.clone();
+            scorer.model_version = v.version.clone();
+        }
+        scorer
     }
 
     fn settings(
@@ -436,8 +500,11 @@ impl Models {
             },
             stage: Stage::Scored {
                 scoring: ScoringSettings {
-                    initial: Arc::new(self.choice.scorer(&self.bundle)),
+                    initial: Arc::new(self.initial()),
                     versions: VersionFeed::Live(Arc::clone(&self.versions)),
+                    feedback: self.feedback.clone().map(Box::new),
+                    labels: self.labels.clone(),
+                    in_force: Some(Arc::clone(&self.in_force)),
                 },
                 all_outcomes: true,
             },

@@ -4,6 +4,7 @@
 
 pub mod batcher;
 pub mod dead_letter;
+pub mod feedback;
 pub mod json_event;
 pub mod score;
 pub mod sink;

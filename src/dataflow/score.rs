@@ -15,9 +15,11 @@ use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::core::OkErr;
-use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
+use timely::progress::frontier::{Antichain, MutableAntichain};
 
 use super::dead_letter::DeadLetter;
 use super::FeatureRow;
@@ -51,6 +53,8 @@ pub struct Outcome {
     pub seq: u64,
     /// Event time, milliseconds since the Unix epoch.
     pub time_ms: u64,
+    /// Where the source placed the event (see `FeatureRow::place_ms`).
+    pub place_ms: u64,
     pub step: Option<u32>,
     /// The origin account: outputs are keyed by it.
     pub account: crate::paysim::AccountId,
@@ -151,59 +155,121 @@ pub fn score_and_route<'scope>(
     versions: Stream<'scope, u64, Vec<ModelVersion>>,
     initial: Arc<Scorer>,
 ) -> Routed<'scope> {
-    type Scored = Result<Outcome, Box<DeadLetter>>;
-    let scored = rows.binary_frontier::<_, CapacityContainerBuilder<Vec<Scored>>, _, _, _, _>(
-        versions,
-        Pipeline,
-        Pipeline,
-        "Score",
-        move |_, _| {
-            // Versions by the time they apply from; rows waiting for the
-            // version frontier to pass the latest of their places.
-            let mut known: BTreeMap<u64, Arc<Scorer>> = BTreeMap::new();
-            let mut waiting: BTreeMap<u64, Waiting> = BTreeMap::new();
-            let mut components = Vec::new();
-            move |(rows, _), (versions, version_frontier), output| {
-                versions.for_each(|_, data| {
-                    known.extend(data.drain(..).map(|v| (v.from, Arc::new(v.scorer))))
-                });
-                let mut score = |cap: &Capability<u64>, data: &mut Vec<FeatureRow>| {
-                    let mut session = output.session(cap);
-                    let groups = by_version(&known, &initial, data);
-                    score_groups(groups, &mut components, |s| session.give(s));
-                };
-                rows.for_each(|cap, data| {
-                    let Some(cap) = cap.retain_least(0) else {
-                        return;
-                    };
-                    let latest = data.iter().map(|r| r.place_ms).max().unwrap_or(0);
-                    if version_frontier.less_equal(&latest) {
-                        let entry = waiting
-                            .entry(*cap.time())
-                            .or_insert_with(|| (cap, Vec::new(), 0));
-                        entry.1.append(data);
-                        entry.2 = entry.2.max(latest);
-                    } else {
-                        score(&cap, data);
-                    }
-                });
-                while let Some(entry) = waiting.first_entry() {
-                    if version_frontier.less_equal(&entry.get().2) {
-                        break;
-                    }
-                    let (cap, mut data, _) = entry.remove();
-                    score(&cap, &mut data);
+    let mut builder = OperatorBuilder::new("Score".to_owned(), rows.scope());
+    let (output, scored) = builder.new_output();
+    let mut output = OutputBuilder::<_, CapacityContainerBuilder<Vec<Scored>>>::from(output);
+    let mut rows_in = builder.new_input(rows, Pipeline);
+    // Versions change what a row scores, never when it may be sent: every
+    // output goes at a row's own time. So the versions hold no output back,
+    // and a loop from the outputs back to the versions (the feedback loop)
+    // ends once the rows do.
+    let no_path: Vec<(usize, Antichain<u64>)> = Vec::new();
+    let mut versions_in = builder.new_input_connection(versions, Pipeline, no_path);
+    builder.build(move |_| {
+        let mut scoring = Scoring {
+            initial,
+            known: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            components: Vec::new(),
+        };
+        move |frontiers| {
+            let (row_frontier, version_frontier) = (&frontiers[0], &frontiers[1]);
+            let mut output = output.activate();
+            versions_in.for_each(|_, data| {
+                let known = data.drain(..).map(|v| (v.from, Arc::new(v.scorer)));
+                scoring.known.extend(known)
+            });
+            let mut ready = Vec::new();
+            rows_in.for_each(|cap, data| {
+                if let Some(cap) = cap.retain_least(0) {
+                    scoring.admit(cap, data, version_frontier, &mut ready);
                 }
+            });
+            scoring.release(version_frontier, &mut ready);
+            for (cap, mut data) in ready {
+                let mut session = output.session(&cap);
+                scoring.score(&mut data, |s| session.give(s));
             }
-        },
-    );
+            scoring.forget(row_frontier);
+        }
+    });
     let (outcomes, dead): (Stream<'scope, u64, Vec<Outcome>>, _) = scored.ok_err(|r| r);
+    // Routing, not an error: both sides are whole outcomes, moved.
+    #[allow(clippy::result_large_err)]
     let (anomalies, normal) =
         outcomes.ok_err(|o: Outcome| if o.alert.is_some() { Ok(o) } else { Err(o) });
     Routed {
         anomalies,
         normal,
         dead,
+    }
+}
+
+type Scored = Result<Outcome, Box<DeadLetter>>;
+
+/// The scoring operator's state: versions by the time they apply from,
+/// and rows waiting for the version frontier to pass the latest of their
+/// places.
+struct Scoring {
+    initial: Arc<Scorer>,
+    known: BTreeMap<u64, Arc<Scorer>>,
+    waiting: BTreeMap<u64, Waiting>,
+    components: Vec<Components>,
+}
+
+impl Scoring {
+    /// Rows that may score now go to `ready`; the others wait.
+    fn admit(
+        &mut self,
+        cap: Capability<u64>,
+        data: &mut Vec<FeatureRow>,
+        versions: &MutableAntichain<u64>,
+        ready: &mut Vec<(Capability<u64>, Vec<FeatureRow>)>,
+    ) {
+        let latest = data.iter().map(|r| r.place_ms).max().unwrap_or(0);
+        if versions.less_equal(&latest) {
+            let entry = self
+                .waiting
+                .entry(*cap.time())
+                .or_insert_with(|| (cap, Vec::new(), 0));
+            entry.1.append(data);
+            entry.2 = entry.2.max(latest);
+        } else {
+            ready.push((cap, std::mem::take(data)));
+        }
+    }
+
+    /// Waiting rows whose versions are all in, in time order.
+    fn release(
+        &mut self,
+        versions: &MutableAntichain<u64>,
+        ready: &mut Vec<(Capability<u64>, Vec<FeatureRow>)>,
+    ) {
+        while let Some(entry) = self.waiting.first_entry() {
+            if versions.less_equal(&entry.get().2) {
+                break;
+            }
+            let (cap, data, _) = entry.remove();
+            ready.push((cap, data));
+        }
+    }
+
+    fn score(&mut self, data: &mut Vec<FeatureRow>, give: impl FnMut(Scored)) {
+        let groups = by_version(&self.known, &self.initial, data);
+        score_groups(groups, &mut self.components, give);
+    }
+
+    /// Every row still to score is placed at or after the least of the
+    /// row frontier and the waiting times: the versions before the one in
+    /// force there are done with (an online learner may send thousands).
+    fn forget(&mut self, rows: &MutableAntichain<u64>) {
+        let next = rows.frontier().iter().copied().min();
+        let low = next.into_iter().chain(self.waiting.keys().copied()).min();
+        let keep = low.and_then(|low| self.known.range(..=low).next_back().map(|(k, _)| *k));
+        let first = self.known.first_key_value().map(|(k, _)| *k);
+        if let Some(keep) = keep.filter(|k| first.is_some_and(|f| f < *k)) {
+            self.known = self.known.split_off(&keep);
+        }
     }
 }
 
@@ -342,6 +408,7 @@ fn route(
         id: row.id,
         seq: row.seq,
         time_ms: row.time_ms,
+        place_ms: row.place_ms,
         step: row.step,
         account: row.account,
         is_fraud,

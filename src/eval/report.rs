@@ -46,6 +46,9 @@ pub struct Report {
     pub seconds: f64,
     pub events_per_second: f64,
     pub workers: usize,
+    /// What the feedback loop did, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<crate::dataflow::feedback::FeedbackSummary>,
 }
 
 /// What the report says of the run besides its records.
@@ -60,6 +63,8 @@ pub struct ReportContext<'a> {
     /// file: the events after it are the honest test split.
     pub test_after: Option<u32>,
     pub workers: usize,
+    /// Whether the feedback loop ran.
+    pub feedback: bool,
 }
 
 impl Report {
@@ -107,6 +112,7 @@ impl Report {
             seconds: summary.seconds,
             events_per_second: summary.events_in as f64 / summary.seconds.max(1e-9),
             workers: c.workers,
+            feedback: c.feedback.then_some(summary.feedback),
             versions,
         }
     }

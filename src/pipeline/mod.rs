@@ -16,6 +16,7 @@
 //! through the [`harness`], which ends the run on the first failure.
 
 pub mod error;
+pub mod feedback;
 pub mod harness;
 pub mod training;
 pub mod versions;
@@ -35,7 +36,9 @@ use timely::worker::Worker;
 use timely::ExchangeData;
 
 use crate::dataflow::dead_letter::DeadLetter;
-use crate::dataflow::score::{score_and_route, Outcome, Scorer};
+use crate::dataflow::feedback::live::LiveLabels;
+use crate::dataflow::feedback::{Counts, FeedbackSettings, FeedbackSummary};
+use crate::dataflow::score::{Outcome, Scorer};
 use crate::dataflow::sink::OrderedSink;
 use crate::dataflow::table::{csv_runs, CsvRun};
 use crate::dataflow::{featurize, FeatureRow};
@@ -64,6 +67,13 @@ pub struct FeatureSettings {
 pub struct ScoringSettings {
     pub initial: Arc<Scorer>,
     pub versions: VersionFeed,
+    /// The feedback loop: labels joined with features, and the online
+    /// model's updates as versions. `None`: the models stay as given.
+    pub feedback: Option<Box<FeedbackSettings>>,
+    /// Labels from this process's server (a live run with feedback).
+    pub labels: Option<Arc<LiveLabels>>,
+    /// Where this process reports the name of the version in force.
+    pub in_force: Option<Arc<Mutex<String>>>,
 }
 
 /// How far the graph goes, and so what its outputs are.
@@ -129,6 +139,8 @@ pub struct RunSummary {
     pub written: u64,
     /// Normal traffic written (process 0, scored runs).
     pub normal_written: u64,
+    /// What the feedback loop did (scored runs with feedback).
+    pub feedback: FeedbackSummary,
     pub seconds: f64,
 }
 
@@ -139,6 +151,7 @@ pub fn run(
     outputs: Option<Outputs>,
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
+    let settings = bound_the_loop(settings)?;
     let cluster = settings.cluster.clone();
     let outputs = Arc::new(Mutex::new(outputs));
     let results = harness::execute(&cluster, move |worker, abort| {
@@ -158,9 +171,40 @@ pub fn run(
         total.dead_written += s.dead_written;
         total.written += s.written;
         total.normal_written += s.normal_written;
+        total.feedback.add(&s.feedback);
     }
     total.seconds = started.elapsed().as_secs_f64();
     Ok(total)
+}
+
+/// With the feedback loop closed, a label comes back round it the loop's
+/// delay after the logical time of the event it labels, and scoring waits
+/// for the versions at each event's place: so no event may be placed that
+/// far past its logical time. A file source's epochs are bounded so.
+fn bound_the_loop(mut settings: PipelineSettings) -> Result<PipelineSettings, PipelineError> {
+    let Stage::Scored { scoring, .. } = &settings.stage else {
+        return Ok(settings);
+    };
+    let Some(feedback) = &scoring.feedback else {
+        return Ok(settings);
+    };
+    let lateness = match &settings.source {
+        SourceSettings::File(f) => f.limits.lateness_ms,
+        _ => 0,
+    };
+    feedback
+        .check(lateness)
+        .map_err(|e| PipelineError::Setting {
+            setting: "feedback",
+            problem: e.to_string(),
+        })?;
+    // A place is less than span + lateness past its epoch: less than the
+    // loop's delay (which the check above holds above the lateness).
+    let delay = feedback.loop_delay_ms();
+    if let SourceSettings::File(f) = &mut settings.source {
+        f.epoch_span_ms = Some(delay.saturating_sub(lateness).max(1));
+    }
+    Ok(settings)
 }
 
 /// One output, owned by worker 0 (`None` elsewhere, and once it failed).
@@ -229,7 +273,11 @@ impl Slots {
 
     /// Commits every output, the large ones first (a late write error there
     /// then leaves no dead-letter file behind either); the summary's counts.
-    fn finish(&self, counts: &SourceCounts) -> Result<RunSummary, PipelineError> {
+    fn finish(
+        &self,
+        counts: &SourceCounts,
+        feedback: FeedbackSummary,
+    ) -> Result<RunSummary, PipelineError> {
         let written = finish(&self.csv)? + finish(&self.rows)? + finish(&self.anomalies)?;
         let normal_written = finish(&self.normal)? + finish(&self.records)?;
         Ok(RunSummary {
@@ -240,6 +288,7 @@ impl Slots {
             dead_written: finish(&self.dead)?,
             written,
             normal_written,
+            feedback,
             seconds: 0.0,
         })
     }
@@ -264,6 +313,7 @@ fn build(
         _ => None,
     };
     let counts = Rc::new(SourceCounts::default());
+    let feedback = Counts::default();
     let slots = Slots::new(outputs);
     let done = ProbeHandle::new();
     worker
@@ -283,11 +333,14 @@ fn build(
                 done: &done,
                 abort,
                 link: link.as_ref(),
+                feedback: feedback.clone(),
             };
             ends.build(scope, rows, dead, settings)
         })
         .map_err(kafka_error)?;
-    Ok(Box::new(move |_: &mut Worker| slots.finish(&counts)))
+    Ok(Box::new(move |_: &mut Worker| {
+        slots.finish(&counts, *feedback.borrow())
+    }))
 }
 
 /// Where a worker's graph ends: its outputs, the probe, and (Kafka) its
@@ -297,6 +350,7 @@ struct Ends<'a> {
     done: &'a ProbeHandle<u64>,
     abort: &'a Abort,
     link: Option<&'a Rc<Link>>,
+    feedback: Counts,
 }
 
 impl Ends<'_> {
@@ -326,7 +380,11 @@ impl Ends<'_> {
                 all_outcomes,
             } => {
                 let versions = version_source(scope, scoring.versions.clone());
-                let routed = score_and_route(rows, versions, Arc::clone(&scoring.initial));
+                let first = scope
+                    .index()
+                    .is_multiple_of(settings.cluster.workers.max(1));
+                let counts = self.feedback.clone();
+                let routed = feedback::score(scope, rows, versions, scoring, counts, first, abort);
                 // Events no finite score could be given join the parse
                 // stage's dead letters: nothing is dropped.
                 dead = dead.concat(routed.dead);

@@ -1,10 +1,11 @@
 //! The HTTP API of a live run, on a tokio runtime of its own threads (never
 //! the timely workers'): `POST /events`, `GET /health`, `GET /ready`,
-//! `POST /models/reload`. It hands events to the dataflow through the live
+//! `POST /models/reload`, `POST /feedback`. It hands events to the dataflow through the live
 //! input, ticks the event-time clock, and on SIGTERM or Ctrl-C stops
 //! accepting and closes the input, so the dataflow drains and ends.
 
 mod events;
+pub mod feedback;
 pub mod reload;
 
 use std::net::SocketAddr;
@@ -43,8 +44,17 @@ pub struct ServeState {
     pub stats: Arc<LiveStats>,
     /// On process 0 only: where new model versions come from.
     pub models: Option<Arc<ModelReloader>>,
-    /// The version scoring now, as this process knows it.
-    pub model_version: std::sync::Mutex<String>,
+    /// The version scoring now, as this process knows it (the dataflow
+    /// writes the versions the learner promotes).
+    pub model_version: Arc<std::sync::Mutex<String>>,
+    /// Labels of `POST /feedback`, when the dataflow learns from them.
+    pub labels: Option<Arc<crate::dataflow::feedback::live::LiveLabels>>,
+    /// Set by `POST /flush` for the learner (process 0's) to fit what it
+    /// has buffered.
+    pub flush: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// When set, `POST /feedback` and `POST /flush` need
+    /// `Authorization: Bearer` this.
+    pub api_token: Option<String>,
     pub workers: usize,
     pub process: usize,
     pub processes: usize,
@@ -111,6 +121,8 @@ fn router(state: Arc<ServeState>) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/models/reload", post(reload::post_reload))
+        .route("/feedback", post(feedback::post_feedback))
+        .route("/flush", post(feedback::post_flush))
         .with_state(state)
 }
 

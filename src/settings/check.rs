@@ -134,6 +134,7 @@ pub fn check(file: &DataflowFile, path: &Path, text: &str) -> Result<(), Setting
         problems.extend(kafka_problems(k));
     }
     problems.extend(sinks_problems(file));
+    problems.extend(feedback_problems(file));
     let f = &file.features;
     problems.extend(positive("features", "window_seconds", f.window_seconds));
     problems.extend(positive("cluster", "workers", file.cluster.workers as u64));
@@ -169,6 +170,27 @@ pub fn check(file: &DataflowFile, path: &Path, text: &str) -> Result<(), Setting
             problem: p.problem,
         }),
     }
+}
+
+/// `[feedback]`'s ranges, each named by its key.
+fn feedback_problems(file: &DataflowFile) -> Option<Problem> {
+    use crate::dataflow::feedback::FeedbackSettingsError as E;
+    let table = file.feedback.as_ref()?;
+    let err = table.settings().check(0).err()?;
+    let key = match err {
+        E::Retention(_) => "retention_seconds",
+        E::BatchSize(_) => "batch_size",
+        E::MaxWait(_) => "max_wait_seconds",
+        E::Margin(_) => "promotion_margin",
+        E::Holdout(_) => "holdout",
+        E::HoldoutEvery(_) => "holdout_every",
+        _ => "feedback",
+    };
+    Some(Problem {
+        table: "feedback",
+        key,
+        problem: err.to_string(),
+    })
 }
 
 /// `[source.kafka]`'s ranges.

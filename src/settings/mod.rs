@@ -36,6 +36,9 @@ pub struct DataflowFile {
     /// Worker threads and processes.
     #[serde(default)]
     pub cluster: ClusterTable,
+    /// Learn online from analysts' labels (`POST /feedback`); absent: the
+    /// models stay as loaded.
+    pub feedback: Option<FeedbackTable>,
 }
 
 /// The source tables; exactly one is given.
@@ -157,6 +160,54 @@ pub struct SinksTable {
     pub kafka: Option<KafkaSinksTable>,
 }
 
+/// `[feedback]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackTable {
+    /// Seconds a scored transaction's features are kept for its label, and
+    /// a label waits for a transaction not seen yet.
+    #[serde(default = "defaults::retention_seconds")]
+    pub retention_seconds: u64,
+    /// Labelled examples per update of the online model.
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: usize,
+    /// Seconds of event time a labelled example waits for its batch to
+    /// fill before the batch is fitted as it is.
+    #[serde(default = "defaults::max_wait_seconds")]
+    pub max_wait_seconds: u64,
+    /// An update is promoted unless its PR-AUC on the holdout falls by more
+    /// than this.
+    #[serde(default = "defaults::promotion_margin")]
+    pub promotion_margin: f64,
+    /// The most recent labelled examples kept as the holdout.
+    #[serde(default = "defaults::holdout")]
+    pub holdout: usize,
+    /// One labelled transaction in this many goes to the holdout instead of
+    /// training; 0: none, and every update is promoted.
+    #[serde(default = "defaults::holdout_every")]
+    pub holdout_every: u64,
+}
+
+impl FeedbackTable {
+    /// The loop's settings (labels from outside: no simulated analysts).
+    pub fn settings(&self) -> crate::dataflow::feedback::FeedbackSettings {
+        use crate::dataflow::feedback::{FeedbackSettings, LearnerSettings};
+        FeedbackSettings {
+            retention_ms: self.retention_seconds.saturating_mul(1_000),
+            learner: LearnerSettings {
+                batch_size: self.batch_size,
+                max_wait_ms: self.max_wait_seconds.saturating_mul(1_000),
+                margin: self.promotion_margin,
+                holdout: self.holdout,
+                holdout_every: self.holdout_every,
+                ..LearnerSettings::default()
+            },
+            analysts: None,
+            flush: None,
+        }
+    }
+}
+
 /// `[cluster]`
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -241,6 +292,24 @@ pub mod defaults {
     }
     pub fn workers() -> usize {
         1
+    }
+    pub fn retention_seconds() -> u64 {
+        crate::dataflow::feedback::FeedbackSettings::DEFAULT_RETENTION_MS / 1_000
+    }
+    pub fn batch_size() -> usize {
+        crate::dataflow::feedback::LearnerSettings::default().batch_size
+    }
+    pub fn max_wait_seconds() -> u64 {
+        crate::dataflow::feedback::LearnerSettings::default().max_wait_ms / 1_000
+    }
+    pub fn promotion_margin() -> f64 {
+        crate::dataflow::feedback::LearnerSettings::default().margin
+    }
+    pub fn holdout() -> usize {
+        crate::dataflow::feedback::LearnerSettings::default().holdout
+    }
+    pub fn holdout_every() -> u64 {
+        crate::dataflow::feedback::LearnerSettings::default().holdout_every
     }
     pub fn connect_timeout_seconds() -> u64 {
         crate::pipeline::harness::CONNECT_TIMEOUT.as_secs()

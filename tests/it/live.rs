@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::common::{free_port, generated, s, train};
 
 /// A running `fraudflow run`, killed if the test fails first.
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -26,7 +26,7 @@ impl Drop for Running {
 /// with the clock when they build a request, and a loaded machine may take
 /// over a second to deliver it; a shorter lateness would then turn events
 /// meant to be on time into late ones.
-fn dataflow_file(dir: &Path, port: u16, models: &Path, out: &Path) -> PathBuf {
+pub(crate) fn dataflow_file(dir: &Path, port: u16, models: &Path, out: &Path) -> PathBuf {
     let path = dir.join("local.toml");
     let text = format!(
         "[source.http]\nlisten = \"127.0.0.1:{port}\"\nmax_body_bytes = 262144\ntick_ms = 5\nlateness_ms = 5000\n\
@@ -38,7 +38,7 @@ fn dataflow_file(dir: &Path, port: u16, models: &Path, out: &Path) -> PathBuf {
     path
 }
 
-fn start(file: &Path, extra: &[&str]) -> Running {
+pub(crate) fn start(file: &Path, extra: &[&str]) -> Running {
     let child = Command::new(env!("CARGO_BIN_EXE_fraudflow"))
         .arg("run")
         .arg(file)
@@ -51,13 +51,13 @@ fn start(file: &Path, extra: &[&str]) -> Running {
     Running(child)
 }
 
-fn get(url: &str) -> Value {
+pub(crate) fn get(url: &str) -> Value {
     let mut reply = ureq::get(url).call().unwrap();
     serde_json::from_str(&reply.body_mut().read_to_string().unwrap()).unwrap()
 }
 
 /// Posts `body`; the status and the JSON answer.
-fn post(url: &str, body: &str) -> (u16, Value) {
+pub(crate) fn post(url: &str, body: &str) -> (u16, Value) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -68,7 +68,7 @@ fn post(url: &str, body: &str) -> (u16, Value) {
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-fn wait_ready(base: &str) {
+pub(crate) fn wait_ready(base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if ureq::get(&format!("{base}/ready")).call().is_ok() {
@@ -81,7 +81,7 @@ fn wait_ready(base: &str) {
 
 /// Posts `n` generated events stamped `time_ms`, in requests of 500 (under
 /// the test's body limit); all must be accepted.
-fn post_events(url: &str, n: u64, seed: u64, time_ms: u64) {
+pub(crate) fn post_events(url: &str, n: u64, seed: u64, time_ms: u64) {
     let body = events(n, seed, time_ms);
     let lines: Vec<&str> = body.lines().collect();
     // Each request after the first is behind the frontier the one before
@@ -94,14 +94,14 @@ fn post_events(url: &str, n: u64, seed: u64, time_ms: u64) {
 }
 
 /// `n` generated events stamped `time_ms`, as JSON lines.
-fn events(n: u64, seed: u64, time_ms: u64) -> String {
+pub(crate) fn events(n: u64, seed: u64, time_ms: u64) -> String {
     let rows = Generator::new(GeneratorParams::new(n, seed).check().unwrap());
     rows.enumerate()
         .map(|(i, t)| paysim_event(&t, &format!("s{seed}-{i}"), time_ms).to_string() + "\n")
         .collect()
 }
 
-fn written(health: &Value) -> u64 {
+pub(crate) fn written(health: &Value) -> u64 {
     ["alerts", "normal", "dead_letters"]
         .iter()
         .map(|k| health[k].as_u64().unwrap())
@@ -109,7 +109,7 @@ fn written(health: &Value) -> u64 {
 }
 
 /// Waits until the server has written `n` events; its health then.
-fn wait_written(base: &str, n: u64) -> Value {
+pub(crate) fn wait_written(base: &str, n: u64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let health = get(&format!("{base}/health"));
@@ -121,14 +121,14 @@ fn wait_written(base: &str, n: u64) -> Value {
 }
 
 /// Sends SIGTERM.
-fn terminate(run: &Running) {
+pub(crate) fn terminate(run: &Running) {
     let pid = libc::pid_t::try_from(run.0.id()).unwrap();
     // SAFETY: kill(2) on a child this test spawned and has not reaped.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
 }
 
 /// Sends SIGTERM and waits for the exit: its status and stderr.
-fn sigterm(run: &mut Running) -> (std::process::ExitStatus, String) {
+pub(crate) fn sigterm(run: &mut Running) -> (std::process::ExitStatus, String) {
     terminate(run);
     let started = Instant::now();
     let status = loop {
@@ -149,7 +149,7 @@ fn sigterm(run: &mut Running) -> (std::process::ExitStatus, String) {
 }
 
 /// Lines of every file of `prefix` in `dir`.
-fn lines(dir: &Path, prefix: &str) -> Vec<Value> {
+pub(crate) fn lines(dir: &Path, prefix: &str) -> Vec<Value> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -325,18 +325,9 @@ fn run_serves_garbage_late_events_a_quiet_period_and_model_reloads_then_drains_o
 #[test]
 fn run_as_two_processes_serves_on_each_port_and_both_drain_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let input = generated(dir.path(), 20_000, 12);
-    let models = dir.path().join("models");
-    train(&input, &models, &[]);
-    let out = dir.path().join("out");
-    let port = free_port();
+    let (models, out, port) = two_process_setup(dir.path());
     let file = dataflow_file(dir.path(), port, &models, &out);
     let hosts = dir.path().join("hosts");
-    std::fs::write(
-        &hosts,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
     let process = |p: &str| start(&file, &["-w", "1", "-n", "2", "-p", p, "-h", s(&hosts)]);
     let (mut second, mut first) = (process("1"), process("0"));
     let bases = [
@@ -362,4 +353,15 @@ fn run_as_two_processes_serves_on_each_port_and_both_drain_on_sigterm() {
         lines(&out, "alerts").len() + lines(&out, "normal").len(),
         2_000
     );
+}
+
+/// A trained bundle, an output directory, a free port and a hostfile of two
+/// processes (`DIR/hosts`) for a two-process live test in `dir`.
+pub(crate) fn two_process_setup(dir: &Path) -> (PathBuf, PathBuf, u16) {
+    let input = generated(dir, 20_000, 12);
+    let models = dir.join("models");
+    train(&input, &models, &[]);
+    let peers = format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port());
+    std::fs::write(dir.join("hosts"), peers).unwrap();
+    (models, dir.join("out"), free_port())
 }

@@ -8,6 +8,7 @@
 mod common;
 mod event_time;
 mod features;
+mod feedback;
 mod hostile_input;
 mod hostile_messages;
 mod hostile_models;
@@ -17,6 +18,7 @@ mod kafka_live;
 mod kafka_replay;
 mod kafka_tansu;
 mod live;
+mod live_feedback;
 mod models;
 mod output;
 mod parser_fuzz;

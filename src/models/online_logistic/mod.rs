@@ -169,6 +169,11 @@ impl OnlineLogistic {
         self.weights.len()
     }
 
+    /// Examples learned from, over every fit and update.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
     /// Checks a model read from outside: one length for every array, finite
     /// values, positive scales, and weights small enough that the margin of
     /// any input (each squashed feature lies within `SQUASH_MAX`) stays

@@ -49,6 +49,18 @@ pub struct Epochs {
     since: usize,
     /// Lines an epoch holds before a later place may start another.
     size: usize,
+    /// When set, how far past its start an epoch may reach: see
+    /// [`Epochs::with_span`].
+    span: Option<Span>,
+}
+
+/// The reach of an epoch: a place `span` or more past the current start
+/// starts another, and a gap in event time wider than `lateness` gets its
+/// own start `lateness` before the place after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    span: u64,
+    lateness: u64,
 }
 
 impl Default for Epochs {
@@ -65,6 +77,38 @@ impl Epochs {
             latest: None,
             since: 0,
             size: size.max(1),
+            span: None,
+        }
+    }
+
+    /// Epochs of at least `size` lines that also keep every place less
+    /// than `span + lateness` past its epoch (when the scan places nothing
+    /// more than `lateness` behind the latest place, as the file source
+    /// does): a place at or after the current start is less than `span`
+    /// past it, and one behind it falls either after a gap's own start or
+    /// at most `lateness` before a start that came less than `span` after
+    /// the one before. A loop in the dataflow needs this: what comes back
+    /// round it can only be awaited for that long past a logical time.
+    ///
+    /// ```
+    /// use fraudflow::sources::file::epochs::Epochs;
+    ///
+    /// let mut epochs = Epochs::with_span(1_000, 100, 10);
+    /// for place in [500, 550, 599, 600, 2_000, 1_995] {
+    ///     epochs.note(place);
+    /// }
+    /// // 600 is 100 past 500; the gap before 2,000 gets a start at 1,990,
+    /// // so 1,995, behind 2,000, is still less than 10 past its epoch.
+    /// assert_eq!([550, 599, 600].map(|p| epochs.of(p)), [500, 500, 600]);
+    /// assert_eq!([2_000, 1_995].map(|p| epochs.of(p)), [2_000, 1_990]);
+    /// ```
+    pub fn with_span(size: usize, span: u64, lateness: u64) -> Epochs {
+        Epochs {
+            span: Some(Span {
+                span: span.max(1),
+                lateness,
+            }),
+            ..Epochs::new(size)
         }
     }
 
@@ -73,7 +117,17 @@ impl Epochs {
     /// noted before.
     pub fn note(&mut self, place: u64) {
         let later = self.latest.is_none_or(|l| place > l);
-        if later && self.since >= self.size {
+        let start = self.starts.back().copied().unwrap_or(0);
+        let far = self
+            .span
+            .is_some_and(|s| place >= start.saturating_add(s.span));
+        if later && (self.since >= self.size || far) {
+            if let Some(s) = self.span {
+                let before = place.saturating_sub(s.lateness);
+                if before > start && self.latest.is_none_or(|l| before > l) {
+                    self.starts.push_back(before);
+                }
+            }
             self.starts.push_back(place);
             self.since = 0;
         }
@@ -122,6 +176,48 @@ mod tests {
             .iter()
             .map(|&p| *starts.iter().rev().find(|&&s| s <= p).unwrap())
             .collect()
+    }
+
+    /// With a span, as the file source scans (nothing placed more than the
+    /// lateness behind the latest place), no place is as far as the span
+    /// and the lateness together past its epoch, and epochs never
+    /// decrease.
+    #[test]
+    fn a_span_bounds_every_place_past_its_epoch() {
+        for seed in 0..20 {
+            let (span, lateness) = (50 + seed * 7, 5 + seed * 3);
+            let mut epochs = Epochs::with_span(16, span, lateness);
+            let (mut latest, mut noted) = (None::<u64>, Vec::new());
+            let mut state = seed + 1;
+            for _ in 0..2_000 {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let step = (state >> 33) % 40;
+                let gap = if (state >> 20) % 50 == 0 { 10_000 } else { 0 };
+                let ahead = latest.unwrap_or(1_000) + step + gap;
+                let behind =
+                    latest.map_or(ahead, |l| l.saturating_sub((state >> 40) % (lateness + 1)));
+                let place = if (state >> 10) % 4 == 0 {
+                    behind
+                } else {
+                    ahead
+                };
+                epochs.note(place);
+                latest = latest.max(Some(place));
+                noted.push(place);
+            }
+            let bound = span + lateness;
+            let mut last_epoch = 0;
+            let mut sorted = noted.clone();
+            sorted.sort_unstable();
+            for p in sorted {
+                let e = epochs.of(p);
+                assert!(e <= p && p - e < bound, "seed {seed}: place {p} epoch {e}");
+                assert!(e >= last_epoch);
+                last_epoch = e;
+            }
+        }
     }
 
     fn places(seed: u64, n: usize) -> Vec<u64> {

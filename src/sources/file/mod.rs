@@ -33,6 +33,10 @@ pub struct FileSource {
     /// Milliseconds of event time a source may run ahead of what the
     /// dataflow has finished: bounds the data in flight, and so memory.
     pub max_ahead_ms: u64,
+    /// How far past its epoch (its logical time) an event may be placed;
+    /// `None`: as far as an epoch of [`epochs::EPOCH_EVENTS`] lines
+    /// reaches. A loop in the dataflow (the feedback loop) sets it.
+    pub epoch_span_ms: Option<u64>,
 }
 
 /// Defaults of a file source's timing, in seconds (the settings' unit).
@@ -62,6 +66,7 @@ impl FileSource {
             limits: TimeLimits::with_lateness(DEFAULT_LATENESS * 1_000),
             block_bytes: DEFAULT_BLOCK_BYTES,
             max_ahead_ms: DEFAULT_MAX_AHEAD * 1_000,
+            epoch_span_ms: None,
         })
     }
 }

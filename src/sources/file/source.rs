@@ -20,6 +20,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 
 use super::blocks::{BlockInfo, Blocks};
+use super::epochs::{Epochs, EPOCH_EVENTS};
 use super::prescan::{self, Line, Progress};
 use super::{parse_block, FileSource};
 use crate::dataflow::dead_letter::DeadLetter;
@@ -119,12 +120,19 @@ impl Reader {
     fn open(settings: FileSource) -> std::io::Result<Reader> {
         let header = settings.format.header_lines();
         let blocks = Blocks::open(&settings.path, header, settings.block_bytes)?;
+        let epochs = match settings.epoch_span_ms {
+            Some(span) => Epochs::with_span(EPOCH_EVENTS, span, settings.limits.lateness_ms),
+            None => Epochs::default(),
+        };
         Ok(Reader {
             label: settings.path.display().to_string(),
             settings,
             blocks,
             buf: Vec::new(),
-            progress: Progress::default(),
+            progress: Progress {
+                epochs,
+                ..Progress::default()
+            },
             lines: Vec::new(),
             pending: VecDeque::new(),
             in_flight: VecDeque::new(),

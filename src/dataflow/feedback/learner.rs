@@ -1,0 +1,427 @@
+//! The learner: mini-batch `partial_fit` of the online logistic model on
+//! labelled examples, each update gated on a holdout of recent labels, the
+//! promoted ones sent to every worker as model versions.
+//!
+//! It runs on worker 0 and in event time: it handles the examples of a
+//! time once every example of that time is in, in order of receipt, so
+//! that the batches, the gate's verdicts and the time each version applies
+//! from depend on the data alone. A batch is fitted when it fills (the
+//! version applies from 1 ms after its last example) or when its first
+//! example has waited `max_wait_ms` (from then on). While it waits the
+//! learner holds the version stream back only to that deadline, never to
+//! the batch's first example, so scoring is not held up by a batch that is
+//! slow to fill.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use differential_dataflow::Hashable;
+use linfa::prelude::*;
+use ndarray::{Array1, Array2};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::Stream;
+use timely::progress::frontier::MutableAntichain;
+
+use super::store::{self, GateResult, StoredVersion};
+use super::{Counts, Example, LearnerSettings, Tallied};
+use crate::dataflow::score::{ModelVersion, Scorer};
+use crate::ensemble::Components;
+use crate::eval::ranking::average_precision;
+use crate::event::EventId;
+use crate::models::online_logistic::OnlineLogistic;
+use crate::pipeline::{Abort, PipelineError};
+
+/// Fits the online model on `examples` (gathered on worker 0) and returns
+/// the versions it promotes, on worker 0, each at the time it applies
+/// from. `base` is the run's other versions (broadcast): from each one's
+/// time, the learner updates that version instead.
+pub fn learn<'scope>(
+    examples: Stream<'scope, u64, Vec<Tallied>>,
+    base: Stream<'scope, u64, Vec<ModelVersion>>,
+    initial: Arc<Scorer>,
+    settings: LearnerSettings,
+    counts: Counts,
+    abort: Abort,
+    flush: Option<Arc<AtomicBool>>,
+) -> Stream<'scope, u64, Vec<ModelVersion>> {
+    examples.binary_frontier::<_, CapacityContainerBuilder<Vec<ModelVersion>>, _, _, _, _>(
+        base,
+        Exchange::new(|_: &Tallied| 0),
+        Pipeline,
+        "Learner",
+        move |cap, _| {
+            // Every worker follows the frontiers; only worker 0 gets
+            // examples, so only it ever emits.
+            let mut cap = Some(cap);
+            let mut learner = Learner::new(initial, settings, counts, abort);
+            let mut examples: BTreeMap<u64, Vec<Example>> = BTreeMap::new();
+            let mut bases: BTreeMap<u64, Vec<Scorer>> = BTreeMap::new();
+            move |(input, ex_frontier), (base, base_frontier), output| {
+                input.for_each(|_, data| {
+                    for tallied in data.drain(..) {
+                        match tallied {
+                            Tallied::Example(e) => examples.entry(e.time).or_default().push(e),
+                            Tallied::Counts(c) => learner.counts.borrow_mut().add(&c),
+                        }
+                    }
+                });
+                base.for_each(|_, data| {
+                    for v in data.drain(..) {
+                        bases.entry(v.from).or_default().push(v.scorer);
+                    }
+                });
+                let Some(held) = cap.as_mut() else {
+                    return;
+                };
+                let frontier = least(ex_frontier).min(least(base_frontier));
+                let mut emit = |v: ModelVersion| output.session(&held.delayed(&v.from)).give(v);
+                learner.advance(frontier, &mut examples, &mut bases, &mut emit);
+                // `POST /flush`: fit what is buffered, from the time held;
+                // labels still on their way when it came are waited for.
+                let flushing = flush.as_ref().filter(|f| f.load(Ordering::Relaxed));
+                if let Some(f) = flushing.filter(|_| !learner.batch.is_empty()) {
+                    f.store(false, Ordering::Relaxed);
+                    let now = *held.time();
+                    learner.fit(now, &mut emit);
+                }
+                match frontier.min(learner.deadline.unwrap_or(u64::MAX)) {
+                    u64::MAX => cap = None,
+                    t => held.downgrade(&t),
+                }
+            }
+        },
+    )
+}
+
+/// The least time of a frontier; `u64::MAX` when it is empty.
+fn least(frontier: &MutableAntichain<u64>) -> u64 {
+    frontier
+        .frontier()
+        .iter()
+        .copied()
+        .min()
+        .unwrap_or(u64::MAX)
+}
+
+/// A labelled example kept for the gate, with the scores of the models the
+/// learner does not change.
+struct Held {
+    id: EventId,
+    is_fraud: bool,
+    values: Vec<f64>,
+    fixed: Components,
+}
+
+/// The learner's state on worker 0.
+struct Learner {
+    settings: LearnerSettings,
+    current: Arc<Scorer>,
+    /// The version the current one was fitted from, while a gate may still
+    /// find the current one worse than it.
+    parent: Option<Arc<Scorer>>,
+    /// Name of the version updates are numbered from, and how many.
+    base_name: String,
+    numbered: u64,
+    batch: Vec<Example>,
+    deadline: Option<u64>,
+    holdout: VecDeque<Held>,
+    counts: Counts,
+    abort: Abort,
+}
+
+impl Learner {
+    fn new(
+        initial: Arc<Scorer>,
+        settings: LearnerSettings,
+        counts: Counts,
+        abort: Abort,
+    ) -> Learner {
+        // A run that resumes from a kept version numbers on from it.
+        let name = initial.model_version.clone();
+        let (base_name, numbered) = match name.rsplit_once("+online.") {
+            Some((base, n)) if n.parse::<u64>().is_ok() => {
+                (base.to_string(), n.parse().unwrap_or(0))
+            }
+            _ => (name, 0),
+        };
+        Learner {
+            base_name,
+            current: initial,
+            parent: None,
+            numbered,
+            abort,
+            settings,
+            batch: Vec::new(),
+            deadline: None,
+            holdout: VecDeque::new(),
+            counts,
+        }
+    }
+
+    /// Handles every time before `frontier` (all of them once it is
+    /// `u64::MAX`), in order: a batch whose wait ends, then versions from
+    /// outside, then the examples, in order of receipt.
+    fn advance(
+        &mut self,
+        frontier: u64,
+        examples: &mut BTreeMap<u64, Vec<Example>>,
+        bases: &mut BTreeMap<u64, Vec<Scorer>>,
+        emit: &mut impl FnMut(ModelVersion),
+    ) {
+        loop {
+            let next = [
+                self.deadline,
+                bases.keys().next().copied(),
+                examples.keys().next().copied(),
+            ];
+            let Some(time) = next.into_iter().flatten().min() else {
+                break;
+            };
+            if time >= frontier && frontier != u64::MAX {
+                break;
+            }
+            if self.deadline == Some(time) {
+                self.fit(time, emit);
+                continue;
+            }
+            if let Some(versions) = bases.remove(&time) {
+                for scorer in versions {
+                    self.rebase(scorer);
+                }
+                continue;
+            }
+            let mut batch = examples.remove(&time).unwrap_or_default();
+            batch.sort();
+            for example in batch {
+                self.take(example, emit);
+            }
+        }
+    }
+
+    /// A version from outside (a reload, a switch): later updates start
+    /// from it.
+    fn rebase(&mut self, scorer: Scorer) {
+        self.base_name = scorer.model_version.clone();
+        self.numbered = 0;
+        self.current = Arc::new(scorer);
+        self.parent = None;
+        let held: Vec<Held> = self.holdout.drain(..).collect();
+        for h in held {
+            self.hold(h.id, h.is_fraud, h.values);
+        }
+    }
+
+    /// One example: to the holdout (one transaction in `holdout_every`, by
+    /// its id) or to the batch; the later label of a transaction replaces
+    /// the earlier.
+    fn take(&mut self, e: Example, emit: &mut impl FnMut(ModelVersion)) {
+        let every = self.settings.holdout_every;
+        if every > 0 && e.id.hashed().is_multiple_of(every) {
+            self.holdout.retain(|h| h.id != e.id);
+            self.hold(e.id, e.is_fraud, e.values.0.to_vec());
+            while self.holdout.len() > self.settings.holdout {
+                self.holdout.pop_front();
+            }
+            return;
+        }
+        let time = e.time;
+        if let Some(same) = self.batch.iter_mut().find(|b| b.id == e.id) {
+            *same = e;
+        } else {
+            self.batch.push(e);
+        }
+        self.deadline
+            .get_or_insert(time.saturating_add(self.settings.max_wait_ms));
+        if self.batch.len() >= self.settings.batch_size {
+            self.fit(time.saturating_add(1), emit);
+        }
+    }
+
+    fn hold(&mut self, id: EventId, is_fraud: bool, values: Vec<f64>) {
+        let mut fixed = Vec::with_capacity(1);
+        self.current.models.components_many(&[&values], &mut fixed);
+        if let Some(fixed) = fixed.pop() {
+            self.holdout.push_back(Held {
+                id,
+                is_fraud,
+                values,
+                fixed,
+            });
+        }
+    }
+
+    /// Fits the batch, gates the update and, when it passes, sends it out
+    /// to apply from `from`.
+    fn fit(&mut self, from: u64, emit: &mut impl FnMut(ModelVersion)) {
+        self.deadline = None;
+        let batch = std::mem::take(&mut self.batch);
+        if batch.is_empty() {
+            return;
+        }
+        let width = self.current.models.logistic.n_features();
+        let mut x = Array2::zeros((batch.len(), width));
+        for (i, e) in batch.iter().enumerate() {
+            for (j, v) in e.values.0.iter().take(width).enumerate() {
+                x[[i, j]] = *v;
+            }
+        }
+        let y: Array1<bool> = batch.iter().map(|e| e.is_fraud).collect();
+        let fitted = self.settings.params.check_ref().ok().and_then(|p| {
+            p.fit_with(
+                Some(self.current.models.logistic.clone()),
+                &DatasetBase::new(x, y),
+            )
+            .ok()
+        });
+        let mut counts = self.counts.borrow_mut();
+        counts.updates += 1;
+        counts.examples += batch.len() as u64;
+        drop(counts);
+        // A batch the model refuses (a value no finite score survives) is
+        // counted as refused: nothing a label carries can stop the run.
+        let Some(logistic) = fitted.filter(|m| m.check().is_ok()) else {
+            self.counts.borrow_mut().refused += 1;
+            return;
+        };
+        self.roll_back_if_worse(from, emit);
+        let verdict = self.gate(&logistic, &self.current.models.logistic);
+        if !verdict.passed {
+            self.counts.borrow_mut().refused += 1;
+            return;
+        }
+        self.counts.borrow_mut().promoted += 1;
+        let mut candidate = (*self.current).clone();
+        candidate.models.logistic = logistic;
+        let candidate = self.send(candidate, from, verdict, false, emit);
+        self.parent = Some(std::mem::replace(&mut self.current, candidate));
+    }
+
+    /// Names `scorer` as the next version, keeps it (with its metadata)
+    /// when the run has a store, and sends it out to apply from `from`.
+    fn send(
+        &mut self,
+        mut scorer: Scorer,
+        from: u64,
+        verdict: Verdict,
+        rollback: bool,
+        emit: &mut impl FnMut(ModelVersion),
+    ) -> Arc<Scorer> {
+        self.numbered += 1;
+        scorer.model_version = format!("{}+online.{}", self.base_name, self.numbered);
+        if let Some(dir) = &self.settings.store {
+            let stored = StoredVersion {
+                format: store::FORMAT,
+                version: scorer.model_version.clone(),
+                bundle: self.base_name.clone(),
+                number: self.numbered,
+                parent: self.current.model_version.clone(),
+                from_ms: from,
+                examples_seen: scorer.models.logistic.seen(),
+                gate: GateResult {
+                    pr_auc: verdict.pr_auc,
+                    parent_pr_auc: verdict.parent_pr_auc,
+                    holdout: self.holdout.len(),
+                    rollback,
+                },
+                logistic: scorer.models.logistic.clone(),
+            };
+            if let Err(e) = store::save(dir, &stored) {
+                self.abort
+                    .fail(PipelineError::component("keeping a model version", e));
+            }
+        }
+        emit(ModelVersion {
+            from,
+            scorer: scorer.clone(),
+        });
+        Arc::new(scorer)
+    }
+
+    /// When the current version, on today's holdout, is worse than the one
+    /// it was fitted from by more than the margin, goes back to that one.
+    fn roll_back_if_worse(&mut self, from: u64, emit: &mut impl FnMut(ModelVersion)) {
+        let Some(parent) = self.parent.take() else {
+            return;
+        };
+        let verdict = self.gate(&self.current.models.logistic, &parent.models.logistic);
+        if verdict.passed {
+            self.parent = Some(parent);
+            return;
+        }
+        self.counts.borrow_mut().rolled_back += 1;
+        // Kept with the restored version's PR-AUC first.
+        let restored = Verdict {
+            passed: true,
+            pr_auc: verdict.parent_pr_auc,
+            parent_pr_auc: verdict.pr_auc,
+        };
+        self.current = self.send((*parent).clone(), from, restored, true, emit);
+    }
+
+    /// Whether `candidate` may replace `current` on the holdout: see
+    /// [`judge`].
+    fn gate(&self, candidate: &OnlineLogistic, current: &OnlineLogistic) -> Verdict {
+        let labels: Vec<bool> = self.holdout.iter().map(|h| h.is_fraud).collect();
+        let weights = self.current.policy.weights;
+        let scores = |model: &OnlineLogistic| -> Vec<f64> {
+            self.holdout
+                .iter()
+                .map(|h| {
+                    let mut c = h.fixed;
+                    c.logistic = model.probability(&h.values);
+                    weights.combine(&c)
+                })
+                .collect()
+        };
+        judge(
+            &scores(candidate),
+            &scores(current),
+            &labels,
+            self.settings.margin,
+        )
+    }
+}
+
+/// The promotion gate's verdict, and the PR-AUCs it compared.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Verdict {
+    pub passed: bool,
+    pub pr_auc: Option<f64>,
+    pub parent_pr_auc: Option<f64>,
+}
+
+/// The promotion gate: the candidate's PR-AUC (average precision) on the
+/// holdout is not worse than the current version's by more than `margin`.
+/// A holdout without both classes cannot tell them apart, and lets the
+/// update through.
+///
+/// ```
+/// use fraudflow::dataflow::feedback::learner::judge;
+///
+/// let labels = [true, false, false];
+/// // The candidate ranks the fraud last: PR-AUC 1/3 against 1.
+/// let v = judge(&[0.1, 0.5, 0.9], &[0.9, 0.5, 0.1], &labels, 0.5);
+/// assert!(!v.passed);
+/// assert_eq!((v.pr_auc, v.parent_pr_auc), (Some(1.0 / 3.0), Some(1.0)));
+/// assert!(judge(&[0.1, 0.5, 0.9], &[0.9, 0.5, 0.1], &labels, 0.7).passed);
+/// assert!(judge(&[0.1, 0.5], &[0.9, 0.5], &[false, false], 0.0).passed);
+/// ```
+pub fn judge(candidate: &[f64], current: &[f64], labels: &[bool], margin: f64) -> Verdict {
+    if !labels.contains(&false) || !labels.contains(&true) {
+        return Verdict {
+            passed: true,
+            pr_auc: None,
+            parent_pr_auc: None,
+        };
+    }
+    let ap = |scores: &[f64]| average_precision(scores, labels).unwrap_or(0.0);
+    let (new, old) = (ap(candidate), ap(current));
+    Verdict {
+        passed: new >= old - margin,
+        pr_auc: Some(new),
+        parent_pr_auc: Some(old),
+    }
+}
