@@ -31,6 +31,10 @@ pub struct Args {
     /// Share of rows that are fraud.
     #[arg(long, default_value_t = FRAUD_RATE)]
     fraud_rate: f64,
+    /// From this step on, fraudsters change tactics: they no longer drain
+    /// the account, they split amounts and reuse mules (docs/generator.md).
+    #[arg(long, value_name = "STEP")]
+    drift_at: Option<u32>,
 }
 
 pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
@@ -39,6 +43,7 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         steps: args.steps,
         fraud_rate: args.fraud_rate,
+        drift_at: args.drift_at,
     }
     .check()?;
     let started = Instant::now();

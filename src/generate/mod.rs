@@ -32,6 +32,11 @@ use volume::Volume;
 /// over the default 743 steps).
 const MAX_WALKED_EMPTY_STEPS: u32 = 24;
 
+/// Mule accounts the fraudsters reuse after the drift, and the float each
+/// keeps (times its number in the pool).
+const MULE_POOL: u64 = 50;
+const MULE_FLOAT: f64 = 1_500.0;
+
 /// Settings of a generated file, checked by [`GeneratorParams::check`].
 #[derive(Clone, Copy, Debug)]
 pub struct GeneratorParams {
@@ -42,6 +47,9 @@ pub struct GeneratorParams {
     pub steps: u32,
     /// Share of rows that are fraud.
     pub fraud_rate: f64,
+    /// From this step on, fraudsters change tactics (see
+    /// [`Generator::drifted_takeover`]); `None`: they never do.
+    pub drift_at: Option<u32>,
 }
 
 impl GeneratorParams {
@@ -51,6 +59,7 @@ impl GeneratorParams {
             seed,
             steps: STEPS,
             fraud_rate: FRAUD_RATE,
+            drift_at: None,
         }
     }
 
@@ -194,6 +203,9 @@ impl Generator {
     }
 
     fn takeover(&mut self) -> Vec<Transaction> {
+        if self.params.drift_at.is_some_and(|at| self.step >= at) {
+            return self.drifted_takeover();
+        }
         let victim = self.fresh(AccountKind::Customer);
         let watched = self.rng.chance(FLAG_WATCHED_SHARE);
         let mut balance = self.rng.lognormal(VICTIM_BALANCE.0, VICTIM_BALANCE.1);
@@ -227,21 +239,65 @@ impl Generator {
             // The account that cashes out is not the mule the money went to:
             // the link is invisible in the data.
             let casher = self.fresh(AccountKind::Customer);
-            let agent = self.rng.below(self.dest_balances.len() as u64) as usize;
-            let dest = self.move_into_dest(agent, amount);
-            rows.push(self.fraud_row(
-                TxnType::CashOut,
-                amount,
-                casher,
-                amount,
-                0.0,
-                self.dest_id(agent),
-                dest,
-                false,
-            ));
+            rows.push(self.cash_out(amount, casher, (amount, 0.0)));
             balance = left;
         }
         rows
+    }
+
+    /// A takeover after the drift: the fraudster no longer drains the
+    /// account. They move two to five amounts of 5 to 20 % of the balance
+    /// each, under the transfer limit, to mules drawn from a small pool that
+    /// they reuse and whose books add up (the mule's balance grows by the
+    /// amount, then the cash-out leaves it where it was), so neither the
+    /// victim nor the mule is drained and no balance error shows. What the
+    /// original features still see: the victim's velocity (several
+    /// transfers in an hour) and the mules' (many incoming transfers).
+    fn drifted_takeover(&mut self) -> Vec<Transaction> {
+        let victim = self.fresh(AccountKind::Customer);
+        let mut balance = cents(self.rng.lognormal(VICTIM_BALANCE.0, VICTIM_BALANCE.1)).max(100.0);
+        let parts = 2 + self.rng.below(4);
+        let mut rows = Vec::new();
+        for _ in 0..parts {
+            let share = 0.05 + 0.15 * self.rng.uniform_open();
+            let amount = cents((balance * share).min(TRANSFER_LIMIT)).max(1.0);
+            let which = self.rng.below(MULE_POOL);
+            let mule = account(AccountKind::Customer, self.dest_salt ^ (1 + which));
+            let kept = cents(MULE_FLOAT * (1.0 + which as f64));
+            let left = cents(balance - amount);
+            let with = cents(kept + amount);
+            rows.push(self.fraud_row(
+                TxnType::Transfer,
+                amount,
+                victim,
+                balance,
+                left,
+                mule,
+                (kept, with),
+                false,
+            ));
+            rows.push(self.cash_out(amount, mule, (with, kept)));
+            balance = left;
+        }
+        rows
+    }
+
+    /// A fraud cash-out of `amount` by `casher` (its balance before and
+    /// after) at an agent drawn from the pool.
+    fn cash_out(&mut self, amount: f64, casher: AccountId, (old, new): (f64, f64)) -> Transaction {
+        let agent = self.rng.below(self.dest_balances.len() as u64) as usize;
+        let dest = self.move_into_dest(agent, amount);
+        let agent_id = self.dest_id(agent);
+        self.fraud_row(
+            TxnType::CashOut,
+            amount,
+            casher,
+            old,
+            new,
+            agent_id,
+            dest,
+            false,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -453,6 +509,43 @@ mod tests {
         let held: usize = g.fraud.iter().map(|(_, f)| f.len()).sum::<usize>() + g.group.len();
         assert!(held <= fraud, "{held} rows held, {fraud} fraud rows");
         assert_eq!(g.genuine + fraud, 100_000);
+    }
+
+    /// After the drift every takeover leaves its victim a balance, keeps
+    /// the mules' books straight and reuses mules; before it, nothing
+    /// changes (the same rows as without the option).
+    #[test]
+    fn fraud_changes_tactics_from_the_drift_step_on() {
+        let mut params = GeneratorParams::new(200_000, 3);
+        let plain: Vec<Transaction> = Generator::new(params.check().unwrap()).collect();
+        params.drift_at = Some(400);
+        let drifted: Vec<Transaction> = Generator::new(params.check().unwrap()).collect();
+        let before = |rows: &[Transaction]| -> Vec<Transaction> {
+            rows.iter().filter(|t| t.step < 400).cloned().collect()
+        };
+        assert_eq!(before(&plain), before(&drifted));
+        let after: Vec<&Transaction> = drifted
+            .iter()
+            .filter(|t| t.step >= 400 && t.is_fraud)
+            .collect();
+        let transfers: Vec<&&Transaction> = after
+            .iter()
+            .filter(|t| t.kind == TxnType::Transfer)
+            .collect();
+        assert!(transfers.len() > 20, "{} transfers", transfers.len());
+        for t in &transfers {
+            assert!(t.new_balance_orig > 0.0, "drained: {t:?}");
+            assert!(
+                (t.new_balance_dest - t.old_balance_dest - t.amount).abs() < 0.02,
+                "{t:?}"
+            );
+        }
+        let mules: std::collections::HashSet<_> = transfers.iter().map(|t| t.name_dest).collect();
+        assert!(mules.len() < transfers.len(), "mules are reused");
+        assert!(plain
+            .iter()
+            .filter(|t| t.step >= 400 && t.is_fraud && t.kind == TxnType::Transfer)
+            .any(|t| t.new_balance_orig == 0.0));
     }
 
     #[test]
