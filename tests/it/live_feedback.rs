@@ -16,14 +16,14 @@ use crate::live::{
 
 const TOKEN: &str = "s3cret-token";
 
-/// Posts a label body with an `Authorization` header when given: the
-/// status and the JSON answer.
-fn post_label(base: &str, body: &str, token: Option<&str>) -> (u16, Value) {
+/// Posts `body` to `base` + `path` with an `Authorization` header when
+/// given: the status and the JSON answer.
+fn post_to(base: &str, path: &str, body: &str, token: Option<&str>) -> (u16, Value) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
-    let mut request = agent.post(&format!("{base}/feedback"));
+    let mut request = agent.post(&format!("{base}{path}"));
     if let Some(t) = token {
         request = request.header("Authorization", &format!("Bearer {t}"));
     }
@@ -31,6 +31,10 @@ fn post_label(base: &str, body: &str, token: Option<&str>) -> (u16, Value) {
     let status = reply.status().as_u16();
     let text = reply.body_mut().read_to_string().unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn post_label(base: &str, body: &str, token: Option<&str>) -> (u16, Value) {
+    post_to(base, "/feedback", body, token)
 }
 
 fn label(id: &str, label: &str) -> String {
@@ -160,15 +164,7 @@ fn labels_over_http_are_checked_and_change_the_version_on_every_process() {
 }
 
 fn post_flush(base: &str, token: Option<&str>) -> u16 {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut request = agent.post(&format!("{base}/flush"));
-    if let Some(t) = token {
-        request = request.header("Authorization", &format!("Bearer {t}"));
-    }
-    request.send_empty().unwrap().status().as_u16()
+    post_to(base, "/flush", "", token).0
 }
 
 #[test]

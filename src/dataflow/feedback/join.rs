@@ -50,22 +50,9 @@ pub fn feedback_join<'scope>(
     feedback: Stream<'scope, u64, Vec<Feedback>>,
     retention: u64,
 ) -> Stream<'scope, u64, Vec<Tallied>> {
-    let features = rows
-        .unary::<CapacityContainerBuilder<Vec<Update<(EventId, FeatureVal)>>>, _, _, _>(
-            Pipeline,
-            "KeepFeatures",
-            |_, _| {
-                move |input, output| {
-                    input.for_each(|cap, data| {
-                        let Some(&at) = cap.least() else { return };
-                        output.session(&cap).give_iterator(data.iter().map(|r| {
-                            let kept = (r.id.clone(), (r.seq, Kept(r.values)));
-                            (kept, r.place_ms.max(at), 1isize)
-                        }));
-                    });
-                }
-            },
-        );
+    let features = entering(rows, "KeepFeatures", |r: &FeatureRow| {
+        (r.id.clone(), (r.seq, Kept(r.values)), r.place_ms)
+    });
     let features = arrange_core::<_, _, FeatureBatcher, ValSpine<EventId, FeatureVal, u64, isize>>(
         features,
         Exchange::new(|u: &Update<(EventId, FeatureVal)>| u.0 .0.hashed()),
@@ -75,22 +62,9 @@ pub fn feedback_join<'scope>(
     // Labels go to their transaction's shard once: there they are both
     // arranged and tallied.
     let labels = feedback.exchange(|f: &Feedback| f.id.hashed());
-    let entering = labels
-        .clone()
-        .unary::<CapacityContainerBuilder<Vec<Update<(EventId, LabelVal)>>>, _, _, _>(
-            Pipeline,
-            "KeepLabels",
-            |_, _| {
-                move |input, output| {
-                    input.for_each(|cap, data| {
-                        let Some(&at) = cap.least() else { return };
-                        output.session(&cap).give_iterator(data.iter().map(|f| {
-                            ((f.id.clone(), (f.seq, f.is_fraud)), f.time.max(at), 1isize)
-                        }));
-                    });
-                }
-            },
-        );
+    let entering = entering(labels.clone(), "KeepLabels", |f: &Feedback| {
+        (f.id.clone(), (f.seq, f.is_fraud), f.time)
+    });
     let arranged_labels = arrange_core::<_, _, LabelBatcher, ValSpine<EventId, LabelVal, u64, isize>>(
         entering,
         Pipeline,
@@ -108,6 +82,27 @@ pub fn feedback_join<'scope>(
 
 /// The meetings (and their ends) of one time, with its capability.
 type Meetings = (Capability<u64>, Vec<(Meeting, isize)>);
+
+/// Each record as an update entering a window keyed by transaction id, at
+/// its own time: never before the logical time it travels at, as
+/// differential requires.
+fn entering<'scope, D: 'static, V: Clone + 'static>(
+    records: Stream<'scope, u64, Vec<D>>,
+    name: &str,
+    keyed: impl Fn(&D) -> (EventId, V, u64) + 'static,
+) -> Stream<'scope, u64, Vec<Update<(EventId, V)>>> {
+    records.unary::<CapacityContainerBuilder<Vec<_>>, _, _, _>(Pipeline, name, |_, _| {
+        move |input, output| {
+            input.for_each(|cap, data| {
+                let Some(&at) = cap.least() else { return };
+                output.session(&cap).give_iterator(data.iter().map(|d| {
+                    let (id, value, time) = keyed(d);
+                    ((id, value), time.max(at), 1isize)
+                }));
+            });
+        }
+    })
+}
 
 /// What the tally holds on one shard.
 struct Tally {
