@@ -513,6 +513,9 @@ fn print_report(report: &Report, out: &Path) {
     if let Some(f) = &report.feedback {
         super::feedback_args::print_summary(f);
     }
+    if let Some(days) = &report.learning {
+        super::feedback_args::print_learning(days, report.budget);
+    }
     let quality = [
         ("all events", &report.quality_all),
         ("test split", &report.quality_test_split),

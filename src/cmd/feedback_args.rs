@@ -72,6 +72,7 @@ impl FeedbackArgs {
             },
             analysts: Some(analysts),
             flush: None,
+            compare_frozen: true,
         };
         settings.check(0)?;
         Ok(Some(settings))
@@ -107,6 +108,46 @@ pub fn print_summary(f: &fraudflow::dataflow::feedback::FeedbackSummary) {
         grouped(f.refused),
         grouped(f.rolled_back)
     );
+}
+
+/// Each day: the online and the frozen models at the budget, and the
+/// learner's updates.
+pub fn print_learning(days: &[fraudflow::eval::learning::LearningDay], budget: f64) {
+    outln!(
+        "per day, at the {:.2} % budget (online | frozen): precision, recall, PR-AUC; updates",
+        budget * 100.0
+    );
+    let figures = |q: Option<fraudflow::eval::learning::DayQuality>| {
+        q.map_or_else(
+            || "      -      -      -".to_string(),
+            |q| {
+                format!(
+                    "{:>6} {:>6} {:>6}",
+                    f(q.precision),
+                    f(q.recall),
+                    f(q.pr_auc)
+                )
+            },
+        )
+    };
+    for d in days {
+        outln!(
+            "  day {:>3}: {:>7} events {:>5} fraud | {} | {} | {} fitted, {} promoted, {} refused, {} rolled back",
+            d.day,
+            grouped(d.events),
+            grouped(d.fraud),
+            figures(d.online),
+            figures(d.frozen),
+            d.updates,
+            d.promoted,
+            d.refused,
+            d.rolled_back
+        );
+    }
+}
+
+fn f(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
 }
 
 #[cfg(test)]

@@ -63,6 +63,9 @@ pub struct Outcome {
     pub amount: f64,
     pub components: Components,
     pub score: f64,
+    /// The score the baseline (the frozen bundle) gives the event, when
+    /// the run compares against one (a backtest with feedback).
+    pub frozen: Option<f64>,
     /// The alert, when the score reached the threshold (boxed: rare).
     pub alert: Option<Box<Alert>>,
     /// Microseconds from the source reading the event to its routing.
@@ -149,11 +152,13 @@ pub struct Routed<'scope> {
 /// in event time alone (`place_ms`, which may be later than the logical
 /// time it travels at), never on the number of workers. Rows wait only
 /// while a version for their place may still arrive; `initial` scores
-/// everything before the first version.
+/// everything before the first version. With a `baseline`, every outcome
+/// also carries the score that version would have given it (`frozen`).
 pub fn score_and_route<'scope>(
     rows: Stream<'scope, u64, Vec<FeatureRow>>,
     versions: Stream<'scope, u64, Vec<ModelVersion>>,
     initial: Arc<Scorer>,
+    baseline: Option<Arc<Scorer>>,
 ) -> Routed<'scope> {
     let mut builder = OperatorBuilder::new("Score".to_owned(), rows.scope());
     let (output, scored) = builder.new_output();
@@ -166,8 +171,10 @@ pub fn score_and_route<'scope>(
     let no_path: Vec<(usize, Antichain<u64>)> = Vec::new();
     let mut versions_in = builder.new_input_connection(versions, Pipeline, no_path);
     builder.build(move |_| {
+        let initial = Version::of(initial, baseline.as_deref());
         let mut scoring = Scoring {
             initial,
+            baseline,
             known: BTreeMap::new(),
             waiting: BTreeMap::new(),
             components: Vec::new(),
@@ -176,8 +183,10 @@ pub fn score_and_route<'scope>(
             let (row_frontier, version_frontier) = (&frontiers[0], &frontiers[1]);
             let mut output = output.activate();
             versions_in.for_each(|_, data| {
-                let known = data.drain(..).map(|v| (v.from, Arc::new(v.scorer)));
-                scoring.known.extend(known)
+                for v in data.drain(..) {
+                    let version = Version::of(Arc::new(v.scorer), scoring.baseline.as_deref());
+                    scoring.known.insert(v.from, version);
+                }
             });
             let mut ready = Vec::new();
             rows_in.for_each(|cap, data| {
@@ -211,8 +220,9 @@ type Scored = Result<Outcome, Box<DeadLetter>>;
 /// and rows waiting for the version frontier to pass the latest of their
 /// places.
 struct Scoring {
-    initial: Arc<Scorer>,
-    known: BTreeMap<u64, Arc<Scorer>>,
+    initial: Version,
+    baseline: Option<Arc<Scorer>>,
+    known: BTreeMap<u64, Version>,
     waiting: BTreeMap<u64, Waiting>,
     components: Vec<Components>,
 }
@@ -256,7 +266,7 @@ impl Scoring {
 
     fn score(&mut self, data: &mut Vec<FeatureRow>, give: impl FnMut(Scored)) {
         let groups = by_version(&self.known, &self.initial, data);
-        score_groups(groups, &mut self.components, give);
+        score_groups(groups, self.baseline.as_deref(), &mut self.components, give);
     }
 
     /// Every row still to score is placed at or after the least of the
@@ -273,20 +283,74 @@ impl Scoring {
     }
 }
 
+/// A version as scoring keeps it: with a baseline, whether it shares the
+/// baseline's forest and autoencoder (an online update does), so that the
+/// baseline's score of a row needs only the baseline's logistic model.
+#[derive(Clone)]
+struct Version {
+    scorer: Arc<Scorer>,
+    shares_unsupervised: bool,
+}
+
+impl Version {
+    fn of(scorer: Arc<Scorer>, baseline: Option<&Scorer>) -> Version {
+        let shares_unsupervised = baseline.is_some_and(|b| {
+            b.models.isolation_forest == scorer.models.isolation_forest
+                && b.models.autoencoder == scorer.models.autoencoder
+        });
+        Version {
+            scorer,
+            shares_unsupervised,
+        }
+    }
+}
+
 /// Scores and routes each group of rows with its version, a batch at a time.
 fn score_groups(
-    groups: Vec<(Arc<Scorer>, Vec<FeatureRow>)>,
+    groups: Vec<(Version, Vec<FeatureRow>)>,
+    baseline: Option<&Scorer>,
     components: &mut Vec<Components>,
     mut give: impl FnMut(Result<Outcome, Box<DeadLetter>>),
 ) {
-    for (scorer, rows) in groups {
+    let mut frozen = Vec::new();
+    for (version, rows) in groups {
         let batch: Vec<&[f64]> = rows.iter().map(|r| &r.values[..]).collect();
-        scorer.models.components_many(&batch, components);
+        version.scorer.models.components_many(&batch, components);
+        frozen_scores(baseline, &version, &batch, components, &mut frozen);
         // One clock reading a batch: the batch is routed at once.
         let now = crate::clock::now_micros();
-        for (row, c) in rows.into_iter().zip(components.iter()) {
-            give(route(&scorer, row, *c, now));
+        let scored = rows.into_iter().zip(components.iter()).zip(&frozen);
+        for ((row, c), f) in scored {
+            give(route(&version.scorer, row, *c, *f, now));
         }
+    }
+}
+
+/// The baseline's score of each row of `batch` (all `None` without a
+/// baseline), given the components `version` gave them.
+fn frozen_scores(
+    baseline: Option<&Scorer>,
+    version: &Version,
+    batch: &[&[f64]],
+    components: &[Components],
+    out: &mut Vec<Option<f64>>,
+) {
+    out.clear();
+    let Some(base) = baseline else {
+        out.resize(batch.len(), None);
+        return;
+    };
+    let weights = base.policy.weights;
+    if version.shares_unsupervised {
+        let frozen = batch.iter().zip(components).map(|(row, c)| {
+            let logistic = base.models.logistic.probability(row);
+            Some(weights.combine(&Components { logistic, ..*c }))
+        });
+        out.extend(frozen);
+    } else {
+        let mut own = Vec::with_capacity(batch.len());
+        base.models.components_many(batch, &mut own);
+        out.extend(own.iter().map(|c| Some(weights.combine(c))));
     }
 }
 
@@ -298,10 +362,10 @@ type Waiting = (Capability<u64>, Vec<FeatureRow>, u64);
 /// group when no version starts among their places (the common case), else
 /// sorted by place and split where versions start.
 fn by_version(
-    known: &BTreeMap<u64, Arc<Scorer>>,
-    initial: &Arc<Scorer>,
+    known: &BTreeMap<u64, Version>,
+    initial: &Version,
     data: &mut Vec<FeatureRow>,
-) -> Vec<(Arc<Scorer>, Vec<FeatureRow>)> {
+) -> Vec<(Version, Vec<FeatureRow>)> {
     let at = |place: u64| {
         let found = known.range(..=place).next_back();
         found.map_or((0, initial), |(from, s)| (*from, s))
@@ -310,16 +374,16 @@ fn by_version(
         (lo.min(r.place_ms), hi.max(r.place_ms))
     });
     if data.is_empty() || at(first).0 == at(last).0 {
-        let scorer = Arc::clone(at(first).1);
-        return vec![(scorer, std::mem::take(data))];
+        let version = at(first).1.clone();
+        return vec![(version, std::mem::take(data))];
     }
     data.sort_by_key(|r| r.place_ms);
-    let mut groups: Vec<(u64, Arc<Scorer>, Vec<FeatureRow>)> = Vec::new();
+    let mut groups: Vec<(u64, Version, Vec<FeatureRow>)> = Vec::new();
     for row in data.drain(..) {
-        let (from, scorer) = at(row.place_ms);
+        let (from, version) = at(row.place_ms);
         match groups.last_mut() {
             Some(g) if g.0 == from => g.2.push(row),
-            _ => groups.push((from, Arc::clone(scorer), vec![row])),
+            _ => groups.push((from, version.clone(), vec![row])),
         }
     }
     groups.into_iter().map(|(_, s, rows)| (s, rows)).collect()
@@ -379,6 +443,7 @@ fn route(
     scorer: &Scorer,
     row: FeatureRow,
     components: Components,
+    frozen: Option<f64>,
     now: u64,
 ) -> Result<Outcome, Box<DeadLetter>> {
     let score = scorer.policy.weights.combine(&components);
@@ -415,6 +480,7 @@ fn route(
         amount,
         components,
         score,
+        frozen,
         latency_us: now.saturating_sub(row.received_us),
         received_us: row.received_us,
     })
@@ -513,7 +579,7 @@ mod tests {
             scorer
                 .models
                 .components_many(&[&row.values[..]], &mut components);
-            route(scorer, row, components[0], 0)
+            route(scorer, row, components[0], None, 0)
         };
         let outcome = scored(&good, &extreme).unwrap();
         assert!((0.0..=1.0).contains(&outcome.score), "{outcome:?}");

@@ -49,6 +49,10 @@ pub struct Report {
     /// What the feedback loop did, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub feedback: Option<crate::dataflow::feedback::FeedbackSummary>,
+    /// With feedback: each day, the online and the frozen models at the
+    /// budget, and the learner's updates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learning: Option<Vec<super::learning::LearningDay>>,
 }
 
 /// What the report says of the run besides its records.
@@ -112,7 +116,10 @@ impl Report {
             seconds: summary.seconds,
             events_per_second: summary.events_in as f64 / summary.seconds.max(1e-9),
             workers: c.workers,
-            feedback: c.feedback.then_some(summary.feedback),
+            feedback: c.feedback.then(|| summary.feedback.clone()),
+            learning: c.feedback.then(|| {
+                super::learning::learning_days(records, bundle.budget, &summary.feedback.per_day)
+            }),
             versions,
         }
     }

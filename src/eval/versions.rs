@@ -132,7 +132,7 @@ pub fn version_of(specs: &[VersionSpec], hour: u32) -> usize {
 ///     from_step,
 ///     policy: Policy { weights: Weights::ORIGINAL, threshold },
 /// };
-/// let r = |hour: u64, score| Record { seq: 0, time_ms: hour * 3_600_000, score, is_fraud: None, amount: 1.0, latency_us: 0 };
+/// let r = |hour: u64, score| Record { seq: 0, time_ms: hour * 3_600_000, score, is_fraud: None, amount: 1.0, latency_us: 0, frozen: None };
 /// let records = [r(1, 0.9), r(2, 0.6), r(5, 0.6)];
 /// let out = shares(&[spec("a", 0, 0.5), spec("b", 2, 0.7)], &records, None);
 /// assert_eq!((out[0].events, out[0].alerts, out[0].until_step), (1, 1, Some(2)));
@@ -199,6 +199,7 @@ mod tests {
                 is_fraud: Some(false),
                 amount: 1.0,
                 latency_us: 0,
+                frozen: None,
             })
             .collect();
         let out = shares(&specs, &records, Some(6));

@@ -12,7 +12,7 @@
 //! watched accounts, and a flagged transfer moves no money.
 
 mod calibration;
-mod rng;
+pub(crate) mod rng;
 mod volume;
 
 use thiserror::Error;

@@ -46,7 +46,7 @@ pub fn score<'scope>(
     let initial = Arc::clone(&scoring.initial);
     let in_force = scoring.in_force.clone().filter(|_| first);
     let Some(settings) = &scoring.feedback else {
-        return score_and_route(rows, report(versions, in_force), initial);
+        return score_and_route(rows, report(versions, in_force), initial, None);
     };
     let (handle, looped) = scope.feedback::<Vec<Feedback>>(settings.loop_delay_ms());
     let labels = match &scoring.labels {
@@ -65,7 +65,8 @@ pub fn score<'scope>(
     )
     .broadcast();
     let versions = report(versions.concat(learned), in_force);
-    let routed = score_and_route(rows, versions, initial);
+    let frozen = settings.compare_frozen.then(|| Arc::clone(&initial));
+    let routed = score_and_route(rows, versions, initial, frozen);
     match settings.analysts {
         Some(desk) => {
             let cases = routed.anomalies.clone().concat(routed.normal.clone());

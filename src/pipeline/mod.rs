@@ -339,7 +339,7 @@ fn build(
         })
         .map_err(kafka_error)?;
     Ok(Box::new(move |_: &mut Worker| {
-        slots.finish(&counts, *feedback.borrow())
+        slots.finish(&counts, feedback.borrow().clone())
     }))
 }
 

@@ -204,6 +204,7 @@ impl FeedbackTable {
             },
             analysts: None,
             flush: None,
+            compare_frozen: false,
         }
     }
 }

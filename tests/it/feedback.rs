@@ -3,6 +3,7 @@
 //! alerts, and the same output for any number of workers and processes).
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::mpsc;
 
 use fraudflow::dataflow::feedback::join::feedback_join;
@@ -202,7 +203,7 @@ fn a_backtest_with_feedback_learns_counts_every_label_and_is_the_same_on_any_clu
         run_ok(&args);
         out
     };
-    let w1 = run("w1", &["-w", "1"]);
+    let w1 = run("w1", &["-w", "1", "--scores"]);
     let report = json(&w1.join("report.json"));
     let f = &report["feedback"];
     let count = |k: &str| f[k].as_u64().unwrap();
@@ -250,10 +251,14 @@ fn a_backtest_with_feedback_learns_counts_every_label_and_is_the_same_on_any_clu
         "no alert scored by a learned version"
     );
     let without = dir.path().join("frozen");
-    run_ok(&backtest(&input, &models, &without, &[]));
+    run_ok(&backtest(&input, &models, &without, &["--scores"]));
     let frozen = std::fs::read_to_string(without.join("alerts.jsonl")).unwrap();
     assert!(!frozen.contains("+online."));
-    assert!(json(&without.join("report.json")).get("feedback").is_none());
+    let frozen_report = json(&without.join("report.json"));
+    assert!(frozen_report.get("feedback").is_none());
+    assert!(frozen_report.get("learning").is_none());
+    the_frozen_column_is_the_frozen_run(&w1, &without);
+    the_days_add_up_to_the_totals(&report);
 
     let w4 = run("w4", &["-w", "4"]);
     let two = dir.path().join("two");
@@ -265,6 +270,40 @@ fn a_backtest_with_feedback_learns_counts_every_label_and_is_the_same_on_any_clu
         assert!(same == alerts, "alerts differ in {}", other.display());
         assert_eq!(json(&other.join("report.json"))["feedback"], *f);
     }
+}
+
+/// Every event's `frozen` score in a run with feedback is the score the
+/// same bundle gives it without: the report's frozen column is honest.
+fn the_frozen_column_is_the_frozen_run(learning: &Path, frozen: &Path) {
+    let read = |dir: &Path| std::fs::read_to_string(dir.join("scores.csv")).unwrap();
+    let (learning, frozen) = (read(learning), read(frozen));
+    let (mut lines, mut changed) = (0, 0);
+    for (a, b) in learning.lines().zip(frozen.lines()).skip(1) {
+        let a: Vec<&str> = a.split(',').collect();
+        let b: Vec<&str> = b.split(',').collect();
+        assert_eq!(a[0], b[0], "the same event");
+        assert_eq!(a[7], b[5], "frozen score of {}", a[0]);
+        lines += 1;
+        changed += usize::from(a[5] != b[5]);
+    }
+    assert_eq!(lines, frozen.lines().count() - 1);
+    assert!(learning.lines().next().unwrap().ends_with(",frozen"));
+    assert!(changed > 0, "the online versions changed no score");
+}
+
+/// The learning table's updates, promotions, refusals and rollbacks add up
+/// to the totals, day by day.
+fn the_days_add_up_to_the_totals(report: &Value) {
+    let days = report["learning"].as_array().unwrap();
+    for key in ["updates", "promoted", "refused", "rolled_back"] {
+        let sum: u64 = days.iter().map(|d| d[key].as_u64().unwrap()).sum();
+        assert_eq!(sum, report["feedback"][key].as_u64().unwrap(), "{key}");
+    }
+    let events: u64 = days.iter().map(|d| d["events"].as_u64().unwrap()).sum();
+    assert_eq!(events, report["quality_all"]["events"].as_u64().unwrap());
+    assert!(days
+        .iter()
+        .all(|d| d["frozen"]["pr_auc"].is_number() || d["fraud"] == 0));
 }
 
 #[test]

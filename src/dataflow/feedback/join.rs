@@ -174,7 +174,9 @@ fn tally<'scope>(
                 match (least, held.as_mut()) {
                     (Some(t), Some(cap)) => cap.downgrade(&t),
                     (None, Some(cap)) => {
-                        output.session(cap).give(Tallied::Counts(tally.counts));
+                        output
+                            .session(cap)
+                            .give(Tallied::Counts(std::mem::take(&mut tally.counts)));
                         held = None;
                     }
                     (_, None) => {}

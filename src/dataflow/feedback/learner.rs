@@ -276,23 +276,21 @@ impl Learner {
             )
             .ok()
         });
-        let mut counts = self.counts.borrow_mut();
-        counts.updates += 1;
-        counts.examples += batch.len() as u64;
-        drop(counts);
+        self.counts.borrow_mut().examples += batch.len() as u64;
+        self.count(from, Update::Fitted);
         // A batch the model refuses (a value no finite score survives) is
         // counted as refused: nothing a label carries can stop the run.
         let Some(logistic) = fitted.filter(|m| m.check().is_ok()) else {
-            self.counts.borrow_mut().refused += 1;
+            self.count(from, Update::Refused);
             return;
         };
         self.roll_back_if_worse(from, emit);
         let verdict = self.gate(&logistic, &self.current.models.logistic);
         if !verdict.passed {
-            self.counts.borrow_mut().refused += 1;
+            self.count(from, Update::Refused);
             return;
         }
-        self.counts.borrow_mut().promoted += 1;
+        self.count(from, Update::Promoted);
         let mut candidate = (*self.current).clone();
         candidate.models.logistic = logistic;
         let candidate = self.send(candidate, from, verdict, false, emit);
@@ -351,7 +349,7 @@ impl Learner {
             self.parent = Some(parent);
             return;
         }
-        self.counts.borrow_mut().rolled_back += 1;
+        self.count(from, Update::RolledBack);
         // Kept with the restored version's PR-AUC first.
         let restored = Verdict {
             passed: true,
@@ -359,6 +357,26 @@ impl Learner {
             parent_pr_auc: verdict.pr_auc,
         };
         self.current = self.send((*parent).clone(), from, restored, true, emit);
+    }
+
+    /// Counts `what` in the totals and in the day of `from`.
+    fn count(&self, from: u64, what: Update) {
+        let mut counts = self.counts.borrow_mut();
+        let total = match what {
+            Update::Fitted => &mut counts.updates,
+            Update::Promoted => &mut counts.promoted,
+            Update::Refused => &mut counts.refused,
+            Update::RolledBack => &mut counts.rolled_back,
+        };
+        *total += 1;
+        let day = counts.day(crate::eval::split::hour_of(from) / 24);
+        let daily = match what {
+            Update::Fitted => &mut day.updates,
+            Update::Promoted => &mut day.promoted,
+            Update::Refused => &mut day.refused,
+            Update::RolledBack => &mut day.rolled_back,
+        };
+        *daily += 1;
     }
 
     /// Whether `candidate` may replace `current` on the holdout: see
@@ -383,6 +401,15 @@ impl Learner {
             self.settings.margin,
         )
     }
+}
+
+/// What the learner counts of an update.
+#[derive(Clone, Copy)]
+enum Update {
+    Fitted,
+    Promoted,
+    Refused,
+    RolledBack,
 }
 
 /// The promotion gate's verdict, and the PR-AUCs it compared.

@@ -97,8 +97,19 @@ pub enum Tallied {
     Counts(FeedbackSummary),
 }
 
-/// What the feedback loop did, summed over workers.
+/// What the learner did on one day of event time (the day each update
+/// applies from, or would have).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DayUpdates {
+    pub day: u32,
+    pub updates: u64,
+    pub promoted: u64,
+    pub refused: u64,
+    pub rolled_back: u64,
+}
+
+/// What the feedback loop did, summed over workers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FeedbackSummary {
     /// Labels that reached the join.
     pub received: u64,
@@ -125,6 +136,11 @@ pub struct FeedbackSummary {
     pub rolled_back: u64,
     /// Examples the learner fitted.
     pub examples: u64,
+    /// The updates, promotions, refusals and rollbacks of each day with
+    /// any, in day order. (Always written: counts cross processes in
+    /// bincode, which cannot skip a field.)
+    #[serde(default)]
+    pub per_day: Vec<DayUpdates>,
 }
 
 impl FeedbackSummary {
@@ -143,6 +159,29 @@ impl FeedbackSummary {
         self.refused += o.refused;
         self.rolled_back += o.rolled_back;
         self.examples += o.examples;
+        for d in &o.per_day {
+            let day = self.day(d.day);
+            day.updates += d.updates;
+            day.promoted += d.promoted;
+            day.refused += d.refused;
+            day.rolled_back += d.rolled_back;
+        }
+    }
+
+    /// The counts of `day`, added in day order when new.
+    pub fn day(&mut self, day: u32) -> &mut DayUpdates {
+        let at = match self.per_day.binary_search_by_key(&day, |d| d.day) {
+            Ok(at) => at,
+            Err(at) => {
+                let new = DayUpdates {
+                    day,
+                    ..DayUpdates::default()
+                };
+                self.per_day.insert(at, new);
+                at
+            }
+        };
+        &mut self.per_day[at]
     }
 }
 
@@ -184,13 +223,44 @@ mod tests {
             refused: 11,
             rolled_back: 12,
             examples: 13,
+            per_day: Vec::new(),
         };
-        let mut sum = one;
+        let mut sum = one.clone();
         sum.add(&one);
         let doubled = serde_json::to_value(sum).unwrap();
         let single = serde_json::to_value(one).unwrap();
         for (name, v) in single.as_object().unwrap() {
-            assert_eq!(doubled[name], v.as_u64().unwrap() * 2, "{name}");
+            if name != "per_day" {
+                assert_eq!(doubled[name], v.as_u64().unwrap() * 2, "{name}");
+            }
         }
+    }
+
+    #[test]
+    fn days_add_by_day_and_stay_in_day_order() {
+        let counts = |day, n| DayUpdates {
+            day,
+            updates: n,
+            promoted: n + 1,
+            refused: n + 2,
+            rolled_back: n + 3,
+        };
+        let mut sum = FeedbackSummary {
+            per_day: vec![counts(2, 1), counts(5, 10)],
+            ..FeedbackSummary::default()
+        };
+        let other = FeedbackSummary {
+            per_day: vec![counts(0, 100), counts(5, 20)],
+            ..FeedbackSummary::default()
+        };
+        sum.add(&other);
+        let five = DayUpdates {
+            day: 5,
+            updates: 30,
+            promoted: 32,
+            refused: 34,
+            rolled_back: 36,
+        };
+        assert_eq!(sum.per_day, vec![counts(0, 100), counts(2, 1), five]);
     }
 }

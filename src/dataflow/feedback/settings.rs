@@ -63,6 +63,9 @@ pub struct FeedbackSettings {
     pub analysts: Option<AnalystSettings>,
     /// Set by `POST /flush`: the learner fits what it has buffered.
     pub flush: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Also score every event with the models given at the start, frozen
+    /// (`Outcome::frozen`): what a backtest's report compares against.
+    pub compare_frozen: bool,
 }
 
 /// How the online model learns from labelled examples.
@@ -209,6 +212,7 @@ mod tests {
             learner: LearnerSettings::default(),
             analysts: Some(AnalystSettings::default()),
             flush: None,
+            compare_frozen: false,
         }
     }
 

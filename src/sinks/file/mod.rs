@@ -177,8 +177,12 @@ impl ScoresCsv {
     }
 }
 
+/// With a frozen baseline (a backtest with feedback), a last column
+/// `frozen` has its score.
 fn write_scores(w: &mut impl Write, all: &[Outcome]) -> std::io::Result<()> {
-    w.write_all(b"event_id,is_fraud,isolation_forest,autoencoder,logistic,score,alert\n")?;
+    let frozen = all.iter().any(|o| o.frozen.is_some());
+    w.write_all(b"event_id,is_fraud,isolation_forest,autoencoder,logistic,score,alert")?;
+    w.write_all(if frozen { b",frozen\n" } else { b"\n" })?;
     for o in all {
         let label = match o.is_fraud {
             Some(true) => "1",
@@ -189,7 +193,7 @@ fn write_scores(w: &mut impl Write, all: &[Outcome]) -> std::io::Result<()> {
         let mut id = Vec::new();
         crate::dataflow::table::csv_field(&o.id.to_string(), &mut id);
         w.write_all(&id)?;
-        writeln!(
+        write!(
             w,
             ",{label},{},{},{},{},{}",
             c.isolation_forest,
@@ -198,6 +202,11 @@ fn write_scores(w: &mut impl Write, all: &[Outcome]) -> std::io::Result<()> {
             o.score,
             u8::from(o.alert.is_some())
         )?;
+        match o.frozen.filter(|_| frozen) {
+            Some(f) => writeln!(w, ",{f}")?,
+            None if frozen => writeln!(w, ",")?,
+            None => writeln!(w)?,
+        }
     }
     Ok(())
 }
