@@ -14,7 +14,7 @@ use fraudflow::dataflow::score::{ModelVersion, Outcome, Scorer};
 use fraudflow::ensemble::{check_threshold, Weights};
 use fraudflow::eval::report::{Report, ReportContext};
 use fraudflow::eval::versions::{check_switches, parse_switch, VersionSpec};
-use fraudflow::eval::{Quality, Record};
+use fraudflow::eval::Record;
 use fraudflow::generate::{write_file, GeneratorParams, STEPS};
 use fraudflow::pipeline::training::train_bundle;
 use fraudflow::pipeline::{
@@ -28,6 +28,7 @@ use fraudflow::sinks::memory::{Collect, CollectMap};
 use fraudflow::sinks::{BoxSink, Fanout};
 
 use super::feedback_args::FeedbackArgs;
+use super::threshold_args::ThresholdArgs;
 use super::timely_args::TimelyArgs;
 use super::train::{given, TrainingArgs};
 use super::{grouped, on_cluster, SourceArgs};
@@ -95,6 +96,8 @@ pub struct Args {
     training: TrainingArgs,
     #[command(flatten)]
     feedback: FeedbackArgs,
+    #[command(flatten)]
+    adaptive: ThresholdArgs,
     #[command(flatten)]
     source: SourceArgs,
     #[command(flatten)]
@@ -382,6 +385,7 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
             feedback: args.feedback.settings()?.map(Box::new),
             labels: None,
             in_force: None,
+            threshold: args.adaptive.settings(bundle.budget),
         },
         all_outcomes: args.scores,
     };
@@ -419,6 +423,7 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
             .then_some(bundle.split.validation_last_step),
         workers: args.timely.workers() * args.timely.processes,
         feedback: args.feedback.feedback,
+        adaptive: args.adaptive.adaptive_threshold,
     };
     report(args, group, gathered, &summary, &bundle, context)?;
     Ok(ExitCode::SUCCESS)
@@ -479,7 +484,7 @@ fn report(
     write_report(gathered.report, &report)?;
     // Every file is complete: they take their names together.
     group.commit()?;
-    print_report(&report, args.out());
+    super::backtest_summary::print_report(&report, args.out());
     Ok(())
 }
 
@@ -492,106 +497,4 @@ fn write_report(file: OutputFile, report: &Report) -> anyhow::Result<()> {
         .and_then(|file| file.finish())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
-}
-
-fn opt(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"))
-}
-
-/// The summary on standard output.
-fn print_report(report: &Report, out: &Path) {
-    outln!(
-        "events {} = {} scored ({} alerts, {} normal) + {} dead letters; {} late",
-        grouped(report.events_in),
-        grouped(report.scored),
-        grouped(report.alerts),
-        grouped(report.normal),
-        grouped(report.dead_letters),
-        grouped(report.late)
-    );
-    print_versions(report);
-    if let Some(f) = &report.feedback {
-        super::feedback_args::print_summary(f);
-    }
-    if let Some(days) = &report.learning {
-        super::feedback_args::print_learning(days, report.budget);
-    }
-    let quality = [
-        ("all events", &report.quality_all),
-        ("test split", &report.quality_test_split),
-    ];
-    for (name, q) in quality {
-        if let Some(q) = q {
-            print_quality(name, q, report.budget);
-        }
-    }
-    if let Some(l) = &report.latency_us {
-        outln!(
-            "latency (read to routed): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            l.p50 as f64 / 1e3,
-            l.p95 as f64 / 1e3,
-            l.p99 as f64 / 1e3,
-            l.max as f64 / 1e3
-        );
-    }
-    outln!(
-        "throughput: {} events in {:.2} s on {} workers: {:.0} events/s",
-        grouped(report.events_in),
-        report.seconds,
-        report.workers,
-        report.events_per_second
-    );
-    outln!("wrote {}/alerts.jsonl and report.json", out.display());
-}
-
-/// The policy, or with switches each version: its steps, policy and the
-/// events it scored.
-fn print_versions(report: &Report) {
-    if let [only] = &report.versions[..] {
-        outln!("policy ({}): {}", report.policy_source, only.policy);
-        return;
-    }
-    outln!("model versions (policy {}):", report.policy_source);
-    for v in &report.versions {
-        let test = v.test_events.map_or_else(String::new, |n| {
-            format!(" ({} in the test split)", grouped(n))
-        });
-        outln!(
-            "  {} ({}): {}, {}; scored {} events{test}, {} alerts",
-            v.bundle_version,
-            v.models,
-            v.steps(),
-            v.policy,
-            grouped(v.events),
-            grouped(v.alerts)
-        );
-    }
-}
-
-/// One part's quality: ranking, at the threshold, at the budget, the fraud
-/// amount caught.
-fn print_quality(name: &str, q: &Quality, budget: f64) {
-    outln!(
-        "{name}: {} events, {} fraud; PR-AUC {}, ROC-AUC {}",
-        grouped(q.events),
-        grouped(q.fraud),
-        opt(q.ranking.pr_auc),
-        opt(q.ranking.roc_auc)
-    );
-    outln!(
-        "  at the threshold: {} alerts, precision {}, recall {}",
-        grouped(q.ranking.at_threshold.alerts),
-        opt(q.ranking.at_threshold.precision),
-        opt(q.ranking.at_threshold.recall)
-    );
-    if let Some(b) = q.ranking.at_budget {
-        outln!(
-            "  at the {:.2} % budget: {} alerts, precision {}, recall {}",
-            budget * 100.0,
-            grouped(b.alerts),
-            opt(b.precision),
-            opt(b.recall)
-        );
-    }
-    outln!("  fraud amount caught: {}", q.amount_caught());
 }

@@ -17,6 +17,7 @@ macro_rules! out {
 }
 
 pub mod backtest;
+pub mod backtest_summary;
 pub mod eda;
 pub mod features;
 pub mod feedback_args;
@@ -24,6 +25,7 @@ pub mod generate;
 pub mod loadgen;
 pub mod replay;
 pub mod run;
+pub mod threshold_args;
 pub mod timely_args;
 pub mod train;
 pub mod validate;

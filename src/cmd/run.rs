@@ -13,6 +13,9 @@ use fraudflow::bundle::Bundle;
 use fraudflow::dataflow::feedback::live::LiveLabels;
 use fraudflow::dataflow::feedback::store::{self, StoredVersion};
 use fraudflow::dataflow::feedback::FeedbackSettings;
+use fraudflow::dataflow::threshold::ThresholdSettings;
+use fraudflow::kafka::labels::FeedbackTopic;
+use fraudflow::kafka::publish::Publisher;
 use fraudflow::pipeline::{
     self, Cluster, LiveVersions, NormalSink, Outputs, PipelineSettings, ScoringSettings, Stage,
     StageOutputs, VersionFeed,
@@ -88,6 +91,8 @@ struct Live {
     poll: Option<Duration>,
     /// A Kafka run's topics to make when missing.
     topics: Option<Vec<fraudflow::kafka::topics::TopicSpec>>,
+    /// A Kafka run with feedback: its labels' publisher and reader.
+    feedback_topic: Option<FeedbackTopic>,
 }
 
 fn serve(
@@ -127,7 +132,11 @@ fn serve(
         ModelReloader::poll(Arc::clone(&live.state), every);
     }
     let input = Arc::clone(&live.state.input);
-    let summary = match pipeline::run(live.settings, live.outputs) {
+    let summary = pipeline::run(live.settings, live.outputs);
+    if let Some(topic) = live.feedback_topic.take() {
+        topic.stop();
+    }
+    let summary = match summary {
         Ok(s) => s,
         Err(e) => {
             // Refuse events at once (503): nothing would take them now.
@@ -211,6 +220,14 @@ fn report(summary: &pipeline::RunSummary, state: &ServeState) {
             grouped(load(&k.replayed))
         );
     }
+    if let (Some(first), Some(last)) = (summary.thresholds.first(), summary.thresholds.last()) {
+        eprintln!(
+            "run: adaptive threshold: {} changes, from {:.6} to {:.6}",
+            summary.thresholds.len(),
+            first.threshold,
+            last.threshold
+        );
+    }
     if state.labels.is_some() {
         let f = &summary.feedback;
         eprintln!(
@@ -253,7 +270,7 @@ fn prepare(args: &Args, file: DataflowFile, cluster: Cluster) -> anyhow::Result<
         None,
         stats,
         &cluster,
-        http.max_body_bytes,
+        (http.max_body_bytes, None),
     );
     Ok(Live {
         settings: models.settings(SourceSettings::Live(input), &file, cluster),
@@ -263,6 +280,7 @@ fn prepare(args: &Args, file: DataflowFile, cluster: Cluster) -> anyhow::Result<
         tick: Some(Duration::from_millis(http.tick_ms)),
         poll: models.poll,
         topics: None,
+        feedback_topic: None,
     })
 }
 
@@ -356,12 +374,14 @@ fn prepare_kafka(
     let input = KafkaInput::new(settings, cluster.process, cluster.processes());
     let models = Models::load(args, &file, &input.hub, &cluster)?;
     let stats = Arc::clone(&input.stats);
+    let feedback_topic = models.feedback_topic(&kafka, &cluster)?;
+    let publisher = feedback_topic.as_ref().map(|t| Arc::clone(&t.publisher));
     let state = models.state(
         Arc::clone(&input.hub),
         Some(Arc::clone(&input)),
         stats,
         &cluster,
-        0,
+        (0, publisher),
     );
     let topics = kafka
         .create_topics
@@ -374,6 +394,7 @@ fn prepare_kafka(
         tick: None,
         poll: models.poll,
         topics,
+        feedback_topic,
     })
 }
 
@@ -388,6 +409,8 @@ struct Models {
     /// this process's server takes for it.
     feedback: Option<FeedbackSettings>,
     labels: Option<Arc<LiveLabels>>,
+    /// The adaptive threshold, when the file has `[adaptive_threshold]`.
+    threshold: Option<ThresholdSettings>,
     in_force: Arc<Mutex<String>>,
     /// The learner's newest kept version, which scores from the start.
     resumed: Option<StoredVersion>,
@@ -436,7 +459,12 @@ impl Models {
             None => None,
         };
         let name = resumed.as_ref().map_or(&bundle.version, |v| &v.version);
+        let threshold = file
+            .adaptive_threshold
+            .as_ref()
+            .map(|t| t.settings(bundle.budget));
         Ok(Models {
+            threshold,
             in_force: Arc::new(Mutex::new(name.clone())),
             resumed,
             bundle,
@@ -449,14 +477,41 @@ impl Models {
         })
     }
 
+    /// A Kafka run with `[feedback]`: labels go to the topic through an
+    /// outbox of this process's (`MODELS/online/feedback-pP.outbox`), and
+    /// process 0 reads them into the dataflow.
+    fn feedback_topic(
+        &self,
+        kafka: &KafkaTable,
+        cluster: &Cluster,
+    ) -> anyhow::Result<Option<FeedbackTopic>> {
+        let (Some(labels), Some(feedback)) = (&self.labels, &self.feedback) else {
+            return Ok(None);
+        };
+        let dir = feedback
+            .learner
+            .store
+            .clone()
+            .unwrap_or_default()
+            .join("online");
+        fraudflow::atomic::make_dir("the feedback outbox's directory", &dir)?;
+        let outbox = dir.join(format!("feedback-p{}.outbox", cluster.process));
+        let reader = (cluster.process == 0).then(|| Arc::clone(labels));
+        let topic = FeedbackTopic::start(&kafka.brokers, &kafka.group, &outbox, reader)?;
+        Ok(Some(topic))
+    }
+
+    /// The server's state; `body` is the largest request body (HTTP runs)
+    /// and a Kafka run's label publisher.
     fn state(
         &self,
         input: Arc<LiveInput>,
         kafka: Option<Arc<KafkaInput>>,
         stats: Arc<LiveStats>,
         cluster: &Cluster,
-        max_body_bytes: usize,
+        body: (usize, Option<Arc<Publisher>>),
     ) -> Arc<ServeState> {
+        let (max_body_bytes, publisher) = body;
         Arc::new(ServeState {
             input,
             kafka,
@@ -464,6 +519,7 @@ impl Models {
             models: self.reloader.clone(),
             model_version: Arc::clone(&self.in_force),
             labels: self.labels.clone(),
+            publisher,
             flush: self.feedback.as_ref().and_then(|f| f.flush.clone()),
             api_token: std::env::var(API_TOKEN_VAR).ok().filter(|t| !t.is_empty()),
             workers: cluster.workers,
@@ -505,6 +561,7 @@ impl Models {
                     feedback: self.feedback.clone().map(Box::new),
                     labels: self.labels.clone(),
                     in_force: Some(Arc::clone(&self.in_force)),
+                    threshold: self.threshold,
                 },
                 all_outcomes: true,
             },

@@ -9,6 +9,7 @@ pub mod json_event;
 pub mod score;
 pub mod sink;
 pub mod table;
+pub mod threshold;
 pub mod velocity;
 
 use std::collections::BTreeMap;

@@ -55,6 +55,8 @@ pub struct Record {
     pub latency_us: u64,
     /// The frozen models' score, when the run compared against them.
     pub frozen: Option<f64>,
+    /// The threshold that routed the event.
+    pub threshold: f64,
 }
 
 impl Record {
@@ -67,6 +69,7 @@ impl Record {
             amount: o.amount,
             latency_us: o.latency_us,
             frozen: o.frozen,
+            threshold: o.threshold,
         }
     }
 
@@ -137,7 +140,7 @@ impl Quality {
     ///
     /// ```
     /// use fraudflow::eval::{Quality, Record};
-    /// let r = |amount, score| Record { seq: 0, time_ms: 0, score, is_fraud: Some(true), amount, latency_us: 0, frozen: None };
+    /// let r = |amount, score| Record { seq: 0, time_ms: 0, score, is_fraud: Some(true), amount, latency_us: 0, frozen: None, threshold: 0.5 };
     /// let q = Quality::of(&[r(f64::MAX, 0.9), r(f64::MAX, 0.1)], |_| 0.5, 0.5).unwrap();
     /// assert_eq!(q.amount_caught(), "1.797693e308 of more than 1.797693e308 (past f64's range) (50.0 %)");
     /// let q = Quality::of(&[r(10.0, 0.9), r(30.0, 0.1)], |_| 0.5, 0.5).unwrap();
@@ -220,7 +223,7 @@ pub struct Day {
 ///
 /// ```
 /// use fraudflow::eval::{per_day, Record};
-/// let r = |time_ms, score, fraud| Record { seq: 0, time_ms, score, is_fraud: Some(fraud), amount: 10.0, latency_us: 0, frozen: None };
+/// let r = |time_ms, score, fraud| Record { seq: 0, time_ms, score, is_fraud: Some(fraud), amount: 10.0, latency_us: 0, frozen: None, threshold: 0.5 };
 /// let days = per_day(&[r(0, 0.9, true), r(3_600_000, 0.1, true), r(86_400_000, 0.7, false)], |_| 0.5);
 /// assert_eq!(days.len(), 2);
 /// assert_eq!((days[0].events, days[0].fraud, days[0].fraud_caught), (2, 2, 1));

@@ -49,6 +49,9 @@ pub struct Report {
     /// What the feedback loop did, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub feedback: Option<crate::dataflow::feedback::FeedbackSummary>,
+    /// The adaptive threshold's changes, each from its event time on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<Vec<crate::dataflow::threshold::ThresholdChange>>,
     /// With feedback: each day, the online and the frozen models at the
     /// budget, and the learner's updates.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,6 +72,8 @@ pub struct ReportContext<'a> {
     pub workers: usize,
     /// Whether the feedback loop ran.
     pub feedback: bool,
+    /// Whether the threshold adapted.
+    pub adaptive: bool,
 }
 
 impl Report {
@@ -80,11 +85,9 @@ impl Report {
         c: ReportContext,
     ) -> Report {
         let versions = shares(c.versions, records, c.test_after);
-        let threshold = |r: &Record| {
-            c.versions[super::versions::version_of(c.versions, r.hour())]
-                .policy
-                .threshold
-        };
+        // The threshold that routed each event: its version's, or the
+        // adaptive threshold's.
+        let threshold = |r: &Record| r.threshold;
         let test = c
             .test_after
             .map(|step| records.iter().filter(move |r| r.hour() > step));
@@ -117,6 +120,7 @@ impl Report {
             events_per_second: summary.events_in as f64 / summary.seconds.max(1e-9),
             workers: c.workers,
             feedback: c.feedback.then(|| summary.feedback.clone()),
+            thresholds: c.adaptive.then(|| summary.thresholds.clone()),
             learning: c.feedback.then(|| {
                 super::learning::learning_days(records, bundle.budget, &summary.feedback.per_day)
             }),

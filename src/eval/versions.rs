@@ -82,7 +82,7 @@ pub struct VersionShare {
     pub policy: Policy,
     /// Events it scored.
     pub events: u64,
-    /// Of those, events at or above its threshold.
+    /// Of those, events alerted (at the threshold in force for each).
     pub alerts: u64,
     /// Of those, events in the test split (after the bundle's validation
     /// steps), when the input is the bundle's training file.
@@ -132,8 +132,9 @@ pub fn version_of(specs: &[VersionSpec], hour: u32) -> usize {
 ///     from_step,
 ///     policy: Policy { weights: Weights::ORIGINAL, threshold },
 /// };
-/// let r = |hour: u64, score| Record { seq: 0, time_ms: hour * 3_600_000, score, is_fraud: None, amount: 1.0, latency_us: 0, frozen: None };
-/// let records = [r(1, 0.9), r(2, 0.6), r(5, 0.6)];
+/// // Each record carries the threshold that routed it: its version's.
+/// let r = |hour: u64, score, threshold| Record { seq: 0, time_ms: hour * 3_600_000, score, is_fraud: None, amount: 1.0, latency_us: 0, frozen: None, threshold };
+/// let records = [r(1, 0.9, 0.5), r(2, 0.6, 0.7), r(5, 0.6, 0.7)];
 /// let out = shares(&[spec("a", 0, 0.5), spec("b", 2, 0.7)], &records, None);
 /// assert_eq!((out[0].events, out[0].alerts, out[0].until_step), (1, 1, Some(2)));
 /// assert_eq!((out[1].events, out[1].alerts, out[1].until_step), (2, 0, None));
@@ -163,7 +164,7 @@ pub fn shares(
             continue;
         };
         v.events += 1;
-        v.alerts += u64::from(r.score >= v.policy.threshold);
+        v.alerts += u64::from(r.score >= r.threshold);
         if let (Some(n), Some(last)) = (v.test_events.as_mut(), test_after) {
             *n += u64::from(hour > last);
         }
@@ -200,6 +201,7 @@ mod tests {
                 amount: 1.0,
                 latency_us: 0,
                 frozen: None,
+                threshold: 0.9,
             })
             .collect();
         let out = shares(&specs, &records, Some(6));

@@ -7,6 +7,9 @@
 
 pub mod context;
 pub mod health;
+pub mod labels;
+pub mod outbox;
+pub mod publish;
 pub mod replay;
 pub mod topics;
 

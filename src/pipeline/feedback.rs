@@ -13,11 +13,18 @@
 //! The loop is timely's: a label comes back at least the analysts' delay
 //! after the event it labels, which is what lets scoring go on while the
 //! learner waits for labels.
+//!
+//! With an adaptive threshold (`crate::dataflow::threshold`), the routed
+//! scores go round a second loop, of the threshold's interval: worker 0
+//! finds each change and every worker's scoring applies it from then on.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use timely::dataflow::operators::generic::operator::empty;
 use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concat, ConnectLoop, Feedback as _, Inspect};
 use timely::dataflow::{Scope, Stream};
 
@@ -25,29 +32,73 @@ use crate::dataflow::feedback::analysts::analysts;
 use crate::dataflow::feedback::join::feedback_join;
 use crate::dataflow::feedback::learner::learn;
 use crate::dataflow::feedback::live::label_source;
-use crate::dataflow::feedback::{Counts, Feedback};
-use crate::dataflow::score::{score_and_route, ModelVersion, Routed};
+use crate::dataflow::feedback::{Counts, Feedback, FeedbackSettings};
+use crate::dataflow::score::{score_and_route, Change, ModelVersion, Routed};
+use crate::dataflow::threshold::{adapt, ThresholdChange};
 use crate::dataflow::FeatureRow;
 use crate::pipeline::{Abort, ScoringSettings};
 
 /// Scores and routes `rows` with the run's `versions` and, when the
 /// settings close the feedback loop, the learner's; `first` says whether
 /// this worker is its process's first, which takes the live labels and
-/// reports the version in force.
+/// reports the version in force. With an adaptive threshold, its changes
+/// come round a loop of their own.
 pub fn score<'scope>(
     scope: Scope<'scope, u64>,
     rows: Stream<'scope, u64, Vec<FeatureRow>>,
     versions: Stream<'scope, u64, Vec<ModelVersion>>,
     scoring: &ScoringSettings,
-    counts: Counts,
+    loops: Loops,
     first: bool,
-    abort: &Abort,
 ) -> Routed<'scope> {
+    let adaptive = scoring
+        .threshold
+        .map(|t| (t, scope.feedback::<Vec<ThresholdChange>>(t.every_ms)));
+    let thresholds = match &adaptive {
+        Some((_, (_, changes))) => changes.clone().map(Change::Threshold),
+        None => empty(scope),
+    };
+    let in_force = scoring.in_force.clone().filter(|_| first);
+    let routed = match &scoring.feedback {
+        Some(settings) => learning(rows, versions, thresholds, scoring, settings, &loops, first),
+        None => {
+            let changes = report(versions, in_force)
+                .map(|v| Change::Version(Box::new(v)))
+                .concat(thresholds);
+            score_and_route(rows, changes, Arc::clone(&scoring.initial), None)
+        }
+    };
+    if let Some((settings, (handle, _))) = adaptive {
+        let scores = routed.anomalies.clone().concat(routed.normal.clone());
+        let scores = scores.map(|o| (o.place_ms, o.score));
+        // Found on worker 0, applied on every worker.
+        let changes = adapt(scores, settings, loops.thresholds).broadcast();
+        changes.connect_loop(handle);
+    }
+    routed
+}
+
+/// What the loops keep for the run's summary, and how they fail it.
+#[derive(Clone)]
+pub struct Loops {
+    pub counts: Counts,
+    pub thresholds: Rc<RefCell<Vec<ThresholdChange>>>,
+    pub abort: Abort,
+}
+
+/// Scoring with the feedback loop closed.
+fn learning<'scope>(
+    rows: Stream<'scope, u64, Vec<FeatureRow>>,
+    versions: Stream<'scope, u64, Vec<ModelVersion>>,
+    thresholds: Stream<'scope, u64, Vec<Change>>,
+    scoring: &ScoringSettings,
+    settings: &FeedbackSettings,
+    loops: &Loops,
+    first: bool,
+) -> Routed<'scope> {
+    let scope = rows.scope();
     let initial = Arc::clone(&scoring.initial);
     let in_force = scoring.in_force.clone().filter(|_| first);
-    let Some(settings) = &scoring.feedback else {
-        return score_and_route(rows, report(versions, in_force), initial, None);
-    };
     let (handle, looped) = scope.feedback::<Vec<Feedback>>(settings.loop_delay_ms());
     let labels = match &scoring.labels {
         Some(live) => looped.concat(label_source(scope, Arc::clone(live), first)),
@@ -59,18 +110,22 @@ pub fn score<'scope>(
         versions.clone(),
         Arc::clone(&initial),
         settings.learner.clone(),
-        counts.clone(),
-        abort.clone(),
+        loops.counts.clone(),
+        loops.abort.clone(),
         settings.flush.clone(),
     )
     .broadcast();
     let versions = report(versions.concat(learned), in_force);
+    let changes = versions
+        .map(|v| Change::Version(Box::new(v)))
+        .concat(thresholds);
     let frozen = settings.compare_frozen.then(|| Arc::clone(&initial));
-    let routed = score_and_route(rows, versions, initial, frozen);
+    let routed = score_and_route(rows, changes, initial, frozen);
     match settings.analysts {
         Some(desk) => {
             let cases = routed.anomalies.clone().concat(routed.normal.clone());
-            analysts(cases, desk, settings.loop_delay_ms(), counts).connect_loop(handle);
+            let delay = settings.loop_delay_ms();
+            analysts(cases, desk, delay, loops.counts.clone()).connect_loop(handle);
         }
         None => empty(scope).connect_loop(handle),
     }

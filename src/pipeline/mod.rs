@@ -41,6 +41,7 @@ use crate::dataflow::feedback::{Counts, FeedbackSettings, FeedbackSummary};
 use crate::dataflow::score::{Outcome, Scorer};
 use crate::dataflow::sink::OrderedSink;
 use crate::dataflow::table::{csv_runs, CsvRun};
+use crate::dataflow::threshold::{ThresholdChange, ThresholdSettings};
 use crate::dataflow::{featurize, FeatureRow};
 use crate::eval::Record;
 use crate::features::Contract;
@@ -50,6 +51,7 @@ use crate::sources::kafka::beacon::build as kafka_beacon;
 use crate::sources::kafka::Link;
 use crate::sources::{SourceContext, SourceCounts, SourceSettings};
 pub use error::PipelineError;
+use feedback::Loops;
 pub use harness::{Abort, Cluster};
 pub use versions::{version_source, LiveVersions, VersionFeed};
 
@@ -74,6 +76,8 @@ pub struct ScoringSettings {
     pub labels: Option<Arc<LiveLabels>>,
     /// Where this process reports the name of the version in force.
     pub in_force: Option<Arc<Mutex<String>>>,
+    /// The adaptive threshold; `None`: each version's own threshold.
+    pub threshold: Option<ThresholdSettings>,
 }
 
 /// How far the graph goes, and so what its outputs are.
@@ -141,6 +145,8 @@ pub struct RunSummary {
     pub normal_written: u64,
     /// What the feedback loop did (scored runs with feedback).
     pub feedback: FeedbackSummary,
+    /// The adaptive threshold's changes, in order (worker 0's).
+    pub thresholds: Vec<ThresholdChange>,
     pub seconds: f64,
 }
 
@@ -172,36 +178,47 @@ pub fn run(
         total.written += s.written;
         total.normal_written += s.normal_written;
         total.feedback.add(&s.feedback);
+        total.thresholds.extend(s.thresholds);
     }
     total.seconds = started.elapsed().as_secs_f64();
     Ok(total)
 }
 
-/// With the feedback loop closed, a label comes back round it the loop's
-/// delay after the logical time of the event it labels, and scoring waits
-/// for the versions at each event's place: so no event may be placed that
-/// far past its logical time. A file source's epochs are bounded so.
+/// With a loop closed (the feedback loop, the adaptive threshold), a
+/// change comes back round it the loop's delay after the logical time of
+/// the events it is found on, and scoring waits for the changes at each
+/// event's place: so no event may be placed that far past its logical
+/// time. A file source's epochs are bounded so, under the shorter loop.
 fn bound_the_loop(mut settings: PipelineSettings) -> Result<PipelineSettings, PipelineError> {
     let Stage::Scored { scoring, .. } = &settings.stage else {
-        return Ok(settings);
-    };
-    let Some(feedback) = &scoring.feedback else {
         return Ok(settings);
     };
     let lateness = match &settings.source {
         SourceSettings::File(f) => f.limits.lateness_ms,
         _ => 0,
     };
-    feedback
-        .check(lateness)
-        .map_err(|e| PipelineError::Setting {
-            setting: "feedback",
+    let refused = |setting: &'static str| {
+        move |e: &dyn std::fmt::Display| PipelineError::Setting {
+            setting,
             problem: e.to_string(),
-        })?;
-    // A place is less than span + lateness past its epoch: less than the
-    // loop's delay (which the check above holds above the lateness).
-    let delay = feedback.loop_delay_ms();
-    if let SourceSettings::File(f) = &mut settings.source {
+        }
+    };
+    let mut delays = Vec::new();
+    if let Some(feedback) = &scoring.feedback {
+        feedback
+            .check(lateness)
+            .map_err(|e| refused("feedback")(&e))?;
+        delays.push(feedback.loop_delay_ms());
+    }
+    if let Some(threshold) = &scoring.threshold {
+        let check = threshold.check(lateness);
+        check.map_err(|e| refused("adaptive_threshold")(&e))?;
+        delays.push(threshold.every_ms);
+    }
+    // A place is less than span + lateness past its epoch: less than each
+    // loop's delay (which the checks above hold above the lateness).
+    let shortest = delays.into_iter().min();
+    if let (Some(delay), SourceSettings::File(f)) = (shortest, &mut settings.source) {
         f.epoch_span_ms = Some(delay.saturating_sub(lateness).max(1));
     }
     Ok(settings)
@@ -273,11 +290,7 @@ impl Slots {
 
     /// Commits every output, the large ones first (a late write error there
     /// then leaves no dead-letter file behind either); the summary's counts.
-    fn finish(
-        &self,
-        counts: &SourceCounts,
-        feedback: FeedbackSummary,
-    ) -> Result<RunSummary, PipelineError> {
+    fn finish(&self, counts: &SourceCounts, loops: &Loops) -> Result<RunSummary, PipelineError> {
         let written = finish(&self.csv)? + finish(&self.rows)? + finish(&self.anomalies)?;
         let normal_written = finish(&self.normal)? + finish(&self.records)?;
         Ok(RunSummary {
@@ -288,7 +301,8 @@ impl Slots {
             dead_written: finish(&self.dead)?,
             written,
             normal_written,
-            feedback,
+            feedback: loops.counts.borrow().clone(),
+            thresholds: loops.thresholds.borrow().clone(),
             seconds: 0.0,
         })
     }
@@ -313,7 +327,11 @@ fn build(
         _ => None,
     };
     let counts = Rc::new(SourceCounts::default());
-    let feedback = Counts::default();
+    let loops = Loops {
+        counts: Counts::default(),
+        thresholds: Rc::default(),
+        abort: abort.clone(),
+    };
     let slots = Slots::new(outputs);
     let done = ProbeHandle::new();
     worker
@@ -333,13 +351,13 @@ fn build(
                 done: &done,
                 abort,
                 link: link.as_ref(),
-                feedback: feedback.clone(),
+                loops: loops.clone(),
             };
             ends.build(scope, rows, dead, settings)
         })
         .map_err(kafka_error)?;
     Ok(Box::new(move |_: &mut Worker| {
-        slots.finish(&counts, feedback.borrow().clone())
+        slots.finish(&counts, &loops)
     }))
 }
 
@@ -350,7 +368,7 @@ struct Ends<'a> {
     done: &'a ProbeHandle<u64>,
     abort: &'a Abort,
     link: Option<&'a Rc<Link>>,
-    feedback: Counts,
+    loops: Loops,
 }
 
 impl Ends<'_> {
@@ -383,8 +401,8 @@ impl Ends<'_> {
                 let first = scope
                     .index()
                     .is_multiple_of(settings.cluster.workers.max(1));
-                let counts = self.feedback.clone();
-                let routed = feedback::score(scope, rows, versions, scoring, counts, first, abort);
+                let loops = self.loops.clone();
+                let routed = feedback::score(scope, rows, versions, scoring, loops, first);
                 // Events no finite score could be given join the parse
                 // stage's dead letters: nothing is dropped.
                 dead = dead.concat(routed.dead);

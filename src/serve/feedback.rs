@@ -1,8 +1,11 @@
 //! `POST /feedback`: an analyst's label for one transaction
-//! (schemas/feedback_v1.json), handed straight to the dataflow, where it
-//! joins the transaction's features and the online model learns from it.
+//! (schemas/feedback_v1.json), handed to the dataflow, where it joins the
+//! transaction's features and the online model learns from it: straight
+//! (HTTP runs), or in a Kafka run through the `feedback` topic, or the
+//! outbox when the broker cannot take it (`crate::kafka::publish`).
 //!
-//! Answers: 202 once the dataflow has the label; 422 naming the field of a
+//! Answers: 202 once the label is durable (`kept`: `dataflow`, `published`
+//! or `outbox`); 422 naming the field of a
 //! bad body; 413 for a body over the limit; 408 for one that does not
 //! arrive in time; 401 when an API token is configured and the request's
 //! `Authorization: Bearer` token is missing or wrong (compared in constant
@@ -20,8 +23,9 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use super::ServeState;
-use crate::dataflow::feedback::body::{parse_feedback, MAX_NOTES_BYTES};
+use crate::dataflow::feedback::body::{parse_feedback, FeedbackBody, MAX_NOTES_BYTES};
 use crate::event::EventId;
+use crate::kafka::publish::{Kept, Publisher};
 
 /// Largest body of one label: the notes and ids, with room for fields the
 /// original sent that are ignored.
@@ -58,22 +62,55 @@ pub async fn post_feedback(
             return reply(StatusCode::UNPROCESSABLE_ENTITY, body);
         }
     };
+    if let Some(publisher) = &state.publisher {
+        return publish(Arc::clone(publisher), label).await;
+    }
     let id = EventId::Named(label.transaction_id.clone().into_boxed_str());
     match labels.push(id, label.is_fraud) {
-        Ok(()) => reply(
-            StatusCode::ACCEPTED,
-            json!({
-                "accepted": true,
-                "transaction_id": label.transaction_id,
-                "label": if label.is_fraud { "fraud" } else { "legit" },
-            }),
-        ),
+        Ok(()) => accepted(&label, "dataflow"),
         Err(0) => {
             let error = "the pipeline is stopping: no feedback is taken";
             reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": error }))
         }
         Err(waiting) => {
             let error = format!("{waiting} labels are waiting for the dataflow: retry shortly");
+            reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": error }))
+        }
+    }
+}
+
+fn accepted(label: &FeedbackBody, kept: &str) -> Response {
+    let body = json!({
+        "accepted": true,
+        "transaction_id": label.transaction_id,
+        "label": if label.is_fraud { "fraud" } else { "legit" },
+        "kept": kept,
+    });
+    reply(StatusCode::ACCEPTED, body)
+}
+
+/// A Kafka run: the label, as schemas/feedback_v1.json has it, to the
+/// `feedback` topic keyed by its transaction, or to the outbox; 202 once
+/// it is durable in either, 503 when neither could keep it.
+async fn publish(publisher: Arc<Publisher>, label: FeedbackBody) -> Response {
+    let payload = json!({
+        "transaction_id": label.transaction_id,
+        "label": if label.is_fraud { "fraud" } else { "legit" },
+        "analyst_id": label.analyst_id,
+        "notes": label.notes,
+    })
+    .to_string();
+    let key = label.transaction_id.clone();
+    let kept = tokio::task::spawn_blocking(move || publisher.accept(&key, payload.as_bytes()));
+    match kept.await {
+        Ok(Ok(Kept::Published)) => accepted(&label, "published"),
+        Ok(Ok(Kept::Outbox)) => accepted(&label, "outbox"),
+        Ok(Err(e)) => {
+            let error = format!("the label could not be kept: {e}");
+            reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": error }))
+        }
+        Err(e) => {
+            let error = format!("the label could not be kept: {e}");
             reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": error }))
         }
     }

@@ -49,6 +49,9 @@ pub struct ServeState {
     pub model_version: Arc<std::sync::Mutex<String>>,
     /// Labels of `POST /feedback`, when the dataflow learns from them.
     pub labels: Option<Arc<crate::dataflow::feedback::live::LiveLabels>>,
+    /// A Kafka run's: labels go to the `feedback` topic through it (or its
+    /// outbox), and reach the dataflow from there.
+    pub publisher: Option<Arc<crate::kafka::publish::Publisher>>,
     /// Set by `POST /flush` for the learner (process 0's) to fit what it
     /// has buffered.
     pub flush: Option<Arc<std::sync::atomic::AtomicBool>>,

@@ -135,6 +135,7 @@ pub fn check(file: &DataflowFile, path: &Path, text: &str) -> Result<(), Setting
     }
     problems.extend(sinks_problems(file));
     problems.extend(feedback_problems(file));
+    problems.extend(threshold_problems(file));
     let f = &file.features;
     problems.extend(positive("features", "window_seconds", f.window_seconds));
     problems.extend(positive("cluster", "workers", file.cluster.workers as u64));
@@ -188,6 +189,27 @@ fn feedback_problems(file: &DataflowFile) -> Option<Problem> {
     };
     Some(Problem {
         table: "feedback",
+        key,
+        problem: err.to_string(),
+    })
+}
+
+/// `[adaptive_threshold]`'s ranges (the lateness is checked when the run
+/// starts, against the source's).
+fn threshold_problems(file: &DataflowFile) -> Option<Problem> {
+    use crate::dataflow::threshold::ThresholdSettingsError as E;
+    let table = file.adaptive_threshold.as_ref()?;
+    // The bundle's budget is not known here; a given one is checked.
+    let err = table.settings(0.005).check(0).err()?;
+    let key = match err {
+        E::Budget(_) => "budget",
+        E::Every(_) => "every_seconds",
+        E::Window { .. } => "window_seconds",
+        E::Bounds { .. } => "floor",
+        E::Lateness { .. } => "every_seconds",
+    };
+    Some(Problem {
+        table: "adaptive_threshold",
         key,
         problem: err.to_string(),
     })

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::dataflow::threshold::ThresholdSettings;
+
 pub use check::{line_of, message};
 pub use kafka::{Guarantee, KafkaSinksTable, KafkaTable, PartitionsTable};
 
@@ -39,6 +41,9 @@ pub struct DataflowFile {
     /// Learn online from analysts' labels (`POST /feedback`); absent: the
     /// models stay as loaded.
     pub feedback: Option<FeedbackTable>,
+    /// Let the alert threshold follow the scores; absent: each model
+    /// version's own threshold.
+    pub adaptive_threshold: Option<AdaptiveThresholdTable>,
 }
 
 /// The source tables; exactly one is given.
@@ -209,6 +214,43 @@ impl FeedbackTable {
     }
 }
 
+/// `[adaptive_threshold]`: see `crate::dataflow::threshold`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveThresholdTable {
+    /// The share of events to alert on; absent: the bundle's budget.
+    pub budget: Option<f64>,
+    /// Seconds of event time whose scores each change looks back on: a whole number of intervals.
+    #[serde(default = "defaults::threshold_window_seconds")]
+    pub window_seconds: u64,
+    /// Seconds of event time between changes; a change applies this long after the scores it was found on, so it must exceed the source's allowed lateness.
+    #[serde(default = "defaults::threshold_every_seconds")]
+    pub every_seconds: u64,
+    /// The lowest the threshold goes (a bundle's trained threshold may be far below 0.01).
+    #[serde(default = "defaults::threshold_floor")]
+    pub floor: f64,
+    /// The highest the threshold goes.
+    #[serde(default = "defaults::threshold_ceiling")]
+    pub ceiling: f64,
+    /// Scores the window must hold before the threshold moves.
+    #[serde(default = "defaults::threshold_min_samples")]
+    pub min_samples: usize,
+}
+
+impl AdaptiveThresholdTable {
+    /// The settings, for a bundle whose budget is `bundle_budget`.
+    pub fn settings(&self, bundle_budget: f64) -> ThresholdSettings {
+        ThresholdSettings {
+            budget: self.budget.unwrap_or(bundle_budget),
+            window_ms: self.window_seconds.saturating_mul(1_000),
+            every_ms: self.every_seconds.saturating_mul(1_000),
+            floor: self.floor,
+            ceiling: self.ceiling,
+            min_samples: self.min_samples,
+        }
+    }
+}
+
 /// `[cluster]`
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -241,6 +283,7 @@ impl Default for ClusterTable {
 
 /// Defaults of the keys that have one.
 pub mod defaults {
+    use super::ThresholdSettings;
     use crate::sources::file;
 
     pub fn lateness_seconds() -> u64 {
@@ -311,6 +354,24 @@ pub mod defaults {
     }
     pub fn holdout_every() -> u64 {
         crate::dataflow::feedback::LearnerSettings::default().holdout_every
+    }
+    fn threshold() -> ThresholdSettings {
+        ThresholdSettings::for_budget(0.005)
+    }
+    pub fn threshold_window_seconds() -> u64 {
+        threshold().window_ms / 1_000
+    }
+    pub fn threshold_every_seconds() -> u64 {
+        threshold().every_ms / 1_000
+    }
+    pub fn threshold_floor() -> f64 {
+        threshold().floor
+    }
+    pub fn threshold_ceiling() -> f64 {
+        threshold().ceiling
+    }
+    pub fn threshold_min_samples() -> usize {
+        threshold().min_samples
     }
     pub fn connect_timeout_seconds() -> u64 {
         crate::pipeline::harness::CONNECT_TIMEOUT.as_secs()

@@ -59,17 +59,16 @@ fn dataflow_file(dir: &Path, brokers: &str, models: &Path, extra: &str) -> PathB
     path
 }
 
+/// The address of the run's HTTP API, as its dataflow file gives it.
+fn listen(file: &Path) -> String {
+    let text = std::fs::read_to_string(file).unwrap();
+    let after = text.split("listen = \"").nth(1).unwrap();
+    after.split('"').next().unwrap().to_string()
+}
+
 /// The run's `/health`, from the address its dataflow file gives.
 fn health(file: &Path) -> Value {
-    let text = std::fs::read_to_string(file).unwrap();
-    let listen = text
-        .split("listen = \"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    let mut reply = ureq::get(&format!("http://{listen}/health"))
+    let mut reply = ureq::get(&format!("http://{}/health", listen(file)))
         .call()
         .unwrap();
     serde_json::from_str(&reply.body_mut().read_to_string().unwrap()).unwrap()
@@ -400,14 +399,8 @@ fn restart_scores_as_uninterrupted(clean_brokers: &str, brokers: &str) {
 #[test]
 fn a_broker_that_goes_away_is_health_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
-    let input = generated(dir.path(), 4_000, 13);
-    let models = dir.path().join("models");
-    train(&input, &models, &[]);
-    let all = rows(&input);
-    let cluster = mock();
+    let (_, all, cluster, file) = on_mock(dir.path());
     let brokers = cluster.bootstrap_servers();
-    publish(&brokers, &all, 1, &[]);
-    let file = dataflow_file(dir.path(), &brokers, &models, "");
     let mut run = start(&file, "2");
     read_outputs(&brokers, all.len(), Duration::from_secs(60));
     assert_eq!(health(&file)["status"], "serving", "{}", health(&file));
@@ -503,4 +496,96 @@ fn exactly_once_in_halves(count: u64, kill: bool) -> (BTreeMap<String, Vec<Value
     let outputs = committed(Duration::from_secs(90), all.len());
     sigterm(&mut run);
     (outputs, all.len())
+}
+
+type Mock = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+
+/// 4,000 generated rows published to a fresh mock cluster, a bundle
+/// trained on them, and the dataflow file of a run reading them.
+fn on_mock(dir: &Path) -> (PathBuf, Vec<Transaction>, Mock, PathBuf) {
+    let input = generated(dir, 4_000, 13);
+    let models = dir.join("models");
+    train(&input, &models, &[]);
+    let all = rows(&input);
+    let cluster = mock();
+    let brokers = cluster.bootstrap_servers();
+    publish(&brokers, &all, 1, &[]);
+    let file = dataflow_file(dir, &brokers, &models, "");
+    (models, all, cluster, file)
+}
+
+/// Posts one label to the run's `/feedback`: the status and the answer.
+fn post_label(file: &Path, id: &str) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let body = format!(r#"{{"transaction_id":"{id}","label":"fraud","analyst_id":"ana"}}"#);
+    let mut reply = agent
+        .post(&format!("http://{}/feedback", listen(file)))
+        .send(body.as_bytes())
+        .unwrap();
+    let status = reply.status().as_u16();
+    let text = reply.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// In a Kafka run labels go to the `feedback` topic: accepted while the
+/// broker is down they wait in the outbox (202, `kept: outbox`), are
+/// published in order when it returns, and reach the learner.
+#[test]
+fn labels_accepted_while_the_broker_is_down_are_published_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (models, all, cluster, file) = on_mock(dir.path());
+    cluster.create_topic("feedback", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("[feedback]\nbatch_size = 1\nholdout_every = 0\n");
+    std::fs::write(&file, text).unwrap();
+    let mut run = start(&file, "2");
+    read_outputs(&brokers, all.len(), Duration::from_secs(60));
+    // The last events: within the two days a label may come after them.
+    let ids = ["3998", "3999", "4000"];
+    let (status, answer) = post_label(&file, ids[0]);
+    assert_eq!(
+        (status, answer["kept"].as_str()),
+        (202, Some("published")),
+        "{answer}"
+    );
+    cluster.broker_down(1).unwrap();
+    for id in &ids[1..] {
+        let (status, answer) = post_label(&file, id);
+        assert_eq!(
+            (status, answer["kept"].as_str()),
+            (202, Some("outbox")),
+            "{answer}"
+        );
+    }
+    let outbox = models.join("online").join("feedback-p0.outbox");
+    assert_eq!(std::fs::read_to_string(&outbox).unwrap().lines().count(), 2);
+    cluster.broker_up(1).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&outbox).unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the outbox was never published");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let consumer: BaseConsumer = fraudflow::kafka::client_config(&brokers)
+        .set("group.id", "feedback-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["feedback"]).unwrap();
+    let mut keys = Vec::new();
+    while keys.len() < 3 && Instant::now() < deadline + Duration::from_secs(20) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            keys.push(String::from_utf8_lossy(m.key().unwrap()).into_owned());
+        }
+    }
+    assert_eq!(keys, ids, "the topic keeps the order of acceptance");
+    // Labels are placed at the event-time frontier, which no later event
+    // moves on here: the learner takes them as the run drains, and the
+    // summary counts them.
+    let stderr = sigterm(&mut run);
+    assert!(stderr.contains("feedback: 3 labels, 3 matched"), "{stderr}");
+    assert!(stderr.contains("3 updates: 3 promoted"), "{stderr}");
 }

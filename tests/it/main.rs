@@ -27,3 +27,4 @@ mod pipeline;
 mod schemas;
 mod settings;
 mod tansu_bin;
+mod threshold;

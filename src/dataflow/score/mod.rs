@@ -21,11 +21,15 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 use timely::progress::frontier::{Antichain, MutableAntichain};
 
+mod route;
+
 use super::dead_letter::DeadLetter;
+use super::threshold::ThresholdChange;
 use super::FeatureRow;
 use crate::ensemble::{Components, Models, Policy, Reason};
 use crate::event::EventId;
 use crate::features::Contract;
+use route::route;
 
 /// What scoring needs: the models, the policy and what names them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,6 +47,15 @@ pub struct ModelVersion {
     /// Event time (milliseconds) from which this version applies.
     pub from: u64,
     pub scorer: Scorer,
+}
+
+/// What changes how events are scored and routed from an event time on:
+/// a model version, or the alert threshold (the adaptive threshold's).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Change {
+    /// Boxed: a version holds whole models, a threshold a number.
+    Version(Box<ModelVersion>),
+    Threshold(ThresholdChange),
 }
 
 /// Every event's outcome: what evaluation, the scores file and the counts
@@ -66,6 +79,8 @@ pub struct Outcome {
     /// The score the baseline (the frozen bundle) gives the event, when
     /// the run compares against one (a backtest with feedback).
     pub frozen: Option<f64>,
+    /// The threshold in force at the event's place.
+    pub threshold: f64,
     /// The alert, when the score reached the threshold (boxed: rare).
     pub alert: Option<Box<Alert>>,
     /// Microseconds from the source reading the event to its routing.
@@ -147,16 +162,18 @@ pub struct Routed<'scope> {
 /// traffic and the unscorable events. Runs where the rows are, without
 /// exchange.
 ///
-/// `versions` must reach every worker (broadcast): each applies from its
-/// time on, so which version scores an event depends on the event's place
-/// in event time alone (`place_ms`, which may be later than the logical
-/// time it travels at), never on the number of workers. Rows wait only
-/// while a version for their place may still arrive; `initial` scores
-/// everything before the first version. With a `baseline`, every outcome
-/// also carries the score that version would have given it (`frozen`).
+/// `changes` (model versions and thresholds) must reach every worker
+/// (broadcast): each applies from its time on, so which version scores an
+/// event, and which threshold routes it, depend on the event's place in
+/// event time alone (`place_ms`, which may be later than the logical time
+/// it travels at), never on the number of workers. Rows wait only while a
+/// change for their place may still arrive; `initial` scores and routes
+/// everything before the first change (its policy's threshold until a
+/// threshold change). With a `baseline`, every outcome also carries the
+/// score that version would have given it (`frozen`).
 pub fn score_and_route<'scope>(
     rows: Stream<'scope, u64, Vec<FeatureRow>>,
-    versions: Stream<'scope, u64, Vec<ModelVersion>>,
+    changes: Stream<'scope, u64, Vec<Change>>,
     initial: Arc<Scorer>,
     baseline: Option<Arc<Scorer>>,
 ) -> Routed<'scope> {
@@ -164,30 +181,26 @@ pub fn score_and_route<'scope>(
     let (output, scored) = builder.new_output();
     let mut output = OutputBuilder::<_, CapacityContainerBuilder<Vec<Scored>>>::from(output);
     let mut rows_in = builder.new_input(rows, Pipeline);
-    // Versions change what a row scores, never when it may be sent: every
-    // output goes at a row's own time. So the versions hold no output back,
-    // and a loop from the outputs back to the versions (the feedback loop)
-    // ends once the rows do.
+    // Changes change what a row scores, never when it may be sent: every
+    // output goes at a row's own time. So the changes hold no output back,
+    // and a loop from the outputs back to them (the feedback loop, the
+    // adaptive threshold) ends once the rows do.
     let no_path: Vec<(usize, Antichain<u64>)> = Vec::new();
-    let mut versions_in = builder.new_input_connection(versions, Pipeline, no_path);
+    let mut changes_in = builder.new_input_connection(changes, Pipeline, no_path);
     builder.build(move |_| {
         let initial = Version::of(initial, baseline.as_deref());
         let mut scoring = Scoring {
             initial,
             baseline,
             known: BTreeMap::new(),
+            thresholds: BTreeMap::new(),
             waiting: BTreeMap::new(),
             components: Vec::new(),
         };
         move |frontiers| {
             let (row_frontier, version_frontier) = (&frontiers[0], &frontiers[1]);
             let mut output = output.activate();
-            versions_in.for_each(|_, data| {
-                for v in data.drain(..) {
-                    let version = Version::of(Arc::new(v.scorer), scoring.baseline.as_deref());
-                    scoring.known.insert(v.from, version);
-                }
-            });
+            changes_in.for_each(|_, data| scoring.change(data.drain(..)));
             let mut ready = Vec::new();
             rows_in.for_each(|cap, data| {
                 if let Some(cap) = cap.retain_least(0) {
@@ -223,11 +236,28 @@ struct Scoring {
     initial: Version,
     baseline: Option<Arc<Scorer>>,
     known: BTreeMap<u64, Version>,
+    /// Thresholds by the time they apply from (none: each version's own).
+    thresholds: BTreeMap<u64, f64>,
     waiting: BTreeMap<u64, Waiting>,
     components: Vec<Components>,
 }
 
 impl Scoring {
+    fn change(&mut self, changes: impl Iterator<Item = Change>) {
+        for change in changes {
+            match change {
+                Change::Version(v) => {
+                    let ModelVersion { from, scorer } = *v;
+                    let version = Version::of(Arc::new(scorer), self.baseline.as_deref());
+                    self.known.insert(from, version);
+                }
+                Change::Threshold(t) => {
+                    self.thresholds.insert(t.from, t.threshold);
+                }
+            }
+        }
+    }
+
     /// Rows that may score now go to `ready`; the others wait.
     fn admit(
         &mut self,
@@ -266,7 +296,8 @@ impl Scoring {
 
     fn score(&mut self, data: &mut Vec<FeatureRow>, give: impl FnMut(Scored)) {
         let groups = by_version(&self.known, &self.initial, data);
-        score_groups(groups, self.baseline.as_deref(), &mut self.components, give);
+        let base = self.baseline.as_deref();
+        score_groups(groups, base, &self.thresholds, &mut self.components, give);
     }
 
     /// Every row still to score is placed at or after the least of the
@@ -275,11 +306,19 @@ impl Scoring {
     fn forget(&mut self, rows: &MutableAntichain<u64>) {
         let next = rows.frontier().iter().copied().min();
         let low = next.into_iter().chain(self.waiting.keys().copied()).min();
-        let keep = low.and_then(|low| self.known.range(..=low).next_back().map(|(k, _)| *k));
-        let first = self.known.first_key_value().map(|(k, _)| *k);
-        if let Some(keep) = keep.filter(|k| first.is_some_and(|f| f < *k)) {
-            self.known = self.known.split_off(&keep);
+        if let Some(low) = low {
+            prune(&mut self.known, low);
+            prune(&mut self.thresholds, low);
         }
+    }
+}
+
+/// Drops the entries of `by_from` before the one in force at `low`.
+fn prune<V>(by_from: &mut BTreeMap<u64, V>, low: u64) {
+    let keep = by_from.range(..=low).next_back().map(|(k, _)| *k);
+    let first = by_from.first_key_value().map(|(k, _)| *k);
+    if let Some(keep) = keep.filter(|k| first.is_some_and(|f| f < *k)) {
+        *by_from = by_from.split_off(&keep);
     }
 }
 
@@ -306,9 +345,12 @@ impl Version {
 }
 
 /// Scores and routes each group of rows with its version, a batch at a time.
+/// Each row is routed at the threshold in force at its place: the latest
+/// of `thresholds` there, else its version's own.
 fn score_groups(
     groups: Vec<(Version, Vec<FeatureRow>)>,
     baseline: Option<&Scorer>,
+    thresholds: &BTreeMap<u64, f64>,
     components: &mut Vec<Components>,
     mut give: impl FnMut(Result<Outcome, Box<DeadLetter>>),
 ) {
@@ -319,9 +361,12 @@ fn score_groups(
         frozen_scores(baseline, &version, &batch, components, &mut frozen);
         // One clock reading a batch: the batch is routed at once.
         let now = crate::clock::now_micros();
+        let own = version.scorer.policy.threshold;
         let scored = rows.into_iter().zip(components.iter()).zip(&frozen);
         for ((row, c), f) in scored {
-            give(route(&version.scorer, row, *c, *f, now));
+            let at = thresholds.range(..=row.place_ms).next_back();
+            let threshold = at.map_or(own, |(_, t)| *t);
+            give(route(&version.scorer, row, *c, *f, threshold, now));
         }
     }
 }
@@ -389,231 +434,5 @@ fn by_version(
     groups.into_iter().map(|(_, s, rows)| (s, rows)).collect()
 }
 
-/// The first of an event's features and scores that is not finite, by
-/// name and value.
-fn not_finite(scorer: &Scorer, row: &FeatureRow, c: &Components, score: f64) -> Option<String> {
-    // Checked before anything is formatted: this runs for every event.
-    let names = scorer.contract.names();
-    if let Some((j, v)) = row.values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        let name = names.get(j).copied().unwrap_or("?");
-        return Some(format!("feature {name} is {v}"));
-    }
-    [
-        ("isolation_forest", c.isolation_forest),
-        ("autoencoder", c.autoencoder),
-        ("logistic", c.logistic),
-        ("ensemble", score),
-    ]
-    .into_iter()
-    .find(|(_, v)| !v.is_finite())
-    .map(|(model, v)| format!("{model} score is {v}"))
-}
-
-/// The dead letter of an event that could not be scored finitely.
-fn unscorable(scorer: &Scorer, row: &FeatureRow, why: String) -> Box<DeadLetter> {
-    let names = scorer.contract.names();
-    let features: serde_json::Map<String, serde_json::Value> = row
-        .values
-        .iter()
-        .enumerate()
-        .map(|(j, v)| {
-            let name = names.get(j).copied().unwrap_or("?").to_string();
-            // JSON has no NaN or infinity: such a value is written as text.
-            let value = serde_json::Number::from_f64(*v)
-                .map_or_else(|| v.to_string().into(), serde_json::Value::Number);
-            (name, value)
-        })
-        .collect();
-    let raw = serde_json::json!({ "event_id": row.id.to_string(), "features": features });
-    Box::new(DeadLetter {
-        code: UNSCORABLE.to_string(),
-        stage: "score".to_string(),
-        message: format!(
-            "event {} has no finite score under model version {}: {why}",
-            row.id, scorer.model_version
-        ),
-        raw: raw.to_string(),
-        source: format!("event:{}", row.id),
-        seq: row.seq,
-        received_at: crate::clock::now_rfc3339(),
-    })
-}
-
-fn route(
-    scorer: &Scorer,
-    row: FeatureRow,
-    components: Components,
-    frozen: Option<f64>,
-    now: u64,
-) -> Result<Outcome, Box<DeadLetter>> {
-    let score = scorer.policy.weights.combine(&components);
-    if let Some(why) = not_finite(scorer, &row, &components, score) {
-        return Err(unscorable(scorer, &row, why));
-    }
-    let is_fraud = row.label.map(|l| l.is_fraud);
-    let amount = row.values.first().copied().unwrap_or(0.0);
-    let alert = (score >= scorer.policy.threshold).then(|| {
-        Box::new(Alert {
-            event_id: row.id.to_string(),
-            seq: row.seq,
-            event_time: crate::clock::format_millis(row.time_ms as i64),
-            step: row.step,
-            amount,
-            score,
-            threshold: scorer.policy.threshold,
-            scores: components,
-            reasons: scorer.models.reasons(scorer.contract, &row.values),
-            model_version: scorer.model_version.clone(),
-            contract: scorer.contract,
-            is_fraud,
-        })
-    });
-    Ok(Outcome {
-        alert,
-        id: row.id,
-        seq: row.seq,
-        time_ms: row.time_ms,
-        place_ms: row.place_ms,
-        step: row.step,
-        account: row.account,
-        is_fraud,
-        amount,
-        components,
-        score,
-        frozen,
-        latency_us: now.saturating_sub(row.received_us),
-        received_us: row.received_us,
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn alert(step: Option<u32>, is_fraud: Option<bool>) -> Alert {
-        Alert {
-            event_id: "e1".into(),
-            seq: 7,
-            event_time: "2024-03-01T12:00:00Z".into(),
-            step,
-            amount: 5.0,
-            score: 0.9,
-            threshold: 0.5,
-            scores: Components::default(),
-            reasons: Vec::new(),
-            model_version: "v".into(),
-            contract: Contract::V2,
-            is_fraud,
-        }
-    }
-
-    #[test]
-    fn an_alert_without_step_or_label_crosses_processes_and_leaves_them_out_of_json() {
-        for a in [
-            alert(None, None),
-            alert(Some(3), None),
-            alert(None, Some(true)),
-        ] {
-            let wire = bincode::serialize(&a).unwrap();
-            assert_eq!(bincode::deserialize::<Alert>(&wire).unwrap(), a);
-            let json = serde_json::to_string(&a).unwrap();
-            assert_eq!(json.contains("\"step\""), a.step.is_some(), "{json}");
-            assert_eq!(json.contains("is_fraud"), a.is_fraud.is_some(), "{json}");
-            assert_eq!(serde_json::from_str::<Alert>(&json).unwrap(), a);
-        }
-    }
-
-    /// Three small models fitted on seven features, for the V1 contract.
-    fn scorer(weights: crate::ensemble::Weights) -> Scorer {
-        use crate::models::autoencoder::AutoencoderParams;
-        use crate::models::isolation_forest::IsolationForestParams;
-        use crate::models::online_logistic::OnlineLogisticParams;
-        use linfa::prelude::*;
-        let x = ndarray::Array2::from_shape_fn((60, 7), |(i, j)| ((i * 7 + j) % 11) as f64);
-        let y: ndarray::Array1<bool> = (0..60).map(|i| i % 6 == 0).collect();
-        let models = Models {
-            isolation_forest: IsolationForestParams::default()
-                .n_trees(5)
-                .fit(&DatasetBase::from(x.clone()))
-                .unwrap(),
-            autoencoder: AutoencoderParams::default()
-                .epochs(1)
-                .fit(&DatasetBase::from(x.clone()))
-                .unwrap(),
-            logistic: OnlineLogisticParams::default()
-                .fit(&DatasetBase::new(x, y))
-                .unwrap(),
-        };
-        Scorer {
-            models,
-            policy: Policy {
-                weights,
-                threshold: 0.5,
-            },
-            contract: Contract::V1,
-            model_version: "test".into(),
-        }
-    }
-
-    fn row(values: &[f64]) -> FeatureRow {
-        FeatureRow {
-            account: crate::paysim::AccountId::from_name("C1"),
-            id: crate::event::EventId::Row(42),
-            seq: 42,
-            time_ms: 0,
-            place_ms: 0,
-            step: Some(0),
-            received_us: 0,
-            label: None,
-            values: crate::features::FeatureVec::from_slice(values),
-        }
-    }
-
-    #[test]
-    fn an_event_without_a_finite_score_is_a_dead_letter_not_a_lost_event() {
-        let good = scorer(crate::ensemble::Weights::ORIGINAL);
-        let extreme = [1e39, f64::MAX, -f64::MAX, 1.0, 0.0, 23.0, 1e300];
-        let scored = |scorer: &Scorer, values: &[f64]| {
-            let row = row(values);
-            let mut components = Vec::new();
-            scorer
-                .models
-                .components_many(&[&row.values[..]], &mut components);
-            route(scorer, row, components[0], None, 0)
-        };
-        let outcome = scored(&good, &extreme).unwrap();
-        assert!((0.0..=1.0).contains(&outcome.score), "{outcome:?}");
-
-        // A NaN feature (no parser lets one through) or weights that no
-        // load would accept: the event is a dead letter, named.
-        let mut nan = extreme;
-        nan[2] = f64::NAN;
-        let dead = scored(&good, &nan).unwrap_err();
-        assert_eq!(
-            (dead.code.as_str(), dead.stage.as_str()),
-            (UNSCORABLE, "score")
-        );
-        assert_eq!((dead.seq, dead.source.as_str()), (42, "event:42"));
-        assert!(
-            dead.message.contains("feature balance_diff_orig is NaN"),
-            "{}",
-            dead.message
-        );
-        assert!(
-            dead.raw.contains("\"balance_diff_orig\":\"NaN\""),
-            "{}",
-            dead.raw
-        );
-        let bad = scorer(crate::ensemble::Weights {
-            isolation_forest: f64::INFINITY,
-            autoencoder: 0.0,
-            logistic: 0.0,
-        });
-        let dead = scored(&bad, &[1.0; 7]).unwrap_err();
-        assert!(
-            dead.message.contains("ensemble score is"),
-            "{}",
-            dead.message
-        );
-    }
-}
+mod tests;

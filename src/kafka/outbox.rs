@@ -1,0 +1,210 @@
+//! A local, append-only outbox: messages accepted while the broker cannot
+//! take them, kept on disk (each append synced before it is
+//! acknowledged) until they are published, in order.
+//!
+//! Why: `POST /feedback` answers 202 only once a label is durable. When the
+//! broker is down the label goes here; a publisher drains the outbox, oldest
+//! first, when the broker returns, and while anything waits here new
+//! messages queue behind it, so the topic sees them in the order they were
+//! accepted. A crash between publishing and dropping published lines
+//! publishes them again: at least once, which the feedback join tolerates
+//! (a duplicate label is counted, the last one wins).
+//!
+//! The file holds one message a line. A line cut short by a crash (no
+//! newline at the end) was never acknowledged, and is dropped on open.
+//!
+//! ```
+//! use fraudflow::kafka::outbox::Outbox;
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("feedback.outbox");
+//! let outbox = Outbox::open(&path).unwrap();
+//! outbox.append(b"{\"label\":\"fraud\"}").unwrap();
+//! outbox.append(b"{\"label\":\"legit\"}").unwrap();
+//! // A restart finds both, in order.
+//! let again = Outbox::open(&path).unwrap();
+//! assert_eq!(again.pending().len(), 2);
+//! again.drop_first(1).unwrap();
+//! assert_eq!(Outbox::open(&path).unwrap().pending(), vec![b"{\"label\":\"legit\"}".to_vec()]);
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The outbox could not keep or drop a message.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("outbox {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("outbox {path}: a message may not hold a newline")]
+    Newline { path: PathBuf },
+}
+
+/// Messages waiting for the broker, in the order they were accepted.
+#[derive(Debug)]
+pub struct Outbox {
+    path: PathBuf,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    file: File,
+    pending: Vec<Vec<u8>>,
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox at `path`, with what a previous run
+    /// left in it.
+    pub fn open(path: &Path) -> Result<Outbox, OutboxError> {
+        let io = |source| OutboxError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let text = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io(e)),
+        };
+        let complete = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let pending: Vec<Vec<u8>> = text[..complete]
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        let mut state = State {
+            file: open_append(path).map_err(io)?,
+            pending: Vec::new(),
+        };
+        // Rewritten whole: a torn last line is gone from the file too.
+        rewrite(path, &mut state, pending).map_err(io)?;
+        Ok(Outbox {
+            path: path.to_path_buf(),
+            state: Mutex::new(state),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `message` and syncs it to disk before returning.
+    pub fn append(&self, message: &[u8]) -> Result<(), OutboxError> {
+        if message.contains(&b'\n') {
+            return Err(OutboxError::Newline {
+                path: self.path.clone(),
+            });
+        }
+        let mut state = self.lock();
+        let mut line = Vec::with_capacity(message.len() + 1);
+        line.extend_from_slice(message);
+        line.push(b'\n');
+        let written = state
+            .file
+            .write_all(&line)
+            .and_then(|()| state.file.sync_data());
+        written.map_err(|source| OutboxError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        state.pending.push(message.to_vec());
+        Ok(())
+    }
+
+    /// The waiting messages, oldest first.
+    pub fn pending(&self) -> Vec<Vec<u8>> {
+        self.lock().pending.clone()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().pending.is_empty()
+    }
+
+    /// Drops the `n` oldest messages (they were published): the file is
+    /// rewritten atomically without them.
+    pub fn drop_first(&self, n: usize) -> Result<(), OutboxError> {
+        // Held throughout: an append meanwhile must not be lost.
+        let mut state = self.lock();
+        let rest = state.pending[n.min(state.pending.len())..].to_vec();
+        rewrite(&self.path, &mut state, rest).map_err(|source| OutboxError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Replaces the file at `path` and the pending list with `messages`: a
+/// synced temporary file renamed over the outbox.
+fn rewrite(path: &Path, state: &mut State, messages: Vec<Vec<u8>>) -> io::Result<()> {
+    let temp = path.with_extension("outbox-tmp");
+    let mut file = File::create(&temp)?;
+    for m in &messages {
+        file.write_all(m)?;
+        file.write_all(b"\n")?;
+    }
+    file.sync_all()?;
+    std::fs::rename(&temp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    state.file = open_append(path)?;
+    state.pending = messages;
+    Ok(())
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_was_never_acknowledged_and_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o");
+        std::fs::write(&path, b"one\ntwo\nthr").unwrap();
+        let outbox = Outbox::open(&path).unwrap();
+        assert_eq!(outbox.pending(), vec![b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(std::fs::read(&path).unwrap(), b"one\ntwo\n");
+        outbox.append(b"three").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"one\ntwo\nthree\n");
+    }
+
+    #[test]
+    fn appends_after_a_drop_keep_their_order_and_a_newline_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o");
+        let outbox = Outbox::open(&path).unwrap();
+        for m in ["a", "b", "c"] {
+            outbox.append(m.as_bytes()).unwrap();
+        }
+        outbox.drop_first(2).unwrap();
+        outbox.append(b"d").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"c\nd\n");
+        outbox.drop_first(5).unwrap();
+        assert!(outbox.is_empty());
+        assert!(matches!(
+            outbox.append(b"x\ny"),
+            Err(OutboxError::Newline { .. })
+        ));
+        assert!(Outbox::open(&path).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_outbox_that_cannot_be_written_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Outbox::open(&dir.path().join("missing").join("o")).unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+    }
+}
