@@ -372,9 +372,13 @@ fn prepare_kafka(
 ) -> anyhow::Result<Live> {
     let settings = kafka_settings(args, &file, &kafka);
     let input = KafkaInput::new(settings, cluster.process, cluster.processes());
-    let models = Models::load(args, &file, &input.hub, &cluster)?;
+    let mut models = Models::load(args, &file, &input.hub, &cluster)?;
     let stats = Arc::clone(&input.stats);
     let feedback_topic = models.feedback_topic(&kafka, &cluster)?;
+    if let Some(f) = models.feedback.as_mut().filter(|_| cluster.process == 0) {
+        // The learner runs on process 0: it announces its versions.
+        f.learner.announce = fraudflow::kafka::publish::version_announcer(&kafka.brokers)?;
+    }
     let publisher = feedback_topic.as_ref().map(|t| Arc::clone(&t.publisher));
     let state = models.state(
         Arc::clone(&input.hub),

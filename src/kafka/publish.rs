@@ -18,11 +18,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DefaultProducerContext, DeliveryResult, Producer, ProducerContext,
+    ThreadedProducer,
+};
 use rdkafka::ClientContext;
 
 use super::outbox::{Outbox, OutboxError};
 use super::{client_config, KafkaError};
+use crate::dataflow::feedback::settings::Announce;
+use crate::dataflow::feedback::store::StoredVersion;
 
 /// Where an accepted label went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,6 +161,44 @@ impl Publisher {
         let flushed = producer.flush(self.timeout + Duration::from_millis(500));
         producer.poll(Duration::ZERO);
         flushed.is_ok() && acks.delivered.load(Ordering::Relaxed) > before
+    }
+}
+
+/// The topic the learner's versions are announced on.
+pub const MODEL_UPDATES_TOPIC: &str = "model-updates";
+
+/// Announces the learner's versions on [`MODEL_UPDATES_TOPIC`], keyed by
+/// the version's name, each its kept metadata as JSON (the online model
+/// included): queued without blocking the learner, and flushed for up to
+/// 5 s when the run ends. Best effort: a version is durable in the models
+/// directory before it is announced, so a broker that is down loses only
+/// the announcement.
+pub fn version_announcer(brokers: &str) -> Result<Announce, KafkaError> {
+    // Idempotent: a retried send keeps its place, so versions arrive in
+    // the order they were sent.
+    let producer: ThreadedProducer<DefaultProducerContext> = super::producer_config(brokers)
+        .create()
+        .map_err(|e| KafkaError::client(format!("connecting to {brokers}"), e))?;
+    let producer = Flushed(producer);
+    let announce = move |v: &StoredVersion| {
+        let Ok(json) = serde_json::to_vec(v) else {
+            return;
+        };
+        let record = BaseRecord::to(MODEL_UPDATES_TOPIC)
+            .key(&v.version)
+            .payload(&json);
+        // A full queue drops the announcement: never the learner's wait.
+        let _ = producer.0.send(record);
+    };
+    Ok(Announce(Some(std::sync::Arc::new(announce))))
+}
+
+/// A producer that flushes what it holds when dropped.
+struct Flushed(ThreadedProducer<DefaultProducerContext>);
+
+impl Drop for Flushed {
+    fn drop(&mut self) {
+        let _ = self.0.flush(Duration::from_secs(5));
     }
 }
 

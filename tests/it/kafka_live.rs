@@ -498,6 +498,25 @@ fn exactly_once_in_halves(count: u64, kill: bool) -> (BTreeMap<String, Vec<Value
     (outputs, all.len())
 }
 
+/// The first `n` messages of `topic` (within 20 s): key and value.
+fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<(String, String)> {
+    let consumer: BaseConsumer = fraudflow::kafka::client_config(brokers)
+        .set("group.id", format!("{topic}-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or(b"")).into_owned();
+            out.push((text(m.key()), text(m.payload())));
+        }
+    }
+    out
+}
+
 type Mock = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
 
 /// 4,000 generated rows published to a fresh mock cluster, a bundle
@@ -569,18 +588,10 @@ fn labels_accepted_while_the_broker_is_down_are_published_when_it_returns() {
         assert!(Instant::now() < deadline, "the outbox was never published");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let consumer: BaseConsumer = fraudflow::kafka::client_config(&brokers)
-        .set("group.id", "feedback-reader")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&["feedback"]).unwrap();
-    let mut keys = Vec::new();
-    while keys.len() < 3 && Instant::now() < deadline + Duration::from_secs(20) {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            keys.push(String::from_utf8_lossy(m.key().unwrap()).into_owned());
-        }
-    }
+    let keys: Vec<String> = read_topic(&brokers, "feedback", 3)
+        .into_iter()
+        .map(|m| m.0)
+        .collect();
     assert_eq!(keys, ids, "the topic keeps the order of acceptance");
     // Labels are placed at the event-time frontier, which no later event
     // moves on here: the learner takes them as the run drains, and the
@@ -588,4 +599,20 @@ fn labels_accepted_while_the_broker_is_down_are_published_when_it_returns() {
     let stderr = sigterm(&mut run);
     assert!(stderr.contains("feedback: 3 labels, 3 matched"), "{stderr}");
     assert!(stderr.contains("3 updates: 3 promoted"), "{stderr}");
+    // Each version is announced on model-updates as it was kept.
+    let bundle = crate::common::json(&models.join("bundle.json"))["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Each carries its number and parent: a reader orders them by those
+    // (the mock cluster does not keep the order they were sent in).
+    let mut updates = read_topic(&brokers, "model-updates", 3);
+    updates.sort();
+    for (n, (key, value)) in updates.iter().enumerate() {
+        let name = format!("{bundle}+online.{}", n + 1);
+        assert_eq!(key, &name);
+        let kept: Value = crate::common::json(&models.join("online").join(format!("{name}.json")));
+        assert_eq!(serde_json::from_str::<Value>(value).unwrap(), kept);
+    }
+    assert_eq!(updates.len(), 3);
 }

@@ -309,7 +309,8 @@ impl Learner {
     ) -> Arc<Scorer> {
         self.numbered += 1;
         scorer.model_version = format!("{}+online.{}", self.base_name, self.numbered);
-        if let Some(dir) = &self.settings.store {
+        let (store, announce) = (&self.settings.store, &self.settings.announce.0);
+        if store.is_some() || announce.is_some() {
             let stored = StoredVersion {
                 format: store::FORMAT,
                 version: scorer.model_version.clone(),
@@ -326,9 +327,13 @@ impl Learner {
                 },
                 logistic: scorer.models.logistic.clone(),
             };
-            if let Err(e) = store::save(dir, &stored) {
+            // Kept first: an announced version is always on disk.
+            if let Some(Err(e)) = store.as_ref().map(|dir| store::save(dir, &stored)) {
                 self.abort
                     .fail(PipelineError::component("keeping a model version", e));
+            }
+            if let Some(announce) = announce {
+                announce(&stored);
             }
         }
         emit(ModelVersion {

@@ -89,6 +89,31 @@ pub struct LearnerSettings {
     /// The models directory whose `online/` keeps every version sent
     /// (see [`super::store`]); `None`: versions are not kept.
     pub store: Option<std::path::PathBuf>,
+    /// Where each version sent is also announced (a Kafka run's
+    /// `model-updates` topic).
+    pub announce: Announce,
+}
+
+/// A destination for the versions the learner sends, besides the store:
+/// told each one with its metadata, it must not block. Not a setting, so
+/// any two compare equal.
+#[derive(Clone, Default)]
+pub struct Announce(pub Option<std::sync::Arc<AnnounceFn>>);
+
+/// What an [`Announce`] calls with each version.
+pub type AnnounceFn = dyn Fn(&super::store::StoredVersion) + Send + Sync;
+
+impl std::fmt::Debug for Announce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let on = if self.0.is_some() { "on" } else { "off" };
+        write!(f, "Announce({on})")
+    }
+}
+
+impl PartialEq for Announce {
+    fn eq(&self, _: &Announce) -> bool {
+        true
+    }
 }
 
 /// Analysts simulated in a backtest: they label alerted transactions with
@@ -115,6 +140,7 @@ impl Default for LearnerSettings {
             holdout_every: 5,
             params: OnlineLogisticParams::default(),
             store: None,
+            announce: Announce::default(),
         }
     }
 }
