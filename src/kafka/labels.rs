@@ -109,6 +109,10 @@ pub fn follow(
         .set("group.id", format!("{group}-feedback"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "200")
+        // Labels are few and people wait on them: reconnect soon after the
+        // broker is back.
+        .set("reconnect.backoff.max.ms", "1000")
         .create()
         .map_err(|e| KafkaError::client(format!("connecting to {brokers}"), e))?;
     let thread = std::thread::Builder::new()

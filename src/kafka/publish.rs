@@ -99,6 +99,7 @@ impl Publisher {
             .set("partitioner", "murmur2_random")
             .set("message.timeout.ms", timeout.as_millis().max(1).to_string())
             .set("linger.ms", "0")
+            .set("reconnect.backoff.max.ms", "1000")
             .create_with_context(Acks::default())
             .map_err(|e| KafkaError::client(format!("connecting to {brokers}"), e))?;
         Ok(Publisher {

@@ -593,6 +593,26 @@ fn labels_accepted_while_the_broker_is_down_are_published_when_it_returns() {
         .map(|m| m.0)
         .collect();
     assert_eq!(keys, ids, "the topic keeps the order of acceptance");
+    // The reader has handed all three to the dataflow once its group's
+    // offset is past them.
+    let group: BaseConsumer = fraudflow::kafka::client_config(&brokers)
+        .set("group.id", "fraudflow-feedback")
+        .create()
+        .unwrap();
+    let mut partition = TopicPartitionList::new();
+    partition.add_partition("feedback", 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let committed = group.committed_offsets(partition.clone(), Duration::from_secs(5));
+        let at = committed
+            .ok()
+            .and_then(|c| c.elements().first().map(|e| e.offset()));
+        if at == Some(Offset::Offset(3)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the reader is at {at:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Labels are placed at the event-time frontier, which no later event
     // moves on here: the learner takes them as the run drains, and the
     // summary counts them.
