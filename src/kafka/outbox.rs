@@ -32,6 +32,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::atomic::{AtomicFile, OutputError};
+
 /// The outbox could not keep or drop a message.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -41,6 +43,8 @@ pub enum OutboxError {
         #[source]
         source: io::Error,
     },
+    #[error("outbox: {0}")]
+    Output(#[from] OutputError),
     #[error("outbox {path}: a message may not hold a newline")]
     Newline { path: PathBuf },
 }
@@ -82,7 +86,7 @@ impl Outbox {
             pending: Vec::new(),
         };
         // Rewritten whole: a torn last line is gone from the file too.
-        rewrite(path, &mut state, pending).map_err(io)?;
+        rewrite(path, &mut state, pending)?;
         Ok(Outbox {
             path: path.to_path_buf(),
             state: Mutex::new(state),
@@ -131,10 +135,7 @@ impl Outbox {
         // Held throughout: an append meanwhile must not be lost.
         let mut state = self.lock();
         let rest = state.pending[n.min(state.pending.len())..].to_vec();
-        rewrite(&self.path, &mut state, rest).map_err(|source| OutboxError::Io {
-            path: self.path.clone(),
-            source,
-        })
+        rewrite(&self.path, &mut state, rest)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -142,21 +143,20 @@ impl Outbox {
     }
 }
 
-/// Replaces the file at `path` and the pending list with `messages`: a
-/// synced temporary file renamed over the outbox.
-fn rewrite(path: &Path, state: &mut State, messages: Vec<Vec<u8>>) -> io::Result<()> {
-    let temp = path.with_extension("outbox-tmp");
-    let mut file = File::create(&temp)?;
+/// Replaces the file at `path` and the pending list with `messages`,
+/// whole or not at all ([`AtomicFile`]: synced, then renamed over it).
+fn rewrite(path: &Path, state: &mut State, messages: Vec<Vec<u8>>) -> Result<(), OutboxError> {
+    let mut file = AtomicFile::create(path)?;
+    let io = |source| OutboxError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     for m in &messages {
-        file.write_all(m)?;
-        file.write_all(b"\n")?;
+        file.writer().write_all(m).map_err(io)?;
+        file.writer().write_all(b"\n").map_err(io)?;
     }
-    file.sync_all()?;
-    std::fs::rename(&temp, path)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)?.sync_all()?;
-    }
-    state.file = open_append(path)?;
+    file.commit()?;
+    state.file = open_append(path).map_err(io)?;
     state.pending = messages;
     Ok(())
 }

@@ -386,7 +386,10 @@ fn frozen_scores(
         return;
     };
     let weights = base.policy.weights;
-    if version.shares_unsupervised {
+    if std::ptr::eq(base, &*version.scorer) {
+        // The baseline itself scores: its components are already there.
+        out.extend(components.iter().map(|c| Some(weights.combine(c))));
+    } else if version.shares_unsupervised {
         let frozen = batch.iter().zip(components).map(|(row, c)| {
             let logistic = base.models.logistic.probability(row);
             Some(weights.combine(&Components { logistic, ..*c }))
