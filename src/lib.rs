@@ -17,6 +17,7 @@ pub mod excerpt;
 pub mod features;
 pub mod generate;
 pub mod kafka;
+pub mod metrics;
 pub mod models;
 pub mod paysim;
 pub mod pipeline;

@@ -92,6 +92,11 @@ pub struct Args {
     /// version before.
     #[arg(long = "switch-models", value_name = "STEP=DIR", value_parser = parse_switch)]
     switches: Vec<(u32, PathBuf)>,
+    /// Keep the run's Prometheus metrics (those `fraudflow run` serves on
+    /// `GET /metrics`) and write them to FILE at the end, in the text
+    /// format. Off by default; see docs/operations.md for what they cost.
+    #[arg(long, value_name = "FILE")]
+    metrics: Option<PathBuf>,
     #[command(flatten)]
     training: TrainingArgs,
     #[command(flatten)]
@@ -406,7 +411,9 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
         None
     };
     let (outputs, gathered) = opened.unzip();
+    let metrics = Kept::install(args.metrics.as_deref(), &settings.cluster);
     let summary = pipeline::run(settings, outputs)?;
+    metrics.map(Kept::write).transpose()?;
     let Some(gathered) = gathered else {
         // Worker 0 lives in process 0: the others have nothing to report.
         if !quiet {
@@ -427,6 +434,33 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
     };
     report(args, group, gathered, &summary, &bundle, context)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--metrics FILE`: the run's metrics, written there at the end.
+struct Kept<'a> {
+    path: &'a Path,
+    metrics: Arc<fraudflow::metrics::Metrics>,
+}
+
+impl<'a> Kept<'a> {
+    /// Turns this process's metrics on when a file is given.
+    fn install(path: Option<&'a Path>, cluster: &pipeline::Cluster) -> Option<Kept<'a>> {
+        let path = path?;
+        let metrics = fraudflow::metrics::install(fraudflow::metrics::Exposed {
+            process: cluster.process,
+            workers: cluster.workers,
+            kafka: false,
+        });
+        Some(Kept { path, metrics })
+    }
+
+    fn write(self) -> anyhow::Result<()> {
+        let mut file = fraudflow::atomic::AtomicFile::create(self.path)?;
+        std::io::Write::write_all(&mut file, self.metrics.encode().as_bytes())
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        file.commit()?;
+        Ok(())
+    }
 }
 
 /// Every version that scores, in step order, the bundle given first (from

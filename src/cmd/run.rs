@@ -16,6 +16,7 @@ use fraudflow::dataflow::feedback::FeedbackSettings;
 use fraudflow::dataflow::threshold::ThresholdSettings;
 use fraudflow::kafka::labels::FeedbackTopic;
 use fraudflow::kafka::publish::Publisher;
+use fraudflow::metrics::Exposed;
 use fraudflow::pipeline::{
     self, Cluster, LiveVersions, NormalSink, Outputs, PipelineSettings, ScoringSettings, Stage,
     StageOutputs, VersionFeed,
@@ -516,6 +517,7 @@ impl Models {
         body: (usize, Option<Arc<Publisher>>),
     ) -> Arc<ServeState> {
         let (max_body_bytes, publisher) = body;
+        let is_kafka = kafka.is_some();
         Arc::new(ServeState {
             input,
             kafka,
@@ -530,6 +532,12 @@ impl Models {
             process: cluster.process,
             processes: cluster.processes(),
             max_body_bytes,
+            // On in every live run: each process serves its own.
+            metrics: Some(fraudflow::metrics::install(Exposed {
+                process: cluster.process,
+                workers: cluster.workers,
+                kafka: is_kafka,
+            })),
             events_in: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
         })

@@ -18,8 +18,10 @@
 //! and nothing is kept per distinct time: sparse time (every update its own
 //! time) costs what dense time does.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::rc::Rc;
 
 use differential_dataflow::batcher::merge::Sealer;
 use differential_dataflow::batcher::{Batcher, Extract};
@@ -56,6 +58,8 @@ pub struct WindowBatcher<D, S> {
     leaving: VecDeque<Update<D>>,
     /// The least time of a held update, after the last extraction.
     lower: Antichain<u64>,
+    /// Where to say how many updates it holds, after each extraction.
+    held: Option<Rc<Cell<usize>>>,
     sealer: PhantomData<S>,
 }
 
@@ -91,8 +95,18 @@ impl<D, S> WindowBatcher<D, S> {
             entering: Vec::new(),
             leaving: VecDeque::new(),
             lower: Antichain::new(),
+            held: None,
             sealer: PhantomData,
         }
+    }
+
+    /// The same batcher, saying in `held` after each extraction how many
+    /// records it holds: those in the window (their retractions not yet
+    /// due) and those not yet extracted. That is the window's size, for a
+    /// gauge of the arrangement's state, read without walking the trace.
+    pub fn reporting(mut self, held: Rc<Cell<usize>>) -> Self {
+        self.held = Some(held);
+        self
     }
 }
 
@@ -142,6 +156,9 @@ where
             .min()
         {
             self.lower.insert(least);
+        }
+        if let Some(held) = &self.held {
+            held.set(self.entering.len() + self.leaving.len());
         }
         let batch = if updates.is_empty() {
             None
@@ -310,6 +327,23 @@ mod tests {
             assert_eq!(lower.to_owned(), Antichain::from_iter(next), "{bound}");
             from = bound;
         }
+    }
+
+    #[test]
+    fn it_reports_the_records_it_holds_after_each_extraction() {
+        let held = Rc::new(Cell::new(usize::MAX));
+        let mut batcher = Window::new(10).reporting(Rc::clone(&held));
+        batcher.insert(&mut vec![((1, 1), 0, 1), ((2, 2), 3, 1), ((3, 3), 12, 1)]);
+        // Two in the window (their retractions due at 10 and 13), one not
+        // yet extracted; a pair that cancels holds nothing.
+        batcher.insert(&mut vec![((4, 4), 1, 1), ((4, 4), 1, -1)]);
+        extract(&mut batcher, Some(5));
+        assert_eq!(held.get(), 3);
+        // At 11 the first has left; the third entered.
+        extract(&mut batcher, Some(13));
+        assert_eq!(held.get(), 2);
+        extract(&mut batcher, None);
+        assert_eq!(held.get(), 0);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! ending at each event, as a windowed differential arrangement.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
@@ -19,6 +20,7 @@ use timely::progress::Antichain;
 use timely::ExchangeData;
 
 use super::batcher;
+use crate::metrics::events::{state_gauge, State};
 
 /// The windowed collection's batcher: `((account, seq), time, diff)`.
 type WindowBatcher = batcher::WindowBatcher<(u64, u64), ValBuilder<u64, u64, u64, isize>>;
@@ -101,11 +103,12 @@ impl<'scope, D: ExchangeData + Clone> Velocity<'scope, D> for Stream<'scope, u64
         // retracts it a window later. Already sharded by the account's hash,
         // as the queries are.
         let entering = entries(sharded.clone(), key.clone(), name);
+        let held = state_gauge(State::Velocity);
         let arranged = arrange_core::<_, _, WindowBatcher, ValSpine<u64, u64, u64, isize>>(
             entering,
             Pipeline,
             &format!("{name}Window"),
-            move |_, _| WindowBatcher::new(window),
+            move |_, _| WindowBatcher::new(window).reporting(Rc::clone(&held)),
         );
         let mut trace = arranged.trace;
 

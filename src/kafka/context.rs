@@ -51,6 +51,20 @@ impl ConsumerCtx {
 }
 
 impl ClientContext for ConsumerCtx {
+    /// librdkafka's statistics (every `statistics.interval.ms`, set on the
+    /// sources' consumers): each assigned partition's lag, for `/metrics`.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for topic in statistics.topics.values() {
+            for (partition, p) in &topic.partitions {
+                // -1 is librdkafka's unassigned partition; a lag of -1 is
+                // not known yet.
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.health.set_lag(*partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+
     fn error(&self, error: RdError, reason: &str) {
         // The end of a partition is news, not trouble (the source reads it
         // from its queue).

@@ -27,6 +27,8 @@ use std::time::Instant;
 pub struct Health {
     problems: Mutex<BTreeMap<String, (String, Instant)>>,
     reports: AtomicU64,
+    /// Each input partition's consumer lag, as librdkafka last reported.
+    lags: Mutex<BTreeMap<i32, i64>>,
 }
 
 impl Health {
@@ -67,6 +69,19 @@ impl Health {
     /// Problems reported since the start, however short.
     pub fn reports(&self) -> u64 {
         self.reports.load(Ordering::Relaxed)
+    }
+
+    /// Partition `partition` of the input topic is `lag` messages behind
+    /// its end.
+    pub fn set_lag(&self, partition: i32, lag: i64) {
+        let mut lags = self.lags.lock().unwrap_or_else(|e| e.into_inner());
+        lags.insert(partition, lag);
+    }
+
+    /// Each partition's last reported lag, by partition.
+    pub fn lags(&self) -> Vec<(i32, i64)> {
+        let lags = self.lags.lock().unwrap_or_else(|e| e.into_inner());
+        lags.iter().map(|(p, l)| (*p, *l)).collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (String, Instant)>> {

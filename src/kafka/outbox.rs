@@ -129,6 +129,11 @@ impl Outbox {
         self.lock().pending.is_empty()
     }
 
+    /// How many messages wait.
+    pub fn len(&self) -> usize {
+        self.lock().pending.len()
+    }
+
     /// Drops the `n` oldest messages (they were published): the file is
     /// rewritten atomically without them.
     pub fn drop_first(&self, n: usize) -> Result<(), OutboxError> {

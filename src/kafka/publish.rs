@@ -13,6 +13,7 @@
 //! at least once, and the feedback join counts a duplicate and keeps the
 //! last label.
 
+use crate::metrics::events::LabelKept;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -145,6 +146,7 @@ impl Publisher {
         }
         if sent > 0 {
             self.outbox.drop_first(sent)?;
+            crate::metrics::emit(LabelKept::Published(sent as u64));
         }
         Ok(sent)
     }

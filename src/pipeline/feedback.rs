@@ -36,6 +36,7 @@ use crate::dataflow::feedback::{Counts, Feedback, FeedbackSettings};
 use crate::dataflow::score::{score_and_route, Change, ModelVersion, Routed};
 use crate::dataflow::threshold::{adapt, ThresholdChange};
 use crate::dataflow::FeatureRow;
+use crate::metrics::events::{ModelInForce, ThresholdInForce};
 use crate::pipeline::{Abort, ScoringSettings};
 
 /// Scores and routes `rows` with the run's `versions` and, when the
@@ -59,6 +60,15 @@ pub fn score<'scope>(
         None => empty(scope),
     };
     let in_force = scoring.in_force.clone().filter(|_| first);
+    if in_force.is_some() {
+        let initial = &scoring.initial;
+        crate::metrics::worker::emit(ModelInForce {
+            version: &initial.model_version,
+            first: true,
+            unix_seconds: crate::clock::now_millis() as f64 / 1e3,
+        });
+        crate::metrics::worker::emit(ThresholdInForce(initial.policy.threshold));
+    }
     let routed = match &scoring.feedback {
         Some(settings) => learning(rows, versions, thresholds, scoring, settings, &loops, first),
         None => {
@@ -145,6 +155,11 @@ fn report<'scope>(
         if latest.is_none_or(|l| v.from >= l) {
             latest = Some(v.from);
             *in_force.lock().unwrap_or_else(|e| e.into_inner()) = v.scorer.model_version.clone();
+            crate::metrics::worker::emit(ModelInForce {
+                version: &v.scorer.model_version,
+                first: false,
+                unix_seconds: crate::clock::now_millis() as f64 / 1e3,
+            });
         }
     })
 }

@@ -277,7 +277,9 @@ where
     let guards = timely::execute(cluster.config(), move |worker| {
         let abort = &worker_abort;
         let result = build(worker, abort).and_then(|finish| {
-            while !abort.is_set() && worker.step_or_park(Some(POLL)) {}
+            while !abort.is_set() && worker.step_or_park(Some(POLL)) {
+                crate::metrics::worker::tick();
+            }
             if abort.is_set() {
                 return Err(PipelineError::Aborted);
             }

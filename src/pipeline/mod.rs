@@ -18,6 +18,7 @@
 pub mod error;
 pub mod feedback;
 pub mod harness;
+mod observe;
 pub mod training;
 pub mod versions;
 
@@ -44,7 +45,9 @@ use crate::dataflow::table::{csv_runs, CsvRun};
 use crate::dataflow::threshold::{ThresholdChange, ThresholdSettings};
 use crate::dataflow::{featurize, FeatureRow};
 use crate::eval::Record;
+use crate::event::Event;
 use crate::features::Contract;
+use crate::metrics::events::Stage as Observed;
 use crate::sinks::kafka::{kafka_sink, Outbound};
 use crate::sinks::BoxSink;
 use crate::sources::kafka::beacon::build as kafka_beacon;
@@ -327,6 +330,10 @@ fn build(
         _ => None,
     };
     let counts = Rc::new(SourceCounts::default());
+    if let Some(metrics) = crate::metrics::installed() {
+        crate::metrics::worker::install(Arc::clone(metrics), worker.index());
+        crate::metrics::events::watch_source(Rc::clone(&counts));
+    }
     let loops = Loops {
         counts: Counts::default(),
         thresholds: Rc::default(),
@@ -344,8 +351,10 @@ fn build(
             };
             let parsed = settings.source.build(scope, context, link.clone())?;
             let (events, dead) = parsed.ok_err(|r| r);
+            let events = observe::leaving(events, Observed::Parse, |e: &Event| e.received_us);
             let f = settings.features;
             let rows = featurize(events, f.contract, f.window_ms);
+            let rows = observe::leaving(rows, Observed::Features, |r: &FeatureRow| r.received_us);
             let ends = Ends {
                 slots: &slots,
                 done: &done,
@@ -357,7 +366,9 @@ fn build(
         })
         .map_err(kafka_error)?;
     Ok(Box::new(move |_: &mut Worker| {
-        slots.finish(&counts, &loops)
+        let summary = slots.finish(&counts, &loops);
+        crate::metrics::worker::uninstall();
+        summary
     }))
 }
 
@@ -405,21 +416,16 @@ impl Ends<'_> {
                 let routed = feedback::score(scope, rows, versions, scoring, loops, first);
                 // Events no finite score could be given join the parse
                 // stage's dead letters: nothing is dropped.
-                dead = dead.concat(routed.dead);
+                dead = observe::dead_letters(dead.concat(routed.dead));
+                let anomalies = observe::routed(routed.anomalies, true);
+                let normal = observe::routed(routed.normal, false);
                 if let (SourceSettings::Kafka(input), Some(link)) = (&settings.source, self.link) {
-                    let outputs = kafka_outputs(routed.anomalies, routed.normal, dead);
+                    let outputs = kafka_outputs(anomalies, normal, dead);
                     kafka_sink(outputs, Arc::clone(input), Rc::clone(link), abort.clone())?
                         .probe_with(done);
                     return Ok(());
                 }
-                file_outputs(
-                    routed.anomalies,
-                    routed.normal,
-                    *all_outcomes,
-                    slots,
-                    done,
-                    abort,
-                );
+                file_outputs(anomalies, normal, *all_outcomes, slots, done, abort);
             }
         }
         #[allow(clippy::borrowed_box)] // the stream's records are boxes

@@ -12,6 +12,10 @@
 //! time); 503 when the label cannot be kept at all (no `[feedback]` in the
 //! dataflow, the run stopping, or too many labels waiting).
 
+use crate::metrics::{
+    self,
+    events::{FeedbackRequest, LabelKept},
+};
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
@@ -36,6 +40,7 @@ pub async fn post_feedback(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    metrics::emit(FeedbackRequest);
     if let Some(refused) = authorize(&state, &headers) {
         return refused;
     }
@@ -66,7 +71,12 @@ pub async fn post_feedback(
         return publish(Arc::clone(publisher), label).await;
     }
     let id = EventId::Named(label.transaction_id.clone().into_boxed_str());
-    match labels.push(id, label.is_fraud) {
+    let pushed = labels.push(id, label.is_fraud);
+    metrics::emit(match pushed {
+        Ok(()) => LabelKept::Published(1),
+        Err(_) => LabelKept::Refused,
+    });
+    match pushed {
         Ok(()) => accepted(&label, "dataflow"),
         Err(0) => {
             let error = "the pipeline is stopping: no feedback is taken";
@@ -102,7 +112,13 @@ async fn publish(publisher: Arc<Publisher>, label: FeedbackBody) -> Response {
     .to_string();
     let key = label.transaction_id.clone();
     let kept = tokio::task::spawn_blocking(move || publisher.accept(&key, payload.as_bytes()));
-    match kept.await {
+    let kept = kept.await;
+    metrics::emit(match &kept {
+        Ok(Ok(Kept::Published)) => LabelKept::Published(1),
+        Ok(Ok(Kept::Outbox)) => LabelKept::InOutbox,
+        _ => LabelKept::Refused,
+    });
+    match kept {
         Ok(Ok(Kept::Published)) => accepted(&label, "published"),
         Ok(Ok(Kept::Outbox)) => accepted(&label, "outbox"),
         Ok(Err(e)) => {

@@ -1,6 +1,6 @@
 //! The HTTP API of a live run, on a tokio runtime of its own threads (never
 //! the timely workers'): `POST /events`, `GET /health`, `GET /ready`,
-//! `POST /models/reload`, `POST /feedback`. It hands events to the dataflow through the live
+//! `POST /models/reload`, `POST /feedback`, `GET /metrics`. It hands events to the dataflow through the live
 //! input, ticks the event-time clock, and on SIGTERM or Ctrl-C stops
 //! accepting and closes the input, so the dataflow drains and ends.
 
@@ -21,6 +21,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::metrics::events::Scraped;
 use crate::sinks::file::live::LiveStats;
 use crate::sources::kafka::KafkaInput;
 use crate::sources::live::LiveInput;
@@ -63,6 +64,8 @@ pub struct ServeState {
     pub processes: usize,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// This process's metrics, served on `GET /metrics` (`None`: off).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Events handed to the dataflow, and dead letters among them.
     pub events_in: AtomicU64,
     pub rejected: AtomicU64,
@@ -126,6 +129,7 @@ fn router(state: Arc<ServeState>) -> Router {
         .route("/models/reload", post(reload::post_reload))
         .route("/feedback", post(feedback::post_feedback))
         .route("/flush", post(feedback::post_flush))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -239,6 +243,35 @@ fn kafka_health(k: &KafkaInput) -> serde_json::Value {
         "late": k.late.load(Ordering::Relaxed),
         "replayed": k.replayed.load(Ordering::Relaxed),
     })
+}
+
+/// `GET /metrics`: the process's metrics in Prometheus's text format,
+/// with what only a scrape reads (the frontier, the brokers) read now.
+async fn metrics(State(state): State<Arc<ServeState>>) -> Response {
+    let Some(metrics) = &state.metrics else {
+        let error = "metrics are off in this process";
+        return (StatusCode::NOT_FOUND, Json(json!({ "error": error }))).into_response();
+    };
+    let lags = state.kafka.as_ref().map(|k| k.health.lags());
+    metrics.emit(Scraped {
+        frontier_ms: if state.input.is_started() {
+            state.input.watermark()
+        } else {
+            0
+        },
+        now_ms: crate::clock::now_millis(),
+        kafka: state
+            .kafka
+            .as_ref()
+            .zip(lags.as_deref())
+            .map(|(k, lags)| (k.health.is_ok(), lags)),
+        outbox: state.publisher.as_ref().map(|p| p.outbox().len()),
+    });
+    let headers = [(
+        axum::http::header::CONTENT_TYPE,
+        "text/plain; version=0.0.4; charset=utf-8",
+    )];
+    (headers, metrics.encode()).into_response()
 }
 
 async fn ready(State(state): State<Arc<ServeState>>) -> Response {

@@ -142,7 +142,7 @@ impl Tansu {
 
 /// The test's dataflow file: topics made by fraudflow (the default),
 /// `/health` on `listen` (process P on its port + P).
-fn dataflow_file(dir: &Path, brokers: &str, models: &Path, listen: u16) -> PathBuf {
+pub(crate) fn dataflow_file(dir: &Path, brokers: &str, models: &Path, listen: u16) -> PathBuf {
     let path = dir.join("live.toml");
     let text = format!(
         "[source.kafka]\nbrokers = {brokers:?}\nlisten = \"127.0.0.1:{listen}\"\nidle_ms = 200\n\

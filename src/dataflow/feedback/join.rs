@@ -12,7 +12,10 @@
 //! the meetings, in event time and then in order of receipt, and counts
 //! what happened to every label.
 
+use crate::metrics::events::{state_gauge, LabelsTallied, State};
+use crate::metrics::worker;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
 
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
@@ -53,11 +56,12 @@ pub fn feedback_join<'scope>(
     let features = entering(rows, "KeepFeatures", |r: &FeatureRow| {
         (r.id.clone(), (r.seq, Kept(r.values)), r.place_ms)
     });
+    let held = state_gauge(State::FeedbackJoin);
     let features = arrange_core::<_, _, FeatureBatcher, ValSpine<EventId, FeatureVal, u64, isize>>(
         features,
         Exchange::new(|u: &Update<(EventId, FeatureVal)>| u.0 .0.hashed()),
         "KeptFeatures",
-        move |_, _| FeatureBatcher::new(retention),
+        move |_, _| FeatureBatcher::new(retention).reporting(Rc::clone(&held)),
     );
     // Labels go to their transaction's shard once: there they are both
     // arranged and tallied.
@@ -65,11 +69,12 @@ pub fn feedback_join<'scope>(
     let entering = entering(labels.clone(), "KeepLabels", |f: &Feedback| {
         (f.id.clone(), (f.seq, f.is_fraud), f.time)
     });
+    let labels_held = state_gauge(State::FeedbackJoin);
     let arranged_labels = arrange_core::<_, _, LabelBatcher, ValSpine<EventId, LabelVal, u64, isize>>(
         entering,
         Pipeline,
         "KeptLabels",
-        move |_, _| LabelBatcher::new(retention),
+        move |_, _| LabelBatcher::new(retention).reporting(Rc::clone(&labels_held)),
     );
     let meetings = features
         .join_core(
@@ -154,7 +159,7 @@ fn tally<'scope>(
                 });
                 labels.for_each(|cap, data| {
                     let Some(&at) = cap.least() else { return };
-                    tally.counts.received += data.len() as u64;
+                    tally.received(data.len());
                     for f in data.drain(..) {
                         let due = f.time.max(at).saturating_add(tally.retention);
                         tally.waiting.entry(due).or_default().push(f.seq);
@@ -215,9 +220,22 @@ impl Tally {
             } else if let Some(seqs) = self.waiting.remove(&time) {
                 let unmatched = seqs.iter().filter(|s| !self.met.remove(s)).count();
                 self.counts.unmatched += unmatched as u64;
+                worker::emit(LabelsTallied {
+                    unmatched: unmatched as u64,
+                    ..LabelsTallied::default()
+                });
             }
             self.expire(time);
         }
+    }
+
+    /// Counts `n` labels received.
+    fn received(&mut self, n: usize) {
+        self.counts.received += n as u64;
+        worker::emit(LabelsTallied {
+            received: n as u64,
+            ..LabelsTallied::default()
+        });
     }
 
     /// The meetings that happened at `time` (updates that add up to more
@@ -231,7 +249,9 @@ impl Tally {
             .collect();
         met.sort_by_key(|(_, (seq, _), _)| *seq);
         let counts = &mut self.counts;
-        met.into_iter()
+        let was = (counts.matched, counts.duplicate);
+        let examples = met
+            .into_iter()
             .map(|(id, (seq, is_fraud), values)| {
                 counts.matched += 1;
                 self.met.insert(seq);
@@ -249,7 +269,13 @@ impl Tally {
                     values,
                 }
             })
-            .collect()
+            .collect();
+        worker::emit(LabelsTallied {
+            matched: counts.matched - was.0,
+            duplicate: counts.duplicate - was.1,
+            ..LabelsTallied::default()
+        });
+        examples
     }
 
     /// Forgets the last labels whose retention ended by `time`.

@@ -12,6 +12,8 @@
 //! the batch's first example, so scoring is not held up by a batch that is
 //! slow to fill.
 
+use crate::metrics::events::{Learned, LearnerBuffered};
+use crate::metrics::worker;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -87,6 +89,7 @@ pub fn learn<'scope>(
                     let now = *held.time();
                     learner.fit(now, &mut emit);
                 }
+                worker::emit(LearnerBuffered(learner.batch.len()));
                 match frontier.min(learner.deadline.unwrap_or(u64::MAX)) {
                     u64::MAX => cap = None,
                     t => held.downgrade(&t),
@@ -278,6 +281,7 @@ impl Learner {
         });
         self.counts.borrow_mut().examples += batch.len() as u64;
         self.count(from, Update::Fitted);
+        worker::emit(Learned::Fitted { batch: batch.len() });
         // A batch the model refuses (a value no finite score survives) is
         // counted as refused: nothing a label carries can stop the run.
         let Some(logistic) = fitted.filter(|m| m.check().is_ok()) else {
@@ -366,6 +370,12 @@ impl Learner {
 
     /// Counts `what` in the totals and in the day of `from`.
     fn count(&self, from: u64, what: Update) {
+        match what {
+            Update::Fitted => {}
+            Update::Promoted => worker::emit(Learned::Promoted),
+            Update::Refused => worker::emit(Learned::Refused),
+            Update::RolledBack => worker::emit(Learned::RolledBack),
+        }
         let mut counts = self.counts.borrow_mut();
         let total = match what {
             Update::Fitted => &mut counts.updates,

@@ -8,6 +8,7 @@
 //! `unscorable` rather than vanish, so that events in = routed + dead
 //! letters holds.
 
+use crate::metrics::events::ThresholdInForce;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -252,6 +253,7 @@ impl Scoring {
                     self.known.insert(from, version);
                 }
                 Change::Threshold(t) => {
+                    crate::metrics::worker::emit(ThresholdInForce(t.threshold));
                     self.thresholds.insert(t.from, t.threshold);
                 }
             }

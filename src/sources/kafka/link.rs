@@ -102,7 +102,9 @@ impl Link {
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
             .set("fetch.wait.max.ms", "20")
-            .set("fetch.message.max.bytes", "16777216");
+            .set("fetch.message.max.bytes", "16777216")
+            // Each partition's lag, for `/metrics` (kafka::context).
+            .set("statistics.interval.ms", "1000");
         let context = ConsumerCtx::new(Arc::clone(&input.health));
         let mut consumer: BaseConsumer<ConsumerCtx> = config
             .create_with_context(context)
