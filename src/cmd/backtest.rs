@@ -411,9 +411,7 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
         None
     };
     let (outputs, gathered) = opened.unzip();
-    let metrics = Kept::install(args.metrics.as_deref(), &settings.cluster);
-    let summary = pipeline::run(settings, outputs)?;
-    metrics.map(Kept::write).transpose()?;
+    let summary = Kept::run(args.metrics.as_deref(), settings, outputs)?;
     let Some(gathered) = gathered else {
         // Worker 0 lives in process 0: the others have nothing to report.
         if !quiet {
@@ -443,15 +441,24 @@ struct Kept<'a> {
 }
 
 impl<'a> Kept<'a> {
-    /// Turns this process's metrics on when a file is given.
-    fn install(path: Option<&'a Path>, cluster: &pipeline::Cluster) -> Option<Kept<'a>> {
-        let path = path?;
-        let metrics = fraudflow::metrics::install(fraudflow::metrics::Exposed {
-            process: cluster.process,
-            workers: cluster.workers,
-            kafka: false,
+    /// Runs the pipeline, with this process's metrics on and written to
+    /// `path` at the end when it is given.
+    fn run(
+        path: Option<&'a Path>,
+        settings: PipelineSettings,
+        outputs: Option<pipeline::Outputs>,
+    ) -> anyhow::Result<pipeline::RunSummary> {
+        let kept = path.map(|path| Kept {
+            path,
+            metrics: fraudflow::metrics::install(fraudflow::metrics::Exposed {
+                process: settings.cluster.process,
+                workers: settings.cluster.workers,
+                kafka: false,
+            }),
         });
-        Some(Kept { path, metrics })
+        let summary = pipeline::run(settings, outputs)?;
+        kept.map(Kept::write).transpose()?;
+        Ok(summary)
     }
 
     fn write(self) -> anyhow::Result<()> {

@@ -13,7 +13,6 @@
 //! at least once, and the feedback join counts a duplicate and keeps the
 //! last label.
 
-use crate::metrics::events::LabelKept;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -29,6 +28,7 @@ use super::outbox::{Outbox, OutboxError};
 use super::{client_config, KafkaError};
 use crate::dataflow::feedback::settings::Announce;
 use crate::dataflow::feedback::store::StoredVersion;
+use crate::metrics::events::LabelKept;
 
 /// Where an accepted label went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,7 +133,7 @@ impl Publisher {
     pub fn drain(&self) -> Result<usize, OutboxError> {
         let producer = self.producer.lock().unwrap_or_else(|e| e.into_inner());
         let pending = self.outbox.pending();
-        let mut sent = 0;
+        let (mut sent, mut published) = (0, 0);
         for line in &pending {
             let Some((key, payload)) = decode(line) else {
                 sent += 1; // not ours to read: never acknowledged as a label
@@ -143,10 +143,11 @@ impl Publisher {
                 break;
             }
             sent += 1;
+            published += 1;
         }
         if sent > 0 {
             self.outbox.drop_first(sent)?;
-            crate::metrics::emit(LabelKept::Published(sent as u64));
+            crate::metrics::emit(LabelKept::Published(published));
         }
         Ok(sent)
     }

@@ -4,6 +4,8 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
+use timely::dataflow::ProbeHandle;
+
 use super::families::{Families, NO_REASON};
 use super::worker::{self, WorkerEvent, WorkerMetrics};
 use super::{Metrics, ProcessEvent};
@@ -35,23 +37,28 @@ impl<I: Iterator<Item = u64>> WorkerEvent for StageLeft<I> {
     }
 }
 
-/// Outcomes routed: to the alerts (`alerts`) or to normal traffic.
-pub struct Routed<'a> {
+/// Outcomes routed: to the alerts (`alerts`) or to normal traffic. Those
+/// `counted` refuses (a Kafka run's events read again to rebuild state,
+/// which go nowhere) are left out.
+pub struct Routed<'a, C> {
     pub outcomes: &'a [Outcome],
     pub alerts: bool,
     pub now_us: u64,
+    pub counted: C,
 }
 
-impl WorkerEvent for Routed<'_> {
+impl<C: Fn(u64) -> bool> WorkerEvent for Routed<'_, C> {
     fn emit(self, to: &mut WorkerMetrics) {
-        let Some(last) = self.outcomes.last() else {
+        let counted = &self.counted;
+        let outcomes = || self.outcomes.iter().filter(|o| counted(o.seq));
+        let Some(last) = outcomes().last() else {
             return;
         };
-        let n = self.outcomes.len() as u64;
+        let n = outcomes().count() as u64;
         let latency_us = |o: &Outcome| self.now_us.saturating_sub(o.received_us);
         if self.alerts {
             to.anomaly.inc_by(n);
-            for o in self.outcomes {
+            for o in outcomes() {
                 let reason = o
                     .alert
                     .as_deref()
@@ -62,29 +69,29 @@ impl WorkerEvent for Routed<'_> {
         } else {
             to.normal.inc_by(n);
         }
-        let total_us: u64 = self.outcomes.iter().map(latency_us).sum();
+        let total_us: u64 = outcomes().map(latency_us).sum();
         to.latency_ms_total.inc_by(total_us as f64 / 1e3);
         to.last_latency_ms.set(latency_us(last) as f64 / 1e3);
-        worker::WorkerEvent::emit(
-            StageLeft {
-                stage: Stage::Route,
-                received_us: self.outcomes.iter().map(|o| o.received_us),
-                now_us: self.now_us,
-            },
-            to,
-        );
+        StageLeft {
+            stage: Stage::Route,
+            received_us: outcomes().map(|o| o.received_us),
+            now_us: self.now_us,
+        }
+        .emit(to);
     }
 }
 
-/// Dead letters made, by any stage.
-pub struct DeadLettered<'a> {
+/// Dead letters made, by any stage; those `counted` refuses are left
+/// out (see [`Routed`]).
+pub struct DeadLettered<'a, C> {
     pub letters: &'a [Box<DeadLetter>],
+    pub counted: C,
 }
 
-impl WorkerEvent for DeadLettered<'_> {
+impl<C: Fn(u64) -> bool> WorkerEvent for DeadLettered<'_, C> {
     fn emit(self, to: &mut WorkerMetrics) {
-        to.dlq.inc_by(self.letters.len() as u64);
-        for d in self.letters {
+        for d in self.letters.iter().filter(|d| (self.counted)(d.seq)) {
+            to.dlq.inc();
             to.dead_letters(&d.code).inc();
         }
     }
@@ -154,6 +161,9 @@ pub enum Learned {
     Promoted,
     Refused,
     RolledBack,
+    /// The online model's version is now `BUNDLE+online.N` (0: the bundle,
+    /// or a version from outside that later updates number from).
+    Numbered(u64),
 }
 
 impl WorkerEvent for Learned {
@@ -164,12 +174,10 @@ impl WorkerEvent for Learned {
                 f.online_updates.inc();
                 f.online_last_batch.set(batch as i64);
             }
-            Learned::Promoted => {
-                f.promotion_pass.inc();
-                f.online_update_count.inc();
-            }
+            Learned::Promoted => f.promotion_pass.inc(),
             Learned::Refused => f.promotion_fail.inc(),
             Learned::RolledBack => f.promotion_rollback.inc(),
+            Learned::Numbered(n) => f.online_update_count.set(n as i64),
         }
     }
 }
@@ -213,12 +221,9 @@ impl ProcessEvent for LabelKept {
     }
 }
 
-/// What a scrape reads off the process at the time: the event-time
-/// frontier, the brokers' health and lag (Kafka runs), the outbox.
+/// What a scrape reads off the process at the time: the brokers' health
+/// and lag, and the outbox (Kafka runs).
 pub struct Scraped<'a> {
-    /// The frontier, Unix ms; 0 before the first event.
-    pub frontier_ms: u64,
-    pub now_ms: u64,
     /// Kafka runs: whether the brokers answer, and each partition's lag.
     pub kafka: Option<(bool, &'a [(i32, i64)])>,
     /// Labels in the outbox (Kafka runs with feedback).
@@ -227,14 +232,7 @@ pub struct Scraped<'a> {
 
 impl ProcessEvent for Scraped<'_> {
     fn emit(self, m: &Metrics) {
-        let f = &m.families;
-        f.frontier.set(self.frontier_ms as f64);
-        let delay_ms = match self.frontier_ms {
-            0 => 0,
-            t => self.now_ms.saturating_sub(t),
-        };
-        f.frontier_delay.set(delay_ms as f64 / 1e3);
-        let Some(k) = &f.kafka else { return };
+        let Some(k) = &m.families.kafka else { return };
         if let Some((up, lags)) = self.kafka {
             k.up.set(i64::from(up));
             for (partition, lag) in lags {
@@ -269,6 +267,25 @@ pub fn watch_source(counts: Rc<SourceCounts>) {
             .with_label_values(&one)
             .inc_by(now.2.saturating_sub(before.2));
         before = now;
+    });
+}
+
+/// Reads the worker's event-time frontier (what `done` has seen finish)
+/// and its delay behind the clock into its series at each flush; an ended
+/// dataflow leaves them as they were.
+pub fn watch_frontier(done: ProbeHandle<u64>) {
+    worker::watch(move |f: &Families, w| {
+        let Some(t) = done.with_frontier(|f| f.iter().next().copied()) else {
+            return;
+        };
+        let delay_ms = match t {
+            0 => 0,
+            t => crate::clock::now_millis().saturating_sub(t),
+        };
+        f.frontier.with_label_values(&[w]).set(t as f64);
+        f.frontier_delay
+            .with_label_values(&[w])
+            .set(delay_ms as f64 / 1e3);
     });
 }
 

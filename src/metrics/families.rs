@@ -89,8 +89,8 @@ pub struct Families {
     pub model_promoted: Gauge,
     pub model_versions: IntCounter,
     pub threshold: Gauge,
-    pub frontier: Gauge,
-    pub frontier_delay: Gauge,
+    pub frontier: GaugeVec,
+    pub frontier_delay: GaugeVec,
     pub workers: IntGauge,
     /// A Kafka run's alone: elsewhere they would only read as trouble.
     pub kafka: Option<KafkaFamilies>,
@@ -126,8 +126,26 @@ fn add<M: prometheus::core::Collector + Clone + 'static>(
     Ok(metric)
 }
 
+fn counters(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    add(r, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
 fn worker_counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounterVec> {
-    add(r, IntCounterVec::new(Opts::new(name, help), &["worker"]))
+    counters(r, name, help, &["worker"])
+}
+
+fn float_gauges(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<GaugeVec> {
+    add(r, GaugeVec::new(Opts::new(name, help), labels))
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
@@ -157,14 +175,8 @@ impl Families {
             events_anomaly: worker_counter(r, "stream_events_anomaly_total", "Events routed to alerts.")?,
             events_normal: worker_counter(r, "stream_events_normal_total", "Events routed to normal traffic.")?,
             events_dlq: worker_counter(r, "stream_events_dlq_total", "Events sent to the dead letters.")?,
-            latency_ms_total: add(r, CounterVec::new(
-                Opts::new("stream_process_latency_ms_total", "Milliseconds from receipt to routing, summed over routed events."),
-                &["worker"],
-            ))?,
-            last_latency_ms: add(r, GaugeVec::new(
-                Opts::new("stream_last_process_latency_ms", "Milliseconds from receipt to routing of the last routed event."),
-                &["worker"],
-            ))?,
+            latency_ms_total: add(r, CounterVec::new(Opts::new("stream_process_latency_ms_total", "Milliseconds from receipt to routing, summed over routed events."), &["worker"]))?,
+            last_latency_ms: float_gauges(r, "stream_last_process_latency_ms", "Milliseconds from receipt to routing of the last routed event.", &["worker"])?,
             feedback_requests: counter(r, "feedback_requests_total", "POST /feedback requests.")?,
             feedback_published: counter(r, "feedback_published_total", "Labels kept: sent to the feedback topic, or handed to the dataflow without Kafka.")?,
             feedback_publish_errors: counter(r, "feedback_publish_errors_total", "Labels that could not be published at once: kept in the outbox, or refused.")?,
@@ -174,7 +186,7 @@ impl Families {
             online_updates: counter(r, "online_updates_total", "Mini-batches the learner fitted.")?,
             online_buffer: gauge(r, "online_updater_buffer_size", "Labelled examples waiting for the learner's next fit.")?,
             online_last_batch: gauge(r, "online_last_update_batch_size", "Examples in the learner's last fit.")?,
-            online_update_count: gauge(r, "online_update_count", "Updates promoted since the bundle: the online model's version number.")?,
+            online_update_count: gauge(r, "online_update_count", "The online model's version number: N of BUNDLE+online.N (rollbacks number on too; 0 for a bundle).")?,
             promotion_pass: counter(r, "promotion_pass_total", "Updates the promotion gate passed.")?,
             promotion_fail: counter(r, "promotion_fail_total", "Updates the promotion gate refused.")?,
             promotion_rollback: counter(r, "promotion_rollback_total", "Promoted versions rolled back to their parent.")?,
@@ -183,27 +195,18 @@ impl Families {
                     .buckets(LATENCY_BUCKETS.to_vec()),
                 &["stage", "worker"],
             ))?,
-            dead_letters: add(r, IntCounterVec::new(
-                Opts::new("fraudflow_dead_letters_total", "Dead letters by error code."),
-                &["code", "worker"],
-            ))?,
-            alerts: add(r, IntCounterVec::new(
-                Opts::new("fraudflow_alerts_total", "Alerts by their first reason: the feature that pushed the score most."),
-                &["reason", "worker"],
-            ))?,
+            dead_letters: counters(r, "fraudflow_dead_letters_total", "Dead letters by error code.", &["code", "worker"])?,
+            alerts: counters(r, "fraudflow_alerts_total", "Alerts by their first reason: the feature that pushed the score most.", &["reason", "worker"])?,
             late: worker_counter(r, "fraudflow_late_events_total", "Events that came behind the frontier, placed at it and scored.")?,
             feedback_duplicate: counter(r, "fraudflow_feedback_duplicate_total", "Labels of a transaction labelled before (the last wins).")?,
             velocity_state: worker_gauge(r, "fraudflow_velocity_state_records", "Records held in the velocity windows.")?,
             join_state: worker_gauge(r, "fraudflow_feedback_join_state_records", "Scored transactions' features and labels held for the feedback join.")?,
-            model_info: add(r, IntGaugeVec::new(
-                Opts::new("fraudflow_model_info", "1 for the model version scoring now."),
-                &["version"],
-            ))?,
+            model_info: add(r, IntGaugeVec::new(Opts::new("fraudflow_model_info", "1 for the model version scoring now."), &["version"]))?,
             model_promoted: add(r, Gauge::new("fraudflow_model_promoted_timestamp_seconds", "When the version scoring now came into force (Unix seconds; the start for the first)."))?,
             model_versions: counter(r, "fraudflow_model_versions_total", "Model versions that came into force after the first.")?,
             threshold: add(r, Gauge::new("fraudflow_alert_threshold", "The alert threshold in force."))?,
-            frontier: add(r, Gauge::new("fraudflow_frontier_ms", "The event-time frontier, Unix milliseconds (0 before the first event)."))?,
-            frontier_delay: add(r, Gauge::new("fraudflow_frontier_delay_seconds", "How far the event-time frontier is behind the clock (0 before the first event)."))?,
+            frontier: float_gauges(r, "fraudflow_frontier_ms", "The worker's event-time frontier (what its dataflow has finished), Unix ms; 0 before the first event.", &["worker"])?,
+            frontier_delay: float_gauges(r, "fraudflow_frontier_delay_seconds", "How far the worker's event-time frontier is behind the clock (0 before the first event).", &["worker"])?,
             workers: gauge(r, "fraudflow_workers", "Worker threads in this process.")?,
             kafka: if kafka { Some(KafkaFamilies::register(r)?) } else { None },
         };
@@ -230,6 +233,8 @@ impl Families {
             self.latency_ms_total.with_label_values(&one);
             self.last_latency_ms.with_label_values(&one);
             self.velocity_state.with_label_values(&one);
+            self.frontier.with_label_values(&one);
+            self.frontier_delay.with_label_values(&one);
             self.join_state.with_label_values(&one);
             for stage in STAGES {
                 self.latency.with_label_values(&[stage, &w]);

@@ -133,11 +133,13 @@ fn routed_outcomes_count_by_route_and_reason_with_their_latency_summed() {
         outcomes: &alerts,
         alerts: true,
         now_us: now,
+        counted: |_| true,
     });
     worker::emit(Routed {
         outcomes: &normal,
         alerts: false,
         now_us: now,
+        counted: |_| true,
     });
     // Nothing reaches the registry before a flush.
     assert_eq!(
@@ -182,12 +184,23 @@ fn dead_letters_count_by_code_even_a_code_not_listed() {
     let metrics = Metrics::new(1);
     worker::install(Arc::clone(&metrics), 0);
     let letter = |code: &str| Box::new(DeadLetter::parse(code, "m".into(), b"x", "t".into(), 1));
-    let letters = vec![
+    let mut letters = vec![
         letter("malformed_json"),
         letter("malformed_json"),
         letter("brand_new"),
     ];
-    worker::emit(DeadLettered { letters: &letters });
+    // The one numbered 2 (a Kafka run's event read again) is left out.
+    letters.push(Box::new(DeadLetter::parse(
+        "brand_new",
+        "m".into(),
+        b"x",
+        "t".into(),
+        2,
+    )));
+    worker::emit(DeadLettered {
+        letters: &letters,
+        counted: |seq| seq != 2,
+    });
     worker::uninstall();
     let v = |s: &str| value(&metrics, s);
     assert_eq!(v("stream_events_dlq_total{worker=\"0\"}"), Some(3.0));
@@ -269,7 +282,7 @@ fn a_new_model_version_moves_the_info_and_counts_but_no_counter_goes_back() {
 }
 
 #[test]
-fn a_scrape_reads_the_frontier_s_delay_and_the_brokers() {
+fn a_scrape_reads_the_brokers_and_the_outbox() {
     let metrics = Metrics::for_process(Exposed {
         process: 0,
         workers: 1,
@@ -278,12 +291,9 @@ fn a_scrape_reads_the_frontier_s_delay_and_the_brokers() {
     let v = |s: &str| value(&metrics, s);
     let lags = [(0, 12), (3, -1)];
     metrics.emit(Scraped {
-        frontier_ms: 0,
-        now_ms: 5_000,
         kafka: Some((true, &lags)),
         outbox: Some(2),
     });
-    assert_eq!(v("fraudflow_frontier_delay_seconds"), Some(0.0));
     assert_eq!(
         v("fraudflow_kafka_consumer_lag{partition=\"0\"}"),
         Some(12.0)
@@ -293,22 +303,52 @@ fn a_scrape_reads_the_frontier_s_delay_and_the_brokers() {
         v("fraudflow_kafka_consumer_lag{partition=\"3\"}"),
         Some(0.0)
     );
-    assert_eq!(
-        (
-            v("fraudflow_kafka_up"),
-            v("fraudflow_feedback_outbox_labels")
-        ),
-        (Some(1.0), Some(2.0))
+    let up = (
+        v("fraudflow_kafka_up"),
+        v("fraudflow_feedback_outbox_labels"),
     );
+    assert_eq!(up, (Some(1.0), Some(2.0)));
     metrics.emit(Scraped {
-        frontier_ms: 1_500,
-        now_ms: 5_000,
         kafka: Some((false, &[])),
         outbox: None,
     });
-    assert_eq!(v("fraudflow_frontier_delay_seconds"), Some(3.5));
-    assert_eq!(v("fraudflow_frontier_ms"), Some(1_500.0));
     assert_eq!(v("fraudflow_kafka_up"), Some(0.0));
+}
+
+#[test]
+fn a_worker_s_frontier_and_its_delay_follow_its_probe() {
+    use timely::dataflow::operators::{Input, Probe};
+    let metrics = Metrics::new(1);
+    let got = timely::execute_directly(move |worker| {
+        worker::install(Arc::clone(&metrics), 0);
+        let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, stream) = scope.new_input::<Vec<u64>>();
+            (input, stream.probe().0)
+        });
+        watch_frontier(probe.clone());
+        let v = |s: &str| value(&metrics, s);
+        let series = [
+            "fraudflow_frontier_ms{worker=\"0\"}",
+            "fraudflow_frontier_delay_seconds{worker=\"0\"}",
+        ];
+        worker::flush();
+        let before = series.map(v);
+        let at = crate::clock::now_millis() - 60_000;
+        input.advance_to(at);
+        while probe.less_than(&at) {
+            worker.step();
+        }
+        worker::flush();
+        let after = series.map(v);
+        worker::uninstall();
+        (before, after, at)
+    });
+    let (before, after, at) = got;
+    assert_eq!(before, [Some(0.0), Some(0.0)]);
+    assert_eq!(after[0], Some(at as f64));
+    // A minute behind the clock, and a little more by the flush.
+    let delay = after[1].unwrap();
+    assert!((60.0..61.0).contains(&delay), "{delay}");
 }
 
 #[test]
@@ -326,6 +366,7 @@ fn the_learner_and_the_join_move_the_original_counters() {
     worker::emit(Learned::Fitted { batch: 2 });
     worker::emit(Learned::Refused);
     worker::emit(Learned::RolledBack);
+    worker::emit(Learned::Numbered(7));
     worker::emit(LearnerBuffered(6));
     worker::uninstall();
     let v = |s: &str| value(&metrics, s).unwrap_or(f64::NAN);
@@ -343,5 +384,5 @@ fn the_learner_and_the_join_move_the_original_counters() {
         "online_updater_buffer_size",
     ]
     .map(v);
-    assert_eq!(got, [5.0, 3.0, 1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0, 6.0]);
+    assert_eq!(got, [5.0, 3.0, 1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 1.0, 7.0, 6.0]);
 }

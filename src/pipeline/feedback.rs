@@ -72,7 +72,8 @@ pub fn score<'scope>(
     let routed = match &scoring.feedback {
         Some(settings) => learning(rows, versions, thresholds, scoring, settings, &loops, first),
         None => {
-            let changes = report(versions, in_force)
+            let own = scoring.threshold.is_none();
+            let changes = report(versions, in_force, own)
                 .map(|v| Change::Version(Box::new(v)))
                 .concat(thresholds);
             score_and_route(rows, changes, Arc::clone(&scoring.initial), None)
@@ -125,7 +126,8 @@ fn learning<'scope>(
         settings.flush.clone(),
     )
     .broadcast();
-    let versions = report(versions.concat(learned), in_force);
+    let own = scoring.threshold.is_none();
+    let versions = report(versions.concat(learned), in_force, own);
     let changes = versions
         .map(|v| Change::Version(Box::new(v)))
         .concat(thresholds);
@@ -143,11 +145,14 @@ fn learning<'scope>(
 }
 
 /// Writes the name of the latest version (by the time it applies from)
-/// into `in_force`, when given. Every worker builds the same operator (a
-/// worker's graph must match the others'), whether it writes or not.
+/// into `in_force`, when given, and tells the metrics (with its threshold
+/// when each version scores with its `own`). Every worker builds the same
+/// operator (a worker's graph must match the others'), whether it writes
+/// or not.
 fn report<'scope>(
     versions: Stream<'scope, u64, Vec<ModelVersion>>,
     in_force: Option<Arc<Mutex<String>>>,
+    own: bool,
 ) -> Stream<'scope, u64, Vec<ModelVersion>> {
     let mut latest = None::<u64>;
     versions.inspect(move |v| {
@@ -160,6 +165,9 @@ fn report<'scope>(
                 first: false,
                 unix_seconds: crate::clock::now_millis() as f64 / 1e3,
             });
+            if own {
+                crate::metrics::worker::emit(ThresholdInForce(v.scorer.policy.threshold));
+            }
         }
     })
 }

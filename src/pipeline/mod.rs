@@ -45,9 +45,7 @@ use crate::dataflow::table::{csv_runs, CsvRun};
 use crate::dataflow::threshold::{ThresholdChange, ThresholdSettings};
 use crate::dataflow::{featurize, FeatureRow};
 use crate::eval::Record;
-use crate::event::Event;
 use crate::features::Contract;
-use crate::metrics::events::Stage as Observed;
 use crate::sinks::kafka::{kafka_sink, Outbound};
 use crate::sinks::BoxSink;
 use crate::sources::kafka::beacon::build as kafka_beacon;
@@ -330,10 +328,6 @@ fn build(
         _ => None,
     };
     let counts = Rc::new(SourceCounts::default());
-    if let Some(metrics) = crate::metrics::installed() {
-        crate::metrics::worker::install(Arc::clone(metrics), worker.index());
-        crate::metrics::events::watch_source(Rc::clone(&counts));
-    }
     let loops = Loops {
         counts: Counts::default(),
         thresholds: Rc::default(),
@@ -341,6 +335,7 @@ fn build(
     };
     let slots = Slots::new(outputs);
     let done = ProbeHandle::new();
+    observe::install(worker.index(), &counts, &done);
     worker
         .dataflow::<u64, _, _>(|scope| {
             let context = SourceContext {
@@ -351,10 +346,10 @@ fn build(
             };
             let parsed = settings.source.build(scope, context, link.clone())?;
             let (events, dead) = parsed.ok_err(|r| r);
-            let events = observe::leaving(events, Observed::Parse, |e: &Event| e.received_us);
+            let counted = observe::Counted::of(&settings.source, scope.peers());
+            let events = observe::parsed(events, counted);
             let f = settings.features;
-            let rows = featurize(events, f.contract, f.window_ms);
-            let rows = observe::leaving(rows, Observed::Features, |r: &FeatureRow| r.received_us);
+            let rows = observe::featurized(featurize(events, f.contract, f.window_ms), counted);
             let ends = Ends {
                 slots: &slots,
                 done: &done,
@@ -416,9 +411,10 @@ impl Ends<'_> {
                 let routed = feedback::score(scope, rows, versions, scoring, loops, first);
                 // Events no finite score could be given join the parse
                 // stage's dead letters: nothing is dropped.
-                dead = observe::dead_letters(dead.concat(routed.dead));
-                let anomalies = observe::routed(routed.anomalies, true);
-                let normal = observe::routed(routed.normal, false);
+                let counted = observe::Counted::of(&settings.source, scope.peers());
+                dead = observe::dead_letters(dead.concat(routed.dead), counted);
+                let anomalies = observe::routed(routed.anomalies, true, counted);
+                let normal = observe::routed(routed.normal, false, counted);
                 if let (SourceSettings::Kafka(input), Some(link)) = (&settings.source, self.link) {
                     let outputs = kafka_outputs(anomalies, normal, dead);
                     kafka_sink(outputs, Arc::clone(input), Rc::clone(link), abort.clone())?

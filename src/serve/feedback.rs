@@ -12,10 +12,6 @@
 //! time); 503 when the label cannot be kept at all (no `[feedback]` in the
 //! dataflow, the run stopping, or too many labels waiting).
 
-use crate::metrics::{
-    self,
-    events::{FeedbackRequest, LabelKept},
-};
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
@@ -30,6 +26,10 @@ use super::ServeState;
 use crate::dataflow::feedback::body::{parse_feedback, FeedbackBody, MAX_NOTES_BYTES};
 use crate::event::EventId;
 use crate::kafka::publish::{Kept, Publisher};
+use crate::metrics::{
+    self,
+    events::{FeedbackRequest, LabelKept},
+};
 
 /// Largest body of one label: the notes and ids, with room for fields the
 /// original sent that are ignored.

@@ -246,7 +246,7 @@ fn kafka_health(k: &KafkaInput) -> serde_json::Value {
 }
 
 /// `GET /metrics`: the process's metrics in Prometheus's text format,
-/// with what only a scrape reads (the frontier, the brokers) read now.
+/// with what only a scrape reads (the brokers, the outbox) read now.
 async fn metrics(State(state): State<Arc<ServeState>>) -> Response {
     let Some(metrics) = &state.metrics else {
         let error = "metrics are off in this process";
@@ -254,12 +254,6 @@ async fn metrics(State(state): State<Arc<ServeState>>) -> Response {
     };
     let lags = state.kafka.as_ref().map(|k| k.health.lags());
     metrics.emit(Scraped {
-        frontier_ms: if state.input.is_started() {
-            state.input.watermark()
-        } else {
-            0
-        },
-        now_ms: crate::clock::now_millis(),
         kafka: state
             .kafka
             .as_ref()

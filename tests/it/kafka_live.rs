@@ -372,6 +372,7 @@ fn restart_scores_as_uninterrupted(clean_brokers: &str, brokers: &str) {
     let outputs = read_until(brokers, Duration::from_secs(60), |distinct, _| {
         distinct >= n
     });
+    crate::metrics::balance(&listen(&file));
     let stderr = sigterm(&mut run);
     let got = scores(&outputs);
     assert_eq!(got.len(), n, "events lost: {stderr}");

@@ -331,9 +331,54 @@ fn every_query_returns_data(prom: &str) {
     });
 }
 
+/// Whether the alert `name` is firing now.
+fn firing(prom: &str, name: &str) -> bool {
+    let answer = api(prom, "/api/v1/alerts", None);
+    let alerts = answer["data"]["alerts"].as_array().cloned();
+    alerts
+        .unwrap_or_default()
+        .iter()
+        .any(|a| a["labels"]["alertname"] == name && a["state"] == "firing")
+}
+
+/// What Prometheus holds of the HTTP run (at `target`) agrees with what
+/// was sent to it: every event read and routed, and the promoted update.
+fn figures_arrive(prom: &str, target: &str) {
+    let sum = |family: &str| {
+        let q = format!("sum({family}{{instance=\"{target}\"}})");
+        let result = query(prom, &q).unwrap_or_default();
+        let value = result
+            .first()
+            .map(|r| r["value"][1].as_str().unwrap().to_string());
+        value.and_then(|v| v.parse::<f64>().ok()).unwrap_or(-1.0)
+    };
+    eventually("figures not as sent", Duration::from_secs(30), || {
+        let routed: f64 = ["anomaly", "normal", "dlq"]
+            .map(|k| sum(&format!("stream_events_{k}_total")))
+            .iter()
+            .sum();
+        let got = [
+            sum("stream_events_in_total"),
+            routed,
+            sum("online_feedback_accepted_total"),
+        ];
+        let promoted = (sum("promotion_pass_total"), sum("online_update_count"));
+        match got == [2_000.0, 2_000.0, 2.0] && promoted.0 >= 1.0 && promoted.1 >= 1.0 {
+            true => Vec::new(),
+            false => vec![format!(
+                "in, routed, labels met: {got:?}; promoted: {promoted:?}"
+            )],
+        }
+    });
+}
+
 /// A burst of garbage: the dead-letter rate's alert fires, and the dead
 /// letters are counted by code.
 fn garbage_fires_the_dead_letter_alert(prom: &str, base: &str) {
+    assert!(
+        !firing(prom, "DeadLetterRateHigh"),
+        "DeadLetterRateHigh fired on clean traffic"
+    );
     let garbage = "garbage\n".repeat(400);
     for _ in 0..5 {
         post(&format!("{base}/events"), &garbage);
@@ -341,17 +386,9 @@ fn garbage_fires_the_dead_letter_alert(prom: &str, base: &str) {
     eventually(
         "DeadLetterRateHigh not firing",
         Duration::from_secs(60),
-        || {
-            let answer = api(prom, "/api/v1/alerts", None);
-            let alerts = answer["data"]["alerts"].as_array().cloned();
-            let firing = alerts.unwrap_or_default().iter().any(|a| {
-                a["labels"]["alertname"] == "DeadLetterRateHigh" && a["state"] == "firing"
-            });
-            if firing {
-                Vec::new()
-            } else {
-                vec![answer.to_string()]
-            }
+        || match firing(prom, "DeadLetterRateHigh") {
+            true => Vec::new(),
+            false => vec![api(prom, "/api/v1/alerts", None).to_string()],
         },
     );
     let metrics = ureq::get(&format!("{base}/metrics"))
@@ -384,6 +421,7 @@ fn prometheus_scrapes_every_process_and_every_dashboard_and_alert_query_returns_
     traffic(dir.path(), &runs);
     wait_targets_up(&prom, targets.len());
     every_query_returns_data(&prom);
+    figures_arrive(&prom, &targets[0]);
     garbage_fires_the_dead_letter_alert(&prom, &runs.base);
     for run in [&mut runs.http, &mut runs.kafka] {
         let (status, stderr) = sigterm(run);

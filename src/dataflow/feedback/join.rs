@@ -12,8 +12,6 @@
 //! the meetings, in event time and then in order of receipt, and counts
 //! what happened to every label.
 
-use crate::metrics::events::{state_gauge, LabelsTallied, State};
-use crate::metrics::worker;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
@@ -30,6 +28,8 @@ use super::{Example, Feedback, FeedbackSummary, Kept, Tallied};
 use crate::dataflow::batcher::{Update, WindowBatcher};
 use crate::dataflow::FeatureRow;
 use crate::event::EventId;
+use crate::metrics::events::{state_gauge, LabelsTallied, State};
+use crate::metrics::worker;
 
 /// A scored transaction's features: its input order and values.
 type FeatureVal = (u64, Kept);

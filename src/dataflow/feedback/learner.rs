@@ -12,8 +12,6 @@
 //! the batch's first example, so scoring is not held up by a batch that is
 //! slow to fill.
 
-use crate::metrics::events::{Learned, LearnerBuffered};
-use crate::metrics::worker;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,6 +31,8 @@ use crate::dataflow::score::{ModelVersion, Scorer};
 use crate::ensemble::Components;
 use crate::eval::ranking::average_precision;
 use crate::event::EventId;
+use crate::metrics::events::{Learned, LearnerBuffered};
+use crate::metrics::worker;
 use crate::models::online_logistic::OnlineLogistic;
 use crate::pipeline::{Abort, PipelineError};
 
@@ -89,7 +89,7 @@ pub fn learn<'scope>(
                     let now = *held.time();
                     learner.fit(now, &mut emit);
                 }
-                worker::emit(LearnerBuffered(learner.batch.len()));
+                learner.report_buffer();
                 match frontier.min(learner.deadline.unwrap_or(u64::MAX)) {
                     u64::MAX => cap = None,
                     t => held.downgrade(&t),
@@ -129,6 +129,8 @@ struct Learner {
     base_name: String,
     numbered: u64,
     batch: Vec<Example>,
+    /// The batch's size as last reported to the metrics.
+    reported: usize,
     deadline: Option<u64>,
     holdout: VecDeque<Held>,
     counts: Counts,
@@ -150,6 +152,7 @@ impl Learner {
             }
             _ => (name, 0),
         };
+        worker::emit(Learned::Numbered(numbered));
         Learner {
             base_name,
             current: initial,
@@ -158,6 +161,7 @@ impl Learner {
             abort,
             settings,
             batch: Vec::new(),
+            reported: 0,
             deadline: None,
             holdout: VecDeque::new(),
             counts,
@@ -204,11 +208,21 @@ impl Learner {
         }
     }
 
+    /// Tells the metrics how many examples wait, when that changed (only
+    /// worker 0's learner gets examples: the others never report).
+    fn report_buffer(&mut self) {
+        if self.batch.len() != self.reported {
+            self.reported = self.batch.len();
+            worker::emit(LearnerBuffered(self.reported));
+        }
+    }
+
     /// A version from outside (a reload, a switch): later updates start
     /// from it.
     fn rebase(&mut self, scorer: Scorer) {
         self.base_name = scorer.model_version.clone();
         self.numbered = 0;
+        worker::emit(Learned::Numbered(0));
         self.current = Arc::new(scorer);
         self.parent = None;
         let held: Vec<Held> = self.holdout.drain(..).collect();
@@ -312,6 +326,7 @@ impl Learner {
         emit: &mut impl FnMut(ModelVersion),
     ) -> Arc<Scorer> {
         self.numbered += 1;
+        worker::emit(Learned::Numbered(self.numbered));
         scorer.model_version = format!("{}+online.{}", self.base_name, self.numbered);
         let (store, announce) = (&self.settings.store, &self.settings.announce.0);
         if store.is_some() || announce.is_some() {

@@ -8,7 +8,6 @@
 //! `unscorable` rather than vanish, so that events in = routed + dead
 //! letters holds.
 
-use crate::metrics::events::ThresholdInForce;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -30,6 +29,7 @@ use super::FeatureRow;
 use crate::ensemble::{Components, Models, Policy, Reason};
 use crate::event::EventId;
 use crate::features::Contract;
+use crate::metrics::events::ThresholdInForce;
 use route::route;
 
 /// What scoring needs: the models, the policy and what names them.
