@@ -48,36 +48,33 @@ pub struct Routed<'a, C> {
 }
 
 impl<C: Fn(u64) -> bool> WorkerEvent for Routed<'_, C> {
+    /// One pass over the batch for the counts and latencies; alerts (a
+    /// small share) once more for their reasons.
     fn emit(self, to: &mut WorkerMetrics) {
         let counted = &self.counted;
         let outcomes = || self.outcomes.iter().filter(|o| counted(o.seq));
-        let Some(last) = outcomes().last() else {
+        let histogram = &to.stages[Stage::Route as usize];
+        let (mut n, mut total_us, mut last_us) = (0u64, 0u64, None);
+        for o in outcomes() {
+            let latency_us = self.now_us.saturating_sub(o.received_us);
+            histogram.observe(latency_us as f64 / 1e6);
+            (n, total_us, last_us) = (n + 1, total_us + latency_us, Some(latency_us));
+        }
+        let Some(last_us) = last_us else {
             return;
         };
-        let n = outcomes().count() as u64;
-        let latency_us = |o: &Outcome| self.now_us.saturating_sub(o.received_us);
-        if self.alerts {
-            to.anomaly.inc_by(n);
-            for o in outcomes() {
-                let reason = o
-                    .alert
-                    .as_deref()
-                    .and_then(|a| a.reasons.first())
-                    .map_or(NO_REASON, |r| r.feature.as_str());
-                to.alerts(reason).inc();
-            }
-        } else {
-            to.normal.inc_by(n);
-        }
-        let total_us: u64 = outcomes().map(latency_us).sum();
         to.latency_ms_total.inc_by(total_us as f64 / 1e3);
-        to.last_latency_ms.set(latency_us(last) as f64 / 1e3);
-        StageLeft {
-            stage: Stage::Route,
-            received_us: outcomes().map(|o| o.received_us),
-            now_us: self.now_us,
+        to.last_latency_ms.set(last_us as f64 / 1e3);
+        if !self.alerts {
+            to.normal.inc_by(n);
+            return;
         }
-        .emit(to);
+        to.anomaly.inc_by(n);
+        for o in outcomes() {
+            let first = o.alert.as_deref().and_then(|a| a.reasons.first());
+            to.alerts(first.map_or(NO_REASON, |r| r.feature.as_str()))
+                .inc();
+        }
     }
 }
 
@@ -114,8 +111,14 @@ impl WorkerEvent for ModelInForce<'_> {
 impl ProcessEvent for ModelInForce<'_> {
     fn emit(self, m: &Metrics) {
         let f = &m.families;
-        f.model_info.reset();
+        // The new series first, then the old one gone: a scrape between
+        // the two sees both, never neither.
+        let mut in_force = f.in_force.lock().unwrap_or_else(|e| e.into_inner());
         f.model_info.with_label_values(&[self.version]).set(1);
+        let before = in_force.replace(self.version.to_string());
+        if let Some(old) = before.filter(|old| old != self.version) {
+            let _ = f.model_info.remove_label_values(&[&old]);
+        }
         f.model_promoted.set(self.unix_seconds);
         if !self.first {
             f.model_versions.inc();

@@ -86,6 +86,9 @@ pub struct Families {
     pub velocity_state: IntGaugeVec,
     pub join_state: IntGaugeVec,
     pub model_info: IntGaugeVec,
+    /// The version `model_info` shows, to take its series away once
+    /// another is in force.
+    pub in_force: std::sync::Mutex<Option<String>>,
     pub model_promoted: Gauge,
     pub model_versions: IntCounter,
     pub threshold: Gauge,
@@ -202,6 +205,7 @@ impl Families {
             velocity_state: worker_gauge(r, "fraudflow_velocity_state_records", "Records held in the velocity windows.")?,
             join_state: worker_gauge(r, "fraudflow_feedback_join_state_records", "Scored transactions' features and labels held for the feedback join.")?,
             model_info: add(r, IntGaugeVec::new(Opts::new("fraudflow_model_info", "1 for the model version scoring now."), &["version"]))?,
+            in_force: std::sync::Mutex::new(None),
             model_promoted: add(r, Gauge::new("fraudflow_model_promoted_timestamp_seconds", "When the version scoring now came into force (Unix seconds; the start for the first)."))?,
             model_versions: counter(r, "fraudflow_model_versions_total", "Model versions that came into force after the first.")?,
             threshold: add(r, Gauge::new("fraudflow_alert_threshold", "The alert threshold in force."))?,
