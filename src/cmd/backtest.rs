@@ -94,7 +94,8 @@ pub struct Args {
     switches: Vec<(u32, PathBuf)>,
     /// Keep the run's Prometheus metrics (those `fraudflow run` serves on
     /// `GET /metrics`) and write them to FILE at the end, in the text
-    /// format. Off by default; see docs/operations.md for what they cost.
+    /// format; process P of several writes FILE.pP. Off by default; see
+    /// docs/operations.md for what they cost.
     #[arg(long, value_name = "FILE")]
     metrics: Option<PathBuf>,
     #[command(flatten)]
@@ -434,24 +435,30 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--metrics FILE`: the run's metrics, written there at the end.
-struct Kept<'a> {
-    path: &'a Path,
+/// `--metrics FILE`: the run's metrics, written there at the end (by
+/// process 0; process P of several writes `FILE.pP`, each its own
+/// workers' figures).
+struct Kept {
+    path: PathBuf,
     metrics: Arc<fraudflow::metrics::Metrics>,
 }
 
-impl<'a> Kept<'a> {
+impl Kept {
     /// Runs the pipeline, with this process's metrics on and written to
     /// `path` at the end when it is given.
     fn run(
-        path: Option<&'a Path>,
+        path: Option<&Path>,
         settings: PipelineSettings,
         outputs: Option<pipeline::Outputs>,
     ) -> anyhow::Result<pipeline::RunSummary> {
+        let process = settings.cluster.process;
         let kept = path.map(|path| Kept {
-            path,
+            path: match process {
+                0 => path.to_path_buf(),
+                p => PathBuf::from(format!("{}.p{p}", path.display())),
+            },
             metrics: fraudflow::metrics::install(fraudflow::metrics::Exposed {
-                process: settings.cluster.process,
+                process,
                 workers: settings.cluster.workers,
                 kafka: false,
             }),
@@ -462,7 +469,7 @@ impl<'a> Kept<'a> {
     }
 
     fn write(self) -> anyhow::Result<()> {
-        let mut file = fraudflow::atomic::AtomicFile::create(self.path)?;
+        let mut file = fraudflow::atomic::AtomicFile::create(&self.path)?;
         std::io::Write::write_all(&mut file, self.metrics.encode().as_bytes())
             .with_context(|| format!("writing {}", self.path.display()))?;
         file.commit()?;

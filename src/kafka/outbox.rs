@@ -30,6 +30,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::atomic::{AtomicFile, OutputError};
@@ -54,6 +55,9 @@ pub enum OutboxError {
 pub struct Outbox {
     path: PathBuf,
     state: Mutex<State>,
+    /// How many messages wait, readable without the lock (which an append
+    /// holds through its fsync): for `/metrics`.
+    waiting: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -89,6 +93,7 @@ impl Outbox {
         rewrite(path, &mut state, pending)?;
         Ok(Outbox {
             path: path.to_path_buf(),
+            waiting: AtomicUsize::new(state.pending.len()),
             state: Mutex::new(state),
         })
     }
@@ -117,6 +122,7 @@ impl Outbox {
             source,
         })?;
         state.pending.push(message.to_vec());
+        self.waiting.store(state.pending.len(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -129,9 +135,10 @@ impl Outbox {
         self.lock().pending.is_empty()
     }
 
-    /// How many messages wait.
+    /// How many messages wait, without waiting for an append or a
+    /// rewrite under way.
     pub fn len(&self) -> usize {
-        self.lock().pending.len()
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Drops the `n` oldest messages (they were published): the file is
@@ -140,7 +147,9 @@ impl Outbox {
         // Held throughout: an append meanwhile must not be lost.
         let mut state = self.lock();
         let rest = state.pending[n.min(state.pending.len())..].to_vec();
-        rewrite(&self.path, &mut state, rest)
+        rewrite(&self.path, &mut state, rest)?;
+        self.waiting.store(state.pending.len(), Ordering::Relaxed);
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -181,6 +190,7 @@ mod tests {
         std::fs::write(&path, b"one\ntwo\nthr").unwrap();
         let outbox = Outbox::open(&path).unwrap();
         assert_eq!(outbox.pending(), vec![b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(outbox.len(), 2);
         assert_eq!(std::fs::read(&path).unwrap(), b"one\ntwo\n");
         outbox.append(b"three").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"one\ntwo\nthree\n");
@@ -194,11 +204,14 @@ mod tests {
         for m in ["a", "b", "c"] {
             outbox.append(m.as_bytes()).unwrap();
         }
+        assert_eq!(outbox.len(), 3);
         outbox.drop_first(2).unwrap();
         outbox.append(b"d").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"c\nd\n");
+        assert_eq!(outbox.len(), 2);
         outbox.drop_first(5).unwrap();
         assert!(outbox.is_empty());
+        assert_eq!(outbox.len(), 0);
         assert!(matches!(
             outbox.append(b"x\ny"),
             Err(OutboxError::Newline { .. })

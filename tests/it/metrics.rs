@@ -63,6 +63,23 @@ pub(crate) fn balance(listen: &str) {
     }
 }
 
+/// 20,000 generated rows and three no parser takes, and a bundle trained
+/// on the rows.
+fn input_and_models(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let clean = generated(dir, 20_000, 31);
+    let models = dir.join("models");
+    train(&clean, &models, &[]);
+    // Rows no parser takes, of two kinds, among the good ones.
+    let input = dir.join("input.csv");
+    let mut text = std::fs::read_to_string(&clean).unwrap();
+    text.push_str("1,CASH_OUT,abc,C1,1,0,M2,0,0,0,0\n1,PAYMENT\n1,PAYMENT,1,C1\n");
+    std::fs::File::create(&input)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    (input, models)
+}
+
 /// The lines of a JSON-lines file counted by the string at `pointer`
 /// (`none` where it has none).
 fn recount(path: &std::path::Path, pointer: &str) -> BTreeMap<String, f64> {
@@ -81,17 +98,7 @@ fn recount(path: &std::path::Path, pointer: &str) -> BTreeMap<String, f64> {
 #[test]
 fn a_backtest_s_metrics_agree_with_its_report_alerts_and_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
-    let clean = generated(dir.path(), 20_000, 31);
-    let models = dir.path().join("models");
-    train(&clean, &models, &[]);
-    // Rows no parser takes, of two kinds, among the good ones.
-    let input = dir.path().join("input.csv");
-    let mut text = std::fs::read_to_string(&clean).unwrap();
-    text.push_str("1,CASH_OUT,abc,C1,1,0,M2,0,0,0,0\n1,PAYMENT\n1,PAYMENT,1,C1\n");
-    std::fs::File::create(&input)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
+    let (input, models) = input_and_models(dir.path());
     let out = dir.path().join("out");
     let metrics_file = dir.path().join("metrics.prom");
     let mut args = backtest(&input, &models, &out, &["-w", "2", "--metrics"]);
@@ -125,4 +132,32 @@ fn a_backtest_s_metrics_agree_with_its_report_alerts_and_dead_letters() {
     for stage in ["parse", "features", "route"] {
         assert_eq!(counts[stage], figure("scored"), "{stage}");
     }
+}
+
+#[test]
+fn each_process_of_a_backtest_writes_its_own_workers_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, models) = input_and_models(dir.path());
+    let out = dir.path().join("out");
+    let file = dir.path().join("metrics.prom");
+    let mut args = backtest(&input, &models, &out, &["--metrics"]);
+    args.retain(|a| *a != "--quiet");
+    args.push(s(&file));
+    crate::common::run_two_processes(dir.path(), &args, "1");
+    let report = json(&out.join("report.json"));
+    let texts = [file.clone(), dir.path().join("metrics.prom.p1")]
+        .map(|f| std::fs::read_to_string(f).unwrap());
+    // Process P exposes its own worker, P; together, every event read.
+    for (p, text) in texts.iter().enumerate() {
+        let workers = by_label(text, "stream_events_in_total", "worker");
+        assert_eq!(workers.keys().collect::<Vec<_>>(), [&p.to_string()]);
+    }
+    // (report.json's `events_in` is process 0's own count: its scored
+    // events and dead letters are the whole run's.)
+    let read: f64 = texts
+        .iter()
+        .map(|t| total(t, "stream_events_in_total"))
+        .sum();
+    let whole = ["scored", "dead_letters"].map(|k| report[k].as_f64().unwrap());
+    assert_eq!(read, whole[0] + whole[1]);
 }
