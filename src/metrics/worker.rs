@@ -5,8 +5,8 @@
 //! atomic per event would have every worker contend for the same cache
 //! lines; here an operator adds to counters of its own thread
 //! (`prometheus::local`), and the worker flushes them into the registry
-//! every [`FLUSH_EVERY`] as it steps, and once more as it finishes. A
-//! scrape sees figures at most that old.
+//! every [`FLUSH_EVERY`] as it steps (an idle worker steps at least every
+//! 50 ms), and once more as it finishes.
 //!
 //! Figures a worker already keeps in cells of its own (the sources'
 //! counts, the feedback loop's summary, the state held in a window) are
