@@ -132,7 +132,7 @@ impl Outbox {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lock().pending.is_empty()
+        self.len() == 0
     }
 
     /// How many messages wait, without waiting for an append or a

@@ -51,15 +51,11 @@ pub use families::{Families, KafkaFamilies, DEAD_LETTER_CODES, LATENCY_BUCKETS, 
 pub struct Metrics {
     registry: prometheus::Registry,
     pub families: Families,
-    /// Worker threads in this process, and the global index of its first.
-    workers: usize,
 }
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics")
-            .field("workers", &self.workers)
-            .finish_non_exhaustive()
+        f.debug_struct("Metrics").finish_non_exhaustive()
     }
 }
 
@@ -93,11 +89,7 @@ impl Metrics {
             // The names and labels are fixed above: only a bug of ours
             // (two families of one name) can fail here.
             .unwrap_or_else(|e| panic!("registering the metrics: {e}"));
-        Arc::new(Metrics {
-            registry,
-            families,
-            workers,
-        })
+        Arc::new(Metrics { registry, families })
     }
 
     /// Applies a process event.
@@ -112,11 +104,6 @@ impl Metrics {
         // which a Vec never gives.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8_lossy(&out).into_owned()
-    }
-
-    /// Worker threads in this process.
-    pub fn workers(&self) -> usize {
-        self.workers
     }
 }
 

@@ -180,40 +180,35 @@ pub fn is_on() -> bool {
     WORKER.with(|w| w.borrow().is_some())
 }
 
-/// Applies a worker event to this thread's handles (nothing without).
-pub fn emit(event: impl WorkerEvent) {
+/// Runs `f` on this thread's handles, when it has them.
+fn with(f: impl FnOnce(&mut WorkerMetrics)) {
     WORKER.with(|w| {
         if let Some(m) = w.borrow_mut().as_mut() {
-            event.emit(m);
+            f(m);
         }
     });
+}
+
+/// Applies a worker event to this thread's handles (nothing without).
+pub fn emit(event: impl WorkerEvent) {
+    with(|m| event.emit(m));
 }
 
 /// Adds a watch, run at each flush (never without handles).
 pub fn watch(watch: impl FnMut(&Families, &str) + 'static) {
-    WORKER.with(|w| {
-        if let Some(m) = w.borrow_mut().as_mut() {
-            m.watches.push(Box::new(watch));
-        }
-    });
+    with(|m| m.watches.push(Box::new(watch)));
 }
 
 /// Called as the worker steps: flushes when [`FLUSH_EVERY`] has passed.
 pub fn tick() {
-    WORKER.with(|w| {
-        if let Some(m) = w.borrow_mut().as_mut() {
-            if m.flushed.elapsed() >= FLUSH_EVERY {
-                m.flush();
-            }
+    with(|m| {
+        if m.flushed.elapsed() >= FLUSH_EVERY {
+            m.flush();
         }
     });
 }
 
 /// Flushes now.
 pub fn flush() {
-    WORKER.with(|w| {
-        if let Some(m) = w.borrow_mut().as_mut() {
-            m.flush();
-        }
-    });
+    with(WorkerMetrics::flush);
 }
