@@ -9,6 +9,7 @@ pub mod atomic;
 pub mod bundle;
 pub mod clock;
 pub mod dataflow;
+pub mod demo;
 pub mod eda;
 pub mod ensemble;
 pub mod eval;

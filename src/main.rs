@@ -26,6 +26,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Demo(cmd::demo::Args),
     Validate(cmd::validate::Args),
     Eda(cmd::eda::Args),
     Generate(cmd::generate::Args),
@@ -34,6 +35,7 @@ enum Command {
     Backtest(Box<cmd::backtest::Args>),
     Run(cmd::run::Args),
     Loadgen(cmd::loadgen::Args),
+    Readiness(cmd::readiness::Args),
     Replay(cmd::replay::Args),
 }
 
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
     fraudflow::alloc::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => cmd::demo::run(args, cli.quiet),
         Command::Validate(args) => cmd::validate::run(args, cli.quiet),
         Command::Eda(args) => cmd::eda::run(args, cli.quiet),
         Command::Generate(args) => cmd::generate::run(args, cli.quiet),
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Backtest(args) => cmd::backtest::run(*args, cli.quiet),
         Command::Run(args) => cmd::run::run(args, cli.quiet),
         Command::Loadgen(args) => cmd::loadgen::run(args, cli.quiet),
+        Command::Readiness(args) => cmd::readiness::run(args, cli.quiet),
         Command::Replay(args) => cmd::replay::run(args, cli.quiet),
     };
     match result {

@@ -18,11 +18,13 @@ macro_rules! out {
 
 pub mod backtest;
 pub mod backtest_summary;
+pub mod demo;
 pub mod eda;
 pub mod features;
 pub mod feedback_args;
 pub mod generate;
 pub mod loadgen;
+pub mod readiness;
 pub mod replay;
 pub mod run;
 pub mod threshold_args;
@@ -88,18 +90,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     }
 }
 
-/// Thousands separators for people: 6362620 -> 6,362,620.
-pub fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use fraudflow::progress::grouped;
 
 /// An optional figure for people, `-` when absent.
 pub fn money(v: Option<f64>) -> String {

@@ -18,6 +18,7 @@
 pub mod error;
 pub mod feedback;
 pub mod harness;
+pub mod live;
 mod observe;
 pub mod training;
 pub mod versions;

@@ -74,8 +74,19 @@ pub struct ServeState {
 /// A running server: stop it, then join it.
 pub struct Server {
     pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    stop: Arc<watch::Sender<bool>>,
     thread: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+/// Stops a server from another thread, as SIGTERM would: it stops
+/// accepting and closes the input, so the dataflow drains and ends.
+#[derive(Clone)]
+pub struct Stopper(Arc<watch::Sender<bool>>);
+
+impl Stopper {
+    pub fn stop(&self) {
+        let _ = self.0.send(true);
+    }
 }
 
 impl Server {
@@ -99,7 +110,16 @@ impl Server {
         let thread = std::thread::Builder::new()
             .name("fraudflow:serve".into())
             .spawn(move || runtime.block_on(serve(listener, state, tick, stopped)))?;
-        Ok(Server { addr, stop, thread })
+        Ok(Server {
+            addr,
+            stop: Arc::new(stop),
+            thread,
+        })
+    }
+
+    /// A handle that stops this server from any thread.
+    pub fn stopper(&self) -> Stopper {
+        Stopper(Arc::clone(&self.stop))
     }
 
     /// Stops accepting (if a signal has not already) and waits for the

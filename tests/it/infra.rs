@@ -53,28 +53,6 @@ fn exported() -> BTreeSet<String> {
         .collect()
 }
 
-/// The metric names an expression reads: identifiers of our families'
-/// prefixes, a histogram's series named by its family.
-fn names_in(expr: &str) -> BTreeSet<String> {
-    let prefixes = [
-        "stream_",
-        "feedback_",
-        "online_",
-        "promotion_",
-        "fraudflow_",
-    ];
-    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-        .filter(|w| prefixes.iter().any(|p| w.starts_with(p)))
-        .map(|w| {
-            ["_bucket", "_count", "_sum"]
-                .iter()
-                .find_map(|s| w.strip_suffix(s).filter(|f| f.ends_with("_seconds")))
-                .unwrap_or(w)
-                .to_string()
-        })
-        .collect()
-}
-
 /// The alert rules' and recording rules' expressions, by name.
 fn rules() -> Vec<(String, String, bool)> {
     let doc = yaml("prometheus/alerts.yml");
@@ -111,7 +89,7 @@ fn every_metric_the_dashboard_and_the_rules_read_is_one_the_code_exports() {
     exprs.extend(rules().into_iter().map(|r| r.1));
     let mut read = BTreeSet::new();
     for e in &exprs {
-        for name in names_in(e) {
+        for name in fraudflow::demo::readiness::names_in(e) {
             assert!(
                 exported.contains(&name) || recorded.contains(&name),
                 "{name} (in {e}) is not exported"

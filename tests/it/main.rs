@@ -6,6 +6,7 @@
 //! `FRAUDFLOW_ALLOW_MISSING_SHARED=1`, which turns them into a printed skip.
 
 mod common;
+mod demo;
 mod event_time;
 mod features;
 mod feedback;

@@ -46,6 +46,12 @@ impl LiveStats {
         Latency::of(kept.iter().copied().collect())
     }
 
+    /// The most recent latencies, oldest first.
+    pub fn recent_latencies(&self) -> Vec<u64> {
+        let kept = self.latencies.lock().unwrap_or_else(|e| e.into_inner());
+        kept.iter().copied().collect()
+    }
+
     /// How many latencies the percentiles are over.
     pub fn latency_count(&self) -> usize {
         self.latencies
