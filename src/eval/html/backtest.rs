@@ -3,7 +3,7 @@
 //! the time it was routed, and its alerts' reasons.
 
 use super::shape::throughput;
-use super::{HtmlReport, Period, Periods, PrecisionRecall, ScoredEvent};
+use super::{grouped, HtmlReport, Period, Periods, PrecisionRecall, ScoredEvent};
 use crate::dataflow::score::Outcome;
 use crate::ensemble::Components;
 use crate::eval::learning::{DayQuality, LearningDay};
@@ -124,19 +124,6 @@ fn percent(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{:.1} %", 100.0 * v))
 }
 
-/// A count with thousands separated.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// The key figures of a backtest.
 fn facts(r: &Report) -> Vec<(String, String)> {
     let mut facts = vec![
@@ -163,11 +150,14 @@ fn facts(r: &Report) -> Vec<(String, String)> {
         let text = format!("p50 {}, p99 {}, max {}", ms(l.p50), ms(l.p99), ms(l.max));
         facts.push(("Latency, read to routed".to_string(), text));
     }
+    let workers = match r.workers {
+        1 => "1 worker".to_string(),
+        n => format!("{n} workers"),
+    };
     let speed = format!(
-        "{} events/s ({:.2} s on {} workers)",
+        "{} events/s ({:.2} s on {workers})",
         grouped(r.events_per_second.round() as u64),
         r.seconds,
-        r.workers
     );
     facts.push(("Throughput".to_string(), speed));
     facts

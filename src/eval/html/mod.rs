@@ -10,9 +10,22 @@
 pub mod backtest;
 mod page;
 pub mod plots;
+mod sections;
 pub mod shape;
 
 use thiserror::Error;
+
+/// The ids of the page's plot sections (`<section id=...>`), in page
+/// order: what a check of the rendered page looks for.
+pub const PLOTS: [&str; 7] = [
+    "pr-curve",
+    "score-distribution",
+    "alerts-per-period",
+    "quality-per-period",
+    "latency",
+    "throughput",
+    "reasons",
+];
 
 /// Everything the page shows. Empty vectors are fine: each plot then says
 /// "no data" instead of drawing an empty frame.
@@ -109,6 +122,24 @@ pub enum HtmlError {
 /// ```
 pub fn render(report: &HtmlReport) -> Result<String, HtmlError> {
     page::render(report)
+}
+
+/// A count with its thousands separated by commas: `20,000`.
+///
+/// ```
+/// assert_eq!(fraudflow::eval::html::grouped(1234567), "1,234,567");
+/// assert_eq!(fraudflow::eval::html::grouped(999), "999");
+/// ```
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// `text` made safe as HTML text or a quoted attribute value.

@@ -84,25 +84,6 @@ fn style_mesh<X: Ranged, Y: Ranged>(m: &mut MeshStyle<'_, '_, X, Y, SVGBackend<'
         .axis_desc_style((FONT, 16).into_font().color(&AXIS));
 }
 
-/// The legend, boxed, where it hides least.
-fn legend<'a, 'b: 'a, X: Ranged, Y: Ranged>(
-    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
-    at: SeriesLabelPosition,
-) -> Result<(), DrawError> {
-    chart
-        .configure_series_labels()
-        .position(at)
-        .label_font((FONT, 15).into_font().color(&AXIS))
-        .background_style(WHITE.mix(0.9))
-        .border_style(GRID)
-        .draw()
-}
-
-/// A legend entry's mark: a short thick line in `colour`.
-fn key(colour: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
-    move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(4))
-}
-
 /// A number for an axis: short, grouped by thousands as k and M.
 pub fn short(v: f64) -> String {
     let a = v.abs();
@@ -112,36 +93,46 @@ pub fn short(v: f64) -> String {
         format!("{:.0}k", v / 1e3)
     } else if a >= 10.0 || v == v.round() {
         format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.1}")
     } else {
         format!("{v:.2}")
     }
 }
 
+/// A share for an axis, as a percentage.
+fn percent(v: f64) -> String {
+    format!("{:.0} %", v * 100.0)
+}
+
 /// One model's precision-recall curve for [`pr_curves`].
 pub struct Curve {
-    pub name: String,
     pub colour: RGBColor,
     pub width: u32,
     pub points: Vec<PrPoint>,
 }
 
-/// Precision against recall, a line per model.
+/// Precision against recall, a line per model, in the order given (later
+/// lines on top). Each starts at recall 0 with its first point's
+/// precision, as precision-recall plots do.
 pub fn pr_curves(curves: &[Curve]) -> Result<String, HtmlError> {
     svg("precision-recall curve", |root| {
-        let mut chart = builder(root, 64).build_cartesian_2d(0f64..1.0, 0f64..1.02)?;
+        let mut chart = builder(root, 72).build_cartesian_2d(0f64..1.0, 0f64..1.02)?;
         let mut mesh = chart.configure_mesh();
-        mesh.x_desc("recall (share of fraud alerted)")
-            .y_desc("precision (share of alerts that are fraud)");
+        mesh.x_desc("recall: share of fraud alerted")
+            .y_desc("precision: share of alerts that are fraud")
+            .x_label_formatter(&|v| percent(*v))
+            .y_label_formatter(&|v| percent(*v));
         style_mesh(&mut mesh);
         mesh.draw()?;
         for c in curves {
-            let line = c.points.iter().map(|p| (p.recall, p.precision));
-            chart
-                .draw_series(LineSeries::new(line, c.colour.stroke_width(c.width)))?
-                .label(c.name.clone())
-                .legend(key(c.colour));
+            let start = c.points.first().map(|p| (0.0, p.precision));
+            let line = start
+                .into_iter()
+                .chain(c.points.iter().map(|p| (p.recall, p.precision)));
+            chart.draw_series(LineSeries::new(line, c.colour.stroke_width(c.width)))?;
         }
-        legend(&mut chart, SeriesLabelPosition::LowerLeft)
+        Ok(())
     })
 }
 
@@ -162,7 +153,7 @@ pub fn score_distribution(
             .y_label_formatter(&|v| short(*v));
         style_mesh(&mut mesh);
         mesh.draw()?;
-        for (name, counts, colour) in [("legitimate", legit, BLUE), ("fraud", fraud, RED)] {
+        for (counts, colour) in [(legit, BLUE), (fraud, RED)] {
             let width = 1.0 / counts.len().max(1) as f64;
             let bars = counts
                 .iter()
@@ -175,75 +166,69 @@ pub fn score_distribution(
                         colour.mix(0.55).filled(),
                     )
                 });
-            chart.draw_series(bars)?.label(name).legend(key(colour));
+            chart.draw_series(bars)?;
         }
         let line = [(threshold, 0.7), (threshold, top * 2.5)];
-        chart
-            .draw_series(LineSeries::new(line, ORANGE.stroke_width(3)))?
-            .label(format!("threshold {threshold:.3}"))
-            .legend(key(ORANGE));
-        legend(&mut chart, SeriesLabelPosition::UpperMiddle)
+        chart.draw_series(LineSeries::new(line, ORANGE.stroke_width(3)))?;
+        Ok(())
     })
 }
 
-/// A line series for [`per_period`]: its name, colour and the values by
-/// period (a gap where `None`).
+/// A series for [`per_period`]: its colour, width, whether its points
+/// are joined, and the values by period (a gap where `None`).
 pub struct Line {
-    pub name: String,
     pub colour: RGBColor,
+    pub width: u32,
+    pub join: bool,
     pub values: Vec<Option<f64>>,
 }
 
-/// Bars per period (side by side), with lines over them; `labels` names
-/// the periods on the x axis.
-pub fn per_period(
-    plot: &'static str,
-    y_desc: &str,
-    labels: &[String],
-    bars: &[Line],
-    lines: &[Line],
-) -> Result<String, HtmlError> {
-    let n = labels.len().max(1);
-    let all = bars
+/// A plot over periods: bars side by side, then lines over them.
+pub struct PerPeriod<'a> {
+    pub plot: &'static str,
+    /// The periods' names on the x axis, and the axes' titles.
+    pub labels: &'a [String],
+    pub x_desc: String,
+    pub y_desc: &'a str,
+    /// Values are shares, shown as percentages from 0 to 100 %.
+    pub shares: bool,
+    pub bars: &'a [Line],
+    pub lines: &'a [Line],
+}
+
+/// Bars per period (side by side), with lines over them.
+pub fn per_period(p: &PerPeriod) -> Result<String, HtmlError> {
+    let n = p.labels.len().max(1);
+    let all = p
+        .bars
         .iter()
-        .chain(lines)
+        .chain(p.lines)
         .flat_map(|l| l.values.iter().flatten());
-    let top = all.fold(0f64, |m, v| m.max(*v)).max(1e-9) * 1.1;
-    let top = if bars.is_empty() { top.max(1.0) } else { top };
+    let top = match p.shares {
+        true => 1.05,
+        false => all.fold(0f64, |m, v| m.max(*v)).max(1.0) * 1.1,
+    };
     let label = |v: &f64| {
         let i = v.round();
         let on_one = (v - i).abs() < 1e-6 && i >= 0.0;
-        on_one
-            .then(|| labels.get(i as usize).cloned())
-            .flatten()
-            .unwrap_or_default()
+        let name = on_one.then(|| p.labels.get(i as usize)).flatten();
+        name.cloned().unwrap_or_default()
     };
-    svg(plot, |root| {
+    let y_label = |v: &f64| if p.shares { percent(*v) } else { short(*v) };
+    svg(p.plot, |root| {
         let x = -0.5f64..n as f64 - 0.5;
         let mut chart = builder(root, 72).build_cartesian_2d(x, 0f64..top)?;
         let mut mesh = chart.configure_mesh();
         mesh.x_labels(n.min(16))
             .x_label_formatter(&label)
             .disable_x_mesh();
-        mesh.y_desc(y_desc).y_label_formatter(&|v| short(*v));
+        mesh.x_desc(p.x_desc.as_str())
+            .y_desc(p.y_desc)
+            .y_label_formatter(&y_label);
         style_mesh(&mut mesh);
         mesh.draw()?;
-        draw_bars(&mut chart, bars)?;
-        for l in lines {
-            let points: Vec<(f64, f64)> = (l.values.iter().enumerate())
-                .filter_map(|(i, v)| v.map(|v| (i as f64, v)))
-                .collect();
-            let style = l.colour.stroke_width(3);
-            chart.draw_series(LineSeries::new(points.clone(), style))?;
-            let dots = points
-                .into_iter()
-                .map(|p| Circle::new(p, 4, l.colour.filled()));
-            chart
-                .draw_series(dots)?
-                .label(l.name.clone())
-                .legend(key(l.colour));
-        }
-        legend(&mut chart, SeriesLabelPosition::UpperRight)
+        draw_bars(&mut chart, p.bars)?;
+        p.lines.iter().try_for_each(|l| draw_line(&mut chart, l))
     })
 }
 
@@ -256,11 +241,29 @@ fn draw_bars<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, bars: &[Line]) -> Result<(),
             v.filter(|v| *v > 0.0)
                 .map(|v| Rectangle::new([(x, 0.0), (x + width, v)], b.colour.filled()))
         });
-        chart
-            .draw_series(rects)?
-            .label(b.name.clone())
-            .legend(key(b.colour));
+        chart.draw_series(rects)?;
     }
+    Ok(())
+}
+
+/// A line's dots, and when joined its runs of defined values: a `None`
+/// breaks the line.
+fn draw_line<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, l: &Line) -> Result<(), DrawError> {
+    let points = l
+        .values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v.map(|v| (i as f64, v)));
+    let points: Vec<Option<(f64, f64)>> = points.collect();
+    if l.join {
+        for run in points.split(Option::is_none).filter(|r| r.len() > 1) {
+            let run = run.iter().flatten().copied();
+            chart.draw_series(LineSeries::new(run, l.colour.stroke_width(l.width)))?;
+        }
+    }
+    let dots = points.into_iter().flatten();
+    let size = l.width + 2;
+    chart.draw_series(dots.map(|p| Circle::new(p, size, l.colour.filled())))?;
     Ok(())
 }
 
@@ -271,7 +274,7 @@ pub fn latency(bins: &[LogBin], p50_ms: f64, p99_ms: f64) -> Result<String, Html
     let hi = bins.last().map_or(1.0, |b| b.hi / 1e3).max(lo * 1.01);
     let top = bins.iter().map(|b| b.count).max().unwrap_or(1).max(1) as f64 * 1.1;
     svg("latency histogram", |root| {
-        let x = (lo..hi).log_scale();
+        let x = (lo..hi).log_scale().with_key_points(log_ticks(lo, hi));
         let mut chart = builder(root, 72).build_cartesian_2d(x, 0f64..top)?;
         let mut mesh = chart.configure_mesh();
         mesh.x_desc("latency, read to routed (ms, log scale)")
@@ -284,16 +287,37 @@ pub fn latency(bins: &[LogBin], p50_ms: f64, p99_ms: f64) -> Result<String, Html
             let area = [(b.lo / 1e3, 0.0), (b.hi / 1e3, b.count as f64)];
             Rectangle::new(area, TEAL.mix(0.8).filled())
         });
-        chart.draw_series(rects)?.label("events").legend(key(TEAL));
-        for (name, at, colour) in [("p50", p50_ms, ORANGE), ("p99", p99_ms, RED)] {
+        chart.draw_series(rects)?;
+        for (at, colour) in [(p50_ms, ORANGE), (p99_ms, RED)] {
             let line = [(at, 0.0), (at, top)];
-            chart
-                .draw_series(LineSeries::new(line, colour.stroke_width(3)))?
-                .label(format!("{name} {at:.2} ms"))
-                .legend(key(colour));
+            chart.draw_series(LineSeries::new(line, colour.stroke_width(3)))?;
         }
-        legend(&mut chart, SeriesLabelPosition::UpperRight)
+        Ok(())
     })
+}
+
+/// Ticks of a log axis from `lo` to `hi`: 1, 2 and 5 times each power of
+/// ten in range, or only the powers over more than four decades.
+pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    if !(lo > 0.0 && hi > lo && hi.is_finite()) {
+        return Vec::new();
+    }
+    let steps: &[f64] = if hi / lo > 1e4 {
+        &[1.0]
+    } else {
+        &[1.0, 2.0, 5.0]
+    };
+    let mut ticks = Vec::new();
+    let mut power = 10f64.powf(lo.log10().floor());
+    while power <= hi {
+        let inside = steps
+            .iter()
+            .map(|s| s * power)
+            .filter(|t| (lo..=hi).contains(t));
+        ticks.extend(inside);
+        power *= 10.0;
+    }
+    ticks
 }
 
 /// Events per second over the run.
@@ -312,25 +336,27 @@ pub fn throughput(points: &[(f64, f64)]) -> Result<String, HtmlError> {
             .chain(points.iter().copied())
             .collect();
         chart.draw_series(AreaSeries::new(line.clone(), 0.0, BLUE.mix(0.15)))?;
-        chart
-            .draw_series(LineSeries::new(line, BLUE.stroke_width(3)))?
-            .label("events per second")
-            .legend(key(BLUE));
-        legend(&mut chart, SeriesLabelPosition::LowerRight)
+        chart.draw_series(LineSeries::new(line, BLUE.stroke_width(3)))?;
+        Ok(())
     })
 }
 
-/// Alerts per reason as horizontal bars, largest at the top.
+/// Alerts per reason as horizontal bars, the first at the top.
 pub fn reasons(top: &[(String, u64)]) -> Result<String, HtmlError> {
     let k = top.len().max(1);
     let most = top.iter().map(|r| r.1).max().unwrap_or(1).max(1) as f64 * 1.1;
-    let name = |v: &SegmentValue<usize>| match v {
-        // Row 0 at the bottom: the largest (first) goes at the top.
-        SegmentValue::CenterOf(i) if *i < k => top[k - 1 - i].0.clone(),
-        _ => String::new(),
+    // Row i from the top sits at y = k - 1 - i.
+    let name = |v: &f64| {
+        let row = v.round();
+        if (v - row).abs() > 1e-6 || !(0.0..k as f64).contains(&row) {
+            return String::new();
+        }
+        top.get(k - 1 - row as usize)
+            .map(|r| r.0.clone())
+            .unwrap_or_default()
     };
     svg("alert reasons", |root| {
-        let y = (0..k).into_segmented();
+        let y = -0.5f64..k as f64 - 0.5;
         let mut chart = builder(root, 250).build_cartesian_2d(0f64..most, y)?;
         let mut mesh = chart.configure_mesh();
         mesh.x_desc("alerts")
@@ -341,14 +367,8 @@ pub fn reasons(top: &[(String, u64)]) -> Result<String, HtmlError> {
         style_mesh(&mut mesh);
         mesh.draw()?;
         let bars = top.iter().enumerate().map(|(i, (_, count))| {
-            let row = k - 1 - i;
-            let area = [
-                (0.0, SegmentValue::Exact(row)),
-                (*count as f64, SegmentValue::Exact(row + 1)),
-            ];
-            let mut bar = Rectangle::new(area, BLUE.filled());
-            bar.set_margin(6, 6, 0, 0);
-            bar
+            let y = (k - 1 - i) as f64;
+            Rectangle::new([(0.0, y - 0.36), (*count as f64, y + 0.36)], BLUE.filled())
         });
         chart.draw_series(bars)?;
         Ok(())

@@ -214,20 +214,10 @@ fn full() -> HtmlReport {
     }
 }
 
-const SECTIONS: [&str; 7] = [
-    "pr-curve",
-    "score-distribution",
-    "alerts-per-period",
-    "quality-per-period",
-    "latency",
-    "throughput",
-    "reasons",
-];
-
 #[test]
 fn a_full_report_draws_every_plot_and_escapes_text() {
     let page = render(&full()).unwrap();
-    for id in SECTIONS {
+    for id in PLOTS {
         let at = page
             .find(&format!("id=\"{id}\""))
             .unwrap_or_else(|| panic!("{id}"));
@@ -247,11 +237,14 @@ fn an_empty_report_says_no_data_in_every_section() {
     assert!(!page.contains("<svg"));
     assert_eq!(
         page.matches("<p class=\"nodata\">No data").count(),
-        SECTIONS.len()
+        PLOTS.len()
     );
-    for id in SECTIONS {
-        assert!(page.contains(&format!("id=\"{id}\"")), "{id}");
-    }
+    let ids: Vec<&str> = page
+        .split("<section class=\"card plot\" id=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(ids, PLOTS, "the sections, in page order");
 }
 
 #[test]
@@ -274,4 +267,15 @@ fn a_non_finite_threshold_is_refused_by_value() {
     };
     let e = render(&report).unwrap_err();
     assert!(e.to_string().contains("threshold is NaN"), "{e}");
+}
+
+#[test]
+fn log_ticks_are_one_two_five_per_decade() {
+    use super::plots::log_ticks;
+    assert_eq!(log_ticks(15.0, 600.0), [20.0, 50.0, 100.0, 200.0, 500.0]);
+    assert_eq!(
+        log_ticks(0.5, 2e5),
+        [1.0, 10.0, 100.0, 1000.0, 10_000.0, 100_000.0]
+    );
+    assert!(log_ticks(0.0, 1.0).is_empty() && log_ticks(2.0, 1.0).is_empty());
 }
