@@ -2,7 +2,6 @@
 //! serves live traffic (source, features, score, route, sinks) and report
 //! quality, latency and throughput.
 
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,6 +11,7 @@ use fraudflow::atomic::{make_dir, OutputFile, OutputGroup, OutputPlan};
 use fraudflow::bundle::{fingerprint_file, Bundle};
 use fraudflow::dataflow::score::{ModelVersion, Outcome, Scorer};
 use fraudflow::ensemble::{check_threshold, Weights};
+use fraudflow::eval::html::backtest::{first_reason, Sample};
 use fraudflow::eval::report::{Report, ReportContext};
 use fraudflow::eval::versions::{check_switches, parse_switch, VersionSpec};
 use fraudflow::eval::Record;
@@ -98,6 +98,11 @@ pub struct Args {
     /// docs/operations.md for what they cost.
     #[arg(long, value_name = "FILE")]
     metrics: Option<PathBuf>,
+    /// Also write a self-contained HTML report to FILE (no network needed
+    /// to open it): key figures and plots of quality, latency and
+    /// throughput; see docs/report.md. Named in backtest.manifest.json.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     #[command(flatten)]
     training: TrainingArgs,
     #[command(flatten)]
@@ -206,6 +211,7 @@ struct Gathered {
     outcomes: Option<Collect<Outcome>>,
     scores: Option<ScoresCsv>,
     report: OutputFile,
+    html: Option<super::backtest_summary::HtmlGathered>,
 }
 
 /// The run's outputs, checked against its inputs and each other before
@@ -234,6 +240,9 @@ fn output_group(args: &Args) -> anyhow::Result<OutputGroup> {
     {
         plan = plan.output("backtest output", out.join(name));
     }
+    if let Some(html) = &args.html {
+        plan = plan.output("--html", html);
+    }
     plan.check()?;
     Ok(OutputGroup::new()
         .with_manifest(out.join(MANIFEST))
@@ -247,22 +256,41 @@ fn outputs(
 ) -> anyhow::Result<(Outputs, Gathered)> {
     let records = Collect::with_capacity(expected);
     let outcomes = args.scores.then(Collect::<Outcome>::default);
-    let to_records = || -> BoxSink<Outcome> {
-        Box::new(CollectMap {
+    let samples = args.html.is_some().then(Collect::<Sample>::default);
+    let reasons = Collect::<String>::default();
+    // The sinks that see every scored event, alert or not.
+    let every = || -> Vec<BoxSink<Outcome>> {
+        let mut sinks: Vec<BoxSink<Outcome>> = vec![Box::new(CollectMap {
             into: records.clone(),
             map: Record::of,
-        })
+        })];
+        if let Some(all) = &outcomes {
+            sinks.push(Box::new(all.clone()));
+        }
+        if let Some(samples) = &samples {
+            let map = Sample::of;
+            sinks.push(Box::new(CollectMap {
+                into: samples.clone(),
+                map,
+            }));
+        }
+        sinks
     };
     let alerts = JsonLinesSink::create(group, &args.out().join(ALERTS), |o: &Outcome| {
         o.alert.as_deref()
     })?;
-    let mut anomalies: Vec<BoxSink<Outcome>> = vec![Box::new(alerts), to_records()];
-    let normal = match &outcomes {
-        Some(all) => {
-            anomalies.push(Box::new(all.clone()));
-            NormalSink::Outcomes(Box::new(Fanout(vec![to_records(), Box::new(all.clone())])))
-        }
-        None => NormalSink::Records(Box::new(records.clone())),
+    let mut anomalies: Vec<BoxSink<Outcome>> = vec![Box::new(alerts)];
+    anomalies.extend(every());
+    if samples.is_some() {
+        let map = first_reason;
+        anomalies.push(Box::new(CollectMap {
+            into: reasons.clone(),
+            map,
+        }));
+    }
+    let normal = match outcomes.is_some() || samples.is_some() {
+        true => NormalSink::Outcomes(Box::new(Fanout(every()))),
+        false => NormalSink::Records(Box::new(records.clone())),
     };
     let dead = JsonLinesSink::create(group, &args.out().join(DEAD_LETTERS), |d| Some(d))?;
     let outputs = Outputs {
@@ -277,11 +305,20 @@ fn outputs(
         .then(|| ScoresCsv::create(group, &args.out().join(SCORES)))
         .transpose()?;
     let report = group.create(&args.out().join(REPORT))?;
+    let html = match (&args.html, samples) {
+        (Some(path), Some(samples)) => Some(super::backtest_summary::HtmlGathered {
+            samples,
+            reasons,
+            file: group.create(path)?,
+        }),
+        _ => None,
+    };
     let gathered = Gathered {
         records,
         outcomes,
         scores,
         report,
+        html,
     };
     Ok((outputs, gathered))
 }
@@ -393,7 +430,8 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
             in_force: None,
             threshold: args.adaptive.settings(bundle.budget),
         },
-        all_outcomes: args.scores,
+        // The page's per-model curves need every event's components.
+        all_outcomes: args.scores || args.html.is_some(),
     };
     if !quiet {
         eprintln!(
@@ -529,20 +567,16 @@ fn report(
     let mut records = gathered.records.take();
     records.sort_unstable_by_key(|r| r.seq);
     let report = Report::new(&records, summary, bundle, context);
-    write_report(gathered.report, &report)?;
+    super::backtest_summary::write_report(gathered.report, &report)?;
+    if let Some(html) = gathered.html {
+        let latency = records.iter().map(|r| r.latency_us).collect();
+        super::backtest_summary::write_html(html, &report, latency)?;
+    }
     // Every file is complete: they take their names together.
     group.commit()?;
     super::backtest_summary::print_report(&report, args.out());
-    Ok(())
-}
-
-fn write_report(file: OutputFile, report: &Report) -> anyhow::Result<()> {
-    let path = file.path().to_path_buf();
-    let mut out = BufWriter::new(file);
-    serde_json::to_writer_pretty(&mut out, report)?;
-    out.write_all(b"\n")
-        .and_then(|()| out.into_inner().map_err(|e| e.into_error()))
-        .and_then(|file| file.finish())
-        .with_context(|| format!("writing {}", path.display()))?;
+    if let Some(path) = &args.html {
+        outln!("wrote the HTML report {}", path.display());
+    }
     Ok(())
 }

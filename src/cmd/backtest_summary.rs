@@ -1,6 +1,13 @@
-//! The backtest's summary on standard output, read from its report.
+//! The backtest's report as it leaves the run: `report.json`, the HTML
+//! page (`--html`) and the summary on standard output.
 
+use std::io::{BufWriter, Write};
 use std::path::Path;
+
+use anyhow::Context;
+use fraudflow::atomic::OutputFile;
+use fraudflow::eval::html::backtest::{self, Sample};
+use fraudflow::sinks::memory::Collect;
 
 use fraudflow::eval::report::Report;
 use fraudflow::eval::Quality;
@@ -110,4 +117,45 @@ fn print_quality(name: &str, q: &Quality, budget: f64) {
         );
     }
     outln!("  fraud amount caught: {}", q.amount_caught());
+}
+
+/// What `--html` gathers besides the report's records, and its file.
+pub struct HtmlGathered {
+    pub samples: Collect<Sample>,
+    pub reasons: Collect<String>,
+    pub file: OutputFile,
+}
+
+/// Writes report.json into its file of the run's group.
+pub fn write_report(file: OutputFile, report: &Report) -> anyhow::Result<()> {
+    write_file(file, |out| {
+        serde_json::to_writer_pretty(&mut *out, report)?;
+        out.write_all(b"\n")
+    })
+}
+
+/// Writes the page of the run, from its report and what `--html`
+/// gathered, into its file of the run's group.
+pub fn write_html(html: HtmlGathered, report: &Report, latency_us: Vec<u64>) -> anyhow::Result<()> {
+    let samples = html.samples.take();
+    let page = backtest::page(report, &samples, latency_us, html.reasons.take());
+    drop(samples);
+    let text = fraudflow::eval::html::render(&page)
+        .with_context(|| format!("drawing {}", html.file.path().display()))?;
+    write_file(html.file, |out| out.write_all(text.as_bytes()))
+}
+
+/// `write`s into `file` and finishes it (synced, ready to take its name
+/// with the group), naming the file on failure.
+fn write_file(
+    file: OutputFile,
+    write: impl FnOnce(&mut BufWriter<OutputFile>) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    let path = file.path().to_path_buf();
+    let mut out = BufWriter::new(file);
+    write(&mut out)
+        .and_then(|()| out.into_inner().map_err(|e| e.into_error()))
+        .and_then(|file| file.finish())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }

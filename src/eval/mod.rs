@@ -2,6 +2,7 @@
 //! ranking metrics, precision and recall at a threshold and at a budget,
 //! the fraud amount caught, per-day figures and latency percentiles.
 
+pub mod html;
 pub mod learning;
 pub mod ranking;
 pub mod report;

@@ -1,0 +1,182 @@
+//! A backtest's page (`backtest --html FILE`), filled from what the run
+//! already measured: its report (`report.json`), every event's scores and
+//! the time it was routed, and its alerts' reasons.
+
+use super::shape::throughput;
+use super::{grouped, HtmlReport, Period, Periods, PrecisionRecall, ScoredEvent};
+use crate::dataflow::score::Outcome;
+use crate::ensemble::Components;
+use crate::eval::learning::{DayQuality, LearningDay};
+use crate::eval::report::Report;
+use crate::eval::{Day, Quality};
+
+/// Intervals the run's throughput is shown in.
+const THROUGHPUT_BINS: usize = 80;
+
+/// What the page keeps of each scored event: small, since every event's
+/// sample travels to worker 0 beside its [`crate::eval::Record`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    pub is_fraud: Option<bool>,
+    pub score: f64,
+    pub components: Components,
+    /// When the event was read, and when it was routed (µs since the Unix
+    /// epoch): throughput over the run comes from these, so measuring it
+    /// costs the run nothing.
+    pub received_us: u64,
+    pub done_us: u64,
+}
+
+impl Sample {
+    pub fn of(o: &Outcome) -> Sample {
+        Sample {
+            is_fraud: o.is_fraud,
+            score: o.score,
+            components: o.components,
+            received_us: o.received_us,
+            done_us: o.received_us.saturating_add(o.latency_us),
+        }
+    }
+}
+
+/// An alert's first reason: the feature that pushed its score most, or
+/// `none` (as the alerts metric names it).
+pub fn first_reason(o: &Outcome) -> String {
+    let first = o.alert.as_deref().and_then(|a| a.reasons.first());
+    first.map_or_else(|| "none".to_string(), |r| r.feature.clone())
+}
+
+/// The page of a backtest: `report` as it is written, the run's `samples`
+/// (any order), its records' latencies and its alerts' first reasons.
+pub fn page(
+    report: &Report,
+    samples: &[Sample],
+    latency_us: Vec<u64>,
+    reasons: Vec<String>,
+) -> HtmlReport {
+    let scores = samples
+        .iter()
+        .filter_map(|s| {
+            s.is_fraud.map(|fraud| ScoredEvent {
+                fraud,
+                ensemble: s.score,
+                forest: s.components.isolation_forest,
+                autoencoder: s.components.autoencoder,
+                logistic: s.components.logistic,
+            })
+        })
+        .collect();
+    let start = samples.iter().map(|s| s.received_us).min().unwrap_or(0);
+    let done: Vec<u64> = samples.iter().map(|s| s.done_us).collect();
+    HtmlReport {
+        title: "fraudflow backtest".to_string(),
+        facts: facts(report),
+        threshold: report.versions.first().map_or(0.5, |v| v.policy.threshold),
+        scores,
+        periods: periods(&report.per_day, report.learning.as_deref()),
+        latency_us,
+        throughput: throughput(&done, start, THROUGHPUT_BINS),
+        reasons: count(reasons),
+    }
+}
+
+/// Each reason with its alerts.
+fn count(reasons: Vec<String>) -> Vec<(String, u64)> {
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    for r in reasons {
+        *counts.entry(r).or_default() += 1;
+    }
+    counts.into_iter().collect()
+}
+
+/// Days of event time, with the learning table's online and frozen
+/// figures where the run had feedback.
+pub fn periods(days: &[Day], learning: Option<&[LearningDay]>) -> Periods {
+    let at = |q: &Option<DayQuality>| {
+        q.map(|q| PrecisionRecall {
+            precision: q.precision,
+            recall: q.recall,
+        })
+    };
+    let rows = days
+        .iter()
+        .map(|d| {
+            let learned = learning.and_then(|l| l.iter().find(|l| l.day == d.day));
+            Period {
+                label: d.day.to_string(),
+                events: d.events,
+                alerts: d.alerts,
+                fraud: d.fraud,
+                fraud_caught: d.fraud_caught,
+                online: learned.and_then(|l| at(&l.online)),
+                frozen: learned.and_then(|l| at(&l.frozen)),
+            }
+        })
+        .collect();
+    Periods {
+        unit: "day".to_string(),
+        rows,
+    }
+}
+
+/// A share as a percentage, or a dash.
+fn percent(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{:.1} %", 100.0 * v))
+}
+
+/// The key figures of a backtest.
+fn facts(r: &Report) -> Vec<(String, String)> {
+    let mut facts = vec![
+        ("Input".to_string(), r.input.clone()),
+        (
+            "Model version".to_string(),
+            r.bundle_version
+                .clone()
+                .unwrap_or_else(|| "several (see report.json)".into()),
+        ),
+        ("Events".to_string(), grouped(r.events_in)),
+        ("Alerts".to_string(), grouped(r.alerts)),
+        ("Dead letters".to_string(), grouped(r.dead_letters)),
+    ];
+    let quality = [
+        ("test split", &r.quality_test_split),
+        ("all events", &r.quality_all),
+    ];
+    if let Some((name, q)) = quality.iter().find_map(|(n, q)| q.as_ref().map(|q| (n, q))) {
+        facts.extend(quality_facts(name, q));
+    }
+    if let Some(l) = &r.latency_us {
+        let ms = |us: u64| format!("{:.1} ms", us as f64 / 1e3);
+        let text = format!("p50 {}, p99 {}, max {}", ms(l.p50), ms(l.p99), ms(l.max));
+        facts.push(("Latency, read to routed".to_string(), text));
+    }
+    let workers = match r.workers {
+        1 => "1 worker".to_string(),
+        n => format!("{n} workers"),
+    };
+    let speed = format!(
+        "{} events/s ({:.2} s on {workers})",
+        grouped(r.events_per_second.round() as u64),
+        r.seconds,
+    );
+    facts.push(("Throughput".to_string(), speed));
+    facts
+}
+
+/// Quality figures over one part of the events.
+fn quality_facts(part: &str, q: &Quality) -> Vec<(String, String)> {
+    let t = &q.ranking.at_threshold;
+    let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
+    vec![
+        (
+            format!("Fraud ({part})"),
+            format!("{} of {} events", grouped(q.fraud), grouped(q.events)),
+        ),
+        (format!("PR-AUC ({part})"), opt(q.ranking.pr_auc)),
+        (
+            format!("Precision / recall at the threshold ({part})"),
+            format!("{} / {}", percent(t.precision), percent(t.recall)),
+        ),
+        (format!("Fraud amount caught ({part})"), q.amount_caught()),
+    ]
+}
