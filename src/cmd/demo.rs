@@ -199,7 +199,7 @@ fn finish(
     let metrics = args.out.join("metrics.txt");
     std::fs::write(&metrics, &seen.metrics)
         .with_context(|| format!("writing {}", metrics.display()))?;
-    // TEMP demo::report::write(&report, &seen, &args.out.join("live"), models)?;
+    demo::report::write(&report, &seen, &args.out.join("live"), models)?;
     let last = seen.statuses.last().cloned().unwrap_or_default();
     outln!(
         "demo: {} events in {:.0} s ({} valid + {} dead letters), {} alerts; \

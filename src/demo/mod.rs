@@ -11,7 +11,7 @@
 
 pub mod analysts;
 pub mod readiness;
-// TEMP pub mod report;
+pub mod report;
 pub mod traffic;
 pub mod watch;
 

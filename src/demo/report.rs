@@ -94,12 +94,26 @@ fn facts(seen: &Seen, bundle: &str, events: &[(i64, bool, ScoredEvent)]) -> Vec<
         ("Events in".into(), g(last.events_in)),
         ("Alerts".into(), g(last.alerts)),
         ("Dead letters".into(), g(last.dead_letters)),
-        ("Fraud caught".into(), format!("{} of {} ({})", g(caught as u64), g(fraud as u64), share(caught, fraud))),
+        (
+            "Fraud caught".into(),
+            format!(
+                "{} of {} ({})",
+                g(caught as u64),
+                g(fraud as u64),
+                share(caught, fraud)
+            ),
+        ),
         ("Precision at the threshold".into(), share(caught, alerts)),
-        ("Labels sent / matched".into(), format!("{} / {}", g(last.labels), g(last.matched))),
+        (
+            "Labels sent / matched".into(),
+            format!("{} / {}", g(last.labels), g(last.matched)),
+        ),
         ("Model at the start".into(), first.model_version.clone()),
         ("Model at the end".into(), last.model_version.clone()),
-        ("Updates promoted / rolled back".into(), format!("{} / {}", last.promoted, last.rolled_back)),
+        (
+            "Updates promoted / rolled back".into(),
+            format!("{} / {}", last.promoted, last.rolled_back),
+        ),
         ("Bundle".into(), bundle.to_string()),
     ];
     if let Some(l) = &last.latency_us {
@@ -188,7 +202,14 @@ mod tests {
     use crate::demo::watch::Status;
 
     fn event(at: i64, alert: bool, fraud: bool) -> (i64, bool, ScoredEvent) {
-        (at, alert, ScoredEvent { fraud, ..ScoredEvent::default() })
+        (
+            at,
+            alert,
+            ScoredEvent {
+                fraud,
+                ..ScoredEvent::default()
+            },
+        )
     }
 
     #[test]
@@ -203,18 +224,34 @@ mod tests {
         let counts: Vec<_> = p
             .rows
             .iter()
-            .map(|r| (r.label.as_str(), r.events, r.alerts, r.fraud, r.fraud_caught))
+            .map(|r| {
+                (
+                    r.label.as_str(),
+                    r.events,
+                    r.alerts,
+                    r.fraud,
+                    r.fraud_caught,
+                )
+            })
             .collect();
         // Times are from the first event (1 s): 0, 8.999, 10 and 24 s.
         assert_eq!(
             counts,
-            vec![("0 s", 2, 1, 0, 0), ("10 s", 1, 0, 1, 0), ("20 s", 1, 1, 1, 1)]
+            vec![
+                ("0 s", 2, 1, 0, 0),
+                ("10 s", 1, 0, 1, 0),
+                ("20 s", 1, 1, 1, 1)
+            ]
         );
     }
 
     #[test]
     fn throughput_is_events_over_seconds_between_reads() {
-        let s = |at: f64, events_in: u64| Status { at, events_in, ..Status::default() };
+        let s = |at: f64, events_in: u64| Status {
+            at,
+            events_in,
+            ..Status::default()
+        };
         let t = throughput(&[s(0.0, 0), s(2.0, 3_000), s(2.0, 3_000), s(3.0, 3_500)]);
         assert_eq!(t, vec![(2.0, 1_500.0), (3.0, 500.0)]);
     }

@@ -72,6 +72,9 @@ pub struct Played {
     pub stop: AtomicBool,
 }
 
+/// Rows of the Kaggle PaySim month.
+const PAYSIM_MONTH_ROWS: u64 = 6_362_620;
+
 /// The malformed lines sent, in turn: each a different dead-letter code.
 const GARBAGE: [&str; 4] = [
     "{\"event_id\":\"bad-{n}\",\"timestamp\":\"yesterday\",\"user_id\":\"C1\",\"type\":\"TRANSFER\",\"amount\":5}",
@@ -86,7 +89,11 @@ const GARBAGE: [&str; 4] = [
 /// lines it sent to its dead-letter sink) ends the play with an error.
 pub fn play(url: &str, traffic: &Traffic, truth: &Truth, played: &Played) -> Result<(), DemoError> {
     let total = (traffic.rate as f64 * traffic.seconds).round() as u64;
-    let params = GeneratorParams::new(total.max(1), traffic.seed)
+    // The payments of a PaySim-sized month, from its start: accounts and
+    // mules are drawn from a month's pools, so the per-account counts in
+    // an hour's window stay like those the models were trained on (a
+    // small file's pools, replayed within the hour, reuse every mule).
+    let params = GeneratorParams::new(total.max(PAYSIM_MONTH_ROWS), traffic.seed)
         .check()
         .map_err(|e| DemoError::Setting(format!("the generated traffic: {e}")))?;
     let mut rows = Generator::new(params);
