@@ -203,7 +203,7 @@ fn finish(
     let last = seen.statuses.last().cloned().unwrap_or_default();
     outln!(
         "demo: {} events in {:.0} s ({} valid + {} dead letters), {} alerts; \
-         labels: {} sent, {} matched; model {}, {} updates promoted, {} rolled back",
+         labels: {} received, {} matched; model {}, {} updates promoted, {} rolled back",
         grouped(summary.events_in),
         seen.seconds,
         grouped(summary.valid),

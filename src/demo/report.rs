@@ -105,7 +105,7 @@ fn facts(seen: &Seen, bundle: &str, events: &[(i64, bool, ScoredEvent)]) -> Vec<
         ),
         ("Precision at the threshold".into(), share(caught, alerts)),
         (
-            "Labels sent / matched".into(),
+            "Labels received / matched".into(),
             format!("{} / {}", g(last.labels), g(last.matched)),
         ),
         ("Model at the start".into(), first.model_version.clone()),
