@@ -88,7 +88,8 @@ pub fn thin(curve: &[PrPoint], max: usize) -> Vec<PrPoint> {
 /// assert_eq!(histogram(&[0.0, 0.1, 0.5, 0.99, 1.0, 2.0], 0.0, 1.0, 2), [2, 4]);
 /// ```
 pub fn histogram(values: &[f64], lo: f64, hi: f64, bins: usize) -> Vec<u64> {
-    if bins == 0 || !(lo < hi) || !(hi - lo).is_finite() {
+    // Also refuses a NaN bound: its width is NaN, not finite.
+    if bins == 0 || !(hi - lo).is_finite() || hi - lo <= 0.0 {
         return Vec::new();
     }
     let mut counts = vec![0u64; bins];
