@@ -15,6 +15,7 @@ mod hostile_messages;
 mod hostile_models;
 mod hostile_outputs;
 mod hostile_reports;
+mod html_report;
 mod infra;
 mod kafka_live;
 mod kafka_replay;

@@ -135,6 +135,10 @@ fn facts(r: &Report) -> Vec<(String, String)> {
                 .unwrap_or_else(|| "several (see report.json)".into()),
         ),
         ("Events".to_string(), grouped(r.events_in)),
+        (
+            "Alert budget".to_string(),
+            format!("{:.2} % of events", 100.0 * r.budget),
+        ),
         ("Alerts".to_string(), grouped(r.alerts)),
         ("Dead letters".to_string(), grouped(r.dead_letters)),
     ];

@@ -88,7 +88,8 @@ pub fn thin(curve: &[PrPoint], max: usize) -> Vec<PrPoint> {
 /// assert_eq!(histogram(&[0.0, 0.1, 0.5, 0.99, 1.0, 2.0], 0.0, 1.0, 2), [2, 4]);
 /// ```
 pub fn histogram(values: &[f64], lo: f64, hi: f64, bins: usize) -> Vec<u64> {
-    if bins == 0 || !(lo < hi) || !(hi - lo).is_finite() {
+    // Also refuses a NaN bound: its width is NaN, not finite.
+    if bins == 0 || !(hi - lo).is_finite() || hi - lo <= 0.0 {
         return Vec::new();
     }
     let mut counts = vec![0u64; bins];
@@ -114,8 +115,9 @@ pub struct LogBin {
 ///
 /// ```
 /// use fraudflow::eval::html::shape::log_histogram;
+/// // Edges 1, 10 and 100, each a hair up: 10 falls in the first bin.
 /// let bins = log_histogram(&[1, 10, 99, 100], 2);
-/// assert_eq!(bins.iter().map(|b| b.count).collect::<Vec<_>>(), [1, 3]);
+/// assert_eq!(bins.iter().map(|b| b.count).collect::<Vec<_>>(), [2, 2]);
 /// assert_eq!(bins[0].lo, 1.0);
 /// ```
 pub fn log_histogram(values: &[u64], bins: usize) -> Vec<LogBin> {

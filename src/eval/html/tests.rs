@@ -81,11 +81,19 @@ fn histogram_bins_count_by_hand() {
 
 #[test]
 fn log_histogram_bins_grow_by_ratio() {
-    let bins = log_histogram(&[0, 1, 9, 10, 11, 99, 1000], 3);
+    let values = [0, 1, 9, 10, 11, 99, 1000];
+    let bins = log_histogram(&values, 3);
     assert_eq!(bins.len(), 3);
-    // Edges 1, 10, 100, 1000 (a hair past): 0 counts as 1.
-    assert_eq!(bins.iter().map(|b| b.count).collect::<Vec<_>>(), [3, 3, 1]);
+    // Edges 1, 10, 100 and 1000, each a hair up (the top just past the
+    // largest value): 0 counts as 1, and 10 falls in the first bin.
+    assert_eq!(bins.iter().map(|b| b.count).collect::<Vec<_>>(), [4, 2, 1]);
     assert!((bins[1].lo - 10.0).abs() < 1e-3 && (bins[1].hi - 100.0).abs() < 1e-2);
+    // Each value in the bin whose [lo, hi) holds it.
+    for v in values {
+        let x = v.max(1) as f64;
+        let holding = bins.iter().filter(|b| b.lo <= x && x < b.hi).count();
+        assert_eq!(holding, 1, "{v}");
+    }
     assert!(log_histogram(&[], 3).is_empty());
     let one = log_histogram(&[5, 5], 4);
     assert_eq!(one.iter().map(|b| b.count).sum::<u64>(), 2);
