@@ -35,6 +35,7 @@ enum Command {
     Run(cmd::run::Args),
     Loadgen(cmd::loadgen::Args),
     Replay(cmd::replay::Args),
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args, cli.quiet),
         Command::Loadgen(args) => cmd::loadgen::run(args, cli.quiet),
         Command::Replay(args) => cmd::replay::run(args, cli.quiet),
+        Command::Bench(args) => cmd::bench::run(args, cli.quiet),
     };
     match result {
         Ok(code) => code,
