@@ -309,8 +309,14 @@ fn peer_run(
     let events = backtest.first().map_or(0, |b| b.events);
     let features = FeaturesFigures::new(p, events, run);
     let settings = PeerSettings {
-        dir: args.peer_dir.clone(),
-        python: args.peer_python.clone(),
+        dir: absolute(&args.peer_dir)?,
+        // A bare name (python3) is looked up on PATH; a path is made
+        // absolute, as the script runs in another folder.
+        python: if args.peer_python.components().count() > 1 {
+            absolute(&args.peer_python)?
+        } else {
+            args.peer_python.clone()
+        },
         parallelism: p,
         quiet_wait_s: args.quiet_wait,
     };
