@@ -4,7 +4,9 @@
 //! resident set the kernel reports for a process covers its whole life, so
 //! runs made one after another in one process would each report the
 //! largest before them. A child's is read when it is reaped (`wait4`'s
-//! `ru_maxrss`), so no sampling can miss a short peak. Its standard output
+//! `ru_maxrss`), so no sampling can miss a short peak; with it come the
+//! CPU seconds it used, which say more than its wall time on a machine
+//! that other work shares. Its standard output
 //! and error go to files beside the run's outputs, and a child that fails
 //! is reported with the end of its standard error.
 
@@ -35,8 +37,10 @@ pub struct Running {
 pub struct Finished {
     /// Seconds from spawning it to reaping it.
     pub wall_s: f64,
-    /// Its peak resident set in KiB (`None` where the system does not say).
+    /// Its peak resident set in KiB, and the CPU seconds it used (user
+    /// and system); `None` where the system does not say.
     pub peak_rss_kib: Option<u64>,
+    pub cpu_s: Option<f64>,
     /// Where its standard output went.
     pub stdout: PathBuf,
 }
@@ -77,7 +81,7 @@ impl Running {
     }
 
     /// Reaps the child if it has ended: its status and peak memory.
-    fn try_reap(&mut self) -> Result<Option<(ExitStatus, Option<u64>)>, BenchError> {
+    fn try_reap(&mut self) -> Result<Option<(ExitStatus, Usage)>, BenchError> {
         let ended = reap(&mut self.child, false).map_err(|cause| BenchError::Wait {
             name: self.name.clone(),
             cause,
@@ -101,11 +105,11 @@ impl Running {
     pub fn wait(mut self, limit: Duration) -> Result<Finished, BenchError> {
         let deadline = Instant::now() + limit;
         loop {
-            if let Some((status, peak)) = self.try_reap()? {
+            if let Some((status, usage)) = self.try_reap()? {
                 if !status.success() {
                     return Err(self.failure(format!("failed ({status})")));
                 }
-                return Ok(self.finished(peak));
+                return Ok(self.finished(usage));
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
@@ -125,10 +129,11 @@ impl Running {
         self.wait(grace)
     }
 
-    fn finished(&self, peak_rss_kib: Option<u64>) -> Finished {
+    fn finished(&self, usage: Usage) -> Finished {
         Finished {
             wall_s: self.started.elapsed().as_secs_f64(),
-            peak_rss_kib,
+            peak_rss_kib: usage.peak_rss_kib,
+            cpu_s: usage.cpu_s,
             stdout: self.stdout.clone(),
         }
     }
@@ -170,13 +175,20 @@ fn tail(path: &Path) -> String {
         .to_string()
 }
 
+/// What a reaped child used.
+#[derive(Clone, Copy, Debug, Default)]
+struct Usage {
+    peak_rss_kib: Option<u64>,
+    cpu_s: Option<f64>,
+}
+
 /// Reaps `child` if it ended (or, with `block`, once it ends): its status
-/// and, on Linux, its peak resident set in KiB from `wait4`.
+/// and, on Linux, its usage from `wait4`.
 #[cfg(target_os = "linux")]
 fn reap(
     child: &mut std::process::Child,
     block: bool,
-) -> std::io::Result<Option<(ExitStatus, Option<u64>)>> {
+) -> std::io::Result<Option<(ExitStatus, Usage)>> {
     use std::os::unix::process::ExitStatusExt;
     let pid = libc::pid_t::try_from(child.id()).map_err(std::io::Error::other)?;
     let mut status: libc::c_int = 0;
@@ -195,25 +207,29 @@ fn reap(
                 }
             }
             _ => {
-                let peak = u64::try_from(usage.ru_maxrss).ok();
-                return Ok(Some((ExitStatus::from_raw(status), peak)));
+                let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+                let used = Usage {
+                    peak_rss_kib: u64::try_from(usage.ru_maxrss).ok(),
+                    cpu_s: Some(seconds(usage.ru_utime) + seconds(usage.ru_stime)),
+                };
+                return Ok(Some((ExitStatus::from_raw(status), used)));
             }
         }
     }
 }
 
-/// Elsewhere the status alone: peak memory is not known.
+/// Elsewhere the status alone: memory and CPU are not known.
 #[cfg(not(target_os = "linux"))]
 fn reap(
     child: &mut std::process::Child,
     block: bool,
-) -> std::io::Result<Option<(ExitStatus, Option<u64>)>> {
+) -> std::io::Result<Option<(ExitStatus, Usage)>> {
     let status = if block {
         Some(child.wait()?)
     } else {
         child.try_wait()?
     };
-    Ok(status.map(|s| (s, None)))
+    Ok(status.map(|s| (s, Usage::default())))
 }
 
 #[cfg(target_os = "linux")]

@@ -93,6 +93,8 @@ pub struct ChildRun {
     /// Seconds from starting the process to its exit.
     pub wall_s: f64,
     pub peak_rss_kib: Option<u64>,
+    /// CPU seconds the process used (user and system).
+    pub cpu_s: Option<f64>,
     pub load_before: Option<f64>,
 }
 
@@ -101,6 +103,7 @@ impl ChildRun {
         ChildRun {
             wall_s: finished.wall_s,
             peak_rss_kib: finished.peak_rss_kib,
+            cpu_s: finished.cpu_s,
             load_before,
         }
     }
@@ -217,6 +220,10 @@ pub struct PeerComparison {
     /// peer: `features`, and the whole backtest.
     pub features_ratio: f64,
     pub backtest_ratio: Option<f64>,
+    /// CPU seconds for the same input, the peer's over fraudflow's: less
+    /// moved by other work on a shared machine than wall time.
+    pub features_cpu_ratio: Option<f64>,
+    pub backtest_cpu_ratio: Option<f64>,
 }
 
 impl PeerComparison {
@@ -229,7 +236,10 @@ impl PeerComparison {
         let backtest_ratio = backtest
             .as_ref()
             .map(|b| b.events as f64 / b.run.wall_s.max(1e-9) / theirs);
+        let cpu_ratio = |ours: Option<f64>| Some(peer.cpu_s? / ours?.max(1e-9));
         PeerComparison {
+            features_cpu_ratio: cpu_ratio(features.run.cpu_s),
+            backtest_cpu_ratio: cpu_ratio(backtest.as_ref().and_then(|b| b.run.cpu_s)),
             features_ratio: features.events_per_second / theirs,
             backtest_ratio,
             peer,

@@ -47,6 +47,9 @@ pub struct PeerFigures {
     pub job_running_s: Option<f64>,
     /// Peak RSS of python and the JVM together (sampled every 0.5 s).
     pub peak_rss_kib: Option<u64>,
+    /// CPU seconds of the JVM and python together, as the script reports
+    /// them.
+    pub cpu_s: Option<f64>,
     /// The script's line on the CPU other processes took meanwhile.
     pub cpu_line: Option<String>,
     /// The script's run, as a child of the benchmark.
@@ -106,6 +109,15 @@ fn parse(text: &str, parallelism: usize, run: ChildRun) -> Result<PeerFigures, S
         .as_f64()
         .ok_or("no process_total_s in `job:`")?;
     let rows_in = count("input=")?;
+    let cpu_line = line("cpu:");
+    let python_cpu = cpu_line
+        .and_then(|l| l.split("python ").nth(1))
+        .and_then(|v| v.split(';').next())
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    let cpu_s = job["jvm_cpu_s_total"]
+        .as_f64()
+        .zip(python_cpu)
+        .map(|(j, p)| j + p);
     let peak_mib = line("rss:")
         .and_then(|r| r.split('=').nth(1))
         .and_then(|v| v.trim().trim_end_matches("MiB").trim().parse::<u64>().ok());
@@ -118,7 +130,8 @@ fn parse(text: &str, parallelism: usize, run: ChildRun) -> Result<PeerFigures, S
         events_per_second: rows_in as f64 / total.max(1e-9),
         job_running_s: job["job_running_to_finished_s"].as_f64(),
         peak_rss_kib: peak_mib.map(|m| m * 1024),
-        cpu_line: line("cpu:").map(str::to_string),
+        cpu_s,
+        cpu_line: cpu_line.map(str::to_string),
         run,
     })
 }
@@ -130,13 +143,14 @@ mod tests {
     #[test]
     fn the_scripts_lines_give_every_figure() {
         let text = "quiet-wait: 20s\n\
-            job:    {\"process_total_s\": 100.0, \"job_running_to_finished_s\": 90.5}\n\
+            job:    {\"process_total_s\": 100.0, \"job_running_to_finished_s\": 90.5, \"jvm_cpu_s_total\": 150.5}\n\
             rows:   input=1000 alerts=10 normal=990 sum=1000 OK\n\
             rss:    process-tree peak (0.5 s sampling) = 4096 MiB\n\
-            cpu:    machine busy 1.0 core-s\n";
+            cpu:    machine busy 160.0 core-s; JVM 150.5 (submit->finish 140.0); python 3.5; OTHER\n";
         let run = ChildRun {
             wall_s: 101.0,
             peak_rss_kib: None,
+            cpu_s: None,
             load_before: None,
         };
         let f = parse(text, 2, run.clone()).expect("every line is there");
@@ -144,6 +158,7 @@ mod tests {
         assert_eq!(f.events_per_second, 10.0);
         assert_eq!(f.job_running_s, Some(90.5));
         assert_eq!(f.peak_rss_kib, Some(4096 * 1024));
+        assert_eq!(f.cpu_s, Some(154.0));
         let err = parse("rows: input=1 sum=1\n", 2, run).unwrap_err();
         assert_eq!(err, "no `job:` line");
     }

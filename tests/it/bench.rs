@@ -29,6 +29,7 @@ fn check_latency_and_run(figures: &Value, what: &str) {
     let peak = f64_of(&figures["run"]["peak_rss_kib"], &format!("{what} peak RSS"));
     assert!(peak > 0.0, "{what}: no peak memory: {figures}");
     assert!(f64_of(&figures["run"]["wall_s"], what) > 0.0);
+    assert!(f64_of(&figures["run"]["cpu_s"], &format!("{what} CPU")) > 0.0);
 }
 
 fn close(a: f64, b: f64) -> bool {

@@ -82,7 +82,7 @@ fn peer(p: &PeerComparison) {
     let k = &p.peer;
     outln!(
         "{} -p {}: {} rows in, {} out, {:.1} s process start to end: {:.0} events/s; \
-         job running {}; peak RSS {} (python and JVM, sampled); load before {}",
+         job running {}; CPU {} (JVM and python); peak RSS {} (both, sampled); load before {}",
         k.name,
         k.parallelism,
         grouped(k.rows_in),
@@ -91,6 +91,7 @@ fn peer(p: &PeerComparison) {
         k.events_per_second,
         k.job_running_s
             .map_or("-".to_string(), |s| format!("{s:.1} s")),
+        seconds(k.cpu_s),
         mb(k.peak_rss_kib),
         load(k.run.load_before)
     );
@@ -103,6 +104,13 @@ fn peer(p: &PeerComparison) {
         p.features_ratio,
         p.backtest_ratio
             .map_or(String::new(), |r| format!(", whole backtest {r:.1}x"))
+    );
+    let times = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{r:.1}x"));
+    outln!(
+        "ratio, CPU seconds for the input, {} over fraudflow: features {}, whole backtest {}",
+        k.name,
+        times(p.features_cpu_ratio),
+        times(p.backtest_cpu_ratio)
     );
 }
 
@@ -121,8 +129,9 @@ fn latency(l: Option<Latency>) -> String {
 
 fn child(run: &ChildRun) -> String {
     format!(
-        "wall {:.2} s, peak RSS {}, load before {}",
+        "wall {:.2} s, CPU {}, peak RSS {}, load before {}",
         run.wall_s,
+        seconds(run.cpu_s),
         mb(run.peak_rss_kib),
         load(run.load_before)
     )
@@ -136,6 +145,10 @@ fn mb(kib: Option<u64>) -> String {
 
 fn gib(kib: u64) -> f64 {
     kib as f64 / (1024.0 * 1024.0)
+}
+
+fn seconds(s: Option<f64>) -> String {
+    s.map_or("-".to_string(), |s| format!("{s:.2} s"))
 }
 
 fn load(l: Option<f64>) -> String {
