@@ -94,7 +94,34 @@ pub fn drive(s: &LoadSettings) -> Result<LoadReport, LoadError> {
     let params = GeneratorParams::new(total, s.seed)
         .check()
         .map_err(|cause| LoadError::Generator { rows: total, cause })?;
-    let mut rows = Generator::new(params);
+    let started = Instant::now();
+    let round_trips = send(&agent, s, url, Generator::new(params), total)?;
+    // The last batch stands for the last gap of the period: a run that
+    // kept up ends when the period does, not when its last batch left.
+    let period = started + Duration::from_secs(s.seconds);
+    if let Some(rest) = period.checked_duration_since(Instant::now()) {
+        std::thread::sleep(rest);
+    }
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let routed = wait_written(&agent, url, &before, total)?;
+    Ok(LoadReport {
+        sent: total,
+        elapsed_s,
+        round_trip_us: Latency::of(round_trips),
+        server_latency_us: serde_json::from_value(routed["latency_us"].clone()).ok(),
+        latency_events: routed["latency_events"].as_u64().unwrap_or(0),
+    })
+}
+
+/// Posts `total` rows of `rows` in batches on the schedule `s` sets;
+/// returns each request's round trip in microseconds.
+fn send(
+    agent: &ureq::Agent,
+    s: &LoadSettings,
+    url: &str,
+    mut rows: Generator,
+    total: u64,
+) -> Result<Vec<u64>, LoadError> {
     let gap = Duration::from_secs_f64(s.batch as f64 / s.rate as f64);
     let started = Instant::now();
     let (mut sent, mut round_trips) = (0u64, Vec::new());
@@ -127,21 +154,7 @@ pub fn drive(s: &LoadSettings) -> Result<LoadReport, LoadError> {
             });
         }
     }
-    // The last batch stands for the last gap of the period: a run that
-    // kept up ends when the period does, not when its last batch left.
-    let period = started + Duration::from_secs(s.seconds);
-    if let Some(rest) = period.checked_duration_since(Instant::now()) {
-        std::thread::sleep(rest);
-    }
-    let elapsed_s = started.elapsed().as_secs_f64();
-    let routed = wait_written(&agent, url, &before, sent)?;
-    Ok(LoadReport {
-        sent,
-        elapsed_s,
-        round_trip_us: Latency::of(round_trips),
-        server_latency_us: serde_json::from_value(routed["latency_us"].clone()).ok(),
-        latency_events: routed["latency_events"].as_u64().unwrap_or(0),
-    })
+    Ok(round_trips)
 }
 
 fn http(url: &str, cause: ureq::Error) -> LoadError {

@@ -84,18 +84,7 @@ fn bench_prints_and_writes_consistent_figures_for_every_run() {
         assert!(stdout.contains(&format!("{eps:.0} events/s")), "{stdout}");
     }
 
-    let live = &r["live"];
-    assert_eq!(live["rate"], RATE);
-    assert_eq!(live["sent"], RATE * SECONDS);
-    let eps = f64_of(&live["events_per_second"], "live events/s");
-    assert!(close(
-        eps,
-        (RATE * SECONDS) as f64 / f64_of(&live["seconds"], "seconds")
-    ));
-    assert!(live["latency_events"].as_u64().unwrap() > 0, "{live}");
-    check_latency_and_run(live, "live");
-    let line = "live -w 2 at 500 events/s: sent 1,000 events in ";
-    assert!(stdout.contains(line), "no `{line}` in\n{stdout}");
+    check_live(&r["live"], &stdout);
     for line in [
         "machine: ",
         "input: 20,000 rows generated",
@@ -132,6 +121,21 @@ fn bench_names_the_child_that_failed_and_quotes_its_stderr() {
     );
     // The child's own message, naming the directory it could not use.
     assert!(stderr.contains("no-models-here"), "{stderr}");
+}
+
+/// The live run's figures: every event sent, the rate it kept, latency.
+fn check_live(live: &Value, stdout: &str) {
+    assert_eq!(live["rate"], RATE);
+    assert_eq!(live["sent"], RATE * SECONDS);
+    let eps = f64_of(&live["events_per_second"], "live events/s");
+    assert!(close(
+        eps,
+        (RATE * SECONDS) as f64 / f64_of(&live["seconds"], "seconds")
+    ));
+    assert!(live["latency_events"].as_u64().unwrap() > 0, "{live}");
+    check_latency_and_run(live, "live");
+    let line = "live -w 2 at 500 events/s: sent 1,000 events in ";
+    assert!(stdout.contains(line), "no `{line}` in\n{stdout}");
 }
 
 fn path(p: &Path) -> &str {
