@@ -6,6 +6,7 @@
 
 pub mod alloc;
 pub mod atomic;
+pub mod bench;
 pub mod bundle;
 pub mod clock;
 pub mod dataflow;

@@ -37,6 +37,7 @@ enum Command {
     Loadgen(cmd::loadgen::Args),
     Readiness(cmd::readiness::Args),
     Replay(cmd::replay::Args),
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
         Command::Loadgen(args) => cmd::loadgen::run(args, cli.quiet),
         Command::Readiness(args) => cmd::readiness::run(args, cli.quiet),
         Command::Replay(args) => cmd::replay::run(args, cli.quiet),
+        Command::Bench(args) => cmd::bench::run(args, cli.quiet),
     };
     match result {
         Ok(code) => code,

@@ -18,6 +18,7 @@ macro_rules! out {
 
 pub mod backtest;
 pub mod backtest_summary;
+pub mod bench;
 pub mod demo;
 pub mod eda;
 pub mod features;

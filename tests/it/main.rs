@@ -5,6 +5,7 @@
 //! they fail with a clear message when it is absent, unless
 //! `FRAUDFLOW_ALLOW_MISSING_SHARED=1`, which turns them into a printed skip.
 
+mod bench;
 mod common;
 mod demo;
 mod event_time;
