@@ -249,6 +249,30 @@ fn output_group(args: &Args) -> anyhow::Result<OutputGroup> {
         .sometimes(out.join(SCORES)))
 }
 
+/// The sinks that see every scored event, alert or not: the evaluation's
+/// records, with --scores whole outcomes, with --html the page's samples.
+fn every_event(
+    records: &Collect<Record>,
+    outcomes: Option<&Collect<Outcome>>,
+    samples: Option<&Collect<Sample>>,
+) -> Vec<BoxSink<Outcome>> {
+    let mut sinks: Vec<BoxSink<Outcome>> = vec![Box::new(CollectMap {
+        into: records.clone(),
+        map: Record::of,
+    })];
+    if let Some(all) = outcomes {
+        sinks.push(Box::new(all.clone()));
+    }
+    if let Some(samples) = samples {
+        let map = Sample::of;
+        sinks.push(Box::new(CollectMap {
+            into: samples.clone(),
+            map,
+        }));
+    }
+    sinks
+}
+
 fn outputs(
     args: &Args,
     group: &OutputGroup,
@@ -258,24 +282,7 @@ fn outputs(
     let outcomes = args.scores.then(Collect::<Outcome>::default);
     let samples = args.html.is_some().then(Collect::<Sample>::default);
     let reasons = Collect::<String>::default();
-    // The sinks that see every scored event, alert or not.
-    let every = || -> Vec<BoxSink<Outcome>> {
-        let mut sinks: Vec<BoxSink<Outcome>> = vec![Box::new(CollectMap {
-            into: records.clone(),
-            map: Record::of,
-        })];
-        if let Some(all) = &outcomes {
-            sinks.push(Box::new(all.clone()));
-        }
-        if let Some(samples) = &samples {
-            let map = Sample::of;
-            sinks.push(Box::new(CollectMap {
-                into: samples.clone(),
-                map,
-            }));
-        }
-        sinks
-    };
+    let every = || every_event(&records, outcomes.as_ref(), samples.as_ref());
     let alerts = JsonLinesSink::create(group, &args.out().join(ALERTS), |o: &Outcome| {
         o.alert.as_deref()
     })?;

@@ -263,6 +263,7 @@ impl Session {
         let (truth, played, labelled) = (&seen.truth, &seen.played, &seen.labelled);
         let agent = agent();
         let mut statuses = vec![watch::read(&agent, &run.url, 0.0)?];
+        let base = statuses[0].routed();
         std::thread::scope(|s| -> Result<(), DemoError> {
             let player = s.spawn(|| traffic::play(&run.url, &self.traffic, truth, played));
             let analysts =
@@ -270,9 +271,11 @@ impl Session {
             let result = self.follow(run, &agent, started, &mut statuses, &mut show, &player);
             played.stop.store(true, Ordering::Relaxed);
             let played_ok = player.join().map_err(|_| DemoError::Panic("the traffic"))?;
-            let drained = result
-                .and(played_ok)
-                .and_then(|()| drain(&agent, run, played.sent.load(Ordering::Relaxed)));
+            let drained = result.and(played_ok).and_then(|()| {
+                // A run already serving counts what it wrote before too.
+                let sent = played.sent.load(Ordering::Relaxed);
+                drain(&agent, run, base + sent)
+            });
             labelled.stop.store(true, Ordering::Relaxed);
             let analysts_ok = analysts
                 .join()
@@ -323,8 +326,9 @@ impl Session {
     }
 }
 
-/// Waits (up to 30 s) until the run has written every event sent, then a
-/// little longer, so its files are flushed (every second) for the analysts.
+/// Waits (up to 30 s) until the run has written `sent` events in all,
+/// then a little longer, so its files are flushed (every second) for the
+/// analysts.
 fn drain(agent: &ureq::Agent, run: &Target<'_>, sent: u64) -> Result<(), DemoError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
