@@ -23,6 +23,11 @@ pub fn bar(total: u64, unit: &str, quiet: bool) -> ProgressBar {
 }
 
 /// Thousands separators for people: 6362620 -> 6,362,620.
+///
+/// ```
+/// assert_eq!(fraudflow::progress::grouped(1234567), "1,234,567");
+/// assert_eq!(fraudflow::progress::grouped(999), "999");
+/// ```
 pub fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);

@@ -151,6 +151,22 @@ fn send(agent: &ureq::Agent, url: &str, p: &Pending, labelled: &Labelled) -> Res
     Ok(())
 }
 
+/// The JSON-lines files of a live run's sink in `dir` whose names start
+/// with `prefix`, in the order they were written (their names sort so).
+pub fn files(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>, DemoError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| DemoError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".jsonl"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// Follows the JSON-lines files of one prefix in a directory as they
 /// grow and rotate, handing back each complete new line's `event_id`.
 pub struct Tail {
@@ -195,16 +211,7 @@ impl Tail {
 
     /// The complete lines written since the last call.
     fn fresh(&mut self) -> Result<Vec<Vec<u8>>, DemoError> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
-            .map_err(|e| DemoError::io(&self.dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(self.prefix) && n.ends_with(".jsonl"))
-            })
-            .collect();
-        files.sort();
+        let files = files(&self.dir, self.prefix)?;
         let mut lines = Vec::new();
         for path in files {
             let (offset, partial) = self.read.entry(path.clone()).or_default();

@@ -173,16 +173,7 @@ fn throughput(statuses: &[super::watch::Status]) -> Vec<(f64, f64)> {
 
 /// Every line of the files of one prefix in `dir`, in file order.
 fn read_lines(dir: &Path, prefix: &str) -> Result<Vec<Line>, DemoError> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| DemoError::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".jsonl"))
-        })
-        .collect();
-    files.sort();
+    let files = super::analysts::files(dir, prefix)?;
     let mut lines = Vec::new();
     for path in files {
         let text = std::fs::read_to_string(&path).map_err(|e| DemoError::io(&path, e))?;

@@ -124,23 +124,7 @@ pub fn render(report: &HtmlReport) -> Result<String, HtmlError> {
     page::render(report)
 }
 
-/// A count with its thousands separated by commas: `20,000`.
-///
-/// ```
-/// assert_eq!(fraudflow::eval::html::grouped(1234567), "1,234,567");
-/// assert_eq!(fraudflow::eval::html::grouped(999), "999");
-/// ```
-pub fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use crate::progress::grouped;
 
 /// `text` made safe as HTML text or a quoted attribute value.
 pub fn escape(text: &str) -> String {
