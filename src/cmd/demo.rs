@@ -2,7 +2,7 @@
 //! generated month (or takes a bundle), starts the live pipeline of
 //! `dataflows/local.toml`, plays payments into it over HTTP with simulated
 //! analysts labelling its alerts, shows a status line, and writes the
-//! HTML report.
+//! HTML report. With `--brokers`, the same through Kafka.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -57,18 +57,36 @@ pub struct Args {
     /// Seed of the generated traffic (the training month uses seed + 1).
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Kafka bootstrap servers (`host:port,...`): run dataflows/live.toml
+    /// on them instead, playing the payments onto raw-events and reading
+    /// the alerts from the anomalies topic.
+    #[arg(long)]
+    brokers: Option<String>,
 }
 
 pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     check(&args)?;
     let models = models(&args, quiet)?;
     let live = args.out.join("live");
-    let run = LocalRun::start(&models, &live, listen(&args), args.workers)?;
+    let brokers = args.brokers.as_deref();
+    let run = LocalRun::start(&models, &live, listen(&args), args.workers, brokers)?;
     if !quiet {
         eprintln!(
             "demo: serving on {} ({} workers): GET {0}/health, GET {0}/metrics",
             run.url, args.workers
         );
+        if let Some(k) = &run.kafka {
+            eprintln!(
+                "demo: through Kafka at {}: payments onto {}, outputs mirrored from {}",
+                k.brokers,
+                k.input,
+                k.outputs
+                    .iter()
+                    .map(|(t, _)| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         eprintln!(
             "demo: playing {} payments a second for {} s; analysts label alerts {} s after them",
             grouped(args.rate),

@@ -80,7 +80,7 @@ fn started(args: &Args, quiet: bool) -> anyhow::Result<Readiness> {
         }
     };
     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    let run = LocalRun::start(&models, &args.out.join("live"), listen, args.workers)?;
+    let run = LocalRun::start(&models, &args.out.join("live"), listen, args.workers, None)?;
     if !quiet {
         eprintln!(
             "readiness: a run of dataflows/local.toml on {}; playing {} s",
@@ -119,6 +119,7 @@ fn against(args: &Args, url: &str, quiet: bool) -> anyhow::Result<Readiness> {
         url: url.clone(),
         outputs: args.outputs.clone(),
         local: None,
+        kafka: None,
     };
     let seen = session(args).play(&target, |_, _| {})?;
     let models = args

@@ -10,6 +10,7 @@
 //! through its HTTP API and its output files, as an operator would.
 
 pub mod analysts;
+pub mod kafka;
 pub mod readiness;
 pub mod report;
 pub mod traffic;
@@ -42,6 +43,10 @@ use watch::Status;
 /// `dataflows/local.toml`, as built into the binary.
 pub const LOCAL_TOML: &str = include_str!("../../dataflows/local.toml");
 
+/// `dataflows/live.toml`, as built into the binary: a session through
+/// Kafka runs it, with `local.toml`'s `[feedback]`.
+pub const LIVE_TOML: &str = include_str!("../../dataflows/live.toml");
+
 /// What can end a session.
 #[derive(Debug, Error)]
 pub enum DemoError {
@@ -66,6 +71,9 @@ pub enum DemoError {
         written: u64,
         seconds: u64,
     },
+    /// The brokers of a session through Kafka.
+    #[error("{0}")]
+    Kafka(String),
     #[error("a thread of the session panicked: {0}")]
     Panic(&'static str),
 }
@@ -119,35 +127,76 @@ pub fn train_month(
     bundle.ok_or(DemoError::Setting("training returned no bundle".into()))
 }
 
-/// A live run of `dataflows/local.toml` in this process, its dataflow on a
-/// thread of its own.
+/// A live run of `dataflows/local.toml` (or, through Kafka,
+/// `dataflows/live.toml`) in this process, its dataflow on a thread of its
+/// own.
 pub struct LocalRun {
     pub url: String,
     pub addr: SocketAddr,
     pub stopper: Stopper,
     /// The run's counts, model version and latencies.
     pub state: Arc<crate::serve::ServeState>,
+    /// Where its alerts, normal traffic and dead letters are found as
+    /// JSON lines (through Kafka: where the session mirrors its topics).
     pub out: PathBuf,
+    /// A run through Kafka: its brokers and topics.
+    pub kafka: Option<kafka::KafkaTopics>,
     thread: JoinHandle<Result<RunSummary, PipelineError>>,
+}
+
+/// The dataflow file a session runs, and its name: `local.toml`, or
+/// through `brokers`, `live.toml` with `local.toml`'s `[feedback]`.
+fn session_file(brokers: Option<&str>) -> Result<(PathBuf, DataflowFile), DemoError> {
+    let parse = |name: &str, text: &str| {
+        let name = PathBuf::from(name);
+        let file = DataflowFile::parse(&name, text).map_err(|e| DemoError::Setting(e.to_string()));
+        Ok::<_, DemoError>((name, file?))
+    };
+    let (local_name, local) = parse("dataflows/local.toml", LOCAL_TOML)?;
+    if brokers.is_none() {
+        return Ok((local_name, local));
+    }
+    let (name, mut file) = parse("dataflows/live.toml", LIVE_TOML)?;
+    file.feedback = local.feedback;
+    Ok((name, file))
+}
+
+/// A Kafka run's topics, as `file` names them, on `brokers`.
+fn kafka_topics(file: &DataflowFile, brokers: &str) -> Option<kafka::KafkaTopics> {
+    let source = file.source.kafka.as_ref()?;
+    let sinks = file.sinks.kafka.clone().unwrap_or_default();
+    Some(kafka::KafkaTopics {
+        brokers: brokers.to_string(),
+        input: source.topic.clone(),
+        outputs: vec![
+            (sinks.anomalies, "alerts"),
+            (sinks.metrics, "normal"),
+            (sinks.dead_letter, "dead_letters"),
+        ],
+    })
 }
 
 impl LocalRun {
     /// Starts the embedded `local.toml` with `models`, writing into `out`,
-    /// listening on `listen` (port 0: any free port).
+    /// listening on `listen` (port 0: any free port); with `brokers`, the
+    /// embedded `live.toml` on them instead, its outputs to be mirrored
+    /// into `out`.
     pub fn start(
         models: &Path,
         out: &Path,
         listen: SocketAddr,
         workers: usize,
+        brokers: Option<&str>,
     ) -> Result<LocalRun, DemoError> {
-        let name = PathBuf::from("dataflows/local.toml");
-        let file = DataflowFile::parse(&name, LOCAL_TOML)
-            .map_err(|e| DemoError::Setting(e.to_string()))?;
+        let (name, file) = session_file(brokers)?;
+        crate::atomic::make_dir("the demo's outputs", out).map_err(PipelineError::from)?;
+        let kafka = brokers.and_then(|b| kafka_topics(&file, b));
         let options = LiveOptions {
             file: name,
             listen: Some(listen),
             models: Some(models.to_path_buf()),
             out: Some(out.to_path_buf()),
+            brokers: brokers.map(str::to_string),
             ..LiveOptions::default()
         };
         let running = Live::prepare(&options, file, Cluster::local(workers))?.start()?;
@@ -163,6 +212,7 @@ impl LocalRun {
             stopper,
             state,
             out: out.to_path_buf(),
+            kafka,
             thread,
         })
     }
@@ -190,6 +240,9 @@ pub struct Target<'a> {
     pub url: String,
     pub outputs: PathBuf,
     pub local: Option<&'a LocalRun>,
+    /// A run through Kafka: the traffic goes onto its input topic, and
+    /// its output topics are mirrored into `outputs`.
+    pub kafka: Option<kafka::KafkaTopics>,
 }
 
 impl<'a> Target<'a> {
@@ -198,6 +251,7 @@ impl<'a> Target<'a> {
             url: run.url.clone(),
             outputs: run.out.clone(),
             local: Some(run),
+            kafka: run.kafka.clone(),
         }
     }
 }
@@ -260,28 +314,21 @@ impl Session {
     ) -> Result<Seen, DemoError> {
         let seen = Seen::default();
         let started = Instant::now();
-        let (truth, played, labelled) = (&seen.truth, &seen.played, &seen.labelled);
         let agent = agent();
         let mut statuses = vec![watch::read(&agent, &run.url, 0.0)?];
-        let base = statuses[0].routed();
-        std::thread::scope(|s| -> Result<(), DemoError> {
-            let player = s.spawn(|| traffic::play(&run.url, &self.traffic, truth, played));
-            let analysts =
-                s.spawn(|| analysts::work(&run.url, &run.outputs, &self.analysts, truth, labelled));
-            let result = self.follow(run, &agent, started, &mut statuses, &mut show, &player);
-            played.stop.store(true, Ordering::Relaxed);
-            let played_ok = player.join().map_err(|_| DemoError::Panic("the traffic"))?;
-            let drained = result.and(played_ok).and_then(|()| {
-                // A run already serving counts what it wrote before too.
-                let sent = played.sent.load(Ordering::Relaxed);
-                drain(&agent, run, base + sent)
-            });
-            labelled.stop.store(true, Ordering::Relaxed);
-            let analysts_ok = analysts
-                .join()
-                .map_err(|_| DemoError::Panic("the analysts"))?;
-            drained.and(analysts_ok)
-        })?;
+        let mirror = match &run.kafka {
+            Some(topics) => Some(kafka::Mirror::start(topics, &run.outputs)?),
+            None => None,
+        };
+        let watching = Watching {
+            run,
+            agent: &agent,
+            started,
+            mirror: mirror.as_ref(),
+        };
+        let played = self.play_all(&watching, &seen, &mut statuses, &mut show);
+        let mirrored = mirror.map_or(Ok(()), kafka::Mirror::stop);
+        played.and(mirrored)?;
         let _ = agent.post(format!("{}/flush", run.url)).send_empty();
         std::thread::sleep(Duration::from_millis(1_500));
         statuses.push(watch::read(
@@ -302,22 +349,58 @@ impl Session {
         })
     }
 
+    /// The traffic and the analysts, each on a thread, followed until the
+    /// traffic is played and every event sent is written; then the
+    /// analysts clear their queue.
+    fn play_all(
+        &self,
+        watching: &Watching<'_>,
+        seen: &Seen,
+        statuses: &mut Vec<Status>,
+        show: &mut impl FnMut(&Status, &Status),
+    ) -> Result<(), DemoError> {
+        let (truth, played, labelled) = (&seen.truth, &seen.played, &seen.labelled);
+        let run = watching.run;
+        let base = statuses[0].routed();
+        std::thread::scope(|s| -> Result<(), DemoError> {
+            let player = s.spawn(|| match &run.kafka {
+                Some(topics) => kafka::play(topics, &self.traffic, truth, played),
+                None => traffic::play(&run.url, &self.traffic, truth, played),
+            });
+            let analysts =
+                s.spawn(|| analysts::work(&run.url, &run.outputs, &self.analysts, truth, labelled));
+            let result = self.follow(watching, statuses, show, &player);
+            played.stop.store(true, Ordering::Relaxed);
+            let played_ok = player.join().map_err(|_| DemoError::Panic("the traffic"))?;
+            let drained = result.and(played_ok).and_then(|()| {
+                // A run already serving counts what it wrote before too.
+                let sent = played.sent.load(Ordering::Relaxed);
+                drain(watching, base + sent, sent)
+            });
+            labelled.stop.store(true, Ordering::Relaxed);
+            let analysts_ok = analysts
+                .join()
+                .map_err(|_| DemoError::Panic("the analysts"))?;
+            drained.and(analysts_ok)
+        })
+    }
+
     /// Reads the status every `self.every` while the traffic plays.
     fn follow(
         &self,
-        run: &Target<'_>,
-        agent: &ureq::Agent,
-        started: Instant,
+        watching: &Watching<'_>,
         statuses: &mut Vec<Status>,
         show: &mut impl FnMut(&Status, &Status),
         player: &std::thread::ScopedJoinHandle<'_, Result<(), DemoError>>,
     ) -> Result<(), DemoError> {
+        let (run, agent) = (watching.run, watching.agent);
         while !player.is_finished() {
             std::thread::sleep(self.every);
             if run.local.is_some_and(LocalRun::has_ended) {
                 return Err(DemoError::Http("the run ended during the session".into()));
             }
-            let now = watch::read(agent, &run.url, started.elapsed().as_secs_f64())?;
+            let at = watching.started.elapsed().as_secs_f64();
+            let now = watch::read(agent, &run.url, at)?;
             let since = &statuses[statuses.len().saturating_sub(5)];
             show(&now, since);
             statuses.push(now);
@@ -326,23 +409,44 @@ impl Session {
     }
 }
 
-/// Waits (up to 30 s) until the run has written `sent` events in all,
+/// What a session watches its run through.
+struct Watching<'a> {
+    run: &'a Target<'a>,
+    agent: &'a ureq::Agent,
+    started: Instant,
+    /// A session through Kafka: the copy of the output topics.
+    mirror: Option<&'a kafka::Mirror>,
+}
+
+/// Waits (up to 30 s) until the run has written `routed` events in all
+/// (and, through Kafka, the mirror has copied the `sent` of this session),
 /// then a little longer, so its files are flushed (every second) for the
 /// analysts.
-fn drain(agent: &ureq::Agent, run: &Target<'_>, sent: u64) -> Result<(), DemoError> {
+fn drain(watching: &Watching<'_>, routed: u64, sent: u64) -> Result<(), DemoError> {
     let deadline = Instant::now() + Duration::from_secs(30);
+    let copied = || {
+        watching
+            .mirror
+            .map_or(sent, |m| m.copied.load(Ordering::Relaxed))
+    };
     loop {
-        let now = watch::read(agent, &run.url, 0.0)?;
-        if now.routed() >= sent {
+        let now = watch::read(watching.agent, &watching.run.url, 0.0)?;
+        if now.routed() >= routed && copied() >= sent {
             std::thread::sleep(Duration::from_millis(1_500));
             return Ok(());
         }
-        if Instant::now() > deadline {
+        if Instant::now() > deadline && now.routed() < routed {
             return Err(DemoError::Undelivered {
-                sent,
+                sent: routed,
                 written: now.routed(),
                 seconds: 30,
             });
+        }
+        if Instant::now() > deadline {
+            return Err(DemoError::Kafka(format!(
+                "the output topics gave back {} of the {sent} events sent within 30 s",
+                copied()
+            )));
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -1,6 +1,7 @@
-//! Generated payments played into a live run over `POST /events`, at a
-//! steady rate, with a few malformed ones among them so the dead-letter
-//! path is seen working too.
+//! Generated payments played into a live run over `POST /events` (or,
+//! through Kafka, onto its input topic: [`super::kafka`]), at a steady
+//! rate, with a few malformed ones among them so the dead-letter path is
+//! seen working too.
 //!
 //! Every event sent is remembered with its true class ([`Truth`]): the
 //! simulated analysts label alerts from it, and the report scores the run
@@ -88,6 +89,32 @@ const GARBAGE: [&str; 4] = [
 /// server does not take (anything but 202, or 400 for the malformed
 /// lines it sent to its dead-letter sink) ends the play with an error.
 pub fn play(url: &str, traffic: &Traffic, truth: &Truth, played: &Played) -> Result<(), DemoError> {
+    let agent = super::agent();
+    play_with(traffic, truth, played, |body| {
+        let reply = agent
+            .post(format!("{url}/events"))
+            .content_type("application/x-ndjson")
+            .send(body.as_bytes())
+            .map_err(|e| DemoError::Http(format!("POST {url}/events: {e}")))?;
+        let status = reply.status().as_u16();
+        if status != 202 && status != 400 {
+            return Err(DemoError::Http(format!(
+                "POST {url}/events answered {status}"
+            )));
+        }
+        Ok(())
+    })
+}
+
+/// Makes `traffic`'s payments at its rate, a batch of JSON lines at a
+/// time, and hands each batch to `send`, until `rate * seconds` events
+/// are made, `played.stop` is set or `send` fails.
+pub fn play_with(
+    traffic: &Traffic,
+    truth: &Truth,
+    played: &Played,
+    mut send: impl FnMut(&str) -> Result<(), DemoError>,
+) -> Result<(), DemoError> {
     let total = (traffic.rate as f64 * traffic.seconds).round() as u64;
     // The payments of a PaySim-sized month, from its start: accounts and
     // mules are drawn from a month's pools, so the per-account counts in
@@ -97,7 +124,6 @@ pub fn play(url: &str, traffic: &Traffic, truth: &Truth, played: &Played) -> Res
         .check()
         .map_err(|e| DemoError::Setting(format!("the generated traffic: {e}")))?;
     let mut rows = Generator::new(params);
-    let agent = super::agent();
     let gap = Duration::from_secs_f64(traffic.batch as f64 / traffic.rate.max(1) as f64);
     let started = Instant::now();
     let mut batches = 0u64;
@@ -113,17 +139,7 @@ pub fn play(url: &str, traffic: &Traffic, truth: &Truth, played: &Played) -> Res
         if body.is_empty() {
             break;
         }
-        let reply = agent
-            .post(format!("{url}/events"))
-            .content_type("application/x-ndjson")
-            .send(body.as_bytes())
-            .map_err(|e| DemoError::Http(format!("POST {url}/events: {e}")))?;
-        let status = reply.status().as_u16();
-        if status != 202 && status != 400 {
-            return Err(DemoError::Http(format!(
-                "POST {url}/events answered {status}"
-            )));
-        }
+        send(&body)?;
     }
     Ok(())
 }

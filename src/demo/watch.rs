@@ -65,13 +65,23 @@ impl Status {
 
 #[derive(Deserialize)]
 struct Health {
+    /// Events taken over HTTP.
     events_in: u64,
+    /// A Kafka run's source.
+    kafka: Option<KafkaHealth>,
     alerts: u64,
     normal: u64,
     dead_letters: u64,
     late: u64,
     model_version: String,
     latency_us: Option<Latency>,
+}
+
+#[derive(Deserialize)]
+struct KafkaHealth {
+    /// Events read from the input topic (not those read again on a
+    /// restart to rebuild state).
+    read: u64,
 }
 
 /// Reads `/health` and `/metrics` of the run at `url`.
@@ -82,7 +92,7 @@ pub fn read(agent: &ureq::Agent, url: &str, at: f64) -> Result<Status, DemoError
     let sum = |name: &str| metrics.get(name).copied().unwrap_or(0.0) as u64;
     Ok(Status {
         at,
-        events_in: health.events_in,
+        events_in: health.events_in + health.kafka.map_or(0, |k| k.read),
         alerts: health.alerts,
         normal: health.normal,
         dead_letters: health.dead_letters,

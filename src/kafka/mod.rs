@@ -9,6 +9,7 @@ pub mod context;
 pub mod health;
 pub mod labels;
 pub mod outbox;
+pub mod producer;
 pub mod publish;
 pub mod replay;
 pub mod topics;

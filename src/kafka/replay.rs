@@ -12,31 +12,22 @@
 //! timestamp. A line of a JSON-lines file is published as it is, garbage
 //! included, so that bad input can be replayed too ([`json_line_message`]).
 //!
-//! Nothing is dropped: a full producer queue is waited out, and a message
-//! the broker refuses is counted as failed and reported.
+//! Nothing is dropped: messages go through a [`TopicWriter`], which waits
+//! out a full queue and counts what the broker refuses, for the report.
 
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rdkafka::client::ClientContext;
-use rdkafka::error::KafkaError as RdError;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::types::RDKafkaErrorCode;
-
-use super::topics::{default_spec, ensure_topics};
-use super::{producer_config, KafkaError};
+use super::producer::TopicWriter;
+use super::KafkaError;
 use crate::dataflow::json_event::{paysim_event, strip_bom};
 use crate::event::STEP_MS;
 use crate::paysim::{PaysimReader, ReadError, Transaction};
 use crate::sources::file::InputFormat;
-use crate::sources::kafka::seq::ORDER_HEADER;
 
 /// What to publish, where, and how fast.
 #[derive(Clone, Debug)]
@@ -310,51 +301,12 @@ fn json_lines(
     })
 }
 
-/// Counts the broker's acknowledgements.
-#[derive(Default)]
-struct Deliveries {
-    delivered: AtomicU64,
-    failed: AtomicU64,
-    first_failure: Mutex<Option<String>>,
-}
-
-impl Deliveries {
-    fn fail(&self, why: String) {
-        self.failed.fetch_add(1, Ordering::Relaxed);
-        let mut first = self.first_failure.lock().unwrap_or_else(|e| e.into_inner());
-        first.get_or_insert(why);
-    }
-}
-
-impl ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => {
-                self.delivered.fetch_add(1, Ordering::Relaxed);
-            }
-            Err((err, _)) => self.fail(err.to_string()),
-        }
-    }
-}
-
 /// Publishes `settings.input` to `settings.topic`, creating the topic
 /// (with its default partition count) when it is missing, and waits for
 /// every message to be acknowledged or refused.
 pub fn replay(settings: &ReplaySettings) -> Result<ReplayReport, ReplayError> {
     let (messages, size, read) = open(settings)?;
-    let brokers = &settings.brokers;
-    ensure_topics(brokers, &[default_spec(&settings.topic)], settings.timeout)?;
-    let producer: BaseProducer<Deliveries> = producer_config(brokers)
-        .set(
-            "message.timeout.ms",
-            settings.timeout.as_millis().to_string(),
-        )
-        .create_with_context(Deliveries::default())
-        .map_err(|e| KafkaError::client(format!("connecting to {brokers}"), e))?;
+    let writer = TopicWriter::connect(&settings.brokers, &settings.topic, settings.timeout)?;
     let bar = crate::progress::bar(size, "bytes", settings.quiet);
     bar.set_message(format!("replay to {}", settings.topic));
     let started = Instant::now();
@@ -365,76 +317,20 @@ pub fn replay(settings: &ReplaySettings) -> Result<ReplayReport, ReplayError> {
         if let Some(rate) = settings.rate {
             let due = started + Duration::from_secs_f64(n as f64 / rate);
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                producer.poll(wait);
+                writer.poll(wait);
             }
         }
-        send(&producer, &settings.topic, &message, n as u64 + 1);
+        writer.send(&message, Some(n as u64 + 1));
         if n % 256 == 0 {
-            producer.poll(Duration::ZERO);
+            writer.poll(Duration::ZERO);
             bar.set_position(read.get());
         }
     }
-    finish(&producer, settings.timeout);
+    let delivered = writer.finish();
     bar.finish_and_clear();
-    let context = producer.context();
-    report.delivered = context.delivered.load(Ordering::Relaxed);
-    report.failed = context.failed.load(Ordering::Relaxed);
-    report.first_failure = context
-        .first_failure
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
+    report.delivered = delivered.delivered;
+    report.failed = delivered.failed;
+    report.first_failure = delivered.first_failure;
     report.elapsed = started.elapsed();
     Ok(report)
-}
-
-/// Queues one message, the `order`th of the file, waiting while the
-/// producer's queue is full; a message the producer refuses outright (too
-/// large) is counted as failed. The order travels in the
-/// [`ORDER_HEADER`] header, so that events of one time keep the file's
-/// order in the pipeline whichever partitions they took (a PaySim file's
-/// `order` is its data row number, as the backtest numbers it).
-fn send(producer: &BaseProducer<Deliveries>, topic: &str, message: &Message, order: u64) {
-    let order = order.to_string();
-    let headers = OwnedHeaders::new().insert(Header {
-        key: ORDER_HEADER,
-        value: Some(&order),
-    });
-    let mut record = BaseRecord::<str, [u8]>::to(topic)
-        .payload(&message.payload[..])
-        .headers(headers);
-    if let Some(key) = &message.key {
-        record = record.key(key.as_str());
-    }
-    if let Some(ms) = message.timestamp_ms {
-        record = record.timestamp(ms);
-    }
-    loop {
-        match producer.send(record) {
-            Ok(()) => return,
-            Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                record = back;
-                producer.poll(Duration::from_millis(10));
-            }
-            Err((err, _)) => {
-                let what = format!("a message of {} bytes: {err}", message.payload.len());
-                producer.context().fail(what);
-                return;
-            }
-        }
-    }
-}
-
-/// Waits for the acknowledgements of every message sent; those still
-/// without one after `timeout` (and a margin) count as failed.
-fn finish(producer: &BaseProducer<Deliveries>, timeout: Duration) {
-    if producer.flush(timeout + Duration::from_secs(5)).is_err() {
-        let left = producer.in_flight_count().max(0);
-        for _ in 0..left {
-            producer
-                .context()
-                .fail("no acknowledgement from the broker in time".to_string());
-        }
-    }
-    producer.poll(Duration::ZERO);
 }

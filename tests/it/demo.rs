@@ -29,11 +29,10 @@ fn lines(dir: &Path, prefix: &str) -> Vec<Value> {
     out
 }
 
-#[test]
-fn the_demo_plays_a_session_loses_nothing_and_says_where_everything_is() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("demo");
-    let run = fraudflow(&[
+/// `fraudflow demo` for 6 s at 1,000 payments a second, into `out`, with
+/// `extra` flags; its stdout and stderr, once it succeeded.
+fn demo(out: &Path, extra: &[&str]) -> (String, String) {
+    let mut args = vec![
         "demo",
         "--seconds",
         "6",
@@ -44,12 +43,19 @@ fn the_demo_plays_a_session_loses_nothing_and_says_where_everything_is() {
         "--listen",
         "127.0.0.1:0",
         "--out",
-        s(&out),
-    ]);
-    let stderr = String::from_utf8_lossy(&run.stderr);
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    let run = fraudflow(&args);
+    let stderr = String::from_utf8_lossy(&run.stderr).to_string();
     assert!(run.status.success(), "demo failed:\n{stderr}");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    // 6,000 payments sent, one in a thousand malformed.
+    (String::from_utf8_lossy(&run.stdout).to_string(), stderr)
+}
+
+/// Every payment of a 6,000-event session came out once: 6 malformed as
+/// dead letters, the rest alerts or normal traffic; the last scrape
+/// counted them all. The alerts.
+fn every_event_once(out: &Path, stdout: &str) -> Vec<Value> {
     assert!(
         stdout.contains("demo: 6,000 events in")
             && stdout.contains("(5,994 valid + 6 dead letters)"),
@@ -72,6 +78,18 @@ fn the_demo_plays_a_session_loses_nothing_and_says_where_everything_is() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 5_994, "no event routed twice");
+    let metrics = std::fs::read_to_string(out.join("metrics.txt")).unwrap();
+    let routed: f64 = fraudflow::demo::watch::totals(&metrics)["stream_events_in_total"];
+    assert_eq!(routed, 6_000.0, "the last scrape counts every event in");
+    alerts
+}
+
+#[test]
+fn the_demo_plays_a_session_loses_nothing_and_says_where_everything_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let (stdout, stderr) = demo(&out, &[]);
+    every_event_once(&out, &stdout);
     for (file, what) in [
         ("report.html", "the report"),
         ("metrics.txt", "the last GET /metrics"),
@@ -80,9 +98,41 @@ fn the_demo_plays_a_session_loses_nothing_and_says_where_everything_is() {
         assert!(out.join(file).is_file(), "{file} missing");
         assert!(stderr.contains(what), "{stderr}");
     }
-    let metrics = std::fs::read_to_string(out.join("metrics.txt")).unwrap();
-    let routed: f64 = fraudflow::demo::watch::totals(&metrics)["stream_events_in_total"];
-    assert_eq!(routed, 6_000.0, "the last scrape counts every event in");
+}
+
+#[test]
+fn the_demo_through_kafka_loses_nothing_and_its_labels_reach_the_learner() {
+    let dir = tempfile::tempdir().unwrap();
+    let tansu = crate::kafka_tansu::Tansu::start("memory://tansu/", dir.path());
+    let out = dir.path().join("demo");
+    let (stdout, stderr) = demo(&out, &["--brokers", &tansu.brokers]);
+    assert!(stderr.contains("through Kafka at"), "{stderr}");
+    let alerts = every_event_once(&out, &stdout);
+    assert!(!alerts.is_empty(), "{stdout}");
+    // The analysts labelled alerts through POST /feedback, which a Kafka
+    // run publishes on the feedback topic and reads back into the
+    // learner: labels were received and matched their transactions.
+    let counts: Vec<u64> = stdout
+        .split("labels: ")
+        .nth(1)
+        .and_then(|t| t.split(';').next())
+        .unwrap_or_default()
+        .split(", ")
+        .map(|c| {
+            c.split(' ')
+                .next()
+                .unwrap_or("")
+                .replace(',', "")
+                .parse()
+                .unwrap_or(0)
+        })
+        .collect();
+    // "labels: N received, M matched".
+    assert!(
+        counts.len() == 2 && counts.iter().all(|&n| n > 0),
+        "{stdout}"
+    );
+    assert!(out.join("report.html").is_file());
 }
 
 fn readiness(out: &Path, extra: &[&str]) -> (std::process::Output, Value) {

@@ -19,9 +19,14 @@ pub(super) fn prepare(
     options: &LiveOptions,
     file: DataflowFile,
     cluster: Cluster,
-    kafka: KafkaTable,
+    mut kafka: KafkaTable,
 ) -> Result<Live, PipelineError> {
-    let settings = kafka_settings(options, &file, &kafka);
+    // --brokers wins over the file for every client: the source, the
+    // sinks, the labels' topic and the versions' announcements.
+    if let Some(brokers) = &options.brokers {
+        kafka.brokers.clone_from(brokers);
+    }
+    let settings = kafka_settings(&file, &kafka);
     let input = KafkaInput::new(settings, cluster.process, cluster.processes());
     let mut models = Models::load(options, &file, &input.hub, &cluster)?;
     let stats = Arc::clone(&input.stats);
@@ -54,12 +59,13 @@ pub(super) fn prepare(
     })
 }
 
-/// The Kafka source's and sinks' settings from the file and the flags.
-fn kafka_settings(options: &LiveOptions, file: &DataflowFile, kafka: &KafkaTable) -> KafkaSettings {
+/// The Kafka source's and sinks' settings from the file (its brokers
+/// those of the flags).
+fn kafka_settings(file: &DataflowFile, kafka: &KafkaTable) -> KafkaSettings {
     let sinks = file.sinks.kafka.clone().unwrap_or_default();
     let window_ms = file.features.window_seconds.saturating_mul(1_000);
     KafkaSettings {
-        brokers: options.brokers.clone().unwrap_or(kafka.brokers.clone()),
+        brokers: kafka.brokers.clone(),
         topic: kafka.topic.clone(),
         group: kafka.group.clone(),
         guarantee: kafka.guarantee,
