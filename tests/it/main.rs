@@ -25,6 +25,7 @@ mod live;
 mod live_feedback;
 mod metrics;
 mod models;
+mod netns;
 mod output;
 mod parser_fuzz;
 mod paysim;
