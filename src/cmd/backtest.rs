@@ -248,7 +248,12 @@ fn output_group(args: &Args) -> anyhow::Result<OutputGroup> {
 
 /// The run's files, and where its workers merge what they keep of every
 /// event. `frozen`: scores.csv has the frozen models' column.
-fn outputs(args: &Args, group: &OutputGroup, frozen: bool) -> anyhow::Result<(Outputs, Gathered)> {
+fn outputs(
+    args: &Args,
+    group: &OutputGroup,
+    frozen: bool,
+    keep: Keep,
+) -> anyhow::Result<(Outputs, Gathered)> {
     let out = args.out();
     let alerts = TextFile::create(group, &out.join(ALERTS), Header::default())?;
     let scores: Option<BoxSink<Text>> = match args.scores {
@@ -260,7 +265,7 @@ fn outputs(args: &Args, group: &OutputGroup, frozen: bool) -> anyhow::Result<(Ou
         false => None,
     };
     let dead = JsonLinesSink::create(group, &out.join(DEAD_LETTERS), |d| Some(d))?;
-    let kept = KeptShare::default();
+    let kept = KeptShare::new(keep);
     let outputs = Outputs {
         dead_letters: Box::new(dead),
         stage: StageOutputs::Evaluated {
@@ -376,7 +381,12 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
     let (bundle, input_hash) = bundle_for(args, &settings, &input_path, quiet)?;
     let (specs, versions) = versions(args, &bundle)?;
     let (initial, policy_source) = scorer(args, &bundle);
-    let (stage, frozen) = stage(args, initial, versions, bundle.budget)?;
+    let keep = Keep {
+        samples: args.html.is_some(),
+        // A PaySim row takes 70 to 90 bytes: this over-reserves a little.
+        expected: std::fs::metadata(&input_path).map_or(0, |m| m.len() / 60),
+    };
+    let (stage, frozen) = stage(args, keep, initial, versions, bundle.budget)?;
     settings.stage = stage;
     if !quiet {
         eprintln!(
@@ -388,7 +398,7 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
         );
     }
     let opened = if settings.cluster.owns_outputs() {
-        Some(outputs(args, &group, frozen)?)
+        Some(outputs(args, &group, frozen, keep)?)
     } else {
         None
     };
@@ -416,10 +426,12 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-/// The stage a backtest ends in, and whether scores.csv has the frozen
+/// The stage a backtest ends in, keeping `keep` of each event (the
+/// page's per-model curves need every event's components), and whether scores.csv has the frozen
 /// models' column (a feedback loop comparing against them).
 fn stage(
     args: &Args,
+    keep: Keep,
     initial: Scorer,
     versions: Vec<ModelVersion>,
     budget: f64,
@@ -435,10 +447,7 @@ fn stage(
             in_force: None,
             threshold: args.adaptive.settings(budget),
         },
-        // The page's per-model curves need every event's components.
-        keep: Keep {
-            samples: args.html.is_some(),
-        },
+        keep,
         scores: args.scores,
     };
     Ok((stage, frozen))

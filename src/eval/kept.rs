@@ -3,10 +3,11 @@
 //!
 //! The report's figures (ranking, per day, latency) need every event's
 //! record. Sending each record to one worker as it is made would make that
-//! worker the pipeline's funnel, so each worker keeps its own [`Kept`] and
-//! merges it once, when its input is complete: into its process's
-//! [`KeptShare`] directly, or (a worker of another process) sent to worker
-//! 0 in a few large pieces. Merging only appends and adds, so the result is
+//! worker the pipeline's funnel, so no record travels as it is made: a
+//! worker of process 0 adds its records to the process's [`KeptShare`]
+//! directly (one lock a container), and a worker of another process keeps
+//! its own [`Kept`] and sends it to worker 0 once, when its input is
+//! complete, in a few large pieces. Merging only appends and adds, so the result is
 //! the same for any number of workers and processes; the report sorts the
 //! records by `seq`, so its sums are taken in input order as before.
 
@@ -19,10 +20,23 @@ use super::Record;
 use crate::dataflow::score::Outcome;
 
 /// What to keep besides the records: `samples`, the HTML report's samples
-/// and alert reasons.
+/// and alert reasons. `expected`: about how many events the run scores (0:
+/// unknown). Each worker reserves room for its share up front: a vector of
+/// millions grown by doubling copies itself again and again, and the heap
+/// keeps the copies it left.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Keep {
     pub samples: bool,
+    pub expected: u64,
+}
+
+impl Keep {
+    /// Room for one of `workers`' share of the expected events, with a
+    /// quarter to spare (accounts are not spread exactly evenly).
+    pub fn share(&self, workers: usize) -> usize {
+        let share = self.expected / workers.max(1) as u64;
+        usize::try_from(share + share / 4).unwrap_or(0)
+    }
 }
 
 /// Records in a piece sent between processes: large enough that few
@@ -46,6 +60,14 @@ pub struct Kept {
 }
 
 impl Kept {
+    /// Room for `n` events' records (and samples, with `keep.samples`).
+    pub fn reserve(&mut self, n: usize, keep: Keep) {
+        self.records.reserve(n);
+        if keep.samples {
+            self.samples.reserve(n);
+        }
+    }
+
     /// Keeps what `keep` asks of `outcomes`.
     pub fn add(&mut self, outcomes: &[Outcome], keep: Keep) {
         self.records.extend(outcomes.iter().map(Record::of));
@@ -57,10 +79,14 @@ impl Kept {
         }
     }
 
-    /// Appends `other`, adding its counts.
+    /// Appends `other`, adding its counts (taking its vectors whole where
+    /// these are empty: a copy would hold both at once).
     pub fn merge(&mut self, mut other: Kept) {
         if self.records.is_empty() {
             std::mem::swap(&mut self.records, &mut other.records);
+        }
+        if self.samples.is_empty() {
+            std::mem::swap(&mut self.samples, &mut other.samples);
         }
         self.records.append(&mut other.records);
         self.samples.append(&mut other.samples);
@@ -111,6 +137,22 @@ fn tail<T>(v: &mut Vec<T>) -> Vec<T> {
 pub struct KeptShare(Arc<Mutex<Kept>>);
 
 impl KeptShare {
+    /// With room for the run's records (and samples, with `keep.samples`)
+    /// reserved: its workers add to it as they go.
+    pub fn new(keep: Keep) -> KeptShare {
+        let mut kept = Kept::default();
+        kept.reserve(keep.share(1), keep);
+        KeptShare(Arc::new(Mutex::new(kept)))
+    }
+
+    /// Keeps what `keep` asks of `outcomes` (a worker of this process, as
+    /// it scores them: one lock a container, and no second copy at the
+    /// end).
+    pub fn add(&self, outcomes: &[Outcome], keep: Keep) {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        kept.add(outcomes, keep);
+    }
+
     pub fn merge(&self, kept: Kept) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).merge(kept);
     }

@@ -2,8 +2,9 @@
 //! on one worker: each worker formats its own alerts (and, with `--scores`,
 //! every event's scores line) into blocks that worker 0 merges into the
 //! files in `seq` order (see [`crate::dataflow::sink`]), and keeps what
-//! evaluation needs of its own events until its input is complete (see
-//! [`crate::eval::kept`]).
+//! evaluation needs of its own events without sending them anywhere: in
+//! its process's share, or (another process) on the worker until its input
+//! is complete (see [`crate::eval::kept`]).
 
 use std::rc::Rc;
 
@@ -75,10 +76,10 @@ fn text_writer(slot: &Slot<Text>, abort: &Abort) -> impl FnMut(Text) + 'static {
     move |text| write(&mut [text])
 }
 
-/// Keeps what `keep` asks of each outcome on its worker; once the input is
-/// complete (so the source's counts are final too), merges it into the
-/// process's share, or, on a process without one, sends it to worker 0 in
-/// pieces.
+/// Keeps what `keep` asks of each outcome: in the process's share as it
+/// comes, or, on a process without one, on the worker until its input is
+/// complete, then sent to worker 0 in pieces. The source's counts (final
+/// once the input is complete) go the same way.
 fn keep_each(
     outcomes: Stream<'_, u64, Vec<Outcome>>,
     keep: Keep,
@@ -87,16 +88,20 @@ fn keep_each(
     abort: &Abort,
 ) {
     let here = share.clone();
+    let peers = outcomes.scope().peers();
     type Pieces = CapacityContainerBuilder<Vec<Kept>>;
     let pieces = outcomes.unary_frontier::<Pieces, _, _, _>(Pipeline, "Keep", move |cap, _| {
         // Only a worker that must send holds a capability, until it has.
         let mut cap = here.is_none().then_some(cap);
         let mut mine = Some(Kept::default());
+        if let (Some(kept), None) = (mine.as_mut(), &here) {
+            kept.reserve(keep.share(peers), keep);
+        }
         move |(input, frontier), output| {
-            input.for_each(|_, data| {
-                if let Some(kept) = mine.as_mut() {
-                    kept.add(data, keep);
-                }
+            input.for_each(|_, data| match (&here, mine.as_mut()) {
+                (Some(share), Some(_)) => share.add(data, keep),
+                (None, Some(kept)) => kept.add(data, keep),
+                (_, None) => {}
             });
             if !frontier.is_empty() {
                 return;
