@@ -19,6 +19,7 @@
 //! worker through the [`harness`], which ends the run on the first
 //! failure.
 
+pub mod busy;
 pub mod error;
 mod evaluated;
 pub mod feedback;
