@@ -12,6 +12,7 @@ pub mod child;
 pub mod live;
 pub mod load;
 pub mod peer;
+pub mod scaling;
 
 use std::path::{Path, PathBuf};
 
@@ -259,4 +260,7 @@ pub struct BenchReport {
     pub backtest: Vec<BacktestFigures>,
     pub live: Option<LiveFigures>,
     pub peer: Option<PeerComparison>,
+    /// With `--scaling`: each worker count's backtest and features.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<scaling::Scaling>,
 }

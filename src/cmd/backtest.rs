@@ -9,23 +9,22 @@ use std::sync::Arc;
 use anyhow::Context;
 use fraudflow::atomic::{make_dir, OutputFile, OutputGroup, OutputPlan};
 use fraudflow::bundle::{fingerprint_file, Bundle};
-use fraudflow::dataflow::score::{ModelVersion, Outcome, Scorer};
+use fraudflow::dataflow::score::{ModelVersion, Scorer};
+use fraudflow::dataflow::sink::Text;
 use fraudflow::ensemble::{check_threshold, Weights};
-use fraudflow::eval::html::backtest::{first_reason, Sample};
+use fraudflow::eval::kept::{Keep, KeptShare};
 use fraudflow::eval::report::{Report, ReportContext};
 use fraudflow::eval::versions::{check_switches, parse_switch, VersionSpec};
-use fraudflow::eval::Record;
 use fraudflow::generate::{write_file, GeneratorParams, STEPS};
 use fraudflow::pipeline::training::train_bundle;
 use fraudflow::pipeline::{
-    self, Cluster, NormalSink, Outputs, PipelineSettings, RunSummary, ScoringSettings, Stage,
-    StageOutputs, VersionFeed,
+    self, Cluster, Outputs, PipelineSettings, RunSummary, ScoringSettings, Stage, StageOutputs,
+    VersionFeed,
 };
 use fraudflow::serve::reload::PolicyChoice;
 use fraudflow::settings::DataflowFile;
-use fraudflow::sinks::file::{JsonLinesSink, ScoresCsv};
-use fraudflow::sinks::memory::{Collect, CollectMap};
-use fraudflow::sinks::{BoxSink, Fanout};
+use fraudflow::sinks::file::{Header, JsonLinesSink, TextFile};
+use fraudflow::sinks::BoxSink;
 
 use super::feedback_args::FeedbackArgs;
 use super::threshold_args::ThresholdArgs;
@@ -204,14 +203,12 @@ fn scorer(args: &Args, bundle: &Bundle) -> (Scorer, &'static str) {
     (choice.scorer(bundle), choice.source())
 }
 
-/// The collections the report reads, and the files written after the run
-/// (opened before it, in the run's group).
+/// What the workers kept for the report, and the files written after the
+/// run (opened before it, in the run's group).
 struct Gathered {
-    records: Collect<Record>,
-    outcomes: Option<Collect<Outcome>>,
-    scores: Option<ScoresCsv>,
+    kept: KeptShare,
     report: OutputFile,
-    html: Option<super::backtest_summary::HtmlGathered>,
+    html: Option<OutputFile>,
 }
 
 /// The run's outputs, checked against its inputs and each other before
@@ -249,85 +246,41 @@ fn output_group(args: &Args) -> anyhow::Result<OutputGroup> {
         .sometimes(out.join(SCORES)))
 }
 
-/// The sinks that see every scored event, alert or not: the evaluation's
-/// records, with --scores whole outcomes, with --html the page's samples.
-fn every_event(
-    records: &Collect<Record>,
-    outcomes: Option<&Collect<Outcome>>,
-    samples: Option<&Collect<Sample>>,
-) -> Vec<BoxSink<Outcome>> {
-    let mut sinks: Vec<BoxSink<Outcome>> = vec![Box::new(CollectMap {
-        into: records.clone(),
-        map: Record::of,
-    })];
-    if let Some(all) = outcomes {
-        sinks.push(Box::new(all.clone()));
-    }
-    if let Some(samples) = samples {
-        let map = Sample::of;
-        sinks.push(Box::new(CollectMap {
-            into: samples.clone(),
-            map,
-        }));
-    }
-    sinks
-}
-
+/// The run's files, and where its workers merge what they keep of every
+/// event. `frozen`: scores.csv has the frozen models' column.
 fn outputs(
     args: &Args,
     group: &OutputGroup,
-    expected: usize,
+    frozen: bool,
+    keep: Keep,
 ) -> anyhow::Result<(Outputs, Gathered)> {
-    let records = Collect::with_capacity(expected);
-    let outcomes = args.scores.then(Collect::<Outcome>::default);
-    let samples = args.html.is_some().then(Collect::<Sample>::default);
-    let reasons = Collect::<String>::default();
-    let every = || every_event(&records, outcomes.as_ref(), samples.as_ref());
-    let alerts = JsonLinesSink::create(group, &args.out().join(ALERTS), |o: &Outcome| {
-        o.alert.as_deref()
-    })?;
-    let mut anomalies: Vec<BoxSink<Outcome>> = vec![Box::new(alerts)];
-    anomalies.extend(every());
-    if samples.is_some() {
-        let map = first_reason;
-        anomalies.push(Box::new(CollectMap {
-            into: reasons.clone(),
-            map,
-        }));
-    }
-    let normal = match outcomes.is_some() || samples.is_some() {
-        true => NormalSink::Outcomes(Box::new(Fanout(every()))),
-        false => NormalSink::Records(Box::new(records.clone())),
+    let out = args.out();
+    let alerts = TextFile::create(group, &out.join(ALERTS), Header::default())?;
+    let scores: Option<BoxSink<Text>> = match args.scores {
+        true => Some(Box::new(TextFile::scores(
+            group,
+            &out.join(SCORES),
+            frozen,
+        )?)),
+        false => None,
     };
-    let dead = JsonLinesSink::create(group, &args.out().join(DEAD_LETTERS), |d| Some(d))?;
+    let dead = JsonLinesSink::create(group, &out.join(DEAD_LETTERS), |d| Some(d))?;
+    let kept = KeptShare::new(keep);
     let outputs = Outputs {
         dead_letters: Box::new(dead),
-        stage: StageOutputs::Scored {
-            anomalies: Box::new(Fanout(anomalies)),
-            normal,
+        stage: StageOutputs::Evaluated {
+            alerts: Box::new(alerts),
+            scores,
+            kept: kept.clone(),
         },
     };
-    let scores = args
-        .scores
-        .then(|| ScoresCsv::create(group, &args.out().join(SCORES)))
+    let report = group.create(&out.join(REPORT))?;
+    let html = args
+        .html
+        .as_ref()
+        .map(|path| group.create(path))
         .transpose()?;
-    let report = group.create(&args.out().join(REPORT))?;
-    let html = match (&args.html, samples) {
-        (Some(path), Some(samples)) => Some(super::backtest_summary::HtmlGathered {
-            samples,
-            reasons,
-            file: group.create(path)?,
-        }),
-        _ => None,
-    };
-    let gathered = Gathered {
-        records,
-        outcomes,
-        scores,
-        report,
-        html,
-    };
-    Ok((outputs, gathered))
+    Ok((outputs, Gathered { kept, report, html }))
 }
 
 impl Args {
@@ -428,18 +381,13 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
     let (bundle, input_hash) = bundle_for(args, &settings, &input_path, quiet)?;
     let (specs, versions) = versions(args, &bundle)?;
     let (initial, policy_source) = scorer(args, &bundle);
-    settings.stage = Stage::Scored {
-        scoring: ScoringSettings {
-            initial: Arc::new(initial),
-            versions: VersionFeed::Fixed(versions),
-            feedback: args.feedback.settings()?.map(Box::new),
-            labels: None,
-            in_force: None,
-            threshold: args.adaptive.settings(bundle.budget),
-        },
-        // The page's per-model curves need every event's components.
-        all_outcomes: args.scores || args.html.is_some(),
+    let keep = Keep {
+        samples: args.html.is_some(),
+        // A PaySim row takes 70 to 90 bytes: this over-reserves a little.
+        expected: std::fs::metadata(&input_path).map_or(0, |m| m.len() / 60),
     };
+    let (stage, frozen) = stage(args, keep, initial, versions, bundle.budget)?;
+    settings.stage = stage;
     if !quiet {
         eprintln!(
             "backtest: replaying {} with bundle {} ({}) on {} workers",
@@ -450,14 +398,12 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
         );
     }
     let opened = if settings.cluster.owns_outputs() {
-        // A PaySim row takes 70 to 90 bytes: this over-reserves a little.
-        let expected = (std::fs::metadata(&input_path)?.len() / 60) as usize;
-        Some(outputs(args, &group, expected)?)
+        Some(outputs(args, &group, frozen, keep)?)
     } else {
         None
     };
     let (outputs, gathered) = opened.unzip();
-    let summary = Kept::run(args.metrics.as_deref(), settings, outputs)?;
+    let summary = KeptMetrics::run(args.metrics.as_deref(), settings, outputs)?;
     let Some(gathered) = gathered else {
         // Worker 0 lives in process 0: the others have nothing to report.
         if !quiet {
@@ -480,15 +426,42 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
+/// The stage a backtest ends in, keeping `keep` of each event (the
+/// page's per-model curves need every event's components), and whether scores.csv has the frozen
+/// models' column (a feedback loop comparing against them).
+fn stage(
+    args: &Args,
+    keep: Keep,
+    initial: Scorer,
+    versions: Vec<ModelVersion>,
+    budget: f64,
+) -> anyhow::Result<(Stage, bool)> {
+    let feedback = args.feedback.settings()?;
+    let frozen = feedback.as_ref().is_some_and(|f| f.compare_frozen);
+    let stage = Stage::Evaluated {
+        scoring: ScoringSettings {
+            initial: Arc::new(initial),
+            versions: VersionFeed::Fixed(versions),
+            feedback: feedback.map(Box::new),
+            labels: None,
+            in_force: None,
+            threshold: args.adaptive.settings(budget),
+        },
+        keep,
+        scores: args.scores,
+    };
+    Ok((stage, frozen))
+}
+
 /// `--metrics FILE`: the run's metrics, written there at the end (by
 /// process 0; process P of several writes `FILE.pP`, each its own
 /// workers' figures).
-struct Kept {
+struct KeptMetrics {
     path: PathBuf,
     metrics: Arc<fraudflow::metrics::Metrics>,
 }
 
-impl Kept {
+impl KeptMetrics {
     /// Runs the pipeline, with this process's metrics on and written to
     /// `path` at the end when it is given.
     fn run(
@@ -497,7 +470,7 @@ impl Kept {
         outputs: Option<pipeline::Outputs>,
     ) -> anyhow::Result<pipeline::RunSummary> {
         let process = settings.cluster.process;
-        let kept = path.map(|path| Kept {
+        let kept = path.map(|path| KeptMetrics {
             path: match process {
                 0 => path.to_path_buf(),
                 p => PathBuf::from(format!("{}.p{p}", path.display())),
@@ -509,7 +482,7 @@ impl Kept {
             }),
         });
         let summary = pipeline::run(settings, outputs)?;
-        kept.map(Kept::write).transpose()?;
+        kept.map(KeptMetrics::write).transpose()?;
         Ok(summary)
     }
 
@@ -556,8 +529,9 @@ fn versions(args: &Args, bundle: &Bundle) -> anyhow::Result<(Vec<VersionSpec>, V
     Ok((specs, versions))
 }
 
-/// Writes report.json and scores.csv from what the run gathered, commits
-/// the run's files together and prints the summary.
+/// Writes report.json (and the HTML page) from what the workers kept,
+/// commits the run's files together and prints the summary. The counts
+/// of events read are every process's, from what each kept.
 fn report(
     args: &Args,
     group: OutputGroup,
@@ -566,17 +540,27 @@ fn report(
     bundle: &Bundle,
     context: ReportContext,
 ) -> anyhow::Result<()> {
-    if let (Some(file), Some(all)) = (gathered.scores, &gathered.outcomes) {
-        file.write(&mut all.take())?;
-    }
+    let kept = gathered.kept.take();
+    let summary = RunSummary {
+        events_in: kept.events_in,
+        late: kept.late,
+        normal_written: kept.normal,
+        ..summary.clone()
+    };
     // Input order: sums over the records come out the same for any number
     // of workers.
-    let mut records = gathered.records.take();
+    let mut records = kept.records;
     records.sort_unstable_by_key(|r| r.seq);
-    let report = Report::new(&records, summary, bundle, context);
+    let report = Report::new(&records, &summary, bundle, context);
     super::backtest_summary::write_report(gathered.report, &report)?;
-    if let Some(html) = gathered.html {
+    if let Some(file) = gathered.html {
         let latency = records.iter().map(|r| r.latency_us).collect();
+        drop(records);
+        let html = super::backtest_summary::HtmlGathered {
+            samples: kept.samples,
+            reasons: kept.reasons,
+            file,
+        };
         super::backtest_summary::write_html(html, &report, latency)?;
     }
     // Every file is complete: they take their names together.

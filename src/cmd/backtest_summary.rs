@@ -7,7 +7,6 @@ use std::path::Path;
 use anyhow::Context;
 use fraudflow::atomic::OutputFile;
 use fraudflow::eval::html::backtest::{self, Sample};
-use fraudflow::sinks::memory::Collect;
 
 use fraudflow::eval::report::Report;
 use fraudflow::eval::Quality;
@@ -121,8 +120,8 @@ fn print_quality(name: &str, q: &Quality, budget: f64) {
 
 /// What `--html` gathers besides the report's records, and its file.
 pub struct HtmlGathered {
-    pub samples: Collect<Sample>,
-    pub reasons: Collect<String>,
+    pub samples: Vec<Sample>,
+    pub reasons: Vec<String>,
     pub file: OutputFile,
 }
 
@@ -137,8 +136,8 @@ pub fn write_report(file: OutputFile, report: &Report) -> anyhow::Result<()> {
 /// Writes the page of the run, from its report and what `--html`
 /// gathered, into its file of the run's group.
 pub fn write_html(html: HtmlGathered, report: &Report, latency_us: Vec<u64>) -> anyhow::Result<()> {
-    let samples = html.samples.take();
-    let page = backtest::page(report, &samples, latency_us, html.reasons.take());
+    let samples = html.samples;
+    let page = backtest::page(report, &samples, latency_us, html.reasons);
     drop(samples);
     let text = fraudflow::eval::html::render(&page)
         .with_context(|| format!("drawing {}", html.file.path().display()))?;

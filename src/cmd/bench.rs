@@ -1,7 +1,10 @@
 //! `fraudflow bench`: the pipeline's speed and memory, end to end, with one
 //! command: the backtest of a full-size generated month at each worker
 //! count, and the live HTTP path at a fixed rate; with `--peer flink`, the
-//! same file through Apache Flink afterwards, and the ratio.
+//! same file through Apache Flink afterwards, and the ratio. With
+//! `--scaling`, the backtest and the features at each worker count up to
+//! the cores, with speedup, parallel efficiency and each worker's busy
+//! time.
 //!
 //! Every measured run is a child process of this one (this executable
 //! again, with `backtest ...` or `run ...`), one after another, so that each
@@ -17,8 +20,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use fraudflow::bench::live::{self, LiveSettings};
 use fraudflow::bench::peer::{self, PeerSettings};
+use fraudflow::bench::scaling::{worker_counts, Scaling, ScalingRow};
 use fraudflow::bench::{child, load_average, BacktestFigures, BenchReport, ChildRun, Machine};
 use fraudflow::bench::{FeaturesFigures, InputFigures, PeerComparison};
+use fraudflow::pipeline::busy::{self, WORKER_BUSY};
 
 mod print;
 
@@ -43,9 +48,14 @@ pub struct Args {
     /// Scores with this bundle instead of training one on the input.
     #[arg(long)]
     models: Option<PathBuf>,
-    /// Worker counts of the backtests, in turn (e.g. 1,2).
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    /// Worker counts of the backtests, in turn (e.g. 1,2) [default: 1,2;
+    /// with --scaling 1, 2, 4, ... up to the cores].
+    #[arg(long, value_delimiter = ',')]
     workers: Vec<usize>,
+    /// Measures scaling: the backtest and the features at each of
+    /// --workers, each worker's busy time, and no live run.
+    #[arg(long)]
+    scaling: bool,
     /// Events a second posted to the live server.
     #[arg(long, default_value_t = 20_000)]
     rate: u64,
@@ -84,7 +94,13 @@ pub struct Args {
     quiet_wait: u64,
 }
 
-pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
+    if args.workers.is_empty() {
+        args.workers = match args.scaling {
+            true => worker_counts(Machine::this().cores),
+            false => vec![1, 2],
+        };
+    }
     check(&args)?;
     let exe = std::env::current_exe().context("finding this executable")?;
     std::fs::create_dir_all(&args.dir)
@@ -97,11 +113,8 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     };
     let (input, input_figures) = input(&args, &exe, &say)?;
     let (models, training) = models(&args, &exe, &input, &say)?;
-    let mut backtest = Vec::new();
-    for &w in &args.workers {
-        backtest.push(backtest_run(&args, &exe, &input, &models, w, &say)?);
-    }
-    let live = (args.seconds > 0)
+    let (backtest, scaling) = backtests(&args, &exe, (&input, &models), &say)?;
+    let live = (args.seconds > 0 && !args.scaling)
         .then(|| live_run(&args, &exe, &models, &say))
         .transpose()?;
     let peer = match args.peer {
@@ -115,6 +128,7 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
         backtest,
         live,
         peer,
+        scaling,
     };
     print::report(&report);
     if let Some(path) = &args.json {
@@ -124,11 +138,38 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The backtest at each of --workers; with --scaling, the features too,
+/// and each backtest's busy time per worker.
+fn backtests(
+    args: &Args,
+    exe: &Path,
+    (input, models): (&Path, &Path),
+    say: &dyn Fn(&str),
+) -> anyhow::Result<(Vec<BacktestFigures>, Option<Scaling>)> {
+    let mut backtest = Vec::new();
+    let mut scaling = args.scaling.then(Scaling::default);
+    for &w in &args.workers {
+        let busy_file = scaling
+            .as_ref()
+            .map(|_| args.dir.join(format!("busy-w{w}.jsonl")));
+        let b = backtest_run(args, exe, (input, models), w, busy_file.as_deref(), say)?;
+        if let (Some(scaling), Some(busy_file)) = (scaling.as_mut(), &busy_file) {
+            scaling.rows.push(ScalingRow {
+                features: features_run(args, exe, input, w, b.events, say)?,
+                busy: busy::read(busy_file)?,
+                backtest: b.clone(),
+            });
+        }
+        backtest.push(b);
+    }
+    Ok((backtest, scaling))
+}
+
 fn check(args: &Args) -> anyhow::Result<()> {
     if args.rows == 0 {
         bail!("--rows must be at least 1");
     }
-    if args.workers.is_empty() || args.workers.contains(&0) {
+    if args.workers.contains(&0) {
         bail!(
             "--workers must list worker counts of at least 1, got {:?}",
             args.workers
@@ -151,8 +192,24 @@ fn fraudflow(
     args: &[&dyn AsRef<std::ffi::OsStr>],
     say: &dyn Fn(&str),
 ) -> anyhow::Result<(child::Finished, ChildRun)> {
+    fraudflow_timed(exe, dir, name, args, None, say)
+}
+
+/// [`fraudflow`], writing its workers' busy times to `busy` when given
+/// (see `fraudflow::pipeline::busy`).
+fn fraudflow_timed(
+    exe: &Path,
+    dir: &Path,
+    name: &str,
+    args: &[&dyn AsRef<std::ffi::OsStr>],
+    busy: Option<&Path>,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<(child::Finished, ChildRun)> {
     let mut command = Command::new(exe);
     command.arg("--quiet").args(args.iter().map(|a| a.as_ref()));
+    if let Some(path) = busy {
+        command.env(WORKER_BUSY, path);
+    }
     let shown: Vec<String> = args
         .iter()
         .map(|a| a.as_ref().to_string_lossy().into_owned())
@@ -224,17 +281,19 @@ fn models(
     Ok((dir, Some(run)))
 }
 
+/// The backtest of `input` with `models` at `workers`, each worker's busy
+/// time written to `busy` when given.
 fn backtest_run(
     args: &Args,
     exe: &Path,
-    input: &Path,
-    models: &Path,
+    (input, models): (&Path, &Path),
     workers: usize,
+    busy: Option<&Path>,
     say: &dyn Fn(&str),
 ) -> anyhow::Result<BacktestFigures> {
     let out = args.dir.join(format!("backtest-w{workers}"));
     let w = workers.to_string();
-    let (_, run) = fraudflow(
+    let (_, run) = fraudflow_timed(
         exe,
         &args.dir,
         &format!("backtest-w{workers}"),
@@ -249,9 +308,34 @@ fn backtest_run(
             &"-w",
             &w,
         ],
+        busy,
         say,
     )?;
     Ok(BacktestFigures::read(&out, workers, run)?)
+}
+
+/// `features` of `input` at `workers` (its `events`, as the backtest read
+/// them): events a second from process start to exit.
+fn features_run(
+    args: &Args,
+    exe: &Path,
+    input: &Path,
+    workers: usize,
+    events: u64,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<FeaturesFigures> {
+    let table = args.dir.join(format!("features-w{workers}.csv"));
+    let w = workers.to_string();
+    let (_, run) = fraudflow(
+        exe,
+        &args.dir,
+        &format!("features-w{workers}"),
+        &[&"features", &"--input", &input, &"--out", &table, &"-w", &w],
+        say,
+    )?;
+    // The table is as large as the input and nothing reads it.
+    let _ = std::fs::remove_file(&table);
+    Ok(FeaturesFigures::new(workers, events, run))
 }
 
 fn live_run(
@@ -295,19 +379,8 @@ fn peer_run(
     say: &dyn Fn(&str),
 ) -> anyhow::Result<PeerComparison> {
     let p = args.peer_parallelism;
-    let table = args.dir.join(format!("features-w{p}.csv"));
-    let w = p.to_string();
-    let (_, run) = fraudflow(
-        exe,
-        &args.dir,
-        &format!("features-w{p}"),
-        &[&"features", &"--input", &input, &"--out", &table, &"-w", &w],
-        say,
-    )?;
-    // The table is as large as the input and nothing reads it.
-    let _ = std::fs::remove_file(&table);
     let events = backtest.first().map_or(0, |b| b.events);
-    let features = FeaturesFigures::new(p, events, run);
+    let features = features_run(args, exe, input, p, events, say)?;
     let settings = PeerSettings {
         dir: absolute(&args.peer_dir)?,
         // A bare name (python3) is looked up on PATH; a path is made

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use fraudflow::atomic::{classify, OutputGroup, OutputPlan, Target};
 use fraudflow::features::Contract;
 use fraudflow::pipeline::{self, Cluster, Outputs, RunSummary, Stage, StageOutputs};
-use fraudflow::sinks::file::{CsvTable, JsonLinesSink, ParquetSink};
+use fraudflow::sinks::file::{JsonLinesSink, ParquetSink, TextFile};
 
 use super::timely_args::TimelyArgs;
 use super::{file_pipeline, grouped, on_cluster, SourceArgs};
@@ -91,7 +91,7 @@ fn featurize(args: &Args, cluster: &Cluster, parquet: bool) -> anyhow::Result<Ru
             let table = ParquetSink::create(&group, &args.out, args.contract)?;
             StageOutputs::Rows(Box::new(table))
         } else {
-            let table = CsvTable::create(&group, &args.out, args.contract)?;
+            let table = TextFile::csv_table(&group, &args.out, args.contract)?;
             StageOutputs::CsvTable(Box::new(table))
         };
         let dead = JsonLinesSink::create(&group, &dead_path, |d| Some(d))?;

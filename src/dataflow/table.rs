@@ -1,12 +1,6 @@
 //! The feature table's CSV form: what `fraudflow features` writes and
 //! training reads.
 
-use serde::{Deserialize, Serialize};
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::Stream;
-
 use super::FeatureRow;
 use crate::event::EventId;
 use crate::features::Contract;
@@ -95,57 +89,10 @@ pub fn write_row(row: &FeatureRow, line: &mut Vec<u8>) {
     line.push(b'\n');
 }
 
-/// Consecutive rows (by `seq`) of the feature table, already formatted:
-/// what travels to the writer instead of a line per row.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CsvRun {
-    /// The `seq` of the first row.
-    pub first: u64,
-    /// How many rows, of `seq` `first`, `first + 1`, ...
-    pub rows: u64,
-    /// Their CSV lines.
-    pub bytes: Vec<u8>,
-}
-
-/// Formats each worker's rows into runs of consecutive `seq`s. No other
-/// row can fall inside a run, so runs sorted by `first` and written in turn
-/// give the rows in `seq` order, whatever the number of workers: the writer
-/// orders a few runs per container instead of every row, and no row needs
-/// an allocation of its own.
-pub fn csv_runs<'scope>(
-    rows: Stream<'scope, u64, Vec<FeatureRow>>,
-) -> Stream<'scope, u64, Vec<CsvRun>> {
-    rows.unary::<CapacityContainerBuilder<Vec<CsvRun>>, _, _, _>(Pipeline, "CsvRuns", |_, _| {
-        move |input, output| {
-            input.for_each(|cap, data| {
-                data.sort_unstable_by_key(|r| r.seq);
-                let mut session = output.session(&cap);
-                let mut run = CsvRun::default();
-                for (i, row) in data.iter().enumerate() {
-                    if run.rows > 0 && row.seq != run.first + run.rows {
-                        session.give(std::mem::take(&mut run));
-                    }
-                    if run.rows == 0 {
-                        run.first = row.seq;
-                        // Room for the rest of the container, at most.
-                        run.bytes.reserve(160 * (data.len() - i));
-                    }
-                    write_row(row, &mut run.bytes);
-                    run.rows += 1;
-                }
-                if run.rows > 0 {
-                    session.give(run);
-                }
-            });
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use timely::dataflow::operators::{Capture, ToStream};
-
     use super::*;
+    use crate::dataflow::sink::Lines;
     use crate::features::FeatureVec;
 
     fn row(seq: u64) -> FeatureRow {
@@ -164,33 +111,20 @@ mod tests {
     }
 
     #[test]
-    fn runs_in_order_of_first_seq_give_every_row_in_seq_order() {
-        // Gaps (dead letters) and rows out of order, as two workers' would be.
+    fn rows_formatted_on_two_workers_merge_to_the_table_in_seq_order() {
+        // Gaps (dead letters) and rows out of order, as two workers' are.
         let seqs = [9u64, 2, 3, 14, 1, 5, 6, 10, 11, 12];
-        let captured = timely::example(move |scope| {
-            csv_runs(seqs.map(row).to_vec().to_stream(scope)).capture()
-        });
-        let mut runs: Vec<CsvRun> = captured
-            .try_iter()
-            .flat_map(|event| match event {
-                timely::dataflow::operators::capture::Event::Messages(_, runs) => runs,
-                timely::dataflow::operators::capture::Event::Progress(_) => Vec::new(),
-            })
-            .collect();
-        for run in &runs {
-            assert!(run.rows > 0);
-        }
-        runs.sort_by_key(|r| r.first);
-        let firsts: Vec<(u64, u64)> = runs.iter().map(|r| (r.first, r.rows)).collect();
-        assert_eq!(firsts, [(1, 3), (5, 2), (9, 4), (14, 1)]);
-
-        let written: Vec<u8> = runs.into_iter().flat_map(|r| r.bytes).collect();
+        let (mut a, mut b): (Vec<FeatureRow>, Vec<FeatureRow>) =
+            seqs.iter().map(|&s| row(s)).partition(|r| r.seq % 3 == 0);
+        let blocks = [&mut a, &mut b].map(|rows| Lines::format(rows, |r| r.seq, write_row));
+        let text = Lines::merge(blocks.to_vec());
         let mut sorted = seqs;
         sorted.sort();
         let mut expected = Vec::new();
         sorted
             .iter()
             .for_each(|&s| write_row(&row(s), &mut expected));
-        assert_eq!(String::from_utf8(written), String::from_utf8(expected));
+        assert_eq!(text.lines, seqs.len() as u64);
+        assert_eq!(String::from_utf8(text.bytes), String::from_utf8(expected));
     }
 }

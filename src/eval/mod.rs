@@ -3,6 +3,7 @@
 //! the fraud amount caught, per-day figures and latency percentiles.
 
 pub mod html;
+pub mod kept;
 pub mod learning;
 pub mod ranking;
 pub mod report;
@@ -44,7 +45,7 @@ pub fn ranking(scores: &[f64], labels: &[bool], threshold: f64, budget: f64) -> 
 }
 
 /// What evaluation keeps of each scored event: small, since every event's
-/// record travels to worker 0.
+/// record is kept until the run ends (see [`kept`]).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub seq: u64,

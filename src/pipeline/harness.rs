@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use timely::worker::Worker;
 
+use super::busy::{BusyClock, WorkerBusy};
 use super::error::PipelineError;
 
 /// How often an idle worker looks at the abort flag.
@@ -273,38 +274,20 @@ where
 {
     let exit_now = cluster.processes() > 1;
     let worker_abort = abort.clone();
+    let busy_file = super::busy::file(cluster.process);
+    let busy = busy_file
+        .is_some()
+        .then(|| Arc::new(Mutex::new(Vec::new())));
+    let workers_busy = busy.clone();
     let connected = exit_now.then(|| connect_deadline(cluster));
     let guards = timely::execute(cluster.config(), move |worker| {
-        let abort = &worker_abort;
-        let result = build(worker, abort).and_then(|finish| {
-            while !abort.is_set() && worker.step_or_park(Some(POLL)) {
-                crate::metrics::worker::tick();
-            }
-            if abort.is_set() {
-                return Err(PipelineError::Aborted);
-            }
-            finish(worker)
-        });
-        // The cause goes to the run; the worker's own result only echoes it.
-        let result = result.map_err(|e| {
-            if !matches!(e, PipelineError::Aborted) {
-                abort.fail(e);
-            }
-            PipelineError::Aborted
-        });
-        if abort.is_set() {
-            if exit_now {
-                // Never close the connections cleanly: see the module doc.
-                loop {
-                    std::thread::park();
-                }
-            }
-            for id in worker.installed_dataflows() {
-                worker.drop_dataflow(id);
-            }
-        }
-        abort.finished_one();
-        result
+        work(
+            worker,
+            &worker_abort,
+            &build,
+            exit_now,
+            workers_busy.as_deref(),
+        )
     })
     .map_err(|e| Failed {
         error: PipelineError::Start(e),
@@ -331,6 +314,9 @@ where
                 }),
             }
         }
+        if let (Some(path), Some(busy)) = (busy_file, busy) {
+            write_busy(&path, &busy, &abort);
+        }
         if !abort.is_set() {
             return Ok(out);
         }
@@ -355,6 +341,65 @@ where
         std::mem::forget(guards);
     }
     Err(failed(&abort, false))
+}
+
+/// One worker's life: builds its dataflows, steps them to their end (or
+/// the run's failure), timing its work into `busy` when given, and runs
+/// its finish step.
+fn work<T, B>(
+    worker: &mut Worker,
+    abort: &Abort,
+    build: &B,
+    exit_now: bool,
+    busy: Option<&Mutex<Vec<WorkerBusy>>>,
+) -> Result<T, PipelineError>
+where
+    B: Fn(&mut Worker, &Abort) -> Result<Finish<T>, PipelineError>,
+{
+    let clock = busy.and_then(|_| BusyClock::install(worker));
+    let result = build(worker, abort).and_then(|finish| {
+        while !abort.is_set() && worker.step_or_park(Some(POLL)) {
+            crate::metrics::worker::tick();
+        }
+        if let (Some(clock), Some(busy)) = (clock, busy) {
+            let figures = clock.finish(worker);
+            busy.lock().unwrap_or_else(|e| e.into_inner()).push(figures);
+        }
+        if abort.is_set() {
+            return Err(PipelineError::Aborted);
+        }
+        finish(worker)
+    });
+    // The cause goes to the run; the worker's own result only echoes it.
+    let result = result.map_err(|e| {
+        if !matches!(e, PipelineError::Aborted) {
+            abort.fail(e);
+        }
+        PipelineError::Aborted
+    });
+    if abort.is_set() {
+        if exit_now {
+            // Never close the connections cleanly: see the module doc.
+            loop {
+                std::thread::park();
+            }
+        }
+        for id in worker.installed_dataflows() {
+            worker.drop_dataflow(id);
+        }
+    }
+    abort.finished_one();
+    result
+}
+
+/// Writes this process's workers' busy times, in worker order, to `path`;
+/// a failure fails the run.
+fn write_busy(path: &std::path::Path, busy: &Mutex<Vec<WorkerBusy>>, abort: &Abort) {
+    let mut busy = std::mem::take(&mut *busy.lock().unwrap_or_else(|e| e.into_inner()));
+    busy.sort_by_key(|w| w.worker);
+    if let Err(e) = super::busy::write(path, &busy) {
+        abort.fail(e);
+    }
 }
 
 /// Ends the process if the other processes have not all connected within

@@ -12,10 +12,16 @@
 //!
 //! A command chooses the source, how far the graph goes (features only, or
 //! scored and routed) and the outputs, which are opened before any worker
-//! starts and owned by worker 0. [`run`] builds the graph on every worker
-//! through the [`harness`], which ends the run on the first failure.
+//! starts and owned by worker 0. Outputs of one line per event (the feature
+//! table, a backtest's alerts and scores) are formatted where the events
+//! are and reach worker 0 as blocks; a backtest's evaluation stays on each
+//! worker until the end ([`evaluated`]). [`run`] builds the graph on every
+//! worker through the [`harness`], which ends the run on the first
+//! failure.
 
+pub mod busy;
 pub mod error;
+mod evaluated;
 pub mod feedback;
 pub mod harness;
 pub mod live;
@@ -28,24 +34,21 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::core::OkErr;
-use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concat, Probe};
 use timely::dataflow::{ProbeHandle, Stream};
 use timely::worker::Worker;
-use timely::ExchangeData;
 
 use crate::dataflow::dead_letter::DeadLetter;
 use crate::dataflow::feedback::live::LiveLabels;
 use crate::dataflow::feedback::{Counts, FeedbackSettings, FeedbackSummary};
 use crate::dataflow::score::{Outcome, Scorer};
-use crate::dataflow::sink::OrderedSink;
-use crate::dataflow::table::{csv_runs, CsvRun};
+use crate::dataflow::sink::{FormatLines, OrderedLines, OrderedSink, Text};
+use crate::dataflow::table::write_row;
 use crate::dataflow::threshold::{ThresholdChange, ThresholdSettings};
 use crate::dataflow::{featurize, FeatureRow};
-use crate::eval::Record;
+use crate::eval::kept::{Keep, KeptShare};
 use crate::features::Contract;
 use crate::sinks::kafka::{kafka_sink, Outbound};
 use crate::sinks::BoxSink;
@@ -90,13 +93,26 @@ pub enum Stage {
     CsvTable,
     /// Features only, as rows (Parquet, training's table).
     Rows,
-    /// Scored and routed. `all_outcomes`: the normal traffic's sink gets
-    /// whole outcomes in order; otherwise only evaluation records, in any
-    /// order (cheaper).
-    Scored {
+    /// Scored and routed, whole outcomes written by worker 0 in order (a
+    /// live run's files).
+    Scored { scoring: ScoringSettings },
+    /// Scored and routed as a backtest evaluates it: alerts (and with
+    /// `scores` every event's scores line) formatted where they were
+    /// scored, and what `keep` asks kept on each worker until the end.
+    Evaluated {
         scoring: ScoringSettings,
-        all_outcomes: bool,
+        keep: Keep,
+        scores: bool,
     },
+}
+
+impl Stage {
+    fn scoring(&self) -> Option<&ScoringSettings> {
+        match self {
+            Stage::Scored { scoring } | Stage::Evaluated { scoring, .. } => Some(scoring),
+            _ => None,
+        }
+    }
 }
 
 /// Everything a run needs, the same on every process.
@@ -108,19 +124,21 @@ pub struct PipelineSettings {
     pub stage: Stage,
 }
 
-/// The normal traffic's sink: see [`Stage::Scored`].
-pub enum NormalSink {
-    Outcomes(BoxSink<Outcome>),
-    Records(BoxSink<Record>),
-}
-
 /// The outputs of the stage the graph ends in.
 pub enum StageOutputs {
-    CsvTable(BoxSink<CsvRun>),
+    CsvTable(BoxSink<Text>),
     Rows(BoxSink<FeatureRow>),
     Scored {
         anomalies: BoxSink<Outcome>,
-        normal: NormalSink,
+        normal: BoxSink<Outcome>,
+    },
+    Evaluated {
+        /// alerts.jsonl's lines.
+        alerts: BoxSink<Text>,
+        /// scores.csv's lines, with [`Stage::Evaluated`]'s `scores`.
+        scores: Option<BoxSink<Text>>,
+        /// Where this process's workers merge what they kept.
+        kept: KeptShare,
     },
 }
 
@@ -131,7 +149,18 @@ pub struct Outputs {
     pub stage: StageOutputs,
 }
 
-/// What one process read and, on process 0, wrote.
+impl Outputs {
+    /// The share every worker of this process merges its evaluation into.
+    fn kept(&self) -> Option<KeptShare> {
+        match &self.stage {
+            StageOutputs::Evaluated { kept, .. } => Some(kept.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// What one process read and, on process 0, wrote (a backtest's report
+/// takes what every process read from its evaluation's [`crate::eval::kept::Kept`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RunSummary {
     pub events_in: u64,
@@ -161,6 +190,7 @@ pub fn run(
     let started = Instant::now();
     let settings = bound_the_loop(settings)?;
     let cluster = settings.cluster.clone();
+    let share = outputs.as_ref().and_then(Outputs::kept);
     let outputs = Arc::new(Mutex::new(outputs));
     let results = harness::execute(&cluster, move |worker, abort| {
         let mine = if worker.index() == 0 {
@@ -168,7 +198,7 @@ pub fn run(
         } else {
             None
         };
-        build(worker, &settings, mine, abort)
+        build(worker, &settings, (mine, share.clone()), abort)
     })?;
     let mut total = RunSummary::default();
     for s in results {
@@ -192,7 +222,7 @@ pub fn run(
 /// event's place: so no event may be placed that far past its logical
 /// time. A file source's epochs are bounded so, under the shorter loop.
 fn bound_the_loop(mut settings: PipelineSettings) -> Result<PipelineSettings, PipelineError> {
-    let Stage::Scored { scoring, .. } = &settings.stage else {
+    let Some(scoring) = settings.stage.scoring() else {
         return Ok(settings);
     };
     let lateness = match &settings.source {
@@ -227,7 +257,7 @@ fn bound_the_loop(mut settings: PipelineSettings) -> Result<PipelineSettings, Pi
 }
 
 /// One output, owned by worker 0 (`None` elsewhere, and once it failed).
-type Slot<D> = Rc<RefCell<Option<BoxSink<D>>>>;
+pub(crate) type Slot<D> = Rc<RefCell<Option<BoxSink<D>>>>;
 
 fn slot<D>(sink: Option<BoxSink<D>>) -> Slot<D> {
     Rc::new(RefCell::new(sink))
@@ -256,22 +286,27 @@ fn writer<D: 'static>(slot: &Slot<D>, abort: &Abort) -> impl FnMut(&mut [D]) + '
 /// The slots of one worker's outputs.
 struct Slots {
     dead: Slot<Box<DeadLetter>>,
-    csv: Slot<CsvRun>,
+    csv: Slot<Text>,
     rows: Slot<FeatureRow>,
     anomalies: Slot<Outcome>,
     normal: Slot<Outcome>,
-    records: Slot<Record>,
+    alerts: Slot<Text>,
+    scores: Slot<Text>,
+    /// A backtest's evaluation, on every worker of process 0.
+    kept: Option<KeptShare>,
 }
 
 impl Slots {
-    fn new(outputs: Option<Outputs>) -> Slots {
+    fn new(outputs: Option<Outputs>, kept: Option<KeptShare>) -> Slots {
         let mut slots = Slots {
             dead: slot(None),
             csv: slot(None),
             rows: slot(None),
             anomalies: slot(None),
             normal: slot(None),
-            records: slot(None),
+            alerts: slot(None),
+            scores: slot(None),
+            kept,
         };
         if let Some(o) = outputs {
             slots.dead = slot(Some(o.dead_letters));
@@ -280,10 +315,11 @@ impl Slots {
                 StageOutputs::Rows(s) => slots.rows = slot(Some(s)),
                 StageOutputs::Scored { anomalies, normal } => {
                     slots.anomalies = slot(Some(anomalies));
-                    match normal {
-                        NormalSink::Outcomes(s) => slots.normal = slot(Some(s)),
-                        NormalSink::Records(s) => slots.records = slot(Some(s)),
-                    }
+                    slots.normal = slot(Some(normal));
+                }
+                StageOutputs::Evaluated { alerts, scores, .. } => {
+                    slots.alerts = slot(Some(alerts));
+                    slots.scores = slot(scores);
                 }
             }
         }
@@ -293,8 +329,12 @@ impl Slots {
     /// Commits every output, the large ones first (a late write error there
     /// then leaves no dead-letter file behind either); the summary's counts.
     fn finish(&self, counts: &SourceCounts, loops: &Loops) -> Result<RunSummary, PipelineError> {
-        let written = finish(&self.csv)? + finish(&self.rows)? + finish(&self.anomalies)?;
-        let normal_written = finish(&self.normal)? + finish(&self.records)?;
+        let written = finish(&self.csv)?
+            + finish(&self.rows)?
+            + finish(&self.anomalies)?
+            + finish(&self.alerts)?;
+        finish(&self.scores)?;
+        let normal_written = finish(&self.normal)?;
         Ok(RunSummary {
             events_in: counts.events_in.get(),
             valid: counts.valid.get(),
@@ -310,11 +350,12 @@ impl Slots {
     }
 }
 
-/// Builds this worker's graph; returns its finish step.
+/// Builds this worker's graph, with its outputs (worker 0) and its
+/// process's evaluation share; returns its finish step.
 fn build(
     worker: &mut Worker,
     settings: &PipelineSettings,
-    outputs: Option<Outputs>,
+    (outputs, kept): (Option<Outputs>, Option<KeptShare>),
     abort: &Abort,
 ) -> Result<harness::Finish<RunSummary>, PipelineError> {
     if let (Some(o), stage) = (&outputs, &settings.stage) {
@@ -334,7 +375,7 @@ fn build(
         thresholds: Rc::default(),
         abort: abort.clone(),
     };
-    let slots = Slots::new(outputs);
+    let slots = Slots::new(outputs, kept);
     let done = ProbeHandle::new();
     observe::install(worker.index(), &counts, &done);
     worker
@@ -357,6 +398,7 @@ fn build(
                 abort,
                 link: link.as_ref(),
                 loops: loops.clone(),
+                counts: &counts,
             };
             ends.build(scope, rows, dead, settings)
         })
@@ -376,6 +418,7 @@ struct Ends<'a> {
     abort: &'a Abort,
     link: Option<&'a Rc<Link>>,
     loops: Loops,
+    counts: &'a Rc<SourceCounts>,
 }
 
 impl Ends<'_> {
@@ -390,20 +433,13 @@ impl Ends<'_> {
     ) -> Result<(), crate::kafka::KafkaError> {
         let (slots, done, abort) = (self.slots, self.done, self.abort);
         match &settings.stage {
-            Stage::CsvTable => csv_runs(rows).probe_with(done).ordered_sink(
-                |run: &CsvRun| run.first,
-                writer(&slots.csv, abort),
-                "FeatureSink",
-            ),
+            Stage::CsvTable => csv_table(rows, slots, done, abort),
             Stage::Rows => rows.probe_with(done).ordered_sink(
                 |r: &FeatureRow| r.seq,
                 writer(&slots.rows, abort),
                 "FeatureSink",
             ),
-            Stage::Scored {
-                scoring,
-                all_outcomes,
-            } => {
+            Stage::Scored { scoring } | Stage::Evaluated { scoring, .. } => {
                 let versions = version_source(scope, scoring.versions.clone());
                 let first = scope
                     .index()
@@ -422,7 +458,18 @@ impl Ends<'_> {
                         .probe_with(done);
                     return Ok(());
                 }
-                file_outputs(anomalies, normal, *all_outcomes, slots, done, abort);
+                match &settings.stage {
+                    Stage::Evaluated { keep, scores, .. } => evaluated::Ends {
+                        alerts: &slots.alerts,
+                        scores: &slots.scores,
+                        share: slots.kept.clone(),
+                        counts: self.counts,
+                        done,
+                        abort,
+                    }
+                    .build(anomalies, normal, *keep, *scores),
+                    _ => file_outputs(anomalies, normal, slots, done, abort),
+                }
             }
         }
         #[allow(clippy::borrowed_box)] // the stream's records are boxes
@@ -435,11 +482,24 @@ impl Ends<'_> {
     }
 }
 
+/// The feature table: each worker formats its own rows, worker 0 writes
+/// the blocks in order.
+fn csv_table(
+    rows: Stream<'_, u64, Vec<FeatureRow>>,
+    slots: &Slots,
+    done: &ProbeHandle<u64>,
+    abort: &Abort,
+) {
+    let mut write = writer(&slots.csv, abort);
+    rows.probe_with(done)
+        .format_lines(|r: &FeatureRow| r.seq, write_row, "FormatFeatures")
+        .ordered_lines(move |text| write(&mut [text]), "FeatureSink");
+}
+
 /// Alerts and normal traffic to worker 0's sinks, in order.
 fn file_outputs<'scope>(
     anomalies: Stream<'scope, u64, Vec<Outcome>>,
     normal: Stream<'scope, u64, Vec<Outcome>>,
-    all_outcomes: bool,
     slots: &Slots,
     done: &ProbeHandle<u64>,
     abort: &Abort,
@@ -449,16 +509,11 @@ fn file_outputs<'scope>(
         writer(&slots.anomalies, abort),
         "AnomalySink",
     );
-    if all_outcomes {
-        normal.probe_with(done).ordered_sink(
-            |o: &Outcome| o.seq,
-            writer(&slots.normal, abort),
-            "NormalSink",
-        );
-    } else {
-        let records = normal.map(|o| Record::of(&o)).probe_with(done);
-        unordered_sink(records, writer(&slots.records, abort), "NormalSink");
-    }
+    normal.probe_with(done).ordered_sink(
+        |o: &Outcome| o.seq,
+        writer(&slots.normal, abort),
+        "NormalSink",
+    );
 }
 
 /// The three outputs of a Kafka run as one stream, where they were made.
@@ -477,13 +532,12 @@ fn kafka_outputs<'scope>(
 /// The outputs must be the kind the stage writes.
 fn check_shape(outputs: &StageOutputs, stage: &Stage) -> Result<(), PipelineError> {
     let fits = match (outputs, stage) {
-        (StageOutputs::CsvTable(_), Stage::CsvTable) | (StageOutputs::Rows(_), Stage::Rows) => true,
-        (
-            StageOutputs::Scored { normal, .. },
-            Stage::Scored {
-                all_outcomes: all, ..
-            },
-        ) => matches!(normal, NormalSink::Outcomes(_)) == *all,
+        (StageOutputs::CsvTable(_), Stage::CsvTable)
+        | (StageOutputs::Rows(_), Stage::Rows)
+        | (StageOutputs::Scored { .. }, Stage::Scored { .. }) => true,
+        (StageOutputs::Evaluated { scores: sink, .. }, Stage::Evaluated { scores, .. }) => {
+            sink.is_some() == *scores
+        }
         _ => false,
     };
     if fits {
@@ -494,15 +548,4 @@ fn check_shape(outputs: &StageOutputs, stage: &Stage) -> Result<(), PipelineErro
             problem: "the outputs given are not the kind the pipeline's stage writes".into(),
         })
     }
-}
-
-/// Gathers a stream on worker 0 in any order.
-fn unordered_sink<D: ExchangeData>(
-    stream: Stream<'_, u64, Vec<D>>,
-    mut write: impl FnMut(&mut [D]) + 'static,
-    name: &str,
-) {
-    stream.sink(Exchange::new(|_: &D| 0), name, move |(input, _)| {
-        input.for_each(|_, data| write(data))
-    });
 }

@@ -42,8 +42,7 @@ fn bench_prints_and_writes_consistent_figures_for_every_run() {
     let json = dir.path().join("bench.json");
     let work = dir.path().join("work");
     let (rows, rate, seconds) = (ROWS.to_string(), RATE.to_string(), SECONDS.to_string());
-    let out = fraudflow(&[
-        "bench",
+    let args = [
         "--rows",
         &rows,
         "--workers",
@@ -52,18 +51,8 @@ fn bench_prints_and_writes_consistent_figures_for_every_run() {
         &rate,
         "--seconds",
         &seconds,
-        "--dir",
-        path(&work),
-        "--json",
-        path(&json),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    ];
+    let (stdout, r) = bench(&args, &work, &json);
     assert_eq!(r["input"]["rows"], ROWS);
     assert!(r["machine"]["cores"].as_u64().unwrap() >= 1);
     assert!(f64_of(&r["training"]["wall_s"], "training") > 0.0);
@@ -138,6 +127,70 @@ fn check_live(live: &Value, stdout: &str) {
     assert!(stdout.contains(line), "no `{line}` in\n{stdout}");
 }
 
+/// Runs `fraudflow bench ARGS --dir WORK --json JSON`, which must succeed:
+/// its standard output and the JSON.
+fn bench(args: &[&str], work: &Path, json: &Path) -> (String, Value) {
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    all.extend(["--dir", path(work), "--json", path(json)]);
+    let out = fraudflow(&all);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    (stdout, r)
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")
+}
+
+/// `--scaling`: the backtest and the features at each count, speedup and
+/// efficiency against the first, and each backtest worker's busy time,
+/// which is some of the worker's time and never more.
+#[test]
+fn bench_scaling_measures_every_count_and_every_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("scaling.json");
+    let work = dir.path().join("work");
+    let rows = ROWS.to_string();
+    let (stdout, r) = bench(
+        &["--scaling", "--rows", &rows, "--workers", "1,2"],
+        &work,
+        &json,
+    );
+    assert!(r["live"].is_null(), "no live run with --scaling: {r}");
+    let scaling = r["scaling"]["rows"].as_array().unwrap();
+    assert_eq!(scaling.len(), 2);
+    for (row, workers) in scaling.iter().zip([1u64, 2]) {
+        assert_eq!(row["backtest"]["workers"], workers);
+        assert_eq!(row["features"]["workers"], workers);
+        assert_eq!(row["backtest"]["events"], ROWS);
+        let busy = row["busy"].as_array().unwrap();
+        let indices: Vec<u64> = busy.iter().map(|w| w["worker"].as_u64().unwrap()).collect();
+        assert_eq!(indices, (0..workers).collect::<Vec<_>>());
+        for w in busy {
+            let (b, wall) = (f64_of(&w["busy_s"], "busy"), f64_of(&w["wall_s"], "wall"));
+            assert!(b > 0.0 && b <= wall, "{w}");
+        }
+    }
+    let speedup = |i: usize| {
+        let eps = |row: &Value| f64_of(&row["backtest"]["events_per_second"], "events/s");
+        eps(&scaling[i]) / eps(&scaling[0])
+    };
+    let line = format!("{:>7}  ", 2);
+    let two = stdout
+        .lines()
+        .find(|l| l.starts_with(&line))
+        .unwrap_or_default();
+    assert!(two.contains(&format!("{:.2}x", speedup(1))), "{stdout}");
+    assert!(stdout.contains("scaling on "), "{stdout}");
+    assert!(stdout.contains("backtest -w 2 busy: worker 0 "), "{stdout}");
+    assert!(
+        stdout.contains("no worker more than 10 % busier than the mean: "),
+        "{stdout}"
+    );
 }

@@ -11,7 +11,9 @@ use fraudflow::dataflow::json_event::paysim_event;
 use fraudflow::paysim::PaysimReader;
 use serde_json::Value;
 
-use crate::common::{backtest, free_port, generated, json, run_ok, s, shared_slice, spawn, train};
+use crate::common::{
+    backtest, free_port, generated, json, run_ok, run_two_processes, s, shared_slice, spawn, train,
+};
 
 /// Far more than any of these runs needs: a run still going then is hung.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -262,4 +264,82 @@ fn paysim_and_json_lines_of_the_same_events_give_the_same_split_and_report() {
     ] {
         assert_eq!(csv_report[key], json_report[key], "{key}");
     }
+}
+
+/// `args` without `--quiet` (which [`run_two_processes`] adds).
+fn loud(mut args: Vec<&str>) -> Vec<&str> {
+    args.retain(|a| *a != "--quiet");
+    args
+}
+
+/// report.json without the figures of the clock and of the cluster's
+/// shape.
+fn figures(out: &Path) -> Value {
+    let mut report = json(&out.join("report.json"));
+    for timing in ["seconds", "events_per_second", "workers", "latency_us"] {
+        report.as_object_mut().unwrap().remove(timing);
+    }
+    report
+}
+
+/// Every worker formats its own alerts and scores and keeps its own
+/// evaluation: the files and the report's figures are the same bytes
+/// whatever the workers and processes.
+#[test]
+fn a_backtest_writes_the_same_files_and_figures_on_any_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 30_000;
+    let input = generated(dir.path(), rows, 6);
+    let models = dir.path().join("models");
+    train(&input, &models, &[]);
+    let run = |name: &str, workers: &str| {
+        let out = dir.path().join(name);
+        run_ok(&backtest(
+            &input,
+            &models,
+            &out,
+            &["--scores", "-w", workers],
+        ));
+        out
+    };
+    let one = run("w1", "1");
+    let four = run("w4", "4");
+    let two = dir.path().join("n2");
+    run_two_processes(
+        dir.path(),
+        &loud(backtest(&input, &models, &two, &["--scores"])),
+        "2",
+    );
+    let read = |out: &Path, file: &str| std::fs::read(out.join(file)).unwrap();
+    let lines = |out: &Path, file: &str| read(out, file).iter().filter(|&&b| b == b'\n').count();
+    assert!(lines(&one, "alerts.jsonl") > 0, "no alerts to compare");
+    assert_eq!(lines(&one, "scores.csv"), rows as usize + 1);
+    for out in [&four, &two] {
+        for file in ["alerts.jsonl", "scores.csv", "dead_letters.jsonl"] {
+            assert!(
+                read(&one, file) == read(out, file),
+                "{}: {file} differs",
+                out.display()
+            );
+        }
+        assert_eq!(figures(&one), figures(out), "{}", out.display());
+    }
+}
+
+/// Regression: a backtest of two processes reported only process 0's
+/// events read (and so half the throughput).
+#[test]
+fn a_backtest_of_two_processes_counts_every_process_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 20_000;
+    let input = generated(dir.path(), rows, 7);
+    let models = dir.path().join("models");
+    train(&input, &models, &[]);
+    let out = dir.path().join("n2");
+    run_two_processes(dir.path(), &loud(backtest(&input, &models, &out, &[])), "1");
+    let report = json(&out.join("report.json"));
+    assert_eq!(report["events_in"], rows);
+    assert_eq!(report["scored"], rows);
+    let routed = report["alerts"].as_u64().unwrap() + report["normal"].as_u64().unwrap();
+    assert_eq!(routed, rows);
 }

@@ -1,6 +1,7 @@
 //! `fraudflow bench`'s figures for people, one line a run, each with the
 //! load average just before it (a busy machine explains a slow figure).
 
+use fraudflow::bench::scaling::{imbalance, Scaling, IMBALANCE_LIMIT};
 use fraudflow::bench::{BacktestFigures, BenchReport, ChildRun, LiveFigures, PeerComparison};
 use fraudflow::eval::Latency;
 
@@ -34,6 +35,9 @@ pub fn report(r: &BenchReport) {
     for b in &r.backtest {
         backtest(b);
     }
+    if let Some(s) = &r.scaling {
+        scaling(s, r.machine.cores);
+    }
     if let Some(l) = &r.live {
         live(l);
     }
@@ -52,6 +56,64 @@ fn backtest(b: &BacktestFigures) {
         latency(b.latency_us),
         child(&b.run)
     );
+}
+
+/// The scaling table, then each backtest's busy time per worker.
+fn scaling(s: &Scaling, cores: usize) {
+    outln!(
+        "scaling on {cores} cores (backtest: events/s of the dataflow, from report.json; \
+         features: events/s process start to exit)"
+    );
+    outln!(
+        "{:>7}  {:>16} {:>8} {:>10}  {:>16} {:>8} {:>10}  {:>9}",
+        "workers",
+        "backtest ev/s",
+        "speedup",
+        "efficiency",
+        "features ev/s",
+        "speedup",
+        "efficiency",
+        "peak RSS"
+    );
+    for (row, (b, f)) in s.rows.iter().zip(s.growth()) {
+        outln!(
+            "{:>7}  {:>16} {:>7.2}x {:>9.0} %  {:>16} {:>7.2}x {:>9.0} %  {:>9}",
+            row.backtest.workers,
+            grouped(row.backtest.events_per_second.round() as u64),
+            b.speedup,
+            100.0 * b.efficiency,
+            grouped(row.features.events_per_second.round() as u64),
+            f.speedup,
+            100.0 * f.efficiency,
+            mb(row.backtest.run.peak_rss_kib)
+        );
+    }
+    for row in s.rows.iter().filter(|r| r.busy.len() > 1) {
+        let each: Vec<String> = row
+            .busy
+            .iter()
+            .map(|w| {
+                let share = 100.0 * w.busy_s / w.wall_s.max(1e-9);
+                format!(
+                    "worker {} {:.2} s of {:.2} s ({share:.0} %)",
+                    w.worker, w.busy_s, w.wall_s
+                )
+            })
+            .collect();
+        outln!(
+            "backtest -w {} busy: {}",
+            row.backtest.workers,
+            each.join(", ")
+        );
+        if let Some(over) = imbalance(&row.busy) {
+            let verdict = if over <= IMBALANCE_LIMIT { "yes" } else { "NO" };
+            outln!(
+                "  no worker more than {:.0} % busier than the mean: {verdict} (the busiest: {:+.1} %)",
+                100.0 * IMBALANCE_LIMIT,
+                100.0 * over
+            );
+        }
+    }
 }
 
 fn live(l: &LiveFigures) {

@@ -14,8 +14,8 @@ use crate::eval::{Day, Quality};
 const THROUGHPUT_BINS: usize = 80;
 
 /// What the page keeps of each scored event: small, since every event's
-/// sample travels to worker 0 beside its [`crate::eval::Record`].
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// sample is kept beside its [`crate::eval::Record`] until the run ends.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     pub is_fraud: Option<bool>,
     pub score: f64,

@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::kafka::labels::FeedbackTopic;
 use crate::kafka::topics::TopicSpec;
 use crate::pipeline::{
-    self, Cluster, NormalSink, Outputs, PipelineError, PipelineSettings, RunSummary, StageOutputs,
+    self, Cluster, Outputs, PipelineError, PipelineSettings, RunSummary, StageOutputs,
 };
 use crate::serve::reload::ModelReloader;
 use crate::serve::{ServeState, Server, Stopper};
@@ -260,7 +260,7 @@ fn file_outputs(
         dead_letters: Box::new(dead),
         stage: StageOutputs::Scored {
             anomalies: Box::new(alerts),
-            normal: NormalSink::Outcomes(Box::new(normal)),
+            normal: Box::new(normal),
         },
     }))
 }

@@ -202,7 +202,6 @@ impl Models {
                     in_force: Some(Arc::clone(&self.in_force)),
                     threshold: self.threshold,
                 },
-                all_outcomes: true,
             },
             cluster,
         }

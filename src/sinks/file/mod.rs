@@ -13,9 +13,10 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::Sink;
-use crate::atomic::{BackgroundFile, JsonLines, OutputFile, OutputGroup};
+use crate::atomic::{BackgroundFile, JsonLines, OutputGroup};
 use crate::dataflow::score::Outcome;
-use crate::dataflow::table::{self, CsvRun};
+use crate::dataflow::sink::Text;
+use crate::dataflow::table;
 use crate::dataflow::FeatureRow;
 use crate::features::Contract;
 use crate::pipeline::PipelineError;
@@ -59,58 +60,121 @@ impl<D, T: Serialize> Sink<D> for JsonLinesSink<D, T> {
     }
 }
 
-/// Runs of CSV lines queued for the writer thread: about 5 KiB each.
+/// Blocks of text queued for the writer thread.
 const WRITE_QUEUE: usize = 1024;
 
-/// The feature table as CSV: rows come formatted in runs (each worker
-/// formats its own) and a thread of its own writes them.
-pub struct CsvTable {
-    path: std::path::PathBuf,
-    /// `None` once a write failed.
-    file: Option<BackgroundFile>,
-    rows: u64,
+/// What a [`TextFile`] starts with.
+#[derive(Clone, Debug, Default)]
+pub struct Header {
+    /// Before the first line.
+    pub lines: Vec<u8>,
+    /// When there are no lines (the file is this alone).
+    pub empty: Vec<u8>,
 }
 
-impl CsvTable {
-    pub fn create(
-        group: &OutputGroup,
-        path: &Path,
-        contract: Contract,
-    ) -> Result<CsvTable, PipelineError> {
-        let io = |e| PipelineError::io(path, e);
-        let mut file = BackgroundFile::create(group.create(path)?, WRITE_QUEUE).map_err(io)?;
-        file.write(table::header(contract).into_bytes())
-            .map_err(io)?;
-        Ok(CsvTable {
-            path: path.to_path_buf(),
-            file: Some(file),
-            rows: 0,
-        })
+impl Header {
+    /// The same header with lines or without.
+    pub fn always(header: impl Into<Vec<u8>>) -> Header {
+        let header = header.into();
+        Header {
+            lines: header.clone(),
+            empty: header,
+        }
     }
 }
 
-impl Sink<CsvRun> for CsvTable {
-    fn write(&mut self, runs: &mut [CsvRun]) -> Result<(), PipelineError> {
+/// Lines the workers formatted, written in order as they come (see
+/// [`crate::dataflow::sink::Lines`]) by a thread of its own, after a
+/// header: the feature table, alerts, scores.
+pub struct TextFile {
+    path: std::path::PathBuf,
+    /// `None` once a write failed.
+    file: Option<BackgroundFile>,
+    /// Not yet written.
+    header: Option<Header>,
+    lines: u64,
+}
+
+impl TextFile {
+    pub fn create(
+        group: &OutputGroup,
+        path: &Path,
+        header: Header,
+    ) -> Result<TextFile, PipelineError> {
+        let io = |e| PipelineError::io(path, e);
+        let file = BackgroundFile::create(group.create(path)?, WRITE_QUEUE).map_err(io)?;
+        Ok(TextFile {
+            path: path.to_path_buf(),
+            file: Some(file),
+            header: Some(header),
+            lines: 0,
+        })
+    }
+
+    /// The feature table as CSV: its header, then a row a line.
+    pub fn csv_table(
+        group: &OutputGroup,
+        path: &Path,
+        contract: Contract,
+    ) -> Result<TextFile, PipelineError> {
+        TextFile::create(group, path, Header::always(table::header(contract)))
+    }
+
+    /// `scores.csv`: every event's id, label and scores, a line as
+    /// [`scores_line`] writes it. With a frozen baseline (a backtest with
+    /// feedback: every line then has its score) a last column `frozen`.
+    pub fn scores(
+        group: &OutputGroup,
+        path: &Path,
+        frozen: bool,
+    ) -> Result<TextFile, PipelineError> {
+        let plain = b"event_id,is_fraud,isolation_forest,autoencoder,logistic,score,alert\n";
+        let mut with = plain[..plain.len() - 1].to_vec();
+        with.extend_from_slice(b",frozen\n");
+        let header = Header {
+            lines: if frozen { with } else { plain.to_vec() },
+            empty: plain.to_vec(),
+        };
+        TextFile::create(group, path, header)
+    }
+
+    fn send(&mut self, bytes: Vec<u8>) -> Result<(), PipelineError> {
         let stopped = || std::io::Error::other("the writer stopped on an earlier error");
-        for run in runs {
-            self.rows += run.rows;
-            let file = self.file.as_mut().ok_or_else(stopped);
-            if let Err(e) = file.and_then(|f| f.write(std::mem::take(&mut run.bytes))) {
-                // A stopped writer thread knows why it stopped.
-                let cause = self.file.take().and_then(|f| f.abandon().err());
-                return Err(PipelineError::io(&self.path, cause.unwrap_or(e)));
+        let file = self.file.as_mut().ok_or_else(stopped);
+        if let Err(e) = file.and_then(|f| f.write(bytes)) {
+            // A stopped writer thread knows why it stopped.
+            let cause = self.file.take().and_then(|f| f.abandon().err());
+            return Err(PipelineError::io(&self.path, cause.unwrap_or(e)));
+        }
+        Ok(())
+    }
+}
+
+impl Sink<Text> for TextFile {
+    fn write(&mut self, texts: &mut [Text]) -> Result<(), PipelineError> {
+        for text in texts {
+            if text.lines == 0 {
+                continue;
             }
+            if let Some(header) = self.header.take() {
+                self.send(header.lines)?;
+            }
+            self.lines += text.lines;
+            self.send(std::mem::take(&mut text.bytes))?;
         }
         Ok(())
     }
 
-    fn finish(self: Box<Self>) -> Result<u64, PipelineError> {
+    fn finish(mut self: Box<Self>) -> Result<u64, PipelineError> {
+        if let Some(header) = self.header.take() {
+            self.send(header.empty)?;
+        }
         let io = |e| PipelineError::io(&self.path, e);
         let file = self
             .file
             .ok_or_else(|| io(std::io::Error::other("the writer stopped")))?;
         file.finish().map_err(io)?;
-        Ok(self.rows)
+        Ok(self.lines)
     }
 }
 
@@ -151,62 +215,26 @@ impl Sink<FeatureRow> for ParquetSink {
     }
 }
 
-/// Every event's id, label and scores (`scores.csv`), in input order:
-/// opened before the run, written from the outcomes gathered by it.
-pub struct ScoresCsv {
-    file: OutputFile,
-}
-
-impl ScoresCsv {
-    pub fn create(group: &OutputGroup, path: &Path) -> Result<ScoresCsv, PipelineError> {
-        Ok(ScoresCsv {
-            file: group.create(path)?,
-        })
+/// Appends an outcome's line of `scores.csv` (see [`TextFile::scores`]).
+pub fn scores_line(o: &Outcome, out: &mut Vec<u8>) -> std::io::Result<()> {
+    crate::dataflow::table::csv_field(&o.id.to_string(), out);
+    let label = match o.is_fraud {
+        Some(true) => "1",
+        Some(false) => "0",
+        None => "",
+    };
+    let c = o.components;
+    write!(
+        out,
+        ",{label},{},{},{},{},{}",
+        c.isolation_forest,
+        c.autoencoder,
+        c.logistic,
+        o.score,
+        u8::from(o.alert.is_some())
+    )?;
+    match o.frozen {
+        Some(f) => writeln!(out, ",{f}"),
+        None => writeln!(out),
     }
-
-    /// Sorts `all` into input order (alerts and normal traffic arrive
-    /// apart), writes and finishes (the group renames).
-    pub fn write(self, all: &mut [Outcome]) -> Result<(), PipelineError> {
-        all.sort_by_key(|o| o.seq);
-        let path = self.file.path().to_path_buf();
-        let io = |e| PipelineError::io(&path, e);
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, self.file);
-        write_scores(&mut out, all).map_err(io)?;
-        let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-        file.finish().map(|_| ()).map_err(io)
-    }
-}
-
-/// With a frozen baseline (a backtest with feedback), a last column
-/// `frozen` has its score.
-fn write_scores(w: &mut impl Write, all: &[Outcome]) -> std::io::Result<()> {
-    let frozen = all.iter().any(|o| o.frozen.is_some());
-    w.write_all(b"event_id,is_fraud,isolation_forest,autoencoder,logistic,score,alert")?;
-    w.write_all(if frozen { b",frozen\n" } else { b"\n" })?;
-    for o in all {
-        let label = match o.is_fraud {
-            Some(true) => "1",
-            Some(false) => "0",
-            None => "",
-        };
-        let c = o.components;
-        let mut id = Vec::new();
-        crate::dataflow::table::csv_field(&o.id.to_string(), &mut id);
-        w.write_all(&id)?;
-        write!(
-            w,
-            ",{label},{},{},{},{},{}",
-            c.isolation_forest,
-            c.autoencoder,
-            c.logistic,
-            o.score,
-            u8::from(o.alert.is_some())
-        )?;
-        match o.frozen.filter(|_| frozen) {
-            Some(f) => writeln!(w, ",{f}")?,
-            None if frozen => writeln!(w, ",")?,
-            None => writeln!(w)?,
-        }
-    }
-    Ok(())
 }
