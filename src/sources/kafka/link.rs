@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::ledger::{Ledger, WindowIndex};
@@ -60,6 +62,18 @@ impl Noted {
 /// source stops reading (brokers slow or away: nothing is dropped, the
 /// source waits).
 pub const MAX_BACKLOG: usize = 200_000;
+
+/// What one [`Link::poll`] found.
+pub enum Polled<'a> {
+    /// A message, a partition's end or an error.
+    Next(KafkaResult<BorrowedMessage<'a>>),
+    /// An event librdkafka served itself (statistics, a commit's result):
+    /// more may wait behind it.
+    Served,
+    /// Nothing: the queue is empty, and the next operation to arrive
+    /// fires the queue callback.
+    Empty,
+}
 
 /// A partition's latest released `(offset, time)`, and whether it was
 /// sent since.
@@ -122,6 +136,43 @@ impl Link {
             restore_ms: s.restore_ms,
             released: RefCell::new(BTreeMap::new()),
         }))
+    }
+
+    /// The next operation of this consumer's queue, without waiting.
+    pub fn poll(&self) -> Polled<'_> {
+        match self.consumer.poll(Duration::ZERO) {
+            Some(next) => Polled::Next(next),
+            None if self.queued() > 0 => Polled::Served,
+            None => Polled::Empty,
+        }
+    }
+
+    /// Operations waiting in this consumer's queue: messages, partition
+    /// ends, errors and librdkafka's own events (statistics, commit
+    /// results), all of which reach it (`group.id` forwards the main queue
+    /// there, and manually assigned partitions' fetches too).
+    ///
+    /// Why: `BaseConsumer::poll` with a zero timeout answers `None` both
+    /// when the queue is empty and when it served one of librdkafka's own
+    /// events (statistics every second, an asynchronous commit's result),
+    /// and messages may wait behind that event. The queue callback fires
+    /// only when the queue turns from empty to non-empty, so a reader that
+    /// took such a `None` for "drained" and waited for the callback would
+    /// wait forever. Only an empty queue guarantees the callback.
+    pub fn queued(&self) -> usize {
+        use rdkafka::bindings as rd;
+        // SAFETY: the client outlives this call (it is `self.consumer`'s);
+        // the queue handle is a new reference of our own, destroyed before
+        // returning (NULL when the client has no consumer group queue).
+        unsafe {
+            let queue = rd::rd_kafka_queue_get_consumer(self.consumer.client().native_ptr());
+            if queue.is_null() {
+                return 0;
+            }
+            let n = rd::rd_kafka_queue_length(queue);
+            rd::rd_kafka_queue_destroy(queue);
+            n
+        }
     }
 
     /// Notes that the message at `offset` of `partition` was placed at

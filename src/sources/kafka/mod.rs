@@ -16,7 +16,9 @@
 //!   An event stamped behind its partition's capability is placed there,
 //!   counted as late and scored, never dropped.
 //! - A worker reads at most `max_batch` messages an activation, and is
-//!   woken by librdkafka's callback when its queue fills, not by spinning.
+//!   woken by librdkafka's callback when its queue turns non-empty, not by
+//!   spinning; so it waits only once its queue is empty, which an empty
+//!   poll alone does not tell (see [`Link::queued`]).
 //! - Offsets are never committed automatically: the sinks commit a
 //!   partition's offset once the outputs of every message up to it are
 //!   delivered ([`ledger`]).

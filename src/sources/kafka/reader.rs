@@ -17,7 +17,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::{Scope, Stream};
 use timely::scheduling::Activator;
 
-use super::link;
+use super::link::{self, Polled};
 use super::seq::Numbering;
 use super::{KafkaInput, Link};
 use crate::dataflow::dead_letter::DeadLetter;
@@ -253,22 +253,25 @@ impl Reader {
         }
         let (mut drained, mut reading) = (false, false);
         for _ in 0..self.input.settings.max_batch {
-            match link.consumer.poll(Duration::ZERO) {
-                None => {
+            match link.poll() {
+                // Messages may wait behind it: waiting for the callback
+                // now could be forever (see `Link::queued`).
+                Polled::Served => continue,
+                Polled::Empty => {
                     drained = true;
                     break;
                 }
-                Some(Ok(m)) => {
+                Polled::Next(Ok(m)) => {
                     reading = true;
                     self.take(&m, now, (clock, received), output);
                 }
-                Some(Err(RdError::PartitionEOF(p))) => {
+                Polled::Next(Err(RdError::PartitionEOF(p))) => {
                     if let Some(part) = self.parts.get_mut(&p) {
                         part.at_end = true;
                         part.quiet_since = now;
                     }
                 }
-                Some(Err(e)) => {
+                Polled::Next(Err(e)) => {
                     reading = false;
                     self.input.health.report("consumer", e.to_string());
                 }
@@ -384,7 +387,8 @@ impl Reader {
     }
 
     /// Comes back at once when messages are left, or when a partition will
-    /// turn idle; otherwise librdkafka's callback wakes it.
+    /// turn idle; otherwise librdkafka's callback wakes it (the queue was
+    /// left empty, so the next message to arrive fires it).
     fn schedule(&self, drained: bool) {
         if !drained {
             self.activator.activate();
