@@ -53,6 +53,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A port on 127.0.0.1 that is free with the next one: process P of a
+/// run listens on `--listen`'s port + P.
+pub fn free_port_pair() -> u16 {
+    loop {
+        let first = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = first.local_addr().unwrap().port();
+        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Runs `fraudflow ARGS` as two processes on 127.0.0.1 (`-n 2`, `workers`
 /// each, a hostfile in `dir`) and asserts that both succeed.
 pub fn run_two_processes(dir: &Path, args: &[&str], workers: &str) {

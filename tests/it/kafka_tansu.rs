@@ -354,7 +354,7 @@ fn end_to_end_two_processes_of_two_workers_every_event_once_alerts_as_the_backte
     let tansu = Tansu::start("memory://tansu/", dir.path());
     // Replay makes raw-events; the runs make the output topics.
     replay(&input, &tansu.brokers);
-    let listen = free_port();
+    let listen = crate::common::free_port_pair();
     let file = dataflow_file(dir.path(), &tansu.brokers, &models, listen);
     let hosts = dir.path().join("hosts");
     let hostfile = format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port());
