@@ -363,5 +363,6 @@ pub(crate) fn two_process_setup(dir: &Path) -> (PathBuf, PathBuf, u16) {
     train(&input, &models, &[]);
     let peers = format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port());
     std::fs::write(dir.join("hosts"), peers).unwrap();
-    (models, dir.join("out"), free_port())
+    // Process 1 listens on the port + 1: both must be free.
+    (models, dir.join("out"), crate::common::free_port_pair())
 }
