@@ -59,6 +59,14 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     if let Some(why) = &report.first_failure {
         eprintln!("fraudflow: replay: the first failed message: {why}");
     }
+    if report.numbered_from > 1 && !quiet {
+        // Worth saying only when the topic held messages already.
+        eprintln!(
+            "replay: the topic held {} messages; these are numbered on from {}",
+            grouped(report.numbered_from - 1),
+            grouped(report.numbered_from)
+        );
+    }
     let seconds = report.elapsed.as_secs_f64();
     outln!(
         "replay: {} events published to {} ({} failed) in {seconds:.2} s, {:.0} ev/s",

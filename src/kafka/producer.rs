@@ -15,7 +15,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::replay::Message;
-use super::topics::{default_spec, ensure_topics};
+use super::topics::{default_spec, ensure_topics, partition_count};
 use super::{producer_config, KafkaError};
 use crate::sources::kafka::seq::ORDER_HEADER;
 
@@ -121,6 +121,23 @@ impl TopicWriter {
                 }
             }
         }
+    }
+
+    /// How many messages were ever written to the topic: the sum of its
+    /// partitions' end offsets (messages since deleted by retention
+    /// included), so numbers counted on from it are new to the topic.
+    pub fn end_offsets(&self) -> Result<u64, KafkaError> {
+        let client = self.producer.client();
+        let what = || format!("reading the end offsets of topic {}", self.topic);
+        let partitions = partition_count(client, &self.topic, self.timeout)?.unwrap_or(0);
+        let mut total = 0u64;
+        for p in 0..partitions {
+            let (_, high) = client
+                .fetch_watermarks(&self.topic, p, self.timeout)
+                .map_err(|e| KafkaError::client(what(), e))?;
+            total += high.max(0) as u64;
+        }
+        Ok(total)
     }
 
     /// Serves acknowledgements for up to `wait`.

@@ -98,6 +98,11 @@ pub struct ReplayReport {
     /// The first failure, for the report.
     pub first_failure: Option<String>,
     pub elapsed: Duration,
+    /// The order number (header
+    /// [`crate::sources::kafka::seq::ORDER_HEADER`]) of the first message:
+    /// one past the messages the topic already held, so that a file
+    /// replayed after another into the same topic keeps numbers of its own.
+    pub numbered_from: u64,
 }
 
 /// Why a replay could not run.
@@ -307,10 +312,14 @@ fn json_lines(
 pub fn replay(settings: &ReplaySettings) -> Result<ReplayReport, ReplayError> {
     let (messages, size, read) = open(settings)?;
     let writer = TopicWriter::connect(&settings.brokers, &settings.topic, settings.timeout)?;
+    let base = writer.end_offsets()?;
     let bar = crate::progress::bar(size, "bytes", settings.quiet);
     bar.set_message(format!("replay to {}", settings.topic));
     let started = Instant::now();
-    let mut report = ReplayReport::default();
+    let mut report = ReplayReport {
+        numbered_from: base + 1,
+        ..ReplayReport::default()
+    };
     for (n, item) in messages.enumerate() {
         let (message, bad) = item?;
         report.bad_rows += u64::from(bad);
@@ -320,7 +329,7 @@ pub fn replay(settings: &ReplaySettings) -> Result<ReplayReport, ReplayError> {
                 writer.poll(wait);
             }
         }
-        writer.send(&message, Some(n as u64 + 1));
+        writer.send(&message, Some(base + n as u64 + 1));
         if n % 256 == 0 {
             writer.poll(Duration::ZERO);
             bar.set_position(read.get());

@@ -220,6 +220,7 @@ fn kafka_problems(k: &super::KafkaTable) -> Vec<Problem> {
     let mut problems: Vec<Problem> = [
         positive("source.kafka", "idle_ms", k.idle_ms),
         positive("source.kafka", "commit_ms", k.commit_ms),
+        positive("source.kafka", "fetch_wait_ms", k.fetch_wait_ms),
         positive("source.kafka", "max_batch", k.max_batch as u64),
     ]
     .into_iter()

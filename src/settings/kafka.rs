@@ -39,6 +39,9 @@ pub struct KafkaTable {
     /// Milliseconds between offset commits (exactly once: between transactions).
     #[serde(default = "defaults::commit_ms")]
     pub commit_ms: u64,
+    /// Longest the broker may hold a fetch while it waits for new messages (librdkafka's `fetch.wait.max.ms`); a broker that holds it even when messages arrive meanwhile (tansu, librdkafka's mock) adds up to this to every event's latency, and a lower value costs more fetch requests while the topic is quiet.
+    #[serde(default = "defaults::fetch_wait_ms")]
+    pub fetch_wait_ms: u64,
     /// Most messages a worker reads in one activation.
     #[serde(default = "defaults::max_batch")]
     pub max_batch: usize,
@@ -138,6 +141,9 @@ pub mod defaults {
     }
     pub fn commit_ms() -> u64 {
         100
+    }
+    pub fn fetch_wait_ms() -> u64 {
+        20
     }
     pub fn max_batch() -> usize {
         4_096

@@ -24,6 +24,7 @@ fn settings(brokers: &str) -> KafkaSettings {
         guarantee: Guarantee::AtLeastOnce,
         idle: Duration::from_millis(200),
         commit_every: Duration::from_millis(50),
+        fetch_wait: Duration::from_millis(20),
         max_batch: 4096,
         limits: TimeLimits::with_lateness(0),
         restore_ms: None,

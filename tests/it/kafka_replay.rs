@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use fraudflow::kafka::topics::{default_topics, ensure_topics, partition_count};
 use fraudflow::paysim::PaysimReader;
+use fraudflow::sources::kafka::seq::ORDER_HEADER;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{ClientConfig, Message, Offset, Timestamp, TopicPartitionList};
@@ -34,12 +36,14 @@ fn cluster(topics: &[(&str, i32)]) -> Cluster {
     cluster
 }
 
-/// One consumed message: partition, key, payload, timestamp.
+/// One consumed message: partition, key, payload, timestamp, and its
+/// place in the input order (the `fraudflow-order` header).
 struct Got {
     partition: i32,
     key: Option<String>,
     payload: Vec<u8>,
     timestamp: Timestamp,
+    order: Option<u64>,
 }
 
 /// Reads `topic` (of `partitions` partitions) from the start until `n`
@@ -74,6 +78,10 @@ fn consume(brokers: &str, topic: &str, partitions: i32, n: usize) -> Vec<Got> {
             key: m.key().map(|k| String::from_utf8(k.to_vec()).unwrap()),
             payload: m.payload().unwrap_or_default().to_vec(),
             timestamp: m.timestamp(),
+            order: m.headers().and_then(|h| {
+                let h = h.iter().find(|h| h.key == ORDER_HEADER)?;
+                std::str::from_utf8(h.value?).ok()?.parse().ok()
+            }),
         });
     }
     got
@@ -230,6 +238,49 @@ fn json_lines_case() -> (Vec<u8>, Vec<Published>) {
         want.push((line.to_vec(), key.map(str::to_string), time));
     }
     (file, want)
+}
+
+#[test]
+fn a_file_replayed_after_another_into_one_topic_is_numbered_on_past_it() {
+    // Each numbers its rows 1, 2, ...: the second, published into a topic
+    // that holds the first, must not reuse the first's numbers (the
+    // pipeline orders and names events by them).
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (
+        generated(dir.path(), 1_500, 3),
+        generated(dir.path(), 1_000, 4),
+    );
+    let cluster = cluster(&[("raw-events", 8)]);
+    let brokers = cluster.bootstrap_servers();
+    replay(&first, &brokers, &["-q"], true);
+    let (_, said) = replay(&second, &brokers, &[], true);
+    assert!(
+        said.contains("the topic held 1,500 messages; these are numbered on from 1,501"),
+        "{said}"
+    );
+    let got = consume(&brokers, "raw-events", 8, 2_500);
+    assert_eq!(got.len(), 2_500);
+    // A plain recomputation: row r of the first file is r, of the second
+    // 1,500 + r; the second file's event ids restart at 1, so a row is
+    // told apart by its account too.
+    let mut want: HashMap<(String, String), Vec<u64>> = HashMap::new();
+    for (file, base) in [(&first, 0), (&second, 1_500)] {
+        for (id, (user, _)) in expected_rows(file) {
+            let row: u64 = id.parse().unwrap();
+            want.entry((id, user)).or_default().push(base + row);
+        }
+    }
+    let mut orders = Vec::new();
+    for m in &got {
+        let event: Value = serde_json::from_slice(&m.payload).unwrap();
+        let id = event["event_id"].as_str().unwrap().to_string();
+        let user = event["user_id"].as_str().unwrap().to_string();
+        let order = m.order.expect("every replayed message is numbered");
+        assert!(want[&(id.clone(), user)].contains(&order), "{id}: {order}");
+        orders.push(order);
+    }
+    orders.sort_unstable();
+    assert_eq!(orders, (1..=2_500).collect::<Vec<u64>>());
 }
 
 #[test]

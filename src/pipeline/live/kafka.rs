@@ -71,6 +71,7 @@ fn kafka_settings(file: &DataflowFile, kafka: &KafkaTable) -> KafkaSettings {
         guarantee: kafka.guarantee,
         idle: Duration::from_millis(kafka.idle_ms),
         commit_every: Duration::from_millis(kafka.commit_ms),
+        fetch_wait: Duration::from_millis(kafka.fetch_wait_ms),
         max_batch: kafka.max_batch,
         limits: TimeLimits {
             lateness_ms: 0,

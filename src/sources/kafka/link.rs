@@ -115,7 +115,7 @@ impl Link {
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
-            .set("fetch.wait.max.ms", "20")
+            .set("fetch.wait.max.ms", s.fetch_wait.as_millis().to_string())
             .set("fetch.message.max.bytes", "16777216")
             // Each partition's lag, for `/metrics` (kafka::context).
             .set("statistics.interval.ms", "1000");

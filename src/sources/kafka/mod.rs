@@ -67,6 +67,8 @@ pub struct KafkaSettings {
     pub idle: Duration,
     /// Between offset commits (exactly once: transactions).
     pub commit_every: Duration,
+    /// Longest the broker may hold a fetch waiting for messages.
+    pub fetch_wait: Duration,
     pub max_batch: usize,
     pub limits: TimeLimits,
     /// Event time (ms) read again before the committed offsets on start;

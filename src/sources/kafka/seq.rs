@@ -6,13 +6,20 @@
 //! before its committed offsets to rebuild the velocity state, and the
 //! sinks must write nothing for those events; they are scored where they
 //! are read, so the mark can travel in the number itself instead of in
-//! every event: `seq = (count * 2 + muted) * peers + worker`.
+//! every event: `seq = (n * 4 + own * 2 + muted) * peers + worker`.
 //!
-//! `count` is the worker's own count of messages, unless the publisher
-//! numbered the message in the [`ORDER_HEADER`] header: then that number,
-//! so that events of one time keep the order they had in a file whichever
-//! partitions they took (`fraudflow replay` numbers every message, and a
-//! replayed file scores exactly as its backtest does).
+//! `n` is the number the publisher gave the message in the
+//! [`ORDER_HEADER`] header, so that events of one time keep the order they
+//! had in a file whichever partitions they took (`fraudflow replay`
+//! numbers every message, and a replayed file scores exactly as its
+//! backtest does); for a message without one (live traffic), `n` is the
+//! worker's own count of messages and `own` is 1. The two kinds of number
+//! never meet, and `fraudflow replay` starts its numbers past every message
+//! already in the topic, so files replayed one after another into one
+//! topic never share a number either. Two replays into one topic *at the
+//! same time* may: their events keep distinct names (`event_id`) and are
+//! all scored, but the order between two events of one time, one worker
+//! and one number is then the order they were read in.
 //!
 //! ```
 //! use fraudflow::sources::kafka::seq::Numbering;
@@ -54,19 +61,26 @@ impl Numbering {
 
     /// The number of a message the publisher placed at `order` in the
     /// input order (`None`, or a place too large to number: the worker's
-    /// own count).
+    /// own count, marked as such).
     pub fn next_in(&mut self, order: Option<u64>, muted: bool) -> u64 {
-        let limit = u64::MAX / 2 / self.peers - 1;
-        let n = order
-            .filter(|&o| o <= limit)
-            .unwrap_or(self.count.min(limit));
+        let limit = u64::MAX / 4 / self.peers - 1;
+        let (n, own) = match order.filter(|&o| o <= limit) {
+            Some(o) => (o, 0),
+            None => (self.count.min(limit), 1),
+        };
         self.count += 1;
-        ((n << 1) | u64::from(muted)) * self.peers + self.worker
+        ((n << 2) | (own << 1) | u64::from(muted)) * self.peers + self.worker
     }
 
     /// Whether `seq` was numbered muted, with `peers` workers.
     pub fn is_muted(seq: u64, peers: usize) -> bool {
         (seq / peers.max(1) as u64) & 1 == 1
+    }
+
+    /// Whether `seq` is a worker's own count rather than a publisher's
+    /// order, with `peers` workers.
+    pub fn is_own(seq: u64, peers: usize) -> bool {
+        (seq / peers.max(1) as u64) & 2 == 2
     }
 }
 
@@ -86,7 +100,25 @@ mod tests {
         assert!(y < z && z < x);
         assert!(Numbering::is_muted(y, 2) && !Numbering::is_muted(x, 2));
         let huge = a.next_in(Some(u64::MAX), false);
-        assert_eq!(huge, ((2 << 1) * 2), "the worker's own count, 2");
+        assert_eq!(huge, ((2 << 2) | 2) * 2, "the worker's own count, 2");
+        assert!(Numbering::is_own(huge, 2) && !Numbering::is_own(x, 2));
+    }
+
+    #[test]
+    fn a_workers_own_count_never_meets_a_publishers_order() {
+        // Worker 1 of 3 reads, in turn, live messages (no order) and a
+        // replay's numbered 0, 1, 2, ...: the same n from either kind
+        // must give two numbers, each decoding to what it was.
+        let peers = 3;
+        let mut n = Numbering::new(1, peers);
+        let mut seen = HashSet::new();
+        for k in 0..500u64 {
+            let (own, ordered) = (n.next(k % 5 == 0), n.next_in(Some(k), false));
+            assert!(seen.insert(own) && seen.insert(ordered), "k {k}");
+            assert!(Numbering::is_own(own, peers) && !Numbering::is_own(ordered, peers));
+            assert_eq!(Numbering::is_muted(own, peers), k % 5 == 0);
+            assert_eq!(ordered, (k << 2) * 3 + 1, "a plain recomputation");
+        }
     }
 
     #[test]
