@@ -81,13 +81,6 @@ impl Eda {
     pub fn finish(mut self, bad_rows: BadRows) -> EdaReport {
         self.amounts.sort_unstable_by(f64::total_cmp);
         let rows = self.amounts.len() as u64;
-        let share = |part: u64, whole: u64| {
-            if whole == 0 {
-                0.0
-            } else {
-                part as f64 / whole as f64
-            }
-        };
         let by_type = TxnType::ALL
             .iter()
             .zip(self.by_type)
@@ -105,7 +98,6 @@ impl Eda {
             .filter(|t| !t.kind.can_be_fraud())
             .map(|t| t.fraud)
             .sum();
-        let counts: Vec<u64> = self.rows_per_step.values().copied().collect();
         EdaReport {
             rows,
             bad_rows,
@@ -128,21 +120,36 @@ impl Eda {
                 p99: quantile(&self.amounts, 0.99),
                 max: self.amounts.last().copied(),
             },
-            steps: StepReport {
-                first: self.rows_per_step.keys().next().copied(),
-                last: self.rows_per_step.keys().next_back().copied(),
-                distinct: counts.len() as u64,
-                out_of_order_rows: self.steps_out_of_order,
-                rows_min: counts.iter().copied().min(),
-                rows_mean: if counts.is_empty() {
-                    None
-                } else {
-                    Some(rows as f64 / counts.len() as f64)
-                },
-                rows_max: counts.iter().copied().max(),
-                rows_per_step: self.rows_per_step,
-            },
+            steps: steps(rows, self.rows_per_step, self.steps_out_of_order),
         }
+    }
+}
+
+/// `part` of `whole`, 0 of nothing.
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// The steps' spread, from the rows of each step.
+fn steps(rows: u64, rows_per_step: BTreeMap<u32, u64>, out_of_order_rows: u64) -> StepReport {
+    let counts: Vec<u64> = rows_per_step.values().copied().collect();
+    StepReport {
+        first: rows_per_step.keys().next().copied(),
+        last: rows_per_step.keys().next_back().copied(),
+        distinct: counts.len() as u64,
+        out_of_order_rows,
+        rows_min: counts.iter().copied().min(),
+        rows_mean: if counts.is_empty() {
+            None
+        } else {
+            Some(rows as f64 / counts.len() as f64)
+        },
+        rows_max: counts.iter().copied().max(),
+        rows_per_step,
     }
 }
 

@@ -38,8 +38,18 @@ pub struct Validation {
 /// assert_eq!(v.errors[0].check, "fraud_types");
 /// ```
 pub fn validate(report: &EdaReport) -> Validation {
+    let errors = errors(report);
+    Validation {
+        valid: errors.is_empty(),
+        errors,
+        warnings: warnings(report),
+    }
+}
+
+/// What makes the file unusable: no rows, bad rows, fraud where PaySim
+/// has none, step 0.
+fn errors(report: &EdaReport) -> Vec<Finding> {
     let mut errors = Vec::new();
-    let mut warnings = Vec::new();
     let mut error = |check, message| errors.push(Finding { check, message });
     if report.rows == 0 {
         let message = match report.bad_rows.count {
@@ -84,6 +94,12 @@ pub fn validate(report: &EdaReport) -> Validation {
             "steps start at 1, but step 0 occurs".to_string(),
         );
     }
+    errors
+}
+
+/// What is worth knowing but does not stop a run.
+fn warnings(report: &EdaReport) -> Vec<Finding> {
+    let mut warnings = Vec::new();
     if let Some(last) = report.steps.last.filter(|&l| l > LAST_STEP) {
         warnings.push(Finding {
             check: "step_range",
@@ -108,11 +124,7 @@ pub fn validate(report: &EdaReport) -> Validation {
             ),
         });
     }
-    Validation {
-        valid: errors.is_empty(),
-        errors,
-        warnings,
-    }
+    warnings
 }
 
 #[cfg(test)]

@@ -65,7 +65,16 @@ pub fn profile_counted(file: &std::path::Path, options: ScanOptions) -> Result<E
     Ok(report)
 }
 
+/// The report as text: counts, then types, then amounts and steps.
 pub fn render(r: &EdaReport) -> String {
+    let mut s = counts(r);
+    types(&mut s, r);
+    amounts_and_steps(&mut s, r);
+    s
+}
+
+/// Rows, bad rows, fraud and flags.
+fn counts(r: &EdaReport) -> String {
     let mut s = String::new();
     let pct = |x: f64| format!("{:.4} %", 100.0 * x);
     let _ = writeln!(s, "rows                {}", grouped(r.rows));
@@ -100,6 +109,11 @@ pub fn render(r: &EdaReport) -> String {
         "fraud in other types {}",
         grouped(r.fraud_in_unexpected_types)
     );
+    s
+}
+
+/// The table of transaction types.
+fn types(s: &mut String, r: &EdaReport) {
     let _ = writeln!(
         s,
         "\n{:<10} {:>12} {:>9} {:>8} {:>10}",
@@ -116,6 +130,10 @@ pub fn render(r: &EdaReport) -> String {
             format!("{:.3} %", 100.0 * t.fraud_rate)
         );
     }
+}
+
+/// Amount percentiles and the steps' spread.
+fn amounts_and_steps(s: &mut String, r: &EdaReport) {
     let a = &r.amount;
     let _ = writeln!(
         s,
@@ -150,5 +168,4 @@ pub fn render(r: &EdaReport) -> String {
         ""
     };
     let _ = writeln!(s, "        rows per step {}{more}", first.join(" "));
-    s
 }

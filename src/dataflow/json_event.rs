@@ -289,9 +289,9 @@ fn is_json_number(token: &str) -> bool {
     s.is_empty()
 }
 
-/// The event an object describes.
-fn event(obj: &Object, seq: u64) -> Result<Event, EventError> {
-    let event_id = string(obj, "event_id")?;
+/// The object's `timestamp` in milliseconds since the epoch, which may
+/// not be before it.
+fn event_time(obj: &Object) -> Result<u64, EventError> {
     let timestamp = string(obj, "timestamp")?;
     let bad_time = |problem| EventError::BadTimestamp {
         value: Quote::of(&timestamp),
@@ -304,9 +304,13 @@ fn event(obj: &Object, seq: u64) -> Result<Event, EventError> {
             TimeProblem::NotIso
         })
     })?;
-    if ms < 0 {
-        return Err(bad_time(TimeProblem::Before1970));
-    }
+    u64::try_from(ms).map_err(|_| bad_time(TimeProblem::Before1970))
+}
+
+/// The event an object describes.
+fn event(obj: &Object, seq: u64) -> Result<Event, EventError> {
+    let event_id = string(obj, "event_id")?;
+    let ms = event_time(obj)?;
     let user = string(obj, "user_id")?;
     let kind_text = string(obj, "type")?;
     let kind =
@@ -334,7 +338,6 @@ fn event(obj: &Object, seq: u64) -> Result<Event, EventError> {
         Field::Absent => None,
         _ => Some(AccountId::from_name(&string(obj, "dest_id")?)),
     };
-    let ms = ms as u64;
     Ok(Event {
         id: EventId::Named(event_id.into_boxed_str()),
         seq,

@@ -94,11 +94,7 @@ impl<'scope, D: ExchangeData + Clone> Velocity<'scope, D> for Stream<'scope, u64
     {
         // Records go to their account's shard once; there they both enter
         // the window's arrangement and ask it for their counts.
-        let route = key.clone();
-        let sharded = self.exchange(move |d: &D| {
-            let k = route(d);
-            k.account.map_or(k.seq, |a| a.hashed())
-        });
+        let sharded = shard(self, key.clone());
         // Each keyed record enters the collection at its time; the batcher
         // retracts it a window later. Already sharded by the account's hash,
         // as the queries are.
@@ -148,6 +144,19 @@ impl<'scope, D: ExchangeData + Clone> Velocity<'scope, D> for Stream<'scope, u64
             },
         )
     }
+}
+
+/// Each record on its account's shard (one without an account on its
+/// `seq`'s).
+fn shard<'scope, D, K>(stream: Stream<'scope, u64, Vec<D>>, key: K) -> Stream<'scope, u64, Vec<D>>
+where
+    D: ExchangeData + Clone,
+    K: Fn(&D) -> VelocityKey + 'static,
+{
+    stream.exchange(move |d: &D| {
+        let k = key(d);
+        k.account.map_or(k.seq, |a| a.hashed())
+    })
 }
 
 /// Each keyed record as an update entering the window at its own time:

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use timely::communication::initialize::WorkerGuards;
 use timely::worker::Worker;
 
 use super::busy::{BusyClock, WorkerBusy};
@@ -299,21 +300,7 @@ where
     STARTED.store(true, Ordering::SeqCst);
 
     if !abort.wait(cluster.workers) {
-        let mut out = Vec::with_capacity(cluster.workers);
-        // Joining also joins the network threads, which panic (and timely
-        // then panics here) if another process went away without closing
-        // its connections: it failed, so this run did too.
-        let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guards.join()));
-        for joined in joined.unwrap_or_default() {
-            match joined {
-                Ok(Ok(t)) => out.push(t),
-                Ok(Err(e)) => abort.fail(e),
-                Err(panic) => abort.fail(PipelineError::Panic {
-                    thread: "worker".into(),
-                    message: panic,
-                }),
-            }
-        }
+        let out = join_all(guards, &abort, cluster.workers);
         if let (Some(path), Some(busy)) = (busy_file, busy) {
             write_busy(&path, &busy, &abort);
         }
@@ -324,11 +311,47 @@ where
         // that a caller cannot mistake this for a failure before the start.
         return Err(failed(&abort, exit_now));
     }
-    // Aborted. A worker's own error is the cause; `Aborted` only echoes it.
+    Err(after_abort(guards, &abort, exit_now))
+}
+
+/// Every worker's result once all have finished; a worker's error or panic
+/// fails the run (through `abort`).
+fn join_all<T: Send + 'static>(
+    guards: WorkerGuards<Result<T, PipelineError>>,
+    abort: &Abort,
+    workers: usize,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(workers);
+    // Joining also joins the network threads, which panic (and timely
+    // then panics here) if another process went away without closing
+    // its connections: it failed, so this run did too.
+    let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guards.join()));
+    for joined in joined.unwrap_or_default() {
+        match joined {
+            Ok(Ok(t)) => out.push(t),
+            Ok(Err(e)) => abort.fail(e),
+            Err(panic) => abort.fail(PipelineError::Panic {
+                thread: "worker".into(),
+                message: panic,
+            }),
+        }
+    }
+    out
+}
+
+/// The end of an aborted run: a worker's own error is the cause
+/// (`Aborted` only echoes it). One process alone gives its workers a
+/// grace period to finish; workers still running then are left behind,
+/// as are those of a run of several processes, which exits at once.
+fn after_abort<T: Send + 'static>(
+    guards: WorkerGuards<Result<T, PipelineError>>,
+    abort: &Abort,
+    exit_now: bool,
+) -> Failed {
     if exit_now {
         crate::atomic::remove_pending();
         std::mem::forget(guards);
-        return Err(failed(&abort, true));
+        return failed(abort, true);
     }
     let deadline = Instant::now() + GRACE;
     while guards.guards().iter().any(|g| !g.is_finished()) && Instant::now() < deadline {
@@ -340,7 +363,7 @@ where
         crate::atomic::remove_pending();
         std::mem::forget(guards);
     }
-    Err(failed(&abort, false))
+    failed(abort, false)
 }
 
 /// One worker's life: builds its dataflows, steps them to their end (or

@@ -37,7 +37,7 @@ impl Drop for Running {
 
 const OUTPUTS: [&str; 3] = ["anomalies", "metrics", "dead-letter"];
 
-fn mock() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+pub(crate) fn mock() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("raw-events", 4, 1).unwrap();
     for topic in OUTPUTS {
@@ -46,7 +46,7 @@ fn mock() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
     cluster
 }
 
-fn dataflow_file(dir: &Path, brokers: &str, models: &Path, extra: &str) -> PathBuf {
+pub(crate) fn dataflow_file(dir: &Path, brokers: &str, models: &Path, extra: &str) -> PathBuf {
     let path = dir.join("live.toml");
     let text = format!(
         "[source.kafka]\nbrokers = {brokers:?}\nlisten = \"127.0.0.1:{}\"\nidle_ms = 200\n\
@@ -74,7 +74,7 @@ fn health(file: &Path) -> Value {
     serde_json::from_str(&reply.body_mut().read_to_string().unwrap()).unwrap()
 }
 
-fn start(file: &Path, workers: &str) -> Running {
+pub(crate) fn start(file: &Path, workers: &str) -> Running {
     let child = Command::new(env!("CARGO_BIN_EXE_fraudflow"))
         .args(["run", s(file), "-w", workers])
         .stdout(Stdio::null())
@@ -165,7 +165,7 @@ fn read_until(
 
 /// [`read_until`] at an isolation level: `read_committed` sees only the
 /// outputs of committed transactions.
-fn read_in(
+pub(crate) fn read_in(
     isolation: &str,
     brokers: &str,
     limit: Duration,
@@ -212,7 +212,7 @@ pub(crate) fn names(outputs: &BTreeMap<String, Vec<Value>>) -> Vec<String> {
     names
 }
 
-fn sigterm(run: &mut Running) -> String {
+pub(crate) fn sigterm(run: &mut Running) -> String {
     // SAFETY: a plain signal to a child we started.
     unsafe { libc::kill(run.0.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -434,69 +434,6 @@ fn a_broker_that_goes_away_is_health_not_a_crash() {
     );
     assert!(run.0.try_wait().unwrap().is_none(), "the run ended");
     sigterm(&mut run);
-}
-
-/// Exactly once is not yet shown to hold: against librdkafka's mock
-/// cluster, the offsets the transactions carry are not found committed
-/// afterwards (a restart reads the first part again, and a committed
-/// reader sees its outputs twice), and tansu 0.6 refuses EndTxn. Kept, and
-/// ignored, until a broker that does transactions is in the tests.
-#[test]
-#[ignore = "exactly once unverified: the mock cluster keeps no transactional offsets, tansu has no EndTxn"]
-fn exactly_once_a_restart_after_sigkill_writes_each_output_once_for_committed_readers() {
-    let (outputs, n) = exactly_once_in_halves(20_000, true);
-    let names = names(&outputs);
-    let mut unique = names.clone();
-    unique.dedup();
-    assert_eq!(unique.len(), n, "events lost");
-    assert_eq!(names.len(), n, "duplicates a committed reader sees");
-}
-
-/// Exactly once against the mock cluster, as far as it can show it: the
-/// transactions run (begun, offsets sent, committed, the last at SIGTERM)
-/// and every event comes out once for a committed reader, published
-/// before the run and while it runs. The mock neither keeps transactional
-/// offsets nor fences an older epoch nor hides aborted writes, so what a
-/// crash does in this mode is not shown (see docs/kafka.md).
-#[test]
-fn exactly_once_mode_writes_each_event_once_for_a_committed_reader() {
-    let (outputs, n) = exactly_once_in_halves(6_000, false);
-    let names = names(&outputs);
-    let mut unique = names.clone();
-    unique.dedup();
-    assert_eq!((names.len(), unique.len()), (n, n));
-}
-
-/// An exactly-once run on the mock cluster: half of `count` generated rows
-/// published, the run started, a part of them read back by a committed
-/// reader, the rest published; with `kill`, the run killed there and
-/// started again. What a committed reader then sees, and how many events
-/// there were.
-fn exactly_once_in_halves(count: u64, kill: bool) -> (BTreeMap<String, Vec<Value>>, usize) {
-    let dir = tempfile::tempdir().unwrap();
-    let input = generated(dir.path(), count, 12);
-    let models = dir.path().join("models");
-    train(&input, &models, &[]);
-    let all = rows(&input);
-    let cluster = mock();
-    let brokers = cluster.bootstrap_servers();
-    let split = all.len() / 2;
-    publish(&brokers, &all[..split], 1, &[]);
-    let eos = "guarantee = \"exactly-once\"";
-    let file = dataflow_file(dir.path(), &brokers, &models, eos);
-    let mut run = start(&file, "2");
-    let committed =
-        |limit, want: usize| read_in("read_committed", &brokers, limit, move |d, _| d >= want);
-    committed(Duration::from_secs(60), split / 3);
-    publish(&brokers, &all[split..], split + 1, &[]);
-    if kill {
-        run.0.kill().unwrap();
-        run.0.wait().unwrap();
-        run = start(&file, "2");
-    }
-    let outputs = committed(Duration::from_secs(90), all.len());
-    sigterm(&mut run);
-    (outputs, all.len())
 }
 
 /// The first `n` messages of `topic` (within 20 s): key and value.

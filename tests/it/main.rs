@@ -18,6 +18,7 @@ mod hostile_outputs;
 mod hostile_reports;
 mod html_report;
 mod infra;
+mod kafka_exactly_once;
 mod kafka_live;
 mod kafka_queue;
 mod kafka_replay;

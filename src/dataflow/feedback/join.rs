@@ -138,15 +138,7 @@ fn tally<'scope>(
         move |cap, _| {
             // Held at the inputs' frontier, to send the counts once both end.
             let mut held = Some(cap);
-            let mut tally = Tally {
-                retention,
-                meetings: BTreeMap::new(),
-                waiting: BTreeMap::new(),
-                met: HashSet::new(),
-                last: HashMap::new(),
-                expiring: BTreeMap::new(),
-                counts: FeedbackSummary::default(),
-            };
+            let mut tally = Tally::new(retention);
             move |(met, met_frontier), (labels, label_frontier), output| {
                 met.for_each(|cap, data| {
                     for (m, t, r) in data.drain(..) {
@@ -192,6 +184,18 @@ fn tally<'scope>(
 }
 
 impl Tally {
+    fn new(retention: u64) -> Tally {
+        Tally {
+            retention,
+            meetings: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            met: HashSet::new(),
+            last: HashMap::new(),
+            expiring: BTreeMap::new(),
+            counts: FeedbackSummary::default(),
+        }
+    }
+
     /// Handles every time that `done` says is complete, in order: the
     /// meetings at a time, then the labels whose wait ended there.
     fn advance(

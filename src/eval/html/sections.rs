@@ -169,6 +169,23 @@ fn shares(colour: RGBColor, width: u32, values: Vec<Option<f64>>) -> Line {
     }
 }
 
+/// Precision and recall per period at the alert threshold (a run that did
+/// not learn).
+fn threshold_lines(rows: &[Period]) -> (Vec<Line>, Vec<(String, RGBColor)>, String) {
+    let at: Vec<PrecisionRecall> = rows.iter().map(Period::at_threshold).collect();
+    let lines = vec![
+        shares(plots::BLUE, 3, at.iter().map(|q| q.precision).collect()),
+        shares(plots::GREEN, 3, at.iter().map(|q| q.recall).collect()),
+    ];
+    let legend = vec![
+        ("precision".into(), plots::BLUE),
+        ("recall".into(), plots::GREEN),
+    ];
+    let reading = "at the alert threshold: precision is the share of alerts that were fraud, \
+                   recall the share of fraud alerted";
+    (lines, legend, reading.to_string())
+}
+
 /// The precision and recall lines per period, with their legend: online
 /// against frozen when the run learned (the frozen ones drawn first,
 /// wide and light, under the learning ones), else at the threshold. The
@@ -178,18 +195,7 @@ fn quality_lines(rows: &[Period], unit: &str) -> (Vec<Line>, Vec<(String, RGBCol
         .iter()
         .any(|p| p.online.is_some() || p.frozen.is_some());
     if !learned {
-        let at: Vec<PrecisionRecall> = rows.iter().map(Period::at_threshold).collect();
-        let lines = vec![
-            shares(plots::BLUE, 3, at.iter().map(|q| q.precision).collect()),
-            shares(plots::GREEN, 3, at.iter().map(|q| q.recall).collect()),
-        ];
-        let legend = vec![
-            ("precision".into(), plots::BLUE),
-            ("recall".into(), plots::GREEN),
-        ];
-        let reading = "at the alert threshold: precision is the share of alerts that were fraud, \
-                       recall the share of fraud alerted";
-        return (lines, legend, reading.to_string());
+        return threshold_lines(rows);
     }
     type Of = fn(&Period) -> Option<PrecisionRecall>;
     type Figure = fn(&PrecisionRecall) -> Option<f64>;
