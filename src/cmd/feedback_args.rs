@@ -40,6 +40,21 @@ pub struct FeedbackArgs {
     /// than this [default: 0.02].
     #[arg(long, value_name = "PR-AUC", requires = "feedback")]
     pub promotion_margin: Option<f64>,
+    /// The online model's learning rate for each update, before its decay
+    /// with the examples seen [default: 0.05].
+    #[arg(long, value_name = "RATE", requires = "feedback")]
+    pub learn_rate: Option<f64>,
+    /// Weight of a fraud example in each update, at most 1e6 [default: the
+    /// model's own, 1 for a bundle trained with the default
+    /// --positive-weight].
+    #[arg(long, value_name = "WEIGHT", requires = "feedback")]
+    pub learn_positive_weight: Option<f64>,
+    /// The most recent fraud examples learned from that are fitted again
+    /// with each update (a missed fraud comes back once, as a chargeback);
+    /// it raises the online scores, so pair it with --adaptive-threshold;
+    /// 0: none [default: 0].
+    #[arg(long, value_name = "N", requires = "feedback")]
+    pub learn_replay: Option<usize>,
 }
 
 impl FeedbackArgs {
@@ -60,6 +75,7 @@ impl FeedbackArgs {
             },
         };
         let learning = LearnerSettings::default();
+        let params = LearnerSettings::params_with(self.learn_rate, self.learn_positive_weight);
         let settings = FeedbackSettings {
             retention_ms: self
                 .feedback_retention
@@ -68,6 +84,8 @@ impl FeedbackArgs {
                 batch_size: self.learn_batch.unwrap_or(learning.batch_size),
                 max_wait_ms: self.learn_wait.unwrap_or(learning.max_wait_ms),
                 margin: self.promotion_margin.unwrap_or(learning.margin),
+                params,
+                replay_positives: self.learn_replay.unwrap_or(learning.replay_positives),
                 ..learning
             },
             analysts: Some(analysts),

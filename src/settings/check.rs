@@ -185,6 +185,9 @@ fn feedback_problems(file: &DataflowFile) -> Option<Problem> {
         E::Margin(_) => "promotion_margin",
         E::Holdout(_) => "holdout",
         E::HoldoutEvery(_) => "holdout_every",
+        E::Replay(_) => "replay_positives",
+        E::Params(ref m) if m.starts_with("learning_rate") => "learning_rate",
+        E::Params(ref m) if m.starts_with("positive_weight") => "positive_weight",
         _ => "feedback",
     };
     Some(Problem {

@@ -191,12 +191,22 @@ pub struct FeedbackTable {
     /// training; 0: none, and every update is promoted.
     #[serde(default = "defaults::holdout_every")]
     pub holdout_every: u64,
+    /// The online model's learning rate for each update, before its decay
+    /// with the examples seen; absent: 0.05.
+    pub learning_rate: Option<f64>,
+    /// Weight of a fraud example in each update; absent: the model's own.
+    pub positive_weight: Option<f64>,
+    /// The most recent fraud examples learned from that are fitted again
+    /// with each update; 0: none.
+    #[serde(default = "defaults::replay_positives")]
+    pub replay_positives: usize,
 }
 
 impl FeedbackTable {
     /// The loop's settings (labels from outside: no simulated analysts).
     pub fn settings(&self) -> crate::dataflow::feedback::FeedbackSettings {
         use crate::dataflow::feedback::{FeedbackSettings, LearnerSettings};
+        let params = LearnerSettings::params_with(self.learning_rate, self.positive_weight);
         FeedbackSettings {
             retention_ms: self.retention_seconds.saturating_mul(1_000),
             learner: LearnerSettings {
@@ -205,6 +215,8 @@ impl FeedbackTable {
                 margin: self.promotion_margin,
                 holdout: self.holdout,
                 holdout_every: self.holdout_every,
+                params,
+                replay_positives: self.replay_positives,
                 ..LearnerSettings::default()
             },
             analysts: None,
@@ -354,6 +366,9 @@ pub mod defaults {
     }
     pub fn holdout_every() -> u64 {
         crate::dataflow::feedback::LearnerSettings::default().holdout_every
+    }
+    pub fn replay_positives() -> usize {
+        crate::dataflow::feedback::LearnerSettings::default().replay_positives
     }
     fn threshold() -> ThresholdSettings {
         ThresholdSettings::for_budget(0.005)

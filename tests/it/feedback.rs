@@ -195,6 +195,10 @@ fn a_backtest_with_feedback_learns_counts_every_label_and_is_the_same_on_any_clu
         &cap,
         "--learn-batch",
         "8",
+        // The replay is learner state too: it must not depend on the
+        // cluster either.
+        "--learn-replay",
+        "4",
     ];
     let run = |name: &str, timely: &[&str]| {
         let out = dir.path().join(name);

@@ -41,6 +41,8 @@ pub enum FeedbackSettingsError {
         retention_ms: u64,
         chargeback_ms: u64,
     },
+    #[error("the learner replays at most {MAX_BATCH} fraud examples, got {0}")]
+    Replay(usize),
     #[error("the learner's model parameters: {0}")]
     Params(String),
 }
@@ -84,8 +86,12 @@ pub struct LearnerSettings {
     /// One labelled transaction in this many (by its id) goes to the
     /// holdout rather than to training; 0: none, and every update passes.
     pub holdout_every: u64,
-    /// The online model's parameters for each `partial_fit`.
+    /// The online model's parameters for each `partial_fit` (its learning
+    /// rate and, when set, the weight of a fraud example).
     pub params: OnlineLogisticParams,
+    /// The most recent fraud examples learned from that are fitted again
+    /// with each batch; 0: none.
+    pub replay_positives: usize,
     /// The models directory whose `online/` keeps every version sent
     /// (see [`super::store`]); `None`: versions are not kept.
     pub store: Option<std::path::PathBuf>,
@@ -139,6 +145,7 @@ impl Default for LearnerSettings {
             holdout: 2_000,
             holdout_every: 5,
             params: OnlineLogisticParams::default(),
+            replay_positives: 0,
             store: None,
             announce: Announce::default(),
         }
@@ -203,6 +210,19 @@ impl FeedbackSettings {
 }
 
 impl LearnerSettings {
+    /// The default parameters of each `partial_fit` with the learning rate
+    /// and the weight of a fraud example given (absent: the defaults).
+    pub fn params_with(rate: Option<f64>, positive_weight: Option<f64>) -> OnlineLogisticParams {
+        let mut params = OnlineLogisticParams::default();
+        if let Some(rate) = rate {
+            params = params.learning_rate(rate);
+        }
+        if let Some(weight) = positive_weight {
+            params = params.positive_weight(weight);
+        }
+        params
+    }
+
     pub fn check(&self) -> Result<(), FeedbackSettingsError> {
         use linfa::ParamGuard;
         use FeedbackSettingsError as E;
@@ -220,6 +240,9 @@ impl LearnerSettings {
         }
         if self.holdout_every == 1 {
             return Err(E::HoldoutEvery(1));
+        }
+        if self.replay_positives > MAX_BATCH {
+            return Err(E::Replay(self.replay_positives));
         }
         self.params
             .check_ref()
@@ -273,5 +296,15 @@ mod tests {
         let mut s = settings();
         s.learner.params = OnlineLogisticParams::default().learning_rate(-1.0);
         assert!(s.check(0).unwrap_err().to_string().contains("-1"));
+        let mut s = settings();
+        s.learner.replay_positives = MAX_BATCH + 1;
+        assert_eq!(s.check(0), Err(FeedbackSettingsError::Replay(100_001)));
+        let mut s = settings();
+        s.learner.params = OnlineLogisticParams::default().positive_weight(0.0);
+        let err = s.check(0).unwrap_err().to_string();
+        assert!(
+            err.contains("positive_weight") && err.contains("got 0"),
+            "{err}"
+        );
     }
 }

@@ -69,8 +69,9 @@ pub struct OnlineLogisticValidParams {
     learning_rate: f64,
     l2: f64,
     epochs: usize,
-    /// Weight of a positive (fraud) example; `None` balances the classes of
-    /// the first batch.
+    /// Weight of a positive (fraud) example in this fit, kept in the model
+    /// for the fits after it; `None`: the model's own, and a new model
+    /// balances the classes of its first batch.
     positive_weight: Option<f64>,
     seed: u64,
 }
@@ -304,7 +305,8 @@ impl<'a> FitWith<'a, Array2<f64>, Array1<bool>, OnlineLogisticError> for OnlineL
     type ObjectOut = OnlineLogistic;
 
     /// `partial_fit`: learns from one more batch; with no model yet, starts
-    /// one from this batch (its scaler and class balance).
+    /// one from this batch (its scaler and class balance). A
+    /// `positive_weight` given replaces the model's from this batch on.
     fn fit_with(
         &self,
         model: Option<OnlineLogistic>,
@@ -313,7 +315,12 @@ impl<'a> FitWith<'a, Array2<f64>, Array1<bool>, OnlineLogisticError> for OnlineL
         let (x, y) = (dataset.records(), dataset.targets());
         check_batch(x, y, model.as_ref().map(|m| m.weights.len()))?;
         let mut model = match model {
-            Some(m) => m,
+            Some(mut m) => {
+                if let Some(w) = self.positive_weight {
+                    m.positive_weight = w;
+                }
+                m
+            }
             None => {
                 let n = x.nrows() as f64;
                 let squashed = x.mapv(squash);
@@ -446,6 +453,65 @@ mod tests {
         }
         assert_eq!(model.updates, 101);
         assert!(auc(&model, &test_x, &test_y) > 0.95);
+    }
+
+    /// A model whose every number is known, for steps checked by hand.
+    fn known() -> OnlineLogistic {
+        OnlineLogistic {
+            mean: ndarray::array![0.0, 1.0],
+            scale: ndarray::array![1.0, 2.0],
+            weights: ndarray::array![0.5, -0.25],
+            bias: -1.0,
+            positive_weight: 1.0,
+            seen: 3,
+            updates: 0,
+        }
+    }
+
+    /// One step of SGD on weighted log loss with L2, written out apart from
+    /// `learn`: rate `lr / sqrt(1 + lr l2 seen)` with `seen` counting this
+    /// example, gradient `weight (p - y)` on each standardised feature.
+    fn by_hand(m: &OnlineLogistic, row: [f64; 2], fraud: bool, weight: f64) -> (Vec<f64>, f64) {
+        let (lr, l2) = (0.1, 0.01);
+        let z = [(squash(row[0]) - 0.0) / 1.0, (squash(row[1]) - 1.0) / 2.0];
+        let margin = -1.0 + 0.5 * z[0] - 0.25 * z[1];
+        let p = 1.0 / (1.0 + (-margin).exp());
+        let rate = lr / (1.0 + lr * l2 * (m.seen + 1) as f64).sqrt();
+        let g = weight * (p - if fraud { 1.0 } else { 0.0 });
+        let w = [0.5, -0.25];
+        let weights = (0..2).map(|j| w[j] - rate * (g * z[j] + l2 * w[j]));
+        (weights.collect(), -1.0 - rate * g)
+    }
+
+    #[test]
+    fn a_weighted_step_is_the_hand_computed_gradient() {
+        let params = OnlineLogisticParams::default()
+            .learning_rate(0.1)
+            .l2(0.01)
+            .epochs(1);
+        let row = [2.0, -3.0];
+        for (fraud, given, weight) in [
+            (true, Some(7.0), 7.0),
+            (true, None, 1.0),
+            // A legitimate example weighs 1, whatever a fraud weighs.
+            (false, Some(7.0), 1.0),
+        ] {
+            let p = given.map_or(params, |w| params.positive_weight(w));
+            let batch = DatasetBase::new(ndarray::array![[row[0], row[1]]], ndarray::array![fraud]);
+            let fitted = p.fit_with(Some(known()), &batch).unwrap();
+            let (weights, bias) = by_hand(&known(), row, fraud, weight);
+            for (j, (got, want)) in fitted.weights.iter().zip(&weights).enumerate() {
+                assert!((got - want).abs() < 1e-12, "{fraud} {given:?} w{j}");
+            }
+            assert!((fitted.bias - bias).abs() < 1e-12, "{fraud} {given:?} bias");
+            assert_eq!((fitted.seen, fitted.updates), (4, 1));
+            // The weight given is kept for the fits after it.
+            assert_eq!(fitted.positive_weight, given.unwrap_or(1.0));
+        }
+        // A fraud weighted 7 moves the model further than one weighted 1.
+        let (heavy, _) = by_hand(&known(), row, true, 7.0);
+        let (light, _) = by_hand(&known(), row, true, 1.0);
+        assert!((heavy[0] - 0.5).abs() > 6.0 * (light[0] - 0.5).abs());
     }
 
     #[test]
