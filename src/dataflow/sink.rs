@@ -14,9 +14,15 @@
 //! formats. The text is the same bytes for any number of workers and
 //! processes.
 //!
+//! Every output of one line per event goes this way: the feature table, a
+//! backtest's alerts and scores, and a live run's alerts and normal
+//! traffic (whose workers also time each outcome as they format it, with
+//! [`FormatLines::format_lines_then`]).
+//!
 //! [`OrderedSink`] is the plain form, for streams of few records (dead
-//! letters, a live run's outcomes): the records themselves travel to
-//! worker 0 and are written in `seq` order.
+//! letters) or of records no text is made of (training's feature rows):
+//! the records themselves travel to worker 0 and are written in `seq`
+//! order.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
