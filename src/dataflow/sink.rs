@@ -14,9 +14,15 @@
 //! formats. The text is the same bytes for any number of workers and
 //! processes.
 //!
+//! Every output of one line per event goes this way: the feature table, a
+//! backtest's alerts and scores, and a live run's alerts and normal
+//! traffic (whose workers also time each outcome as they format it, with
+//! [`FormatLines::format_lines_then`]).
+//!
 //! [`OrderedSink`] is the plain form, for streams of few records (dead
-//! letters, a live run's outcomes): the records themselves travel to
-//! worker 0 and are written in `seq` order.
+//! letters) or of records no text is made of (training's feature rows):
+//! the records themselves travel to worker 0 and are written in `seq`
+//! order.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -208,24 +214,69 @@ pub trait FormatLines<'scope, D> {
     where
         S: Fn(&D) -> u64 + 'static,
         F: FnMut(&D, &mut Vec<u8>) + 'static;
-}
 
-impl<'scope, D: Clone + 'static> FormatLines<'scope, D> for Stream<'scope, u64, Vec<D>> {
-    fn format_lines<S, F>(
+    /// As [`FormatLines::format_lines`], then hands `then` each container's
+    /// records (sorted by `seq`) once their lines are made: what a sink
+    /// measures of its records (a live run's latency) is measured there, on
+    /// the worker that formatted them, and nothing of it travels.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use fraudflow::dataflow::sink::FormatLines;
+    /// use timely::dataflow::operators::ToStream;
+    ///
+    /// let formatted = Arc::new(AtomicUsize::new(0));
+    /// let seen = Arc::clone(&formatted);
+    /// timely::example(move |scope| {
+    ///     let line = |x: &u64, out: &mut Vec<u8>| out.extend_from_slice(format!("{x}\n").as_bytes());
+    ///     let count = move |xs: &[u64]| {
+    ///         seen.fetch_add(xs.len(), Ordering::Relaxed);
+    ///     };
+    ///     (0..5u64).to_stream(scope).format_lines_then(|x| *x, line, count, "Format");
+    /// });
+    /// assert_eq!(formatted.load(Ordering::Relaxed), 5);
+    /// ```
+    fn format_lines_then<S, F, T>(
         self,
         seq: S,
-        mut format: F,
+        format: F,
+        then: T,
         name: &str,
     ) -> Stream<'scope, u64, Vec<Lines>>
     where
         S: Fn(&D) -> u64 + 'static,
         F: FnMut(&D, &mut Vec<u8>) + 'static,
+        T: FnMut(&[D]) + 'static;
+}
+
+impl<'scope, D: Clone + 'static> FormatLines<'scope, D> for Stream<'scope, u64, Vec<D>> {
+    fn format_lines<S, F>(self, seq: S, format: F, name: &str) -> Stream<'scope, u64, Vec<Lines>>
+    where
+        S: Fn(&D) -> u64 + 'static,
+        F: FnMut(&D, &mut Vec<u8>) + 'static,
+    {
+        self.format_lines_then(seq, format, |_: &[D]| {}, name)
+    }
+
+    fn format_lines_then<S, F, T>(
+        self,
+        seq: S,
+        mut format: F,
+        mut then: T,
+        name: &str,
+    ) -> Stream<'scope, u64, Vec<Lines>>
+    where
+        S: Fn(&D) -> u64 + 'static,
+        F: FnMut(&D, &mut Vec<u8>) + 'static,
+        T: FnMut(&[D]) + 'static,
     {
         type Builder = CapacityContainerBuilder<Vec<Lines>>;
         self.unary::<Builder, _, _, _>(Pipeline, name, |_, _| {
             move |input, output| {
                 input.for_each(|cap, data| {
                     let lines = Lines::format(data, &seq, &mut format);
+                    then(data);
                     if !lines.is_empty() {
                         output.session(&cap).give(lines);
                     }

@@ -14,11 +14,11 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::{Concat, Probe};
 use timely::dataflow::{ProbeHandle, Stream};
 
+use super::scored::{outcome_lines, text_writer};
 use super::{Abort, PipelineError, Slot};
 use crate::dataflow::score::Outcome;
 use crate::dataflow::sink::{FormatLines, OrderedLines, Text};
 use crate::eval::kept::{Keep, Kept, KeptShare};
-use crate::sinks::file::live::outcome_line;
 use crate::sinks::file::scores_line;
 use crate::sources::SourceCounts;
 
@@ -45,12 +45,7 @@ impl Ends<'_> {
     ) {
         let anomalies = anomalies.probe_with(self.done);
         let normal = normal.probe_with(self.done);
-        let failed = self.abort.clone();
-        let alert = move |o: &Outcome, out: &mut Vec<u8>| {
-            if let Err(e) = outcome_line(o, true, out) {
-                failed.fail(PipelineError::component("alerts", e));
-            }
-        };
+        let alert = outcome_lines(true, self.abort);
         (anomalies.clone())
             .format_lines(|o: &Outcome| o.seq, alert, "FormatAlerts")
             .ordered_lines(text_writer(self.alerts, self.abort), "AlertSink");
@@ -68,12 +63,6 @@ impl Ends<'_> {
         }
         keep_each(all, keep, self.share, Rc::clone(self.counts), self.abort);
     }
-}
-
-/// A writer of text for an ordered sink: see [`super::writer`].
-fn text_writer(slot: &Slot<Text>, abort: &Abort) -> impl FnMut(Text) + 'static {
-    let mut write = super::writer(slot, abort);
-    move |text| write(&mut [text])
 }
 
 /// Keeps what `keep` asks of each outcome: in the process's share as it

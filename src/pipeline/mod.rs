@@ -13,9 +13,10 @@
 //! A command chooses the source, how far the graph goes (features only, or
 //! scored and routed) and the outputs, which are opened before any worker
 //! starts and owned by worker 0. Outputs of one line per event (the feature
-//! table, a backtest's alerts and scores) are formatted where the events
-//! are and reach worker 0 as blocks; a backtest's evaluation stays on each
-//! worker until the end ([`evaluated`]). [`run`] builds the graph on every
+//! table, a backtest's alerts and scores, a live run's alerts and normal
+//! traffic) are formatted where the events are and reach worker 0 as
+//! blocks ([`scored`]); a backtest's evaluation stays on each worker until
+//! the end ([`evaluated`]). [`run`] builds the graph on every
 //! worker through the [`harness`], which ends the run on the first
 //! failure.
 
@@ -26,6 +27,7 @@ pub mod feedback;
 pub mod harness;
 pub mod live;
 mod observe;
+mod scored;
 pub mod training;
 pub mod versions;
 
@@ -50,6 +52,7 @@ use crate::dataflow::threshold::{ThresholdChange, ThresholdSettings};
 use crate::dataflow::{featurize, FeatureRow};
 use crate::eval::kept::{Keep, KeptShare};
 use crate::features::Contract;
+use crate::sinks::file::live::LiveStats;
 use crate::sinks::kafka::{kafka_sink, Outbound};
 use crate::sinks::BoxSink;
 use crate::sources::kafka::beacon::build as kafka_beacon;
@@ -93,9 +96,14 @@ pub enum Stage {
     CsvTable,
     /// Features only, as rows (Parquet, training's table).
     Rows,
-    /// Scored and routed, whole outcomes written by worker 0 in order (a
-    /// live run's files).
-    Scored { scoring: ScoringSettings },
+    /// Scored and routed (a live run): to Kafka from each worker, or to
+    /// files, each worker formatting its own outcomes (and recording their
+    /// latency in `stats`) and worker 0 writing the blocks in order.
+    Scored {
+        scoring: ScoringSettings,
+        /// This process's counts and latencies, shared with its HTTP API.
+        stats: Arc<LiveStats>,
+    },
     /// Scored and routed as a backtest evaluates it: alerts (and with
     /// `scores` every event's scores line) formatted where they were
     /// scored, and what `keep` asks kept on each worker until the end.
@@ -109,7 +117,7 @@ pub enum Stage {
 impl Stage {
     fn scoring(&self) -> Option<&ScoringSettings> {
         match self {
-            Stage::Scored { scoring } | Stage::Evaluated { scoring, .. } => Some(scoring),
+            Stage::Scored { scoring, .. } | Stage::Evaluated { scoring, .. } => Some(scoring),
             _ => None,
         }
     }
@@ -128,9 +136,10 @@ pub struct PipelineSettings {
 pub enum StageOutputs {
     CsvTable(BoxSink<Text>),
     Rows(BoxSink<FeatureRow>),
+    /// A live run's files: the lines of alerts and of normal traffic.
     Scored {
-        anomalies: BoxSink<Outcome>,
-        normal: BoxSink<Outcome>,
+        anomalies: BoxSink<Text>,
+        normal: BoxSink<Text>,
     },
     Evaluated {
         /// alerts.jsonl's lines.
@@ -288,8 +297,8 @@ struct Slots {
     dead: Slot<Box<DeadLetter>>,
     csv: Slot<Text>,
     rows: Slot<FeatureRow>,
-    anomalies: Slot<Outcome>,
-    normal: Slot<Outcome>,
+    anomalies: Slot<Text>,
+    normal: Slot<Text>,
     alerts: Slot<Text>,
     scores: Slot<Text>,
     /// A backtest's evaluation, on every worker of process 0.
@@ -439,7 +448,7 @@ impl Ends<'_> {
                 writer(&slots.rows, abort),
                 "FeatureSink",
             ),
-            Stage::Scored { scoring } | Stage::Evaluated { scoring, .. } => {
+            Stage::Scored { scoring, .. } | Stage::Evaluated { scoring, .. } => {
                 let versions = version_source(scope, scoring.versions.clone());
                 let first = scope
                     .index()
@@ -468,7 +477,15 @@ impl Ends<'_> {
                         abort,
                     }
                     .build(anomalies, normal, *keep, *scores),
-                    _ => file_outputs(anomalies, normal, slots, done, abort),
+                    Stage::Scored { stats, .. } => scored::Ends {
+                        anomalies: &slots.anomalies,
+                        normal: &slots.normal,
+                        stats,
+                        done,
+                        abort,
+                    }
+                    .build(anomalies, normal),
+                    Stage::CsvTable | Stage::Rows => {}
                 }
             }
         }
@@ -490,30 +507,9 @@ fn csv_table(
     done: &ProbeHandle<u64>,
     abort: &Abort,
 ) {
-    let mut write = writer(&slots.csv, abort);
     rows.probe_with(done)
         .format_lines(|r: &FeatureRow| r.seq, write_row, "FormatFeatures")
-        .ordered_lines(move |text| write(&mut [text]), "FeatureSink");
-}
-
-/// Alerts and normal traffic to worker 0's sinks, in order.
-fn file_outputs<'scope>(
-    anomalies: Stream<'scope, u64, Vec<Outcome>>,
-    normal: Stream<'scope, u64, Vec<Outcome>>,
-    slots: &Slots,
-    done: &ProbeHandle<u64>,
-    abort: &Abort,
-) {
-    anomalies.probe_with(done).ordered_sink(
-        |o: &Outcome| o.seq,
-        writer(&slots.anomalies, abort),
-        "AnomalySink",
-    );
-    normal.probe_with(done).ordered_sink(
-        |o: &Outcome| o.seq,
-        writer(&slots.normal, abort),
-        "NormalSink",
-    );
+        .ordered_lines(scored::text_writer(&slots.csv, abort), "FeatureSink");
 }
 
 /// The three outputs of a Kafka run as one stream, where they were made.

@@ -366,3 +366,112 @@ pub(crate) fn two_process_setup(dir: &Path) -> (PathBuf, PathBuf, u16) {
     // Process 1 listens on the port + 1: both must be free.
     (models, dir.join("out"), crate::common::free_port_pair())
 }
+
+/// The files a live run wrote, by name, each as its lines; a dead letter's
+/// `received_at` (the wall clock when it was refused) left out.
+fn written_files(out: &Path) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut files = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(out).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let dead = name.starts_with("dead_letters");
+        let lines = text.split_inclusive('\n').map(|line| {
+            if !dead {
+                return line.to_string();
+            }
+            let mut dead: Value = serde_json::from_str(line).unwrap();
+            dead.as_object_mut().unwrap().remove("received_at");
+            dead.to_string() + "\n"
+        });
+        files.insert(name, lines.collect());
+    }
+    files
+}
+
+/// Runs `fraudflow run -w WORKERS`, posts `requests` in order, checks the
+/// counts and latencies it reports once all `total` events are written,
+/// and stops it: the files it wrote.
+fn live_files(
+    dir: &Path,
+    models: &Path,
+    workers: &str,
+    requests: &[String],
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let (out, port) = (dir.join(format!("out-{workers}")), free_port());
+    let file = dataflow_file(dir, port, models, &out);
+    // Small files: rotation must cut them at the same lines too.
+    let text = std::fs::read_to_string(&file).unwrap() + "rotate_bytes = 40000\n";
+    std::fs::write(&file, text).unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut run = start(&file, &["-w", workers]);
+    wait_ready(&base);
+    let total: usize = requests.iter().map(|r| r.lines().count()).sum();
+    for body in requests {
+        let (status, answer) = post(&format!("{base}/events"), body);
+        assert!(status == 202 || status == 400, "{status}: {answer}");
+    }
+    let health = wait_written(&base, total as u64);
+    assert_eq!(written(&health), total as u64, "{health}");
+    // Every outcome was timed as its line was formatted, on whichever
+    // worker formatted it.
+    let routed = health["alerts"].as_u64().unwrap() + health["normal"].as_u64().unwrap();
+    assert_eq!(health["latency_events"].as_u64(), Some(routed), "{health}");
+    let (status, stderr) = sigterm(&mut run);
+    assert!(status.success(), "{stderr}");
+    written_files(&out)
+}
+
+#[test]
+fn live_files_are_the_same_lines_in_the_same_files_at_one_worker_and_at_three() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 20_000, 13);
+    let models = dir.path().join("models");
+    train(&input, &models, &[]);
+    // Stamped a minute ahead, a second apart, one stamp a request: the
+    // clock never overtakes them, so nothing is placed by timing.
+    let first = fraudflow::clock::now_millis() + 60_000;
+    let mut requests: Vec<String> = (0..6u64)
+        .map(|i| events(400, 30 + i, first + i * 1_000))
+        .collect();
+    let garbage = format!(
+        "not json\n{}{{\"event_id\":\"x\"}}\n",
+        events(3, 40, first + 6_000)
+    );
+    // (No dead letter of an event's time: its raw text is the event as
+    // received, with the clock's receipt time.)
+    requests.push(garbage);
+    let one = live_files(dir.path(), &models, "1", &requests);
+    let three = live_files(dir.path(), &models, "3", &requests);
+    let count = |prefix: &str| one.keys().filter(|k| k.starts_with(prefix)).count();
+    assert!(
+        count("alerts") >= 1 && count("dead_letters") == 1,
+        "{one:?}"
+    );
+    assert!(count("normal") > 1, "no rotation: {:?}", one.keys());
+    let lines = |prefix: &str| -> usize {
+        let files = one.iter().filter(|(k, _)| k.starts_with(prefix));
+        files.map(|(_, v)| v.len()).sum()
+    };
+    assert!(lines("alerts") > 0, "no alerts to compare");
+    assert_eq!(lines("dead_letters"), 2);
+    assert_eq!(
+        lines("alerts") + lines("normal") + lines("dead_letters"),
+        2_405
+    );
+    assert_eq!(
+        one.keys().collect::<Vec<_>>(),
+        three.keys().collect::<Vec<_>>()
+    );
+    for (name, lines) in &one {
+        let theirs = &three[name];
+        let differ = lines.iter().zip(theirs).position(|(a, b)| a != b);
+        if let Some(i) = differ {
+            panic!(
+                "{name} line {i}: -w 1 wrote\n{}-w 3 wrote\n{}",
+                lines[i], theirs[i]
+            );
+        }
+        assert_eq!(lines.len(), theirs.len(), "{name}");
+    }
+}

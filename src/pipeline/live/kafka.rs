@@ -49,7 +49,12 @@ pub(super) fn prepare(
         .then(|| topic_specs(&kafka, &input.settings.sinks));
     Ok(Live {
         listen: listen_addr(options.listen, &kafka.listen, &cluster)?,
-        settings: models.settings(SourceSettings::Kafka(input), &file, cluster),
+        settings: models.settings(
+            SourceSettings::Kafka(Arc::clone(&input)),
+            &file,
+            cluster,
+            Arc::clone(&input.stats),
+        ),
         outputs: None,
         state,
         tick: None,

@@ -106,13 +106,13 @@ impl Live {
         let state = models.state(
             Arc::clone(&input),
             None,
-            stats,
+            Arc::clone(&stats),
             &cluster,
             (http.max_body_bytes, None),
         );
         Ok(Live {
             listen: listen_addr(options.listen, &http.listen, &cluster)?,
-            settings: models.settings(SourceSettings::Live(input), &file, cluster),
+            settings: models.settings(SourceSettings::Live(input), &file, cluster, stats),
             outputs,
             state,
             tick: Some(Duration::from_millis(http.tick_ms)),

@@ -181,11 +181,14 @@ impl Models {
         scorer
     }
 
+    /// The pipeline's settings; `stats`: where this process's workers
+    /// record what they route (see [`Stage::Scored`]).
     pub(super) fn settings(
         &self,
         source: SourceSettings,
         file: &DataflowFile,
         cluster: Cluster,
+        stats: Arc<LiveStats>,
     ) -> PipelineSettings {
         PipelineSettings {
             source,
@@ -202,6 +205,7 @@ impl Models {
                     in_force: Some(Arc::clone(&self.in_force)),
                     threshold: self.threshold,
                 },
+                stats,
             },
             cluster,
         }

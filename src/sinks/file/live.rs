@@ -1,6 +1,12 @@
 //! The sinks of a live run: alerts, normal traffic and dead letters as
 //! size-rotated JSON lines, and the counts and latencies the HTTP API
 //! reports.
+//!
+//! Alerts and normal traffic come as text the workers formatted (see
+//! [`crate::dataflow::sink`]): each worker formats the outcomes it routed
+//! and records their latency in its process's [`LiveStats`] as it does
+//! (`crate::pipeline`'s live ends); worker 0 of process 0 writes the merged
+//! text here and counts the lines written. Dead letters, few, come whole.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +17,7 @@ use serde::Serialize;
 use super::rotating::{RotatingLines, Rotation};
 use crate::dataflow::dead_letter::DeadLetter;
 use crate::dataflow::score::{Alert, Outcome};
+use crate::dataflow::sink::Text;
 use crate::eval::Latency;
 use crate::pipeline::PipelineError;
 use crate::sinks::Sink;
@@ -19,12 +26,19 @@ use crate::sinks::Sink;
 const KEPT: usize = 1 << 16;
 
 /// What a live run has routed, shared with the HTTP API.
+///
+/// The counts are of lines written: with file outputs, by process 0, for
+/// every process (another process's counts stay 0); with Kafka, messages
+/// sent by this process's workers.
 #[derive(Debug, Default)]
 pub struct LiveStats {
     pub alerts: AtomicU64,
     pub normal: AtomicU64,
     pub dead_letters: AtomicU64,
-    /// Microseconds from receipt to the sink, most recent last.
+    /// Microseconds from receipt until the outcome left the pipeline, most
+    /// recent last: with file outputs, until its line was formatted, on the
+    /// worker that formatted it (so each process keeps its own workers'
+    /// latencies); with Kafka, until it was sent.
     latencies: Mutex<VecDeque<u64>>,
 }
 
@@ -40,7 +54,14 @@ impl LiveStats {
         }
     }
 
-    /// Percentiles of the most recent latencies, receipt to sink.
+    /// Records each outcome's latency, from its receipt until now: one
+    /// clock read and one lock for them all.
+    pub fn record_since_receipt(&self, outcomes: &[Outcome]) {
+        let now = crate::clock::now_micros();
+        self.record(outcomes.iter().map(|o| now.saturating_sub(o.received_us)));
+    }
+
+    /// Percentiles of the most recent latencies (see [`LiveStats`]).
     pub fn latency(&self) -> Option<Latency> {
         let kept = self.latencies.lock().unwrap_or_else(|e| e.into_inner());
         Latency::of(kept.iter().copied().collect())
@@ -71,7 +92,8 @@ struct NormalLine<'a> {
     scores: &'a crate::ensemble::Components,
 }
 
-/// Alerts or normal traffic, as JSON lines.
+/// Alerts or normal traffic, as JSON lines the workers formatted with
+/// [`outcome_line`].
 pub struct OutcomeLines {
     file: Option<RotatingLines>,
     stats: Arc<LiveStats>,
@@ -79,8 +101,8 @@ pub struct OutcomeLines {
 }
 
 impl OutcomeLines {
-    /// `alerts`: write each outcome's alert (schemas/alert_v1.json); else a
-    /// short line of normal traffic.
+    /// `alerts`: the lines are alerts (schemas/alert_v1.json), counted as
+    /// such; else normal traffic.
     pub fn create(
         rotation: Rotation,
         stats: Arc<LiveStats>,
@@ -119,25 +141,20 @@ pub fn outcome_line(o: &Outcome, alert: bool, out: &mut Vec<u8>) -> serde_json::
     Ok(())
 }
 
-impl Sink<Outcome> for OutcomeLines {
-    fn write(&mut self, batch: &mut [Outcome]) -> Result<(), PipelineError> {
-        let mut bytes = Vec::with_capacity(256 * batch.len());
-        for o in batch.iter() {
-            outcome_line(o, self.alerts, &mut bytes)
-                .map_err(|e| PipelineError::component("live sink", e))?;
-        }
-        let file = self.file.as_mut().ok_or_else(|| closed(self.alerts))?;
-        let dir = file.dir().to_path_buf();
-        file.write(bytes).map_err(|e| PipelineError::io(dir, e))?;
-        let now = crate::clock::now_micros();
-        self.stats
-            .record(batch.iter().map(|o| now.saturating_sub(o.received_us)));
+impl Sink<Text> for OutcomeLines {
+    fn write(&mut self, texts: &mut [Text]) -> Result<(), PipelineError> {
         let count = if self.alerts {
             &self.stats.alerts
         } else {
             &self.stats.normal
         };
-        count.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        for text in texts.iter_mut().filter(|t| t.lines > 0) {
+            let file = self.file.as_mut().ok_or_else(|| closed(self.alerts))?;
+            let dir = file.dir().to_path_buf();
+            file.write(std::mem::take(&mut text.bytes))
+                .map_err(|e| PipelineError::io(dir, e))?;
+            count.fetch_add(text.lines, Ordering::Relaxed);
+        }
         Ok(())
     }
 
