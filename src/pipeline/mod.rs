@@ -467,26 +467,7 @@ impl Ends<'_> {
                         .probe_with(done);
                     return Ok(());
                 }
-                match &settings.stage {
-                    Stage::Evaluated { keep, scores, .. } => evaluated::Ends {
-                        alerts: &slots.alerts,
-                        scores: &slots.scores,
-                        share: slots.kept.clone(),
-                        counts: self.counts,
-                        done,
-                        abort,
-                    }
-                    .build(anomalies, normal, *keep, *scores),
-                    Stage::Scored { stats, .. } => scored::Ends {
-                        anomalies: &slots.anomalies,
-                        normal: &slots.normal,
-                        stats,
-                        done,
-                        abort,
-                    }
-                    .build(anomalies, normal),
-                    Stage::CsvTable | Stage::Rows => {}
-                }
+                self.file_outputs(&settings.stage, anomalies, normal);
             }
         }
         #[allow(clippy::borrowed_box)] // the stream's records are boxes
@@ -496,6 +477,36 @@ impl Ends<'_> {
             "DeadLetterSink",
         );
         Ok(())
+    }
+
+    /// A scored or evaluated stage's alerts and normal traffic into files.
+    fn file_outputs<'scope>(
+        &self,
+        stage: &Stage,
+        anomalies: Stream<'scope, u64, Vec<Outcome>>,
+        normal: Stream<'scope, u64, Vec<Outcome>>,
+    ) {
+        let (slots, done, abort) = (self.slots, self.done, self.abort);
+        match stage {
+            Stage::Evaluated { keep, scores, .. } => evaluated::Ends {
+                alerts: &slots.alerts,
+                scores: &slots.scores,
+                share: slots.kept.clone(),
+                counts: self.counts,
+                done,
+                abort,
+            }
+            .build(anomalies, normal, *keep, *scores),
+            Stage::Scored { stats, .. } => scored::Ends {
+                anomalies: &slots.anomalies,
+                normal: &slots.normal,
+                stats,
+                done,
+                abort,
+            }
+            .build(anomalies, normal),
+            Stage::CsvTable | Stage::Rows => {}
+        }
     }
 }
 

@@ -112,24 +112,7 @@ pub fn check(file: &DataflowFile, path: &Path, text: &str) -> Result<(), Setting
                 .to_string(),
         });
     }
-    if let Some(f) = &s.file {
-        problems.extend(positive("source.file", "block_bytes", f.block_bytes as u64));
-    }
-    if let Some(h) = &s.http {
-        problems.extend(positive("source.http", "tick_ms", h.tick_ms));
-        problems.extend(positive(
-            "source.http",
-            "max_body_bytes",
-            h.max_body_bytes as u64,
-        ));
-        if h.listen.parse::<std::net::SocketAddr>().is_err() {
-            problems.push(Problem {
-                table: "source.http",
-                key: "listen",
-                problem: format!("{:?} is not an address such as 127.0.0.1:8080", h.listen),
-            });
-        }
-    }
+    problems.extend(file_and_http_problems(s));
     if let Some(k) = &s.kafka {
         problems.extend(kafka_problems(k));
     }
@@ -171,6 +154,30 @@ pub fn check(file: &DataflowFile, path: &Path, text: &str) -> Result<(), Setting
             problem: p.problem,
         }),
     }
+}
+
+/// `[source.file]`'s and `[source.http]`'s ranges, and the address.
+fn file_and_http_problems(s: &super::SourceTable) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Some(f) = &s.file {
+        problems.extend(positive("source.file", "block_bytes", f.block_bytes as u64));
+    }
+    if let Some(h) = &s.http {
+        problems.extend(positive("source.http", "tick_ms", h.tick_ms));
+        problems.extend(positive(
+            "source.http",
+            "max_body_bytes",
+            h.max_body_bytes as u64,
+        ));
+        if h.listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(Problem {
+                table: "source.http",
+                key: "listen",
+                problem: format!("{:?} is not an address such as 127.0.0.1:8080", h.listen),
+            });
+        }
+    }
+    problems
 }
 
 /// `[feedback]`'s ranges, each named by its key.

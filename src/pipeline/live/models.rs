@@ -1,6 +1,7 @@
 //! The bundle that scores first in a live run, where later versions come
 //! from (reloads, the learner), and the server state built around them.
 
+use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,6 +45,17 @@ pub(super) struct Models {
     api_token: Option<String>,
 }
 
+/// A run's `[feedback]`, if any: the learner keeps its versions beside
+/// the bundle, and `POST /flush` can ask it to fit.
+fn feedback_settings(file: &DataflowFile, models_dir: &Path) -> Option<FeedbackSettings> {
+    file.feedback.as_ref().map(|t| {
+        let mut settings = t.settings();
+        settings.learner.store = Some(models_dir.to_path_buf());
+        settings.flush = Some(Arc::default());
+        settings
+    })
+}
+
 impl Models {
     pub(super) fn load(
         options: &LiveOptions,
@@ -72,12 +84,7 @@ impl Models {
         });
         let poll =
             (file.models.poll_seconds > 0).then(|| Duration::from_secs(file.models.poll_seconds));
-        let feedback = file.feedback.as_ref().map(|t| {
-            let mut settings = t.settings();
-            settings.learner.store = Some(models_dir.clone());
-            settings.flush = Some(Arc::default());
-            settings
-        });
+        let feedback = feedback_settings(file, &models_dir);
         let labels = feedback
             .is_some()
             .then(|| LiveLabels::new(Arc::clone(input), cluster.process, cluster.processes()));
