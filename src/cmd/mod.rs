@@ -109,12 +109,13 @@ pub struct SourceArgs {
     /// [default: 120].
     #[arg(long)]
     pub lateness: Option<u64>,
-    /// Seconds of event time a source may run ahead of finished output:
-    /// bounds the data in flight, and so memory [default: 14400].
+    /// Seconds of event time a source may run ahead of finished output, once
+    /// it has 4 blocks of its own unfinished: bounds the data in flight, and
+    /// so memory [default: 14400].
     #[arg(long)]
     pub max_ahead: Option<u64>,
     /// Bytes of input per block; workers take blocks in turn [default:
-    /// 1048576].
+    /// 262144].
     #[arg(long)]
     pub block_bytes: Option<usize>,
     /// Seconds an event may be stamped after the latest event time before

@@ -69,7 +69,7 @@ pub struct FileTable {
     /// its own time.
     #[serde(default = "defaults::lateness_seconds")]
     pub lateness_seconds: u64,
-    /// Seconds of event time the source may run ahead of finished output.
+    /// Seconds of event time the source may run ahead of finished output, once it has 4 blocks of its own unfinished.
     #[serde(default = "defaults::max_ahead_seconds")]
     pub max_ahead_seconds: u64,
     /// Bytes of input per block; workers take blocks in turn.

@@ -41,7 +41,7 @@ pub struct FileSource {
 
 /// Defaults of a file source's timing, in seconds (the settings' unit).
 pub const DEFAULT_LATENESS: u64 = 120;
-pub const DEFAULT_BLOCK_BYTES: usize = 1 << 20;
+pub const DEFAULT_BLOCK_BYTES: usize = 1 << 18;
 pub const DEFAULT_MAX_AHEAD: u64 = 4 * 3_600;
 
 impl FileSource {

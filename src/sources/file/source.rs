@@ -29,6 +29,12 @@ use crate::pipeline::PipelineError;
 use crate::sources::order::{time_dead_letter, TimeLimits};
 use crate::sources::{Parsed, Runs, SourceContext, SourceCounts};
 
+/// Blocks of its own a source may always have unfinished downstream,
+/// however far ahead in event time that takes it: with fewer, a worker
+/// that finished its block waits for the others' instead of parsing its
+/// next, and workers beyond the blocks that `max_ahead` spans sit idle.
+pub const OWN_BLOCKS_IN_FLIGHT: usize = 4;
+
 /// Most epochs of one source sent and not yet finished downstream,
 /// beyond those at or after its own capability (which cannot finish yet).
 pub const MAX_TIMES_IN_FLIGHT: usize = 1_024;
@@ -52,13 +58,18 @@ struct Reader {
     lines: Vec<Line>,
     pending: VecDeque<Pending>,
     in_flight: VecDeque<u64>,
+    /// The latest epoch of each of this worker's blocks not yet finished
+    /// downstream.
+    own_blocks: VecDeque<u64>,
     label: String,
 }
 
 /// Reads this worker's blocks of the file (for PaySim, its header was
 /// checked before the dataflow started). The source waits while the end of
-/// the dataflow lags more than `max_ahead` behind it; a read error ends the
-/// run, naming the file.
+/// the dataflow lags more than `max_ahead` behind it and it has
+/// [`OWN_BLOCKS_IN_FLIGHT`] blocks of its own unfinished (memory is then
+/// bounded by the larger of the two, never by the file); a read error ends
+/// the run, naming the file.
 pub fn file_source<'scope>(
     scope: Scope<'scope, u64>,
     settings: FileSource,
@@ -95,8 +106,7 @@ pub fn file_source<'scope>(
                     });
                     return activator.activate();
                 }
-                let max_ahead = settings.max_ahead_ms;
-                if done.less_than(&current.time().saturating_sub(max_ahead)) {
+                if reader.must_wait(current.time(), &done) {
                     return activator.activate_after(Duration::from_millis(1));
                 }
                 match reader.next_own_block(index, peers) {
@@ -136,7 +146,19 @@ impl Reader {
             lines: Vec::new(),
             pending: VecDeque::new(),
             in_flight: VecDeque::new(),
+            own_blocks: VecDeque::new(),
         })
+    }
+
+    /// Whether to wait before reading another block: the dataflow's end
+    /// (`done`) lags more than `max_ahead` behind `time`, and this worker
+    /// has its most blocks unfinished.
+    fn must_wait(&mut self, time: &u64, done: &ProbeHandle<u64>) -> bool {
+        while self.own_blocks.front().is_some_and(|t| !done.less_equal(t)) {
+            self.own_blocks.pop_front();
+        }
+        let behind = done.less_than(&time.saturating_sub(self.settings.max_ahead_ms));
+        behind && self.own_blocks.len() >= OWN_BLOCKS_IN_FLIGHT
     }
 
     /// Reads blocks up to this worker's next one, moving the frontier over
@@ -231,6 +253,8 @@ impl Reader {
                 floor_after: epochs.of(end_floor),
             });
         });
+        let latest = self.pending.iter().map(|p| p.time).max();
+        self.own_blocks.extend(latest);
     }
 
     /// Sends waiting runs in order while fewer than [`MAX_TIMES_IN_FLIGHT`]
