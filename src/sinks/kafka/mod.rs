@@ -21,6 +21,7 @@
 //! Events read again after a restart to rebuild the velocity state are
 //! written nowhere ([`crate::sources::kafka::seq`]).
 
+pub mod confirm;
 mod writer;
 
 use std::rc::Rc;

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use timely::dataflow::operators::{Capability, InputCapability};
 use timely::dataflow::Stream;
 use timely::scheduling::Activator;
 
+use super::confirm::Confirmations;
 use super::Outbound;
 use crate::kafka::context::ProducerCtx;
 use crate::kafka::KafkaError;
@@ -40,6 +42,9 @@ struct Writer {
     peers: usize,
     /// Records waiting for the frontier to pass their time.
     stash: BTreeMap<u64, (Capability<u64>, Vec<Outbound>)>,
+    /// At least once: frontiers that could be committed, each with when
+    /// (µs), waiting for the watcher to find the output topics after it.
+    unconfirmed: Confirmations,
     /// Times with messages sent and not yet acknowledged (exactly once: not
     /// yet committed), with how many.
     inflight: BTreeMap<u64, (Capability<u64>, usize)>,
@@ -80,6 +85,7 @@ pub(super) fn build<'scope>(
                 peers: scope.peers(),
                 stash: BTreeMap::new(),
                 inflight: BTreeMap::new(),
+                unconfirmed: Confirmations::default(),
                 txn_ready: false,
                 in_txn: false,
                 last_commit: Instant::now(),
@@ -146,6 +152,12 @@ impl Writer {
         if self.finished {
             return Ok(());
         }
+        if let Some(topic) = self.input.lost_output() {
+            return Err(KafkaError::Other(format!(
+                "output topic {topic:?} was deleted while running: the outputs written since \
+                 it was last seen are not committed, so a restart writes them again"
+            )));
+        }
         self.acknowledge()?;
         let eos = self.input.settings.guarantee == Guarantee::ExactlyOnce;
         if eos && !self.in_txn && !self.open()? {
@@ -184,7 +196,9 @@ impl Writer {
         let last = ended && (self.inflight.is_empty() || given_up);
         // The last commit waits for its answer, unless the brokers are away.
         let wait = last && self.input.health.is_ok();
-        self.link.commit(done, wait);
+        if let Some(frontier) = self.confirmed(done, last) {
+            self.link.commit(frontier, wait);
+        }
         if !ended {
             self.ending_since = None;
         }
@@ -198,6 +212,23 @@ impl Writer {
             self.inflight.clear();
             self.finished = true;
         }
+    }
+
+    /// What may be committed of `done`: the latest frontier noted before the
+    /// watcher last found every output topic there (a broker may take
+    /// writes to a deleted topic and drop them); at the end, `done` itself
+    /// if a look now finds them. `None`: nothing yet.
+    fn confirmed(&mut self, done: u64, last: bool) -> Option<u64> {
+        if last {
+            let began = crate::clock::now_micros();
+            let looked = self
+                .input
+                .look_at_outputs(self.link.consumer.client(), began);
+            return looked.is_ok_and(|kept| kept).then_some(done);
+        }
+        self.unconfirmed.note(crate::clock::now_micros(), done);
+        self.unconfirmed
+            .take(self.input.outputs_seen_us.load(Ordering::SeqCst))
     }
 
     /// Counts the deliveries reported; at least once, a time whose every

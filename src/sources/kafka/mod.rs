@@ -34,16 +34,20 @@ mod reader;
 pub mod seq;
 pub mod watcher;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rdkafka::client::{Client, ClientContext};
 use timely::dataflow::{Scope, Stream};
 
 use super::live::LiveInput;
 use super::order::TimeLimits;
 use super::{Parsed, SourceContext};
 use crate::kafka::health::Health;
+use crate::kafka::topics::missing_topics;
+use crate::kafka::KafkaError;
 pub use crate::settings::Guarantee;
 pub use link::Link;
 
@@ -99,6 +103,14 @@ pub struct KafkaInput {
     /// Messages sent to the alerts', normal traffic's and dead letters'
     /// topics, and the latency from receipt to the send.
     pub stats: Arc<crate::sinks::file::live::LiveStats>,
+    /// When (µs since the epoch) the watcher last began a look that found
+    /// every output topic there: outputs acknowledged before then are on
+    /// their topics, and their offsets may be committed.
+    pub outputs_seen_us: AtomicU64,
+    /// An output topic that was there and is gone: the sinks end the run.
+    pub lost_output: Mutex<Option<String>>,
+    /// The output topics some look found there.
+    seen_outputs: Mutex<HashSet<String>>,
 }
 
 impl KafkaInput {
@@ -113,6 +125,9 @@ impl KafkaInput {
             late: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
             stats: Arc::default(),
+            outputs_seen_us: AtomicU64::new(0),
+            lost_output: Mutex::new(None),
+            seen_outputs: Mutex::default(),
         })
     }
 
@@ -134,6 +149,55 @@ impl KafkaInput {
         if self.partitions.swap(n, Ordering::SeqCst) != n {
             self.hub.wake();
         }
+    }
+
+    /// The output topics this run writes to.
+    pub fn output_topics(&self) -> [&str; 3] {
+        let s = &self.settings.sinks;
+        [&s.anomalies, &s.metrics, &s.dead_letter]
+    }
+
+    /// Looks for the output topics with `client`: when every one seen
+    /// before is there, notes that outputs acknowledged before `began`
+    /// (µs) are kept and says `true`; one that was there and is gone is
+    /// noted as lost. A topic never seen is reported as health only.
+    pub fn look_at_outputs<C: ClientContext>(
+        &self,
+        client: &Client<C>,
+        began: u64,
+    ) -> Result<bool, KafkaError> {
+        let topics = self.output_topics();
+        let missing = missing_topics(client, &topics, Duration::from_secs(5))?;
+        let mut seen = self.seen_outputs.lock().unwrap_or_else(|e| e.into_inner());
+        seen.extend(
+            topics
+                .iter()
+                .filter(|t| !missing.iter().any(|m| m == *t))
+                .map(|t| t.to_string()),
+        );
+        if let Some(topic) = missing.iter().find(|t| seen.contains(*t)) {
+            *self.lost_output.lock().unwrap_or_else(|e| e.into_inner()) = Some(topic.clone());
+            self.health
+                .report("outputs", format!("output topic {topic:?} was deleted"));
+            return Ok(false);
+        }
+        self.outputs_seen_us.fetch_max(began, Ordering::SeqCst);
+        match missing.first() {
+            None => self.health.clear("outputs"),
+            Some(topic) => self.health.report(
+                "outputs",
+                format!("output topic {topic:?} does not exist (yet)"),
+            ),
+        }
+        Ok(true)
+    }
+
+    /// The output topic found gone, if one was.
+    pub fn lost_output(&self) -> Option<String> {
+        self.lost_output
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Stops the run: sources drop their capabilities, the dataflow drains.

@@ -3,6 +3,17 @@
 //! partitions every second, so that a partition added while running is
 //! read, and reports brokers it cannot reach as health, with backoff,
 //! until the run closes.
+//!
+//! It also looks for the output topics. A broker may take writes to a
+//! topic deleted while running and drop them (tansu 0.6 does), so an
+//! acknowledgement alone does not say an output is kept: the sinks commit
+//! only offsets whose outputs were acknowledged before a look that found
+//! every output topic seen so far still there
+//! ([`KafkaInput::look_at_outputs`]), and one that was there and is gone
+//! ends the run, naming it; a restart then writes again what came after
+//! the last such look. A topic never seen (one a broker makes on the first
+//! write to it, or that is missing) holds nothing back: it is reported as
+//! health.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -39,10 +50,13 @@ pub fn start(
             let mut made = false;
             let mut wait = Duration::from_millis(100);
             while !input.is_closed() {
+                let began = crate::clock::now_micros();
                 let step = if made { Ok(()) } else { bootstrap() };
                 let looked = step.and_then(|()| {
                     made = true;
-                    partitions(&client, &input.settings.topic)
+                    let n = partitions(&client, &input.settings.topic)?;
+                    input.look_at_outputs(client.client(), began)?;
+                    Ok(n)
                 });
                 match looked {
                     Ok(n) => {
