@@ -26,11 +26,19 @@ use std::collections::VecDeque;
 #[derive(Clone, Debug, Default)]
 pub struct Confirmations {
     noted: VecDeque<(u64, u64)>,
+    /// The latest frontier noted, to note each once.
+    latest: Option<u64>,
 }
 
 impl Confirmations {
-    /// Everything before `frontier` was acknowledged at `at_us`.
+    /// Everything before `frontier` was acknowledged at `at_us`; a frontier
+    /// no later than one noted before adds nothing (so an idle sink stops
+    /// waiting for looks).
     pub fn note(&mut self, at_us: u64, frontier: u64) {
+        if self.latest.is_some_and(|l| frontier <= l) {
+            return;
+        }
+        self.latest = Some(frontier);
         self.noted.push_back((at_us, frontier));
     }
 
@@ -74,6 +82,9 @@ mod tests {
         assert_eq!(c.take(30), None, "given once");
         assert_eq!(c.take(41), Some(4));
         assert_eq!(c.waiting(), 0);
+        // The same frontier again waits for nothing.
+        c.note(50, 4);
+        assert_eq!((c.waiting(), c.take(60)), (0, None));
     }
 
     #[test]
@@ -92,7 +103,7 @@ mod tests {
         let (mut at, mut frontier, mut given) = (0u64, 0u64, 0usize);
         for _ in 0..1_000 {
             at += next() % 50;
-            frontier += next() % 3;
+            frontier += 1 + next() % 3;
             c.note(at, frontier);
             all.push((at, frontier));
             if next() % 4 == 0 {

@@ -180,7 +180,8 @@ impl Writer {
             // The source stopped reading for the backlog: it may read again.
             self.link.waker.wake();
         }
-        if !self.inflight.is_empty() || !self.stash.is_empty() || front.is_none() {
+        let waiting = self.unconfirmed.waiting() > 0;
+        if !self.inflight.is_empty() || !self.stash.is_empty() || waiting || front.is_none() {
             self.activator
                 .activate_after(self.input.settings.commit_every);
         }

@@ -26,7 +26,8 @@ use crate::kafka::context::ConsumerCtx;
 use crate::kafka::topics::partition_count;
 use crate::kafka::KafkaError;
 
-/// Between looks at the topic when all is well.
+/// Between looks at the topics when all is well (at most: every commit
+/// interval when that is shorter).
 const EVERY: Duration = Duration::from_secs(1);
 /// Longest wait between tries when the brokers cannot be reached.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -62,7 +63,8 @@ pub fn start(
                     Ok(n) => {
                         input.health.clear("brokers");
                         input.set_partitions(n);
-                        wait = EVERY;
+                        // Commits wait for a look: one each commit interval.
+                        wait = EVERY.min(input.settings.commit_every);
                     }
                     Err(e) => {
                         input.health.report("brokers", e.to_string());
