@@ -1,8 +1,8 @@
 //! One thread per process that watches the brokers: it creates the topics
 //! that are missing (once), then looks up the raw-events topic's
-//! partitions every second, so that a partition added while running is
-//! read, and reports brokers it cannot reach as health, with backoff,
-//! until the run closes.
+//! partitions every second (every commit interval when shorter), so that
+//! a partition added while running is read, and reports brokers it cannot
+//! reach as health, with backoff, until the run closes.
 //!
 //! It also looks for the output topics. A broker may take writes to a
 //! topic deleted while running and drop them (tansu 0.6 does), so an
