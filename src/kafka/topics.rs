@@ -210,20 +210,14 @@ pub fn partition_count<C: ClientContext>(
     Ok(existing.get(topic).copied())
 }
 
-/// Which of `names` the cluster does not have (or has with no partition),
-/// in one metadata request that creates nothing.
-pub fn missing_topics<C: ClientContext>(
+/// Every topic the cluster knows, with its partition count, in one
+/// metadata request that creates nothing.
+pub fn cluster_topics<C: ClientContext>(
     client: &Client<C>,
-    names: &[&str],
     timeout: Duration,
-) -> Result<Vec<String>, KafkaError> {
-    let existing = topic_partitions(client, timeout)
-        .map_err(|e| KafkaError::client("reading the cluster's topics", e))?;
-    Ok(names
-        .iter()
-        .filter(|n| existing.get(**n).is_none_or(|&p| p == 0))
-        .map(|n| n.to_string())
-        .collect())
+) -> Result<HashMap<String, i32>, KafkaError> {
+    topic_partitions(client, timeout)
+        .map_err(|e| KafkaError::client("reading the cluster's topics", e))
 }
 
 /// Every topic the cluster knows, with its partition count.

@@ -19,6 +19,7 @@ use timely::scheduling::Activator;
 use super::confirm::Confirmations;
 use super::Outbound;
 use crate::kafka::context::ProducerCtx;
+use crate::kafka::topics::cluster_topics;
 use crate::kafka::KafkaError;
 use crate::pipeline::{Abort, PipelineError};
 use crate::sources::kafka::link::MAX_BACKLOG;
@@ -222,10 +223,9 @@ impl Writer {
     fn confirmed(&mut self, done: u64, last: bool) -> Option<u64> {
         if last {
             let began = crate::clock::now_micros();
-            let looked = self
-                .input
-                .look_at_outputs(self.link.consumer.client(), began);
-            return looked.is_ok_and(|kept| kept).then_some(done);
+            let topics = cluster_topics(self.link.consumer.client(), Duration::from_secs(5));
+            let kept = topics.is_ok_and(|t| self.input.look_at_outputs(&t, began));
+            return kept.then_some(done);
         }
         self.unconfirmed.note(crate::clock::now_micros(), done);
         self.unconfirmed

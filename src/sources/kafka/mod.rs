@@ -34,20 +34,17 @@ mod reader;
 pub mod seq;
 pub mod watcher;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::client::{Client, ClientContext};
 use timely::dataflow::{Scope, Stream};
 
 use super::live::LiveInput;
 use super::order::TimeLimits;
 use super::{Parsed, SourceContext};
 use crate::kafka::health::Health;
-use crate::kafka::topics::missing_topics;
-use crate::kafka::KafkaError;
 pub use crate::settings::Guarantee;
 pub use link::Link;
 
@@ -157,17 +154,16 @@ impl KafkaInput {
         [&s.anomalies, &s.metrics, &s.dead_letter]
     }
 
-    /// Looks for the output topics with `client`: when every one seen
-    /// before is there, notes that outputs acknowledged before `began`
-    /// (µs) are kept and says `true`; one that was there and is gone is
-    /// noted as lost. A topic never seen is reported as health only.
-    pub fn look_at_outputs<C: ClientContext>(
-        &self,
-        client: &Client<C>,
-        began: u64,
-    ) -> Result<bool, KafkaError> {
+    /// Looks for the output topics among the cluster's (`existing`, with
+    /// their partition counts): when every one seen before is there, notes
+    /// that outputs acknowledged before `began` (µs) are kept and says
+    /// `true`; one that was there and is gone is noted as lost. A topic
+    /// never seen is reported as health only.
+    pub fn look_at_outputs(&self, existing: &HashMap<String, i32>, began: u64) -> bool {
         let topics = self.output_topics();
-        let missing = missing_topics(client, &topics, Duration::from_secs(5))?;
+        let missing: Vec<&str> = (topics.iter().copied())
+            .filter(|t| existing.get(*t).is_none_or(|&p| p == 0))
+            .collect();
         let mut seen = self.seen_outputs.lock().unwrap_or_else(|e| e.into_inner());
         seen.extend(
             topics
@@ -175,11 +171,11 @@ impl KafkaInput {
                 .filter(|t| !missing.iter().any(|m| m == *t))
                 .map(|t| t.to_string()),
         );
-        if let Some(topic) = missing.iter().find(|t| seen.contains(*t)) {
-            *self.lost_output.lock().unwrap_or_else(|e| e.into_inner()) = Some(topic.clone());
+        if let Some(topic) = missing.iter().find(|t| seen.contains(**t)) {
+            *self.lost_output.lock().unwrap_or_else(|e| e.into_inner()) = Some(topic.to_string());
             self.health
                 .report("outputs", format!("output topic {topic:?} was deleted"));
-            return Ok(false);
+            return false;
         }
         self.outputs_seen_us.fetch_max(began, Ordering::SeqCst);
         match missing.first() {
@@ -189,7 +185,7 @@ impl KafkaInput {
                 format!("output topic {topic:?} does not exist (yet)"),
             ),
         }
-        Ok(true)
+        true
     }
 
     /// The output topic found gone, if one was.

@@ -15,6 +15,7 @@
 //! write to it, or that is missing) holds nothing back: it is reported as
 //! health.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::KafkaInput;
 use crate::kafka::context::ConsumerCtx;
-use crate::kafka::topics::partition_count;
+use crate::kafka::topics::cluster_topics;
 use crate::kafka::KafkaError;
 
 /// Between looks at the topics when all is well (at most: every commit
@@ -55,9 +56,11 @@ pub fn start(
                 let step = if made { Ok(()) } else { bootstrap() };
                 let looked = step.and_then(|()| {
                     made = true;
-                    let n = partitions(&client, &input.settings.topic)?;
-                    input.look_at_outputs(client.client(), began)?;
-                    Ok(n)
+                    // One metadata request for the input's partitions and
+                    // the outputs' presence.
+                    let topics = cluster_topics(client.client(), Duration::from_secs(5))?;
+                    input.look_at_outputs(&topics, began);
+                    partitions(&topics, &input.settings.topic)
                 });
                 match looked {
                     Ok(n) => {
@@ -77,12 +80,14 @@ pub fn start(
         .map_err(|e| KafkaError::Other(format!("starting the watcher thread: {e}")))
 }
 
-/// The topic's partition count; an error when it does not exist or has
-/// none. Asked of every topic's metadata ([`partition_count`]), so that
-/// the watcher never creates the topic on a broker that creates topics on
-/// first mention.
-fn partitions(client: &BaseConsumer<ConsumerCtx>, topic: &str) -> Result<i32, KafkaError> {
-    partition_count(client.client(), topic, Duration::from_secs(5))?
+/// The topic's partition count among the cluster's topics (asked of every
+/// topic's metadata, so that the watcher never creates the topic on a
+/// broker that creates topics on first mention); an error when it does not
+/// exist or has none.
+fn partitions(topics: &HashMap<String, i32>, topic: &str) -> Result<i32, KafkaError> {
+    topics
+        .get(topic)
+        .copied()
         .filter(|&n| n > 0)
         .ok_or_else(|| KafkaError::Other(format!("topic {topic:?} does not exist")))
 }
