@@ -247,23 +247,24 @@ impl Generator {
 
     /// A takeover after the drift: the fraudster no longer drains the
     /// account. They move two to five amounts of 5 to 20 % of the balance
-    /// each, under the transfer limit, to mules drawn from a small pool that
-    /// they reuse and whose books add up (the mule's balance grows by the
-    /// amount, then the cash-out leaves it where it was), so neither the
-    /// victim nor the mule is drained and no balance error shows. What the
-    /// original features still see: the victim's velocity (several
-    /// transfers in an hour) and the mules' (many incoming transfers).
+    /// each, under the transfer limit, to one mule drawn from a small pool
+    /// that they reuse and whose books add up (the mule's balance grows by
+    /// the amount, then the mule's cash-out leaves it where it was), so
+    /// neither the victim nor the mule is drained and no balance error
+    /// shows. What the original features still see: the victim's velocity
+    /// (several transfers in an hour) and the mule's (several transfers in
+    /// and cash-outs). The first transfer and its cash-out show neither.
     fn drifted_takeover(&mut self) -> Vec<Transaction> {
         let victim = self.fresh(AccountKind::Customer);
         let mut balance = cents(self.rng.lognormal(VICTIM_BALANCE.0, VICTIM_BALANCE.1)).max(100.0);
         let parts = 2 + self.rng.below(4);
+        let which = self.rng.below(MULE_POOL);
+        let mule = self.mule_id(which);
+        let kept = cents(MULE_FLOAT * (1.0 + which as f64));
         let mut rows = Vec::new();
         for _ in 0..parts {
             let share = 0.05 + 0.15 * self.rng.uniform_open();
             let amount = cents((balance * share).min(TRANSFER_LIMIT)).max(1.0);
-            let which = self.rng.below(MULE_POOL);
-            let mule = account(AccountKind::Customer, self.dest_salt ^ (1 + which));
-            let kept = cents(MULE_FLOAT * (1.0 + which as f64));
             let left = cents(balance - amount);
             let with = cents(kept + amount);
             rows.push(self.fraud_row(
@@ -405,6 +406,15 @@ impl Generator {
         account(AccountKind::Customer, rng::splitmix64(&mut state))
     }
 
+    /// The name of mule `which` of the drift's pool: hashed like the
+    /// destinations' (the account number is the hash's high bits, so a salt
+    /// that differs in its low bits alone would name one account), from a
+    /// salt of its own so no mule is a pool destination.
+    fn mule_id(&self, which: u64) -> AccountId {
+        let mut state = self.dest_salt.rotate_left(32) ^ which;
+        account(AccountKind::Customer, rng::splitmix64(&mut state))
+    }
+
     fn fresh(&mut self, kind: AccountKind) -> AccountId {
         let bits = self.rng.next_u64();
         account(kind, bits)
@@ -542,6 +552,21 @@ mod tests {
         }
         let mules: std::collections::HashSet<_> = transfers.iter().map(|t| t.name_dest).collect();
         assert!(mules.len() < transfers.len(), "mules are reused");
+        // A pool, not one account (the first version named one mule for all).
+        assert!(
+            mules.len() > 5 && mules.len() as u64 <= MULE_POOL,
+            "{mules:?}"
+        );
+        // Each takeover's money goes to one mule, which cashes it out.
+        for pair in after.chunks(2) {
+            assert_eq!(pair[1].kind, TxnType::CashOut, "{pair:?}");
+            assert_eq!(pair[1].name_orig, pair[0].name_dest, "{pair:?}");
+        }
+        for takeover in transfers.chunk_by(|a, b| a.name_orig == b.name_orig) {
+            assert!(takeover
+                .iter()
+                .all(|t| t.name_dest == takeover[0].name_dest));
+        }
         assert!(plain
             .iter()
             .filter(|t| t.step >= 400 && t.is_fraud && t.kind == TxnType::Transfer)
