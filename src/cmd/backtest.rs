@@ -421,6 +421,7 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
         workers: args.timely.workers() * args.timely.processes,
         feedback: args.feedback.feedback,
         adaptive: args.adaptive.adaptive_threshold,
+        drift_at: args.feedback.drift_at,
     };
     report(args, group, gathered, &summary, &bundle, context)?;
     Ok(ExitCode::SUCCESS)

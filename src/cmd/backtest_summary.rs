@@ -38,6 +38,9 @@ pub fn print_report(report: &Report, out: &Path) {
     if let Some(days) = &report.learning {
         super::feedback_args::print_learning(days, report.budget);
     }
+    if let Some(r) = &report.recovery {
+        super::feedback_args::print_recovery(r);
+    }
     let quality = [
         ("all events", &report.quality_all),
         ("test split", &report.quality_test_split),

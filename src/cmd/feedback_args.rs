@@ -55,6 +55,11 @@ pub struct FeedbackArgs {
     /// 0: none [default: 0].
     #[arg(long, value_name = "N", requires = "feedback")]
     pub learn_replay: Option<usize>,
+    /// The step at which fraud changed its pattern (the generator's
+    /// --drift-at): report.json's `recovery` then says how fast recall came
+    /// back, against the week before (docs/feedback.md, scenario (b)).
+    #[arg(long, value_name = "STEP")]
+    pub drift_at: Option<u32>,
 }
 
 impl FeedbackArgs {
@@ -162,6 +167,45 @@ pub fn print_learning(days: &[fraudflow::eval::learning::LearningDay], budget: f
             d.rolled_back
         );
     }
+}
+
+/// Recall before the change of pattern and in the days after it.
+pub fn print_recovery(r: &fraudflow::eval::recovery::Recovery) {
+    outln!(
+        "recovery after the change at hour {} (frauds caught at the budget, online | frozen):",
+        r.drift_hour
+    );
+    let caught = |c: Option<fraudflow::eval::recovery::Caught>| {
+        c.map_or_else(
+            || "-".to_string(),
+            |c| format!("{} ({})", c.caught, f(c.recall)),
+        )
+    };
+    let before = std::iter::once(("the week before, day by day", &r.before));
+    let after = r.after.iter().map(|w| ("", w));
+    for (name, w) in before.chain(after) {
+        outln!(
+            "  hours {:>4}..{:<4} {:>26}: {:>5} fraud | {} | {}",
+            w.from_hour,
+            w.to_hour,
+            name,
+            grouped(w.fraud),
+            caught(Some(w.online)),
+            caught(w.frozen)
+        );
+    }
+    let verdict = match r.met {
+        Some(true) => "met",
+        Some(false) => "not met",
+        None => "not judged (no frauds)",
+    };
+    outln!(
+        "  target: hours {}..{} at {} of the level before ({}): {verdict}",
+        r.drift_hour + 24,
+        r.drift_hour + 48,
+        fraudflow::eval::recovery::RECOVERY_SHARE,
+        f(r.target_recall),
+    );
 }
 
 fn f(v: Option<f64>) -> String {

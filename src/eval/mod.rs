@@ -6,6 +6,7 @@ pub mod html;
 pub mod kept;
 pub mod learning;
 pub mod ranking;
+pub mod recovery;
 pub mod report;
 pub mod split;
 pub mod versions;

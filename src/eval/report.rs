@@ -56,6 +56,10 @@ pub struct Report {
     /// budget, and the learner's updates.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub learning: Option<Vec<super::learning::LearningDay>>,
+    /// With a change of pattern at a known step: recall before it and in
+    /// the three days after, online and frozen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<super::recovery::Recovery>,
 }
 
 /// What the report says of the run besides its records.
@@ -74,6 +78,8 @@ pub struct ReportContext<'a> {
     pub feedback: bool,
     /// Whether the threshold adapted.
     pub adaptive: bool,
+    /// The step at which fraud changed its pattern, when known.
+    pub drift_at: Option<u32>,
 }
 
 impl Report {
@@ -124,6 +130,9 @@ impl Report {
             learning: c.feedback.then(|| {
                 super::learning::learning_days(records, bundle.budget, &summary.feedback.per_day)
             }),
+            recovery: c
+                .drift_at
+                .map(|step| super::recovery::recovery(records, bundle.budget, step)),
             versions,
         }
     }

@@ -199,6 +199,8 @@ fn a_backtest_with_feedback_learns_counts_every_label_and_is_the_same_on_any_clu
         // cluster either.
         "--learn-replay",
         "4",
+        "--drift-at",
+        "200",
     ];
     let run = |name: &str, timely: &[&str]| {
         let out = dir.path().join(name);
@@ -263,6 +265,7 @@ fn a_backtest_with_feedback_learns_counts_every_label_and_is_the_same_on_any_clu
     assert!(frozen_report.get("learning").is_none());
     the_frozen_column_is_the_frozen_run(&w1, &without);
     the_days_add_up_to_the_totals(&report);
+    the_week_before_the_drift_is_its_days(&report, 200);
 
     let w4 = run("w4", &["-w", "4"]);
     let two = dir.path().join("two");
@@ -274,6 +277,39 @@ fn a_backtest_with_feedback_learns_counts_every_label_and_is_the_same_on_any_clu
         assert!(same == alerts, "alerts differ in {}", other.display());
         assert_eq!(json(&other.join("report.json"))["feedback"], *f);
     }
+}
+
+/// `recovery`'s level before a drift at `step` is the learning table's
+/// seven days before the drift's day, summed.
+fn the_week_before_the_drift_is_its_days(report: &Value, step: u64) {
+    let before = &report["recovery"]["before"];
+    let days: Vec<&Value> = report["learning"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| (step / 24 - 7..step / 24).contains(&d["day"].as_u64().unwrap()))
+        .collect();
+    let sum = |f: &dyn Fn(&Value) -> u64| days.iter().map(|d| f(d)).sum::<u64>();
+    let caught = |model: &'static str| {
+        move |d: &Value| {
+            let recall = d[model]["recall"].as_f64().unwrap_or(0.0);
+            (recall * d["fraud"].as_f64().unwrap()).round() as u64
+        }
+    };
+    assert_eq!(
+        before["fraud"].as_u64(),
+        Some(sum(&|d| d["fraud"].as_u64().unwrap()))
+    );
+    assert!(before["fraud"].as_u64() > Some(0), "{before}");
+    assert_eq!(
+        before["online"]["caught"].as_u64(),
+        Some(sum(&caught("online")))
+    );
+    assert_eq!(
+        before["frozen"]["caught"].as_u64(),
+        Some(sum(&caught("frozen")))
+    );
+    assert_eq!(report["recovery"]["after"][1]["from_hour"], step + 24);
 }
 
 /// Every event's `frozen` score in a run with feedback is the score the
