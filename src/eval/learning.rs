@@ -124,10 +124,10 @@ mod tests {
         (alerts, precision, (fraud > 0.0).then(|| caught / fraud))
     }
 
-    #[test]
-    fn each_day_is_judged_on_its_own_scores_both_ways() {
-        let mut rng = Rng::seed_from(7);
-        let records: Vec<Record> = (0..3_000u64)
+    /// Records over five days, one in seven unlabelled.
+    fn five_days(seed: u64) -> Vec<Record> {
+        let mut rng = Rng::seed_from(seed);
+        (0..3_000u64)
             .map(|i| Record {
                 seq: i,
                 time_ms: rng.below(5 * 86_400_000),
@@ -142,7 +142,12 @@ mod tests {
                 frozen: Some(rng.uniform()),
                 threshold: 0.5,
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn each_day_is_judged_on_its_own_scores_both_ways() {
+        let records = five_days(7);
         let updates = [DayUpdates {
             day: 9,
             updates: 3,

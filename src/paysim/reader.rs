@@ -332,30 +332,7 @@ fn fast_decimal(raw: &[u8]) -> Option<f64> {
     }
     if matches!(raw.get(i), Some(b'E' | b'e')) {
         i += 1;
-        let sign = match raw.get(i) {
-            Some(b'-') => {
-                i += 1;
-                -1
-            }
-            Some(b'+') => {
-                i += 1;
-                1
-            }
-            _ => 1,
-        };
-        let start = i;
-        let mut e: i32 = 0;
-        while let Some(&d) = raw.get(i).filter(|d| d.is_ascii_digit()) {
-            e = e * 10 + i32::from(d - b'0');
-            i += 1;
-            if i - start > 3 {
-                return None;
-            }
-        }
-        if i == start {
-            return None;
-        }
-        exp10 += sign * e;
+        exp10 += exponent(raw, &mut i)?;
     }
     if i != raw.len() || exp10.unsigned_abs() as usize >= POW10.len() {
         return None;
@@ -367,6 +344,33 @@ fn fast_decimal(raw: &[u8]) -> Option<f64> {
         m * POW10[exp10 as usize]
     };
     Some(if negative { -v } else { v })
+}
+
+/// The signed exponent of at most three digits at `raw[*i..]` (after the
+/// `E`), moving `i` past it; `None` without digits or with more.
+#[inline]
+fn exponent(raw: &[u8], i: &mut usize) -> Option<i32> {
+    let sign = match raw.get(*i) {
+        Some(b'-') => {
+            *i += 1;
+            -1
+        }
+        Some(b'+') => {
+            *i += 1;
+            1
+        }
+        _ => 1,
+    };
+    let start = *i;
+    let mut e: i32 = 0;
+    while let Some(&d) = raw.get(*i).filter(|d| d.is_ascii_digit()) {
+        e = e * 10 + i32::from(d - b'0');
+        *i += 1;
+        if *i - start > 3 {
+            return None;
+        }
+    }
+    (*i > start).then_some(sign * e)
 }
 
 fn balance(raw: &[u8], column: &'static str) -> Result<f64, RowErrorKind> {

@@ -288,6 +288,47 @@ fn distinct_rows(rng: &mut Rng, rows: usize, count: usize) -> Vec<usize> {
     out
 }
 
+/// A random feature that still varies over `sample`, with its least and
+/// greatest values there; `None` when none does.
+fn varying_feature(
+    x: &ndarray::Array2<f64>,
+    sample: &[usize],
+    rng: &mut Rng,
+) -> Option<(usize, f64, f64)> {
+    let n_features = x.ncols();
+    let start = rng.below(n_features as u64) as usize;
+    (0..n_features)
+        .map(|k| (start + k) % n_features)
+        .find_map(|f| {
+            let (lo, hi) =
+                sample
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| {
+                        let v = x[[r, f]];
+                        (lo.min(v), hi.max(v))
+                    });
+            (lo < hi).then_some((f, lo, hi))
+        })
+}
+
+/// Moves the rows of `sample` below `threshold` on `feature` to its front,
+/// and says how many there are.
+fn partition(
+    x: &ndarray::Array2<f64>,
+    sample: &mut [usize],
+    feature: usize,
+    threshold: f64,
+) -> usize {
+    let mut left = 0;
+    for i in 0..sample.len() {
+        if x[[sample[i], feature]] < threshold {
+            sample.swap(i, left);
+            left += 1;
+        }
+    }
+    left
+}
+
 /// Grows a tree over `sample` in preorder into `nodes`.
 fn grow(
     x: &ndarray::Array2<f64>,
@@ -306,35 +347,14 @@ fn grow(
         nodes.push(leaf);
         return;
     }
-    // A random feature that still varies here; a leaf when none does.
-    let n_features = x.ncols();
-    let start = rng.below(n_features as u64) as usize;
-    let split = (0..n_features)
-        .map(|k| (start + k) % n_features)
-        .find_map(|f| {
-            let (lo, hi) =
-                sample
-                    .iter()
-                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| {
-                        let v = x[[r, f]];
-                        (lo.min(v), hi.max(v))
-                    });
-            (lo < hi).then_some((f, lo, hi))
-        });
-    let Some((feature, lo, hi)) = split else {
+    let Some((feature, lo, hi)) = varying_feature(x, sample, rng) else {
         nodes.push(leaf);
         return;
     };
     // Thresholds are kept at f32 precision (widened back exactly), so a
     // compiled node packs into 8 bytes.
     let threshold = f64::from(single(between(lo, hi, rng.uniform())));
-    let mut left = 0;
-    for i in 0..sample.len() {
-        if x[[sample[i], feature]] < threshold {
-            sample.swap(i, left);
-            left += 1;
-        }
-    }
+    let left = partition(x, sample, feature, threshold);
     if left == 0 || left == sample.len() {
         nodes.push(leaf);
         return;
