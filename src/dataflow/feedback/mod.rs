@@ -21,6 +21,8 @@ pub mod analysts;
 pub mod body;
 pub mod join;
 pub mod learner;
+mod gate;
+mod replay;
 pub mod live;
 pub mod settings;
 pub mod store;
