@@ -11,6 +11,12 @@
 //! learner holds the version stream back only to that deadline, never to
 //! the batch's first example, so scoring is not held up by a batch that is
 //! slow to fill.
+//!
+//! In a live run it keeps what it carries from one version to the next
+//! (the batch it is filling, the replay buffer, the holdout, and where a
+//! restart reads the feedback topic again) with each version it sends out
+//! and, between versions, in its state file ([`super::store`]); on start
+//! it goes on from there.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,8 +31,9 @@ use timely::dataflow::Stream;
 use timely::progress::frontier::MutableAntichain;
 
 pub use super::gate::{judge, Verdict};
+use super::ledger::Ledger;
 use super::replay::{design, remember, with_replay};
-use super::store::{self, GateResult, StoredVersion};
+use super::store::{self, Carried, GateResult, HeldOut, LearnerState, StoredVersion};
 use super::{Counts, Example, LearnerSettings, Tallied};
 use crate::dataflow::score::{ModelVersion, Scorer};
 use crate::ensemble::Components;
@@ -49,6 +56,8 @@ pub fn learn<'scope>(
     abort: Abort,
     flush: Option<Arc<AtomicBool>>,
 ) -> Stream<'scope, u64, Vec<ModelVersion>> {
+    // Only worker 0 gets examples: it alone keeps the learner's state.
+    let lead = examples.scope().worker().index() == 0;
     examples.binary_frontier::<_, CapacityContainerBuilder<Vec<ModelVersion>>, _, _, _, _>(
         base,
         Exchange::new(|_: &Tallied| 0),
@@ -58,7 +67,7 @@ pub fn learn<'scope>(
             // Every worker follows the frontiers; only worker 0 gets
             // examples, so only it ever emits.
             let mut cap = Some(cap);
-            let mut learner = Learner::new(initial, settings, counts, abort);
+            let mut learner = Learner::new(initial, settings, counts, abort, lead);
             let mut examples: BTreeMap<u64, Vec<Example>> = BTreeMap::new();
             let mut bases: BTreeMap<u64, Vec<Scorer>> = BTreeMap::new();
             move |(input, ex_frontier), (base, base_frontier), output| {
@@ -89,7 +98,7 @@ pub fn learn<'scope>(
                     let now = *held.time();
                     learner.fit(now, &mut emit);
                 }
-                learner.report_buffer();
+                learner.settle(frontier);
                 match frontier.min(learner.deadline.unwrap_or(u64::MAX)) {
                     u64::MAX => cap = None,
                     t => held.downgrade(&t),
@@ -138,15 +147,25 @@ struct Learner {
     replay: VecDeque<Example>,
     counts: Counts,
     abort: Abort,
+    /// The feedback topic's labels, closed as their examples are taken.
+    ledger: Option<Arc<Ledger>>,
+    /// Whether anything kept in the state file changed since it was
+    /// written.
+    changed: bool,
 }
 
 impl Learner {
     fn new(
         initial: Arc<Scorer>,
-        settings: LearnerSettings,
+        mut settings: LearnerSettings,
         counts: Counts,
         abort: Abort,
+        lead: bool,
     ) -> Learner {
+        if !lead {
+            settings.store = None;
+            settings.resume = Default::default();
+        }
         // A run that resumes from a kept version numbers on from it.
         let name = initial.model_version.clone();
         let (base_name, numbered) = match name.rsplit_once("+online.") {
@@ -156,19 +175,85 @@ impl Learner {
             _ => (name, 0),
         };
         worker::emit(Learned::Numbered(numbered));
-        Learner {
+        let carried = settings.resume.carried.clone().unwrap_or_default();
+        let mut learner = Learner {
             base_name,
             current: initial,
-            parent: None,
+            parent: settings.resume.parent.clone(),
             numbered,
             abort,
+            ledger: settings.resume.ledger.clone(),
             settings,
-            batch: Vec::new(),
+            batch: carried.batch.clone(),
             reported: 0,
-            deadline: None,
+            deadline: carried.deadline,
             holdout: VecDeque::new(),
-            replay: VecDeque::new(),
+            replay: carried.replay.iter().cloned().collect(),
             counts,
+            changed: false,
+        };
+        for h in &carried.holdout {
+            learner.hold(h.id.clone(), h.is_fraud, h.values.clone());
+        }
+        learner
+    }
+
+    /// What the learner carries on to its next version, now.
+    fn carried(&self) -> Carried {
+        Carried {
+            labels: self.ledger.as_ref().map(|l| l.resume()).unwrap_or_default(),
+            batch: self.batch.clone(),
+            deadline: self.deadline,
+            replay: self.replay.iter().cloned().collect(),
+            holdout: self
+                .holdout
+                .iter()
+                .map(|h| HeldOut {
+                    id: h.id.clone(),
+                    is_fraud: h.is_fraud,
+                    values: h.values.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// After each activation, every time before `frontier` handled:
+    /// closes the topic's labels that can no longer meet their transaction
+    /// (none when the run drains: the next run reads them again), keeps
+    /// the state when it changed, and reports the buffer.
+    fn settle(&mut self, frontier: u64) {
+        if let Some(ledger) = self.ledger.as_ref().filter(|_| frontier != u64::MAX) {
+            self.changed |= ledger.expire(frontier);
+        }
+        self.keep_state();
+        self.report_buffer();
+    }
+
+    /// Writes the state file when the run keeps versions and anything in
+    /// it changed; once it is on disk, the topic's offsets it names may be
+    /// committed.
+    fn keep_state(&mut self) {
+        let Some(dir) = self.settings.store.as_ref().filter(|_| self.changed) else {
+            return;
+        };
+        self.changed = false;
+        let state = LearnerState {
+            format: store::FORMAT,
+            version: self.current.model_version.clone(),
+            carried: self.carried(),
+        };
+        match store::save_state(dir, &self.base_name, &state) {
+            Ok(_) => self.kept(&state.carried),
+            Err(e) => self
+                .abort
+                .fail(PipelineError::component("keeping the learner's state", e)),
+        }
+    }
+
+    /// `carried` is on disk: the ledger may commit its offsets.
+    fn kept(&self, carried: &Carried) {
+        if let Some(ledger) = &self.ledger {
+            ledger.kept(&carried.labels);
         }
     }
 
@@ -224,6 +309,7 @@ impl Learner {
     /// A version from outside (a reload, a switch): later updates start
     /// from it.
     fn rebase(&mut self, scorer: Scorer) {
+        self.changed = true;
         self.base_name = scorer.model_version.clone();
         self.numbered = 0;
         worker::emit(Learned::Numbered(0));
@@ -239,6 +325,10 @@ impl Learner {
     /// its id) or to the batch; the later label of a transaction replaces
     /// the earlier.
     fn take(&mut self, e: Example, emit: &mut impl FnMut(ModelVersion)) {
+        self.changed = true;
+        if let Some(ledger) = &self.ledger {
+            ledger.taken(e.seq);
+        }
         let every = self.settings.holdout_every;
         if every > 0 && e.id.hashed().is_multiple_of(every) {
             self.holdout.retain(|h| h.id != e.id);
@@ -277,6 +367,7 @@ impl Learner {
     /// Fits the batch, gates the update and, when it passes, sends it out
     /// to apply from `from`.
     fn fit(&mut self, from: u64, emit: &mut impl FnMut(ModelVersion)) {
+        self.changed = true;
         self.deadline = None;
         let batch = std::mem::take(&mut self.batch);
         if batch.is_empty() {
@@ -344,21 +435,35 @@ impl Learner {
                     rollback,
                 },
                 logistic: scorer.models.logistic.clone(),
+                carried: Carried::default(),
             };
-            // Kept first: an announced version is always on disk.
-            if let Some(Err(e)) = store.as_ref().map(|dir| store::save(dir, &stored)) {
-                self.abort
-                    .fail(PipelineError::component("keeping a model version", e));
-            }
-            if let Some(announce) = announce {
-                announce(&stored);
-            }
+            self.keep_version(stored);
         }
         emit(ModelVersion {
             from,
             scorer: scorer.clone(),
         });
         Arc::new(scorer)
+    }
+
+    /// Keeps `stored` with what the learner carries on from it, when the
+    /// run keeps versions, then announces it (without what is carried: the
+    /// learner's own, and large with a full holdout).
+    fn keep_version(&self, mut stored: StoredVersion) {
+        if let Some(dir) = &self.settings.store {
+            stored.carried = self.carried();
+            // Kept first: an announced version is always on disk.
+            match store::save(dir, &stored) {
+                Ok(_) => self.kept(&stored.carried),
+                Err(e) => self
+                    .abort
+                    .fail(PipelineError::component("keeping a model version", e)),
+            }
+            stored.carried = Carried::default();
+        }
+        if let Some(announce) = &self.settings.announce.0 {
+            announce(&stored);
+        }
     }
 
     /// When the current version, on today's holdout, is worse than the one

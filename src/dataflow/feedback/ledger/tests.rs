@@ -28,6 +28,21 @@ fn run(
     read_all: bool,
 ) -> Vec<PartitionResume> {
     let ledger = Ledger::new(resume, RETENTION);
+    let handed = read(rng, &ledger, logs, truth, read_all);
+    learn(rng, &ledger, handed, truth);
+    ledger.resume()
+}
+
+/// The reader: each partition from where the ledger says, up to a random
+/// point (the end with `read_all`). Every label it skips must be closed,
+/// every label it hands over open. What it handed over.
+fn read(
+    rng: &mut Rng,
+    ledger: &Ledger,
+    logs: &[Vec<bool>],
+    truth: &Truth,
+    read_all: bool,
+) -> Vec<TopicPlace> {
     let mut handed = Vec::new();
     for (p, log) in logs.iter().enumerate() {
         let p = p as i32;
@@ -58,6 +73,13 @@ fn run(
             }
         }
     }
+    handed
+}
+
+/// What happens after the reader: some of what it handed over is placed,
+/// the learner takes some of that and handles times up to a random
+/// frontier.
+fn learn(rng: &mut Rng, ledger: &Ledger, handed: Vec<TopicPlace>, truth: &mut Truth) {
     let mut placed: BTreeMap<u64, (TopicPlace, u64)> = BTreeMap::new();
     for (seq, place) in handed.into_iter().enumerate() {
         if rng.chance(0.8) {
@@ -84,7 +106,6 @@ fn run(
             truth.closed.insert((place.partition, place.offset));
         }
     }
-    ledger.resume()
 }
 
 #[test]
