@@ -11,14 +11,18 @@
 //! before it whose effect is not kept). It starts at the first of `again`,
 //! or at `end`, and hands over a label in `again` or at or past `end`;
 //! any other label's effect is in the kept state (fitted into the version,
-//! or in the batch, the holdout or the replay buffer kept with it, or it
-//! waited out the join's retention without meeting its transaction), so it
-//! is skipped. A label is open, and stays in `again`, from the moment it is
+//! or its example in the batch or the holdout kept with it, or it waited
+//! out the join's retention without meeting its transaction), so it is
+//! skipped. A label is open, and stays in `again`, from the moment it is
 //! handed over until the learner takes its example or has handled every
 //! time through its placing plus the retention; so a crash at any point
-//! loses no label, and a label read twice is applied once. A partition no
-//! kept state names starts from the group's committed offset (the earliest
-//! when there is none).
+//! leaves no label unread, and a label read twice is applied once. (One
+//! read again meets its transaction only if the restart brings that into
+//! the join again: the join's features are not kept, see
+//! `docs/feedback.md`.) A partition no kept state names starts from the
+//! group's committed offset (the earliest when there is none); a topic
+//! deleted and made again, its offsets starting over below `end`, is not
+//! noticed: its labels are skipped until they pass `end`.
 //!
 //! The offsets committed under the group `GROUP-feedback` are the start
 //! offsets of the newest kept state, after it is on disk: never past a

@@ -3,7 +3,8 @@
 //!
 //! Process 0 hands each label it reads to the dataflow ([`Ledger::admit`]),
 //! which places it in event time ([`Ledger::placed`]). From then on a
-//! label is *open* until one of these, after which a crash cannot lose it:
+//! label is *open* (a restart reads it again) until one of these, after
+//! which the learner's kept state has its effect:
 //!
 //! - the learner takes its example, into the batch or the holdout
 //!   ([`Ledger::taken`]): from then on the learner's kept state holds it
@@ -17,9 +18,11 @@
 //! after the last label handed over) and `again` (the offsets before `end`
 //! still open). A restart reads each partition from the first of `again`,
 //! or from `end`; it hands over what is in `again` or at or past `end`, and
-//! skips the rest, whose effect the kept state has: no label is lost, and
-//! none is applied twice. A label handed over but not yet placed when the
-//! state is kept is open too (it stays in `again`, or at or past `end`).
+//! skips the rest, whose effect the kept state has: no label is left
+//! unread, and none is applied twice. A label handed over but not yet
+//! placed when the state is kept is open too (it stays in `again`, or at
+//! or past `end`). A label read again meets its transaction only if the
+//! join has it again after the restart (`docs/feedback.md`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
