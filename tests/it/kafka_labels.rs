@@ -15,18 +15,11 @@ use crate::common::{generated, json, train};
 use crate::kafka_live::{
     dataflow_file, listen, mock, post_label, publish, read_outputs, rows, sigterm, start,
 };
+use crate::live_feedback::post_to;
 
 /// `POST /flush` to the run: its status.
 fn flush(file: &Path) -> u16 {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let reply = agent
-        .post(&format!("http://{}/flush", listen(file)))
-        .send(&b""[..])
-        .unwrap();
-    reply.status().as_u16()
+    post_to(&format!("http://{}", listen(file)), "/flush", "", None).0
 }
 
 /// The value of the metric `name` on the run's `/metrics` (NaN while it
