@@ -18,7 +18,7 @@ const TOKEN: &str = "s3cret-token";
 
 /// Posts `body` to `base` + `path` with an `Authorization` header when
 /// given: the status and the JSON answer.
-fn post_to(base: &str, path: &str, body: &str, token: Option<&str>) -> (u16, Value) {
+pub(crate) fn post_to(base: &str, path: &str, body: &str, token: Option<&str>) -> (u16, Value) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()

@@ -19,6 +19,7 @@ mod hostile_reports;
 mod html_report;
 mod infra;
 mod kafka_exactly_once;
+mod kafka_labels;
 mod kafka_live;
 mod kafka_queue;
 mod kafka_replay;

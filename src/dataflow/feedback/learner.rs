@@ -11,6 +11,12 @@
 //! learner holds the version stream back only to that deadline, never to
 //! the batch's first example, so scoring is not held up by a batch that is
 //! slow to fill.
+//!
+//! In a live run it keeps what it carries from one version to the next
+//! (the batch it is filling, the replay buffer, the holdout, and where a
+//! restart reads the feedback topic again) with each version it sends out
+//! and, between versions, in its state file ([`super::store`]); on start
+//! it goes on from there.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,18 +24,19 @@ use std::sync::Arc;
 
 use differential_dataflow::Hashable;
 use linfa::prelude::*;
-use ndarray::{Array1, Array2};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 use timely::progress::frontier::MutableAntichain;
 
-use super::store::{self, GateResult, StoredVersion};
+pub use super::gate::{judge, Verdict};
+use super::ledger::Ledger;
+use super::replay::{design, remember, with_replay};
+use super::store::{self, Carried, GateResult, HeldOut, LearnerState, StoredVersion};
 use super::{Counts, Example, LearnerSettings, Tallied};
 use crate::dataflow::score::{ModelVersion, Scorer};
 use crate::ensemble::Components;
-use crate::eval::ranking::average_precision;
 use crate::event::EventId;
 use crate::metrics::events::{Learned, LearnerBuffered};
 use crate::metrics::worker;
@@ -49,6 +56,8 @@ pub fn learn<'scope>(
     abort: Abort,
     flush: Option<Arc<AtomicBool>>,
 ) -> Stream<'scope, u64, Vec<ModelVersion>> {
+    // Only worker 0 gets examples: it alone keeps the learner's state.
+    let lead = examples.scope().worker().index() == 0;
     examples.binary_frontier::<_, CapacityContainerBuilder<Vec<ModelVersion>>, _, _, _, _>(
         base,
         Exchange::new(|_: &Tallied| 0),
@@ -58,7 +67,7 @@ pub fn learn<'scope>(
             // Every worker follows the frontiers; only worker 0 gets
             // examples, so only it ever emits.
             let mut cap = Some(cap);
-            let mut learner = Learner::new(initial, settings, counts, abort);
+            let mut learner = Learner::new(initial, settings, counts, abort, lead);
             let mut examples: BTreeMap<u64, Vec<Example>> = BTreeMap::new();
             let mut bases: BTreeMap<u64, Vec<Scorer>> = BTreeMap::new();
             move |(input, ex_frontier), (base, base_frontier), output| {
@@ -89,7 +98,7 @@ pub fn learn<'scope>(
                     let now = *held.time();
                     learner.fit(now, &mut emit);
                 }
-                learner.report_buffer();
+                learner.settle(frontier);
                 match frontier.min(learner.deadline.unwrap_or(u64::MAX)) {
                     u64::MAX => cap = None,
                     t => held.downgrade(&t),
@@ -138,15 +147,25 @@ struct Learner {
     replay: VecDeque<Example>,
     counts: Counts,
     abort: Abort,
+    /// The feedback topic's labels, closed as their examples are taken.
+    ledger: Option<Arc<Ledger>>,
+    /// Whether anything kept in the state file changed since it was
+    /// written.
+    changed: bool,
 }
 
 impl Learner {
     fn new(
         initial: Arc<Scorer>,
-        settings: LearnerSettings,
+        mut settings: LearnerSettings,
         counts: Counts,
         abort: Abort,
+        lead: bool,
     ) -> Learner {
+        if !lead {
+            settings.store = None;
+            settings.resume = Default::default();
+        }
         // A run that resumes from a kept version numbers on from it.
         let name = initial.model_version.clone();
         let (base_name, numbered) = match name.rsplit_once("+online.") {
@@ -156,19 +175,85 @@ impl Learner {
             _ => (name, 0),
         };
         worker::emit(Learned::Numbered(numbered));
-        Learner {
+        let carried = settings.resume.carried.clone().unwrap_or_default();
+        let mut learner = Learner {
             base_name,
             current: initial,
-            parent: None,
+            parent: settings.resume.parent.clone(),
             numbered,
             abort,
+            ledger: settings.resume.ledger.clone(),
             settings,
-            batch: Vec::new(),
+            batch: carried.batch.clone(),
             reported: 0,
-            deadline: None,
+            deadline: carried.deadline,
             holdout: VecDeque::new(),
-            replay: VecDeque::new(),
+            replay: carried.replay.iter().cloned().collect(),
             counts,
+            changed: false,
+        };
+        for h in &carried.holdout {
+            learner.hold(h.id.clone(), h.is_fraud, h.values.clone());
+        }
+        learner
+    }
+
+    /// What the learner carries on to its next version, now.
+    fn carried(&self) -> Carried {
+        Carried {
+            labels: self.ledger.as_ref().map(|l| l.resume()).unwrap_or_default(),
+            batch: self.batch.clone(),
+            deadline: self.deadline,
+            replay: self.replay.iter().cloned().collect(),
+            holdout: self
+                .holdout
+                .iter()
+                .map(|h| HeldOut {
+                    id: h.id.clone(),
+                    is_fraud: h.is_fraud,
+                    values: h.values.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// After each activation, every time before `frontier` handled:
+    /// closes the topic's labels that can no longer meet their transaction
+    /// (none when the run drains: the next run reads them again), keeps
+    /// the state when it changed, and reports the buffer.
+    fn settle(&mut self, frontier: u64) {
+        if let Some(ledger) = self.ledger.as_ref().filter(|_| frontier != u64::MAX) {
+            self.changed |= ledger.expire(frontier);
+        }
+        self.keep_state();
+        self.report_buffer();
+    }
+
+    /// Writes the state file when the run keeps versions and anything in
+    /// it changed; once it is on disk, the topic's offsets it names may be
+    /// committed.
+    fn keep_state(&mut self) {
+        let Some(dir) = self.settings.store.as_ref().filter(|_| self.changed) else {
+            return;
+        };
+        self.changed = false;
+        let state = LearnerState {
+            format: store::FORMAT,
+            version: self.current.model_version.clone(),
+            carried: self.carried(),
+        };
+        match store::save_state(dir, &self.base_name, &state) {
+            Ok(_) => self.kept(&state.carried),
+            Err(e) => self
+                .abort
+                .fail(PipelineError::component("keeping the learner's state", e)),
+        }
+    }
+
+    /// `carried` is on disk: the ledger may commit its offsets.
+    fn kept(&self, carried: &Carried) {
+        if let Some(ledger) = &self.ledger {
+            ledger.kept(&carried.labels);
         }
     }
 
@@ -224,6 +309,7 @@ impl Learner {
     /// A version from outside (a reload, a switch): later updates start
     /// from it.
     fn rebase(&mut self, scorer: Scorer) {
+        self.changed = true;
         self.base_name = scorer.model_version.clone();
         self.numbered = 0;
         worker::emit(Learned::Numbered(0));
@@ -239,6 +325,10 @@ impl Learner {
     /// its id) or to the batch; the later label of a transaction replaces
     /// the earlier.
     fn take(&mut self, e: Example, emit: &mut impl FnMut(ModelVersion)) {
+        self.changed = true;
+        if let Some(ledger) = &self.ledger {
+            ledger.taken(e.seq);
+        }
         let every = self.settings.holdout_every;
         if every > 0 && e.id.hashed().is_multiple_of(every) {
             self.holdout.retain(|h| h.id != e.id);
@@ -277,6 +367,7 @@ impl Learner {
     /// Fits the batch, gates the update and, when it passes, sends it out
     /// to apply from `from`.
     fn fit(&mut self, from: u64, emit: &mut impl FnMut(ModelVersion)) {
+        self.changed = true;
         self.deadline = None;
         let batch = std::mem::take(&mut self.batch);
         if batch.is_empty() {
@@ -344,21 +435,35 @@ impl Learner {
                     rollback,
                 },
                 logistic: scorer.models.logistic.clone(),
+                carried: Carried::default(),
             };
-            // Kept first: an announced version is always on disk.
-            if let Some(Err(e)) = store.as_ref().map(|dir| store::save(dir, &stored)) {
-                self.abort
-                    .fail(PipelineError::component("keeping a model version", e));
-            }
-            if let Some(announce) = announce {
-                announce(&stored);
-            }
+            self.keep_version(stored);
         }
         emit(ModelVersion {
             from,
             scorer: scorer.clone(),
         });
         Arc::new(scorer)
+    }
+
+    /// Keeps `stored` with what the learner carries on from it, when the
+    /// run keeps versions, then announces it (without what is carried: the
+    /// learner's own, and large with a full holdout).
+    fn keep_version(&self, mut stored: StoredVersion) {
+        if let Some(dir) = &self.settings.store {
+            stored.carried = self.carried();
+            // Kept first: an announced version is always on disk.
+            match store::save(dir, &stored) {
+                Ok(_) => self.kept(&stored.carried),
+                Err(e) => self
+                    .abort
+                    .fail(PipelineError::component("keeping a model version", e)),
+            }
+            stored.carried = Carried::default();
+        }
+        if let Some(announce) = &self.settings.announce.0 {
+            announce(&stored);
+        }
     }
 
     /// When the current version, on today's holdout, is worse than the one
@@ -432,41 +537,6 @@ impl Learner {
     }
 }
 
-/// The batch, then the replayed fraud examples it does not hold (a
-/// transaction in both is fitted with the batch's label).
-fn with_replay<'a>(batch: &'a [Example], replay: &'a VecDeque<Example>) -> Vec<&'a Example> {
-    let fresh = replay.iter().filter(|r| batch.iter().all(|b| b.id != r.id));
-    batch.iter().chain(fresh).collect()
-}
-
-/// The rows' features (the first `width` values of each) and labels.
-fn design(rows: &[&Example], width: usize) -> (Array2<f64>, Array1<bool>) {
-    let mut x = Array2::zeros((rows.len(), width));
-    for (i, e) in rows.iter().enumerate() {
-        for (j, v) in e.values.0.iter().take(width).enumerate() {
-            x[[i, j]] = *v;
-        }
-    }
-    (x, rows.iter().map(|e| e.is_fraud).collect())
-}
-
-/// Keeps the batch's fraud examples as the most recent in `replay`, at
-/// most `keep` of them: a missed fraud comes back once, as a chargeback,
-/// and is the example that says most about a new pattern, so it is fitted
-/// again with the batches after it until newer frauds push it out. A
-/// transaction the batch labels legitimate leaves the replay.
-fn remember(replay: &mut VecDeque<Example>, batch: &[Example], keep: usize) {
-    for e in batch {
-        replay.retain(|r| r.id != e.id);
-        if e.is_fraud && keep > 0 {
-            replay.push_back(e.clone());
-        }
-    }
-    while replay.len() > keep {
-        replay.pop_front();
-    }
-}
-
 /// What the learner counts of an update.
 #[derive(Clone, Copy)]
 enum Update {
@@ -474,98 +544,4 @@ enum Update {
     Promoted,
     Refused,
     RolledBack,
-}
-
-/// The promotion gate's verdict, and the PR-AUCs it compared.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Verdict {
-    pub passed: bool,
-    pub pr_auc: Option<f64>,
-    pub parent_pr_auc: Option<f64>,
-}
-
-/// The promotion gate: the candidate's PR-AUC (average precision) on the
-/// holdout is not worse than the current version's by more than `margin`.
-/// A holdout without both classes cannot tell them apart, and lets the
-/// update through.
-///
-/// ```
-/// use fraudflow::dataflow::feedback::learner::judge;
-///
-/// let labels = [true, false, false];
-/// // The candidate ranks the fraud last: PR-AUC 1/3 against 1.
-/// let v = judge(&[0.1, 0.5, 0.9], &[0.9, 0.5, 0.1], &labels, 0.5);
-/// assert!(!v.passed);
-/// assert_eq!((v.pr_auc, v.parent_pr_auc), (Some(1.0 / 3.0), Some(1.0)));
-/// assert!(judge(&[0.1, 0.5, 0.9], &[0.9, 0.5, 0.1], &labels, 0.7).passed);
-/// assert!(judge(&[0.1, 0.5], &[0.9, 0.5], &[false, false], 0.0).passed);
-/// ```
-pub fn judge(candidate: &[f64], current: &[f64], labels: &[bool], margin: f64) -> Verdict {
-    if !labels.contains(&false) || !labels.contains(&true) {
-        return Verdict {
-            passed: true,
-            pr_auc: None,
-            parent_pr_auc: None,
-        };
-    }
-    let ap = |scores: &[f64]| average_precision(scores, labels).unwrap_or(0.0);
-    let (new, old) = (ap(candidate), ap(current));
-    Verdict {
-        passed: new >= old - margin,
-        pr_auc: Some(new),
-        parent_pr_auc: Some(old),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::dataflow::feedback::Kept;
-    use crate::features::FeatureVec;
-
-    fn example(id: u64, is_fraud: bool, value: f64) -> Example {
-        Example {
-            time: id,
-            seq: id,
-            id: EventId::Row(id),
-            is_fraud,
-            values: Kept(FeatureVec::from_slice(&[value, -value])),
-        }
-    }
-
-    fn ids(rows: &[&Example]) -> Vec<(u64, bool)> {
-        let id = |e: &Example| match e.id {
-            EventId::Row(n) => n,
-            EventId::Named(_) => u64::MAX,
-        };
-        rows.iter().map(|e| (id(e), e.is_fraud)).collect()
-    }
-
-    #[test]
-    fn the_replay_keeps_the_latest_frauds_and_adds_them_after_the_batch() {
-        let mut replay = VecDeque::new();
-        let first = [
-            example(1, true, 1.0),
-            example(2, false, 2.0),
-            example(3, true, 3.0),
-        ];
-        remember(&mut replay, &first, 2);
-        let second = [example(4, true, 4.0), example(3, false, 3.0)];
-        // 3 is in the batch: fitted once, with the batch's label.
-        let rows = with_replay(&second, &replay);
-        assert_eq!(ids(&rows), [(4, true), (3, false), (1, true)]);
-        let (x, y) = design(&rows, 2);
-        assert_eq!(x, ndarray::array![[4.0, -4.0], [3.0, -3.0], [1.0, -1.0]]);
-        assert_eq!(y, ndarray::array![true, false, true]);
-        // Relabelled legitimate, 3 leaves; 4 is the newest; the oldest goes.
-        remember(&mut replay, &second, 2);
-        let kept: Vec<&Example> = replay.iter().collect();
-        assert_eq!(ids(&kept), [(1, true), (4, true)]);
-        remember(&mut replay, &[example(5, true, 5.0)], 2);
-        let kept: Vec<&Example> = replay.iter().collect();
-        assert_eq!(ids(&kept), [(4, true), (5, true)]);
-        // None kept: the batch alone.
-        remember(&mut replay, &[example(6, true, 6.0)], 0);
-        assert!(replay.is_empty());
-    }
 }

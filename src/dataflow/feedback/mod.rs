@@ -19,9 +19,12 @@
 
 pub mod analysts;
 pub mod body;
+mod gate;
 pub mod join;
 pub mod learner;
+pub mod ledger;
 pub mod live;
+mod replay;
 pub mod settings;
 pub mod store;
 

@@ -98,6 +98,9 @@ pub struct LearnerSettings {
     /// Where each version sent is also announced (a Kafka run's
     /// `model-updates` topic).
     pub announce: Announce,
+    /// What a live run's learner goes on from, and the ledger of the
+    /// labels read from the feedback topic.
+    pub resume: Resume,
 }
 
 /// A destination for the versions the learner sends, besides the store:
@@ -118,6 +121,24 @@ impl std::fmt::Debug for Announce {
 
 impl PartialEq for Announce {
     fn eq(&self, _: &Announce) -> bool {
+        true
+    }
+}
+
+/// Where a live run's learner goes on from (see [`super::store::Carried`])
+/// and the ledger it closes the topic's labels in (see [`super::ledger`]).
+/// Not a setting, so any two compare equal.
+#[derive(Clone, Debug, Default)]
+pub struct Resume {
+    pub carried: Option<std::sync::Arc<super::store::Carried>>,
+    /// The version the one in force was fitted from, which the next gate
+    /// checks it against (none after a rollback).
+    pub parent: Option<std::sync::Arc<crate::dataflow::score::Scorer>>,
+    pub ledger: Option<std::sync::Arc<super::ledger::Ledger>>,
+}
+
+impl PartialEq for Resume {
+    fn eq(&self, _: &Resume) -> bool {
         true
     }
 }
@@ -148,6 +169,7 @@ impl Default for LearnerSettings {
             replay_positives: 0,
             store: None,
             announce: Announce::default(),
+            resume: Resume::default(),
         }
     }
 }

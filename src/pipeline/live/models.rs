@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use super::LiveOptions;
 use crate::bundle::Bundle;
+use crate::dataflow::feedback::ledger::Ledger;
 use crate::dataflow::feedback::live::LiveLabels;
+use crate::dataflow::feedback::settings::Resume;
 use crate::dataflow::feedback::store::{self, StoredVersion};
 use crate::dataflow::feedback::FeedbackSettings;
+use crate::dataflow::score::Scorer;
 use crate::dataflow::threshold::ThresholdSettings;
 use crate::kafka::labels::FeedbackTopic;
 use crate::kafka::publish::Publisher;
@@ -56,6 +59,66 @@ fn feedback_settings(file: &DataflowFile, models_dir: &Path) -> Option<FeedbackS
     })
 }
 
+/// With `[feedback]`: the newest version the learner kept of the bundle,
+/// which goes on, and the labels this process's server (or the feedback
+/// topic's reader) hands to the dataflow. The learner is set to go on from
+/// what it carried on from that version (or from its state file), and from
+/// the version that one was fitted from (unless a rollback), as the run
+/// before would have.
+fn resume(
+    feedback: Option<&mut FeedbackSettings>,
+    (models_dir, bundle, choice): (&Path, &Bundle, &PolicyChoice),
+    input: &Arc<LiveInput>,
+    cluster: &Cluster,
+) -> Result<(Option<StoredVersion>, Option<Arc<LiveLabels>>), PipelineError> {
+    let Some(feedback) = feedback else {
+        return Ok((None, None));
+    };
+    let refused = |e| PipelineError::component("the learner's kept versions", e);
+    let width = bundle.models.logistic.n_features();
+    let newest = store::newest(models_dir, &bundle.version, width).map_err(refused)?;
+    let carried = store::carried(models_dir, &bundle.version, newest.as_ref()).map_err(refused)?;
+    let ledger = Arc::new(Ledger::new(&carried.labels, feedback.retention_ms));
+    let parent = match newest.as_ref().filter(|v| !v.gate.rollback) {
+        Some(v) => Some(Arc::new(parent(models_dir, bundle, choice, v)?)),
+        None => None,
+    };
+    feedback.learner.resume = Resume {
+        parent,
+        carried: Some(Arc::new(carried)),
+        ledger: Some(Arc::clone(&ledger)),
+    };
+    let (process, processes) = (cluster.process, cluster.processes());
+    let labels = LiveLabels::new(Arc::clone(input), process, processes, Some(ledger));
+    Ok((newest, Some(labels)))
+}
+
+/// The scorer of the version `v` was fitted from: the bundle's, or a
+/// version kept before it.
+fn parent(
+    models_dir: &Path,
+    bundle: &Bundle,
+    choice: &PolicyChoice,
+    v: &StoredVersion,
+) -> Result<Scorer, PipelineError> {
+    let width = bundle.models.logistic.n_features();
+    let kept = (v.parent != bundle.version)
+        .then(|| store::named(models_dir, &bundle.version, &v.parent, width))
+        .transpose()
+        .map_err(|e| PipelineError::component("the learner's kept versions", e))?;
+    Ok(scorer_with(choice, bundle, kept.as_ref()))
+}
+
+/// The bundle's scorer, with the online model of `kept` when given.
+fn scorer_with(choice: &PolicyChoice, bundle: &Bundle, kept: Option<&StoredVersion>) -> Scorer {
+    let mut scorer = choice.scorer(bundle);
+    if let Some(v) = kept {
+        scorer.models.logistic = v.logistic.clone();
+        scorer.model_version = v.version.clone();
+    }
+    scorer
+}
+
 impl Models {
     pub(super) fn load(
         options: &LiveOptions,
@@ -84,17 +147,9 @@ impl Models {
         });
         let poll =
             (file.models.poll_seconds > 0).then(|| Duration::from_secs(file.models.poll_seconds));
-        let feedback = feedback_settings(file, &models_dir);
-        let labels = feedback
-            .is_some()
-            .then(|| LiveLabels::new(Arc::clone(input), cluster.process, cluster.processes()));
-        // The newest version the learner kept for this bundle goes on.
-        let width = bundle.models.logistic.n_features();
-        let resumed = match &feedback {
-            Some(_) => store::newest(&models_dir, &bundle.version, width)
-                .map_err(|e| PipelineError::component("the learner's kept versions", e))?,
-            None => None,
-        };
+        let mut feedback = feedback_settings(file, &models_dir);
+        let kept = (models_dir.as_path(), &bundle, &choice);
+        let (resumed, labels) = resume(feedback.as_mut(), kept, input, cluster)?;
         let name = resumed.as_ref().map_or(&bundle.version, |v| &v.version);
         let threshold = file
             .adaptive_threshold
@@ -179,13 +234,8 @@ impl Models {
 
     /// The bundle's scorer, with the learner's newest kept version of its
     /// online model when there is one.
-    fn initial(&self) -> crate::dataflow::score::Scorer {
-        let mut scorer = self.choice.scorer(&self.bundle);
-        if let Some(v) = &self.resumed {
-            scorer.models.logistic = v.logistic.clone();
-            scorer.model_version = v.version.clone();
-        }
-        scorer
+    fn initial(&self) -> Scorer {
+        scorer_with(&self.choice, &self.bundle, self.resumed.as_ref())
     }
 
     /// The pipeline's settings; `stats`: where this process's workers
