@@ -174,6 +174,8 @@ fn backtest_page(dir: &Path) -> PathBuf {
         "--rows",
         "20000",
         "--feedback",
+        "--drift-at",
+        "200",
         "--out",
         s(&out),
         "--html",
@@ -187,6 +189,34 @@ fn backtest_page(dir: &Path) -> PathBuf {
     page
 }
 
+/// The page's key figures give the learner's updates and the recovery
+/// after `--drift-at 200` as report.json has them.
+fn the_key_figures_name_the_learning_and_the_recovery(html: &str, dir: &Path) {
+    let report = json(&dir.join("out").join("report.json"));
+    let f = &report["feedback"];
+    let updates = format!(
+        "{} updates: {} promoted, {} refused, {} rolled back",
+        f["updates"], f["promoted"], f["refused"], f["rolled_back"]
+    );
+    assert!(html.contains(&updates), "no {updates:?} on the page");
+    let rec = &report["recovery"];
+    for (k, w) in rec["after"].as_array().unwrap().iter().enumerate() {
+        let (from, to) = (200 + 24 * k as u64, 224 + 24 * k as u64);
+        assert_eq!(
+            (w["from_hour"].as_u64(), w["to_hour"].as_u64()),
+            (Some(from), Some(to))
+        );
+        let line = format!("Recall in hours {from}..{to}");
+        assert!(html.contains(&line), "no {line:?} on the page");
+    }
+    let verdict = match rec["met"].as_bool() {
+        Some(true) => "<td>met</td>",
+        Some(false) => "<td>not met</td>",
+        None => "<td>not judged (no fraud)</td>",
+    };
+    assert!(html.contains(verdict), "no verdict {verdict:?} on the page");
+}
+
 #[test]
 fn backtest_html_renders_every_plot_in_a_browser() {
     chromium();
@@ -198,6 +228,7 @@ fn backtest_html_renders_every_plot_in_a_browser() {
     for fetch in ["<link", "<script", " src=", "href=", "url(", "@import"] {
         assert!(!html.contains(fetch), "the page fetches something: {fetch}");
     }
+    the_key_figures_name_the_learning_and_the_recovery(&html, dir.path());
 
     let shot = dir.path().join("shot.png");
     browse(

@@ -7,6 +7,7 @@ use super::{grouped, HtmlReport, Period, Periods, PrecisionRecall, ScoredEvent};
 use crate::dataflow::score::Outcome;
 use crate::ensemble::Components;
 use crate::eval::learning::{DayQuality, LearningDay};
+use crate::eval::recovery::{Caught, Recovery, Window};
 use crate::eval::report::Report;
 use crate::eval::{Day, Quality};
 
@@ -164,6 +165,63 @@ fn facts(r: &Report) -> Vec<(String, String)> {
         r.seconds,
     );
     facts.push(("Throughput".to_string(), speed));
+    if let Some(f) = &r.feedback {
+        let text = format!(
+            "{} labels; {} updates: {} promoted, {} refused, {} rolled back",
+            grouped(f.received),
+            grouped(f.updates),
+            grouped(f.promoted),
+            grouped(f.refused),
+            grouped(f.rolled_back)
+        );
+        facts.push(("Online learning".to_string(), text));
+    }
+    if let Some(rec) = &r.recovery {
+        facts.extend(recovery_facts(rec));
+    }
+    facts
+}
+
+/// Recall before a change of pattern and in each day after it, online
+/// (frozen in brackets), and the verdict.
+fn recovery_facts(rec: &Recovery) -> Vec<(String, String)> {
+    let caught = |c: &Caught| format!("{} ({})", grouped(c.caught), percent(c.recall));
+    let window = |w: &Window| {
+        let frozen = w
+            .frozen
+            .as_ref()
+            .map_or(String::new(), |f| format!("; frozen {}", caught(f)));
+        format!(
+            "{} of {} fraud{frozen}",
+            caught(&w.online),
+            grouped(w.fraud)
+        )
+    };
+    let mut facts = vec![(
+        format!(
+            "Recall the week before the change at hour {}",
+            rec.drift_hour
+        ),
+        window(&rec.before),
+    )];
+    for w in &rec.after {
+        facts.push((
+            format!("Recall in hours {}..{}", w.from_hour, w.to_hour),
+            window(w),
+        ));
+    }
+    let verdict = match rec.met {
+        Some(true) => "met",
+        Some(false) => "not met",
+        None => "not judged (no fraud)",
+    };
+    facts.push((
+        format!(
+            "Back to {} % of the level before by 48 h after",
+            100.0 * crate::eval::recovery::RECOVERY_SHARE
+        ),
+        verdict.to_string(),
+    ));
     facts
 }
 
