@@ -46,7 +46,7 @@ pub fn gather(seen: &Seen, live: &Path, models: &Path) -> Result<HtmlReport, Dem
     let bundle = crate::bundle::Bundle::load(models, None)
         .map_err(|e| DemoError::Setting(format!("the report's bundle: {e}")))?;
     let mut threshold = None;
-    let mut events: Vec<(i64, bool, ScoredEvent)> = Vec::new();
+    let mut events: Vec<Scored> = Vec::new();
     let mut reasons: HashMap<String, u64> = HashMap::new();
     for (prefix, alert) in [("alerts-", true), ("normal-", false)] {
         for line in read_lines(live, prefix)? {
@@ -60,7 +60,7 @@ pub fn gather(seen: &Seen, live: &Path, models: &Path) -> Result<HtmlReport, Dem
                 continue;
             };
             let at = crate::clock::parse_millis(&line.event_time).unwrap_or_default();
-            events.push((at, alert, scored(fraud, &line)));
+            events.push((at, alert, scored(fraud, &line), line.threshold));
         }
     }
     let threshold = threshold.unwrap_or(bundle.policy.threshold);
@@ -69,7 +69,7 @@ pub fn gather(seen: &Seen, live: &Path, models: &Path) -> Result<HtmlReport, Dem
         facts: facts(seen, &bundle.version, &events),
         threshold,
         periods: periods(&mut events),
-        scores: events.into_iter().map(|(_, _, s)| s).collect(),
+        scores: events.into_iter().map(|(_, _, s, _)| s).collect(),
         latency_us: seen.latency_us.clone(),
         throughput: throughput(&seen.statuses),
         reasons: reasons.into_iter().collect(),
@@ -77,7 +77,7 @@ pub fn gather(seen: &Seen, live: &Path, models: &Path) -> Result<HtmlReport, Dem
 }
 
 /// The key figures at the top of the page.
-fn facts(seen: &Seen, bundle: &str, events: &[(i64, bool, ScoredEvent)]) -> Vec<(String, String)> {
+fn facts(seen: &Seen, bundle: &str, events: &[Scored]) -> Vec<(String, String)> {
     let first = seen.statuses.first().cloned().unwrap_or_default();
     let last = seen.statuses.last().cloned().unwrap_or_default();
     let fraud = events.iter().filter(|e| e.2.fraud).count();
@@ -133,12 +133,17 @@ fn scored(fraud: bool, line: &Line) -> ScoredEvent {
     }
 }
 
-/// Events, alerts, fraud and fraud caught per ten seconds of event time.
-fn periods(events: &mut [(i64, bool, ScoredEvent)]) -> Periods {
+/// An event as the report reads it: its time (ms), whether it alerted, its
+/// scores, and the threshold that routed it.
+type Scored = (i64, bool, ScoredEvent, Option<f64>);
+
+/// Events, alerts, fraud and fraud caught per ten seconds of event time,
+/// and the lowest and highest threshold that routed them.
+fn periods(events: &mut [Scored]) -> Periods {
     events.sort_by_key(|e| e.0);
     let first = events.first().map_or(0, |e| e.0);
     let mut rows: Vec<Period> = Vec::new();
-    for (at, alert, s) in events.iter() {
+    for (at, alert, s, threshold) in events.iter() {
         let k = ((at - first) / 1_000 / PERIOD_SECONDS) as usize;
         while rows.len() <= k {
             let start = rows.len() as i64 * PERIOD_SECONDS;
@@ -152,6 +157,10 @@ fn periods(events: &mut [(i64, bool, ScoredEvent)]) -> Periods {
         p.alerts += u64::from(*alert);
         p.fraud += u64::from(s.fraud);
         p.fraud_caught += u64::from(s.fraud && *alert);
+        if let Some(t) = *threshold {
+            let (low, high) = p.threshold.unwrap_or((t, t));
+            p.threshold = Some((low.min(t), high.max(t)));
+        }
     }
     Periods {
         unit: format!("{PERIOD_SECONDS} s"),
@@ -192,15 +201,12 @@ mod tests {
     use super::*;
     use crate::demo::watch::Status;
 
-    fn event(at: i64, alert: bool, fraud: bool) -> (i64, bool, ScoredEvent) {
-        (
-            at,
-            alert,
-            ScoredEvent {
-                fraud,
-                ..ScoredEvent::default()
-            },
-        )
+    fn event(at: i64, alert: bool, fraud: bool) -> Scored {
+        let s = ScoredEvent {
+            fraud,
+            ..ScoredEvent::default()
+        };
+        (at, alert, s, Some(0.25 + at as f64 / 1e5))
     }
 
     #[test]
@@ -232,6 +238,16 @@ mod tests {
                 ("0 s", 2, 1, 0, 0),
                 ("10 s", 1, 0, 1, 0),
                 ("20 s", 1, 1, 1, 1)
+            ]
+        );
+        let t = |at: i64| 0.25 + at as f64 / 1e5;
+        let thresholds: Vec<_> = p.rows.iter().map(|r| r.threshold).collect();
+        assert_eq!(
+            thresholds,
+            [
+                Some((t(1_000), t(9_999))),
+                Some((t(11_000), t(11_000))),
+                Some((t(25_000), t(25_000)))
             ]
         );
     }

@@ -219,6 +219,10 @@ pub struct Day {
     /// As in [`Quality`]: `None` (null) past f64's range.
     pub fraud_amount: Option<f64>,
     pub fraud_amount_caught: Option<f64>,
+    /// The lowest and the highest threshold that routed the day's events:
+    /// the same unless the threshold adapted or the models changed that day.
+    pub threshold_low: f64,
+    pub threshold_high: f64,
 }
 
 /// Figures per day, in day order, each event alerting at or above
@@ -231,6 +235,7 @@ pub struct Day {
 /// assert_eq!(days.len(), 2);
 /// assert_eq!((days[0].events, days[0].fraud, days[0].fraud_caught), (2, 2, 1));
 /// assert_eq!((days[1].alerts, days[1].fraud_amount), (1, Some(0.0)));
+/// assert_eq!((days[0].threshold_low, days[0].threshold_high), (0.5, 0.5));
 /// ```
 pub fn per_day(records: &[Record], threshold: impl Fn(&Record) -> f64) -> Vec<Day> {
     type Sums = (Day, AmountSum, AmountSum);
@@ -246,10 +251,15 @@ pub fn per_day(records: &[Record], threshold: impl Fn(&Record) -> f64) -> Vec<Da
                 fraud_caught: 0,
                 fraud_amount: None,
                 fraud_amount_caught: None,
+                threshold_low: f64::INFINITY,
+                threshold_high: f64::NEG_INFINITY,
             };
             (d, AmountSum::default(), AmountSum::default())
         });
-        let alert = r.score >= threshold(r);
+        let t = threshold(r);
+        let alert = r.score >= t;
+        d.threshold_low = d.threshold_low.min(t);
+        d.threshold_high = d.threshold_high.max(t);
         d.events += 1;
         d.alerts += u64::from(alert);
         if r.is_fraud == Some(true) {

@@ -262,7 +262,7 @@ fn backtest_html_renders_every_plot_in_a_browser() {
     let found = findings(&dom);
     assert_eq!(found["errors"], serde_json::json!([]), "script errors");
     let plots = found["plots"].as_array().unwrap();
-    assert_eq!(plots.len(), 7, "seven plots: {found}");
+    assert_eq!(plots.len(), PLOTS.len(), "{} plots: {found}", PLOTS.len());
     for id in PLOTS {
         let plot = plots.iter().find(|p| p["id"] == id);
         let plot = plot.unwrap_or_else(|| panic!("no section {id}: {found}"));

@@ -111,6 +111,7 @@ pub fn periods(days: &[Day], learning: Option<&[LearningDay]>) -> Periods {
                 fraud_caught: d.fraud_caught,
                 online: learned.and_then(|l| at(&l.online)),
                 frozen: learned.and_then(|l| at(&l.frozen)),
+                threshold: Some((d.threshold_low, d.threshold_high)),
             }
         })
         .collect();

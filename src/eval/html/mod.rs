@@ -17,11 +17,12 @@ use thiserror::Error;
 
 /// The ids of the page's plot sections (`<section id=...>`), in page
 /// order: what a check of the rendered page looks for.
-pub const PLOTS: [&str; 7] = [
+pub const PLOTS: [&str; 8] = [
     "pr-curve",
     "score-distribution",
     "alerts-per-period",
     "quality-per-period",
+    "threshold-per-period",
     "latency",
     "throughput",
     "reasons",
@@ -92,6 +93,8 @@ pub struct Period {
     pub online: Option<PrecisionRecall>,
     /// The frozen models' figures, measured the same way as `online`.
     pub frozen: Option<PrecisionRecall>,
+    /// The lowest and the highest alert threshold of the period's events.
+    pub threshold: Option<(f64, f64)>,
 }
 
 /// Precision and recall; each `None` where undefined (no alerts, no fraud).

@@ -95,8 +95,12 @@ pub fn short(v: f64) -> String {
         format!("{v:.0}")
     } else if a >= 1.0 {
         format!("{v:.1}")
-    } else {
+    } else if a >= 0.1 {
         format!("{v:.2}")
+    } else {
+        // Thresholds lie far below 0.1: two significant digits.
+        let digits = (1 - a.log10().floor() as i32).clamp(2, 12) as usize;
+        format!("{v:.digits$}")
     }
 }
 

@@ -1,4 +1,4 @@
-//! The page's seven plot sections, each shaped from the report, drawn, and
+//! The page's eight plot sections, each shaped from the report, drawn, and
 //! given its title, its caption saying how to read it, and its legend; or,
 //! with nothing to draw, a note saying why.
 
@@ -20,12 +20,13 @@ const LATENCY_BINS: usize = 40;
 const TOP_REASONS: usize = 12;
 
 /// Every section, in page order.
-pub fn all(report: &HtmlReport) -> Result<[Section; 7], HtmlError> {
+pub fn all(report: &HtmlReport) -> Result<[Section; 8], HtmlError> {
     Ok([
         pr_curves(&report.scores)?,
         scores(&report.scores, report.threshold)?,
         alerts(report)?,
         quality(report)?,
+        thresholds(report)?,
         latency(&report.latency_us)?,
         throughput(&report.throughput)?,
         reasons(&report.reasons)?,
@@ -246,24 +247,10 @@ fn quality_lines(rows: &[Period], unit: &str) -> (Vec<Line>, Vec<(String, RGBCol
 }
 
 fn quality(report: &HtmlReport) -> Result<Section, HtmlError> {
-    let rows = &report.periods.rows;
-    let unit = &report.periods.unit;
-    let labels: Vec<String> = rows.iter().map(|p| p.label.clone()).collect();
+    let (rows, unit) = (&report.periods.rows, &report.periods.unit);
     let (lines, legend, reading) = quality_lines(rows, unit);
-    let plot = PerPeriod {
-        plot: "precision and recall per period",
-        labels: &labels,
-        x_desc: unit.clone(),
-        y_desc: "share",
-        shares: true,
-        bars: &[],
-        lines: &lines,
-    };
-    let drawn = lines.iter().any(|l| l.values.iter().any(Option::is_some));
-    let svg = match drawn {
-        false => Err("no period with alerts or fraud"),
-        true => Ok(plots::per_period(&plot)?),
-    };
+    let plot = ("precision and recall per period", "share", true);
+    let svg = lines_per_period(report, plot, &lines, "no period with alerts or fraud")?;
     Ok(Section {
         id: "quality-per-period",
         title: "Precision and recall over time",
@@ -273,6 +260,69 @@ fn quality(report: &HtmlReport) -> Result<Section, HtmlError> {
         ),
         legend,
         svg,
+    })
+}
+
+/// The alert threshold per period: one line where it held all along, its
+/// lowest and highest values where it moved.
+fn thresholds(report: &HtmlReport) -> Result<Section, HtmlError> {
+    let (rows, unit) = (&report.periods.rows, &report.periods.unit);
+    let low: Vec<Option<f64>> = rows.iter().map(|p| p.threshold.map(|t| t.0)).collect();
+    let high: Vec<Option<f64>> = rows.iter().map(|p| p.threshold.map(|t| t.1)).collect();
+    let (lines, legend) = if low == high {
+        let line = shares(plots::BLUE, 3, low);
+        (vec![line], vec![("threshold".to_string(), plots::BLUE)])
+    } else {
+        let lines = vec![shares(plots::BLUE, 3, low), shares(plots::ORANGE, 3, high)];
+        let legend = vec![
+            ("lowest".to_string(), plots::BLUE),
+            ("highest".to_string(), plots::ORANGE),
+        ];
+        (lines, legend)
+    };
+    let plot = ("alert threshold per period", "threshold", false);
+    let svg = lines_per_period(report, plot, &lines, "no period with a threshold")?;
+    Ok(Section {
+        id: "threshold-per-period",
+        title: "The alert threshold over time",
+        caption: format!(
+            "Per {unit} of event time, the score at or above which an event alerted. It holds \
+             where training put it unless the threshold adapts to the budget \
+             (--adaptive-threshold) or the models change; where it moved within a {unit}, \
+             its lowest and highest values that {unit}."
+        ),
+        legend,
+        svg,
+    })
+}
+
+/// `lines` over the report's periods, drawn as the plot `(name, y axis
+/// title, values are shares)`; `empty` when no line has a value.
+fn lines_per_period(
+    report: &HtmlReport,
+    (plot, y_desc, shares): (&'static str, &'static str, bool),
+    lines: &[Line],
+    empty: &'static str,
+) -> Result<Result<String, &'static str>, HtmlError> {
+    let labels: Vec<String> = report
+        .periods
+        .rows
+        .iter()
+        .map(|p| p.label.clone())
+        .collect();
+    let plot = PerPeriod {
+        plot,
+        labels: &labels,
+        x_desc: report.periods.unit.clone(),
+        y_desc,
+        shares,
+        bars: &[],
+        lines,
+    };
+    let drawn = lines.iter().any(|l| l.values.iter().any(Option::is_some));
+    Ok(match drawn {
+        false => Err(empty),
+        true => Ok(plots::per_period(&plot)?),
     })
 }
 

@@ -123,6 +123,8 @@ fn periods_take_each_days_learning_figures() {
         fraud_caught: 1,
         fraud_amount: None,
         fraud_amount_caught: None,
+        threshold_low: 0.25,
+        threshold_high: 0.5,
     };
     let quality = |precision| DayQuality {
         pr_auc: None,
@@ -145,6 +147,7 @@ fn periods_take_each_days_learning_figures() {
     assert_eq!(p.unit, "day");
     assert_eq!((p.rows[0].label.as_str(), p.rows[0].alerts), ("2", 4));
     assert_eq!((p.rows[0].online, p.rows[0].frozen), (None, None));
+    assert_eq!(p.rows[1].threshold, Some((0.25, 0.5)));
     let (online, frozen) = (p.rows[1].online.unwrap(), p.rows[1].frozen.unwrap());
     assert_eq!(
         (online.precision, online.recall),
@@ -203,6 +206,7 @@ fn full() -> HtmlReport {
         fraud_caught: 2,
         online: None,
         frozen: None,
+        threshold: Some((0.4, 0.5)),
     };
     HtmlReport {
         title: "fraudflow <test>".into(),
@@ -275,6 +279,23 @@ fn a_non_finite_threshold_is_refused_by_value() {
     };
     let e = render(&report).unwrap_err();
     assert!(e.to_string().contains("threshold is NaN"), "{e}");
+}
+
+#[test]
+fn axis_numbers_keep_two_significant_digits_below_a_tenth() {
+    use super::plots::short;
+    let cases = [
+        (0.0, "0"),
+        (0.256, "0.26"),
+        (0.0043, "0.0043"),
+        (0.04, "0.040"),
+        (-0.0043, "-0.0043"),
+        (3.5, "3.5"),
+        (25_000.0, "25k"),
+    ];
+    for (v, text) in cases {
+        assert_eq!(short(v), text, "{v}");
+    }
 }
 
 #[test]
