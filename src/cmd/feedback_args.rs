@@ -194,17 +194,13 @@ pub fn print_recovery(r: &fraudflow::eval::recovery::Recovery) {
             caught(w.frozen)
         );
     }
-    let verdict = match r.met {
-        Some(true) => "met",
-        Some(false) => "not met",
-        None => "not judged (no frauds)",
-    };
     outln!(
-        "  target: hours {}..{} at {} of the level before ({}): {verdict}",
-        r.drift_hour + 24,
-        r.drift_hour + 48,
+        "  target: hours {}..{} at {} of the level before ({}): {}",
+        r.after[1].from_hour,
+        r.after[1].to_hour,
         fraudflow::eval::recovery::RECOVERY_SHARE,
         f(r.target_recall),
+        r.verdict()
     );
 }
 

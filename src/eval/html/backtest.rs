@@ -211,17 +211,12 @@ fn recovery_facts(rec: &Recovery) -> Vec<(String, String)> {
             window(w),
         ));
     }
-    let verdict = match rec.met {
-        Some(true) => "met",
-        Some(false) => "not met",
-        None => "not judged (no fraud)",
-    };
     facts.push((
         format!(
             "Back to {} % of the level before by 48 h after",
             100.0 * crate::eval::recovery::RECOVERY_SHARE
         ),
-        verdict.to_string(),
+        rec.verdict().to_string(),
     ));
     facts
 }

@@ -74,6 +74,17 @@ pub struct Recovery {
     pub met: Option<bool>,
 }
 
+impl Recovery {
+    /// The verdict in words.
+    pub fn verdict(&self) -> &'static str {
+        match self.met {
+            Some(true) => "met",
+            Some(false) => "not met",
+            None => "not judged (no fraud)",
+        }
+    }
+}
+
 /// The recovery after a change at hour `drift_hour`, judged at `budget`.
 ///
 /// ```
@@ -93,10 +104,11 @@ pub fn recovery(records: &[Record], budget: f64, drift_hour: u32) -> Recovery {
     let day = drift_hour / 24;
     let first_day = day.saturating_sub(DAYS_BEFORE);
     let before = days_summed(records, budget, first_day * 24, day * 24);
+    // Saturating: a change at a step past the data judges empty windows.
     let after: Vec<Window> = (0..3)
         .map(|k| {
-            let from = drift_hour + 24 * k;
-            judged(records, budget, from, from + 24, |_| 0)
+            let from = drift_hour.saturating_add(24 * k);
+            judged(records, budget, from, from.saturating_add(24), |_| 0)
         })
         .collect();
     let target_recall = before.online.recall.map(|r| RECOVERY_SHARE * r);

@@ -104,6 +104,14 @@ fn a_change_in_the_first_week_looks_back_to_day_zero() {
 }
 
 #[test]
+fn a_change_past_the_data_judges_empty_windows_without_overflow() {
+    let rec = recovery(&records(5), 0.05, u32::MAX - 10);
+    assert_eq!(rec.after[2].from_hour, u32::MAX);
+    assert!(rec.after.iter().all(|w| w.events == 0));
+    assert_eq!((rec.met, rec.verdict()), (None, "not judged (no fraud)"));
+}
+
+#[test]
 fn records_without_frozen_scores_have_no_frozen_figures() {
     let mut rs = records(9);
     for r in &mut rs {
