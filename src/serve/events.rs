@@ -9,14 +9,14 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::ServeState;
+use super::{BodyRefused, ServeState};
 use crate::dataflow::dead_letter::DeadLetter;
 use crate::dataflow::json_event::{parse_event, strip_bom};
 use crate::sources::Parsed;
@@ -24,22 +24,25 @@ use crate::sources::Parsed;
 /// Bad lines described in one answer, at most.
 const ERRORS_SHOWN: usize = 20;
 
-pub async fn post_events(State(state): State<Arc<ServeState>>, body: Body) -> Response {
+pub async fn post_events(
+    State(state): State<Arc<ServeState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if state.input.is_closed() {
         let error = "the pipeline is stopping: no events are taken";
         return reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": error }));
     }
-    let read = tokio::time::timeout(super::BODY_TIMEOUT, to_bytes(body, state.max_body_bytes));
-    let bytes = match read.await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => {
+    let bytes = match super::read_body(&headers, body, state.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(BodyRefused::TooLarge) => {
             let error = format!(
                 "the body is over the {}-byte limit; send fewer events a request",
                 state.max_body_bytes
             );
             return reply(StatusCode::PAYLOAD_TOO_LARGE, json!({ "error": error }));
         }
-        Err(_) => {
+        Err(BodyRefused::TooSlow) => {
             let error = "the body did not arrive in time";
             return reply(StatusCode::REQUEST_TIMEOUT, json!({ "error": error }));
         }

@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,8 +22,8 @@ use axum::Json;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
-use super::ServeState;
-use crate::dataflow::feedback::body::{parse_feedback, FeedbackBody, MAX_NOTES_BYTES};
+use super::{BodyRefused, ServeState};
+use crate::dataflow::feedback::body::{parse_feedback, FeedbackBody, MAX_NOTES_CHARS};
 use crate::event::EventId;
 use crate::kafka::publish::{Kept, Publisher};
 use crate::metrics::{
@@ -33,7 +33,7 @@ use crate::metrics::{
 
 /// Largest body of one label: the notes and ids, with room for fields the
 /// original sent that are ignored.
-pub const MAX_FEEDBACK_BYTES: usize = 4 * MAX_NOTES_BYTES;
+pub const MAX_FEEDBACK_BYTES: usize = 4 * MAX_NOTES_CHARS;
 
 pub async fn post_feedback(
     State(state): State<Arc<ServeState>>,
@@ -48,14 +48,13 @@ pub async fn post_feedback(
         let error = "this dataflow learns from no feedback: add a [feedback] table to its file";
         return reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": error }));
     };
-    let read = tokio::time::timeout(super::BODY_TIMEOUT, to_bytes(body, MAX_FEEDBACK_BYTES));
-    let bytes = match read.await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => {
+    let bytes = match super::read_body(&headers, body, MAX_FEEDBACK_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(BodyRefused::TooLarge) => {
             let error = format!("the body is over the {MAX_FEEDBACK_BYTES}-byte limit");
             return reply(StatusCode::PAYLOAD_TOO_LARGE, json!({ "error": error }));
         }
-        Err(_) => {
+        Err(BodyRefused::TooSlow) => {
             let error = "the body did not arrive in time";
             return reply(StatusCode::REQUEST_TIMEOUT, json!({ "error": error }));
         }

@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -33,6 +34,33 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// How long a request's body may take to arrive.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a request's body was not taken.
+enum BodyRefused {
+    /// Over the limit (413), declared so or found so while reading.
+    TooLarge,
+    /// Not all there within [`BODY_TIMEOUT`] (408).
+    TooSlow,
+}
+
+/// Reads a request's body of at most `limit` bytes within [`BODY_TIMEOUT`].
+/// A `Content-Length` over the limit is refused at once: the body would be
+/// refused anyway, and waiting for it would hold the connection for the
+/// whole timeout.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, BodyRefused> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(BodyRefused::TooLarge);
+    }
+    match tokio::time::timeout(BODY_TIMEOUT, to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(BodyRefused::TooLarge),
+        Err(_) => Err(BodyRefused::TooSlow),
+    }
+}
 
 /// What the handlers share.
 pub struct ServeState {

@@ -33,6 +33,30 @@ pub(crate) fn post_to(base: &str, path: &str, body: &str, token: Option<&str>) -
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// Sends a request to `base` + `path` that declares a body far over any
+/// limit and sends a few bytes of it: the status line of the answer, which
+/// must come at once, not after the body's timeout (30 s).
+fn declared_huge(base: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 99999999\r\n\r\n{{\"transaction_id\""
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut reply = [0u8; 64];
+    let n = stream.read(&mut reply).unwrap_or(0);
+    let text = String::from_utf8_lossy(&reply[..n]).into_owned();
+    text.lines()
+        .next()
+        .unwrap_or("no answer in 10 s")
+        .to_string()
+}
+
 fn post_label(base: &str, body: &str, token: Option<&str>) -> (u16, Value) {
     post_to(base, "/feedback", body, token)
 }
@@ -123,6 +147,10 @@ fn labels_over_http_are_checked_and_change_the_version_on_every_process() {
         "x".repeat(20_000)
     );
     assert_eq!(post_label(base, &huge, Some(TOKEN)).0, 413);
+    for path in ["/feedback", "/events"] {
+        let status = declared_huge(base, path);
+        assert!(status.starts_with("HTTP/1.1 413"), "{path}: {status}");
+    }
 
     // A label before its transaction waits for it.
     let (status, answer) = post_label(base, &label("s1-7", "fraud"), Some(TOKEN));

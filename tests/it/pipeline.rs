@@ -218,6 +218,62 @@ fn a_model_switched_mid_run_changes_alerts_exactly_from_its_step_on() {
         assert_eq!(got.len(), expected.len(), "-w {workers}");
         assert!(got == expected, "-w {workers}: the alerts differ");
     }
+    for step in [310, 350] {
+        let switch = format!("{step}={}", s(&b));
+        switched_while_learning(&input, &a, &switch, step, [&version_a, &version_b]);
+    }
+}
+
+/// With the feedback loop on, the switch holds as well: a batch whose wait
+/// ends at the switch's very time (PaySim rows sit on the hour, and so do
+/// the labels and the batches' deadlines) is fitted onto the new bundle,
+/// after it, and never puts the old bundle's update back in force (before
+/// the fix, steps 310 and 350 of this file each had alerts scored by it).
+fn switched_while_learning(
+    input: &Path,
+    a: &Path,
+    switch: &str,
+    switch_step: u64,
+    [version_a, version_b]: [&Value; 2],
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for workers in ["1", "4"] {
+        let out = dir.path().join(format!("learning-{workers}"));
+        let flags = ["-w", workers, "--switch-models", switch, "--feedback"];
+        let flags = [
+            &flags[..],
+            &["--learn-batch", "100000", "--learn-wait", "1h"],
+        ]
+        .concat();
+        run_ok(&backtest(input, a, &out, &flags));
+        let got = alerts(&out);
+        let (mut before, mut after) = (0, 0);
+        for (step, v, _) in &got {
+            let (base, rest) = v.split_once("+online.").unwrap_or((v.as_str(), ""));
+            let want = if *step < switch_step {
+                before += usize::from(!rest.is_empty());
+                version_a
+            } else {
+                after += usize::from(!rest.is_empty());
+                version_b
+            };
+            assert_eq!(
+                base,
+                want.as_str().unwrap(),
+                "-w {workers}, step {step}: {v}"
+            );
+        }
+        assert!(
+            before > 0 && after > 0,
+            "updates on both sides: {before}, {after}"
+        );
+        runs.push(std::fs::read(out.join("alerts.jsonl")).unwrap());
+    }
+    assert!(
+        runs[0] == runs[1],
+        "-w 1 and -w 4 differ with the feedback loop"
+    );
 }
 
 /// The same events as a PaySim file, written as JSON lines.

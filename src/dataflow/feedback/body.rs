@@ -1,13 +1,27 @@
 //! The body of `POST /feedback` (schemas/feedback_v1.json): an analyst's
 //! label for one transaction. Each refusal names the field at fault.
 
+use std::fmt;
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-/// Longest `transaction_id` and `analyst_id`, in bytes.
-pub const MAX_ID_BYTES: usize = 256;
-/// Longest `notes`, in bytes.
-pub const MAX_NOTES_BYTES: usize = 4_096;
+/// Longest `transaction_id` and `analyst_id`, in characters (as the
+/// schema's `maxLength` counts).
+pub const MAX_ID_CHARS: usize = 256;
+/// Longest `notes`, in characters.
+pub const MAX_NOTES_CHARS: usize = 4_096;
+
+/// The fields a body may have; any other is skipped unread.
+const FIELDS: [&str; 5] = [
+    "transaction_id",
+    "anomaly_id",
+    "label",
+    "analyst_id",
+    "notes",
+];
 
 /// A label an analyst sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,13 +75,8 @@ fn bad(field: &'static str, problem: impl Into<String>) -> FeedbackBodyError {
 /// assert_eq!(err.unwrap_err().field(), "label");
 /// ```
 pub fn parse_feedback(bytes: &[u8]) -> Result<FeedbackBody, FeedbackBodyError> {
-    let value: Value =
+    let Known(fields) =
         serde_json::from_slice(bytes).map_err(|e| FeedbackBodyError::NotAnObject(e.to_string()))?;
-    let Value::Object(fields) = value else {
-        return Err(FeedbackBodyError::NotAnObject(
-            "a JSON value other than an object".into(),
-        ));
-    };
     let transaction_id = transaction_id(&fields)?;
     let label = text(&fields, "label", 32)?.ok_or_else(|| bad("label", "missing"))?;
     let is_fraud = match label.as_str() {
@@ -81,8 +90,8 @@ pub fn parse_feedback(bytes: &[u8]) -> Result<FeedbackBody, FeedbackBodyError> {
         }
     };
     let analyst_id =
-        text(&fields, "analyst_id", MAX_ID_BYTES)?.ok_or_else(|| bad("analyst_id", "missing"))?;
-    let notes = text(&fields, "notes", MAX_NOTES_BYTES)?;
+        text(&fields, "analyst_id", MAX_ID_CHARS)?.ok_or_else(|| bad("analyst_id", "missing"))?;
+    let notes = text(&fields, "notes", MAX_NOTES_CHARS)?;
     Ok(FeedbackBody {
         transaction_id,
         is_fraud,
@@ -91,11 +100,41 @@ pub fn parse_feedback(bytes: &[u8]) -> Result<FeedbackBody, FeedbackBodyError> {
     })
 }
 
+/// A body's known fields, the last of each name kept (as a JSON object's
+/// duplicate keys are usually read); any other field is skipped without
+/// being read into a value, so it may hold any JSON at all, a number past
+/// f64's range included.
+struct Known(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for Known {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Known, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = Known;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Known, A::Error> {
+                let mut known = Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if FIELDS.contains(&key.as_str()) {
+                        known.insert(key, map.next_value()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Known(known))
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
 /// `transaction_id`, or its synonym `anomaly_id`; both may be given only
 /// when they agree.
 fn transaction_id(fields: &Map<String, Value>) -> Result<String, FeedbackBodyError> {
-    let id = text(fields, "transaction_id", MAX_ID_BYTES)?;
-    let synonym = text(fields, "anomaly_id", MAX_ID_BYTES)?;
+    let id = text(fields, "transaction_id", MAX_ID_CHARS)?;
+    let synonym = text(fields, "anomaly_id", MAX_ID_CHARS)?;
     match (id, synonym) {
         (Some(a), Some(b)) if a != b => Err(bad(
             "transaction_id",
@@ -107,7 +146,7 @@ fn transaction_id(fields: &Map<String, Value>) -> Result<String, FeedbackBodyErr
 }
 
 /// A string field that, when present and not null, is non-blank and at
-/// most `max` bytes.
+/// most `max` characters.
 fn text(
     fields: &Map<String, Value>,
     field: &'static str,
@@ -116,9 +155,12 @@ fn text(
     match fields.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Err(bad(field, "empty")),
-        Some(Value::String(s)) if s.len() > max => Err(bad(
+        Some(Value::String(s)) if s.chars().count() > max => Err(bad(
             field,
-            format!("{} bytes, over the {max}-byte limit", s.len()),
+            format!(
+                "{} characters, over the {max}-character limit",
+                s.chars().count()
+            ),
         )),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(other) => Err(bad(field, format!("expected a string, got {other}"))),
@@ -182,11 +224,39 @@ mod tests {
             field_of(r#"{"transaction_id":"t","label":"fraud","analyst_id":" "}"#),
             "analyst_id"
         );
-        let long = "x".repeat(MAX_NOTES_BYTES + 1);
+        let long = "x".repeat(MAX_NOTES_CHARS + 1);
         let body = format!(
             r#"{{"transaction_id":"t","label":"fraud","analyst_id":"a","notes":"{long}"}}"#
         );
         assert_eq!(field_of(&body), "notes");
+    }
+
+    #[test]
+    fn lengths_are_counted_in_characters_and_unknown_fields_are_not_read() {
+        let body = |id: &str, extra: &str| {
+            format!(r#"{{"transaction_id":"{id}","label":"fraud","analyst_id":"a"{extra}}}"#)
+        };
+        // Two bytes each: 256 of them are within the schema's maxLength.
+        let id = "é".repeat(MAX_ID_CHARS);
+        assert_eq!(
+            parse_feedback(body(&id, "").as_bytes())
+                .unwrap()
+                .transaction_id,
+            id
+        );
+        let err = parse_feedback(body(&format!("{id}é"), "").as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "transaction_id: 257 characters, over the 256-character limit"
+        );
+        let odd = r#","x":1e999,"y":[{"z":-1e400}],"label2":null,"transaction_id":"last""#;
+        let got = parse_feedback(body("first", odd).as_bytes()).unwrap();
+        assert_eq!(
+            got.transaction_id, "last",
+            "the last of a duplicate key wins"
+        );
+        // A known field that cannot be read at all is the body's fault.
+        assert_eq!(field_of(&body("t", r#","notes":1e999"#)), "body");
     }
 
     #[test]

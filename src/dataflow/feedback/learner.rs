@@ -95,7 +95,7 @@ pub fn learn<'scope>(
                 let flushing = flush.as_ref().filter(|f| f.load(Ordering::Relaxed));
                 if let Some(f) = flushing.filter(|_| !learner.batch.is_empty()) {
                     f.store(false, Ordering::Relaxed);
-                    let now = *held.time();
+                    let now = learner.flush_time(*held.time());
                     learner.fit(now, &mut emit);
                 }
                 learner.settle(frontier);
@@ -152,6 +152,11 @@ struct Learner {
     /// Whether anything kept in the state file changed since it was
     /// written.
     changed: bool,
+    /// The earliest time the next version may apply from: no earlier than
+    /// the last one sent (sent after it on the same stream, it wins a tie)
+    /// and after the last version from outside (which comes on another
+    /// stream, so a tie with it would be decided by arrival).
+    floor: u64,
 }
 
 impl Learner {
@@ -191,6 +196,7 @@ impl Learner {
             replay: carried.replay.iter().cloned().collect(),
             counts,
             changed: false,
+            floor: 0,
         };
         for h in &carried.holdout {
             learner.hold(h.id.clone(), h.is_fraud, h.values.clone());
@@ -258,8 +264,9 @@ impl Learner {
     }
 
     /// Handles every time before `frontier` (all of them once it is
-    /// `u64::MAX`), in order: a batch whose wait ends, then versions from
-    /// outside, then the examples, in order of receipt.
+    /// `u64::MAX`), in order: versions from outside, then a batch whose
+    /// wait ends (fitted on the version from outside, after it), then the
+    /// examples, in order of receipt.
     fn advance(
         &mut self,
         frontier: u64,
@@ -279,14 +286,14 @@ impl Learner {
             if time >= frontier && frontier != u64::MAX {
                 break;
             }
-            if self.deadline == Some(time) {
-                self.fit(time, emit);
-                continue;
-            }
             if let Some(versions) = bases.remove(&time) {
                 for scorer in versions {
-                    self.rebase(scorer);
+                    self.rebase(time, scorer);
                 }
+                continue;
+            }
+            if self.deadline == Some(time) {
+                self.fit(time, emit);
                 continue;
             }
             let mut batch = examples.remove(&time).unwrap_or_default();
@@ -306,10 +313,11 @@ impl Learner {
         }
     }
 
-    /// A version from outside (a reload, a switch): later updates start
-    /// from it.
-    fn rebase(&mut self, scorer: Scorer) {
+    /// A version from outside (a reload, a switch) applying from `time`:
+    /// later updates start from it, and apply after it.
+    fn rebase(&mut self, time: u64, scorer: Scorer) {
         self.changed = true;
+        self.floor = self.floor.max(time.saturating_add(1));
         self.base_name = scorer.model_version.clone();
         self.numbered = 0;
         worker::emit(Learned::Numbered(0));
@@ -405,8 +413,18 @@ impl Learner {
         self.parent = Some(std::mem::replace(&mut self.current, candidate));
     }
 
+    /// When `POST /flush` fits the batch, with the operator holding
+    /// `held`: no earlier than that, than the versions already sent, or
+    /// than just after the batch's last example (a version applies after
+    /// what it learned from).
+    fn flush_time(&self, held: u64) -> u64 {
+        let after = self.batch.iter().map(|e| e.time.saturating_add(1));
+        after.fold(held.max(self.floor), u64::max)
+    }
+
     /// Names `scorer` as the next version, keeps it (with its metadata)
-    /// when the run has a store, and sends it out to apply from `from`.
+    /// when the run has a store, and sends it out to apply from `from`, or
+    /// from the floor when that is later (see [`Learner::floor`]).
     fn send(
         &mut self,
         mut scorer: Scorer,
@@ -415,6 +433,8 @@ impl Learner {
         rollback: bool,
         emit: &mut impl FnMut(ModelVersion),
     ) -> Arc<Scorer> {
+        let from = from.max(self.floor);
+        self.floor = from;
         self.numbered += 1;
         worker::emit(Learned::Numbered(self.numbered));
         scorer.model_version = format!("{}+online.{}", self.base_name, self.numbered);

@@ -227,6 +227,18 @@ fn read(path: &Path, bundle: &str, n_features: usize) -> Result<StoredVersion, S
             v.format, v.bundle
         )));
     }
+    // The name is what numbering goes on from: a file whose contents name
+    // another version (one copied over another by hand) would have the
+    // next update overwrite a version kept before.
+    let named = format!("{bundle}+online.{}", v.number);
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    if v.version != named || stem.as_deref() != Some(named.as_str()) {
+        return Err(refuse(format!(
+            "holds version {:?}, number {}; a kept version's file is named after it, \
+             as {named}.json",
+            v.version, v.number
+        )));
+    }
     v.logistic.check().map_err(|e| refuse(e.to_string()))?;
     if v.logistic.n_features() != n_features {
         return Err(refuse(format!(
@@ -346,5 +358,29 @@ mod tests {
         std::fs::write(&path, "{").unwrap();
         let err = carried(models, "b", Some(&newest)).unwrap_err().to_string();
         assert!(err.contains("b.learner.json"), "{err}");
+    }
+
+    #[test]
+    fn a_kept_file_whose_contents_name_another_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path();
+        save(models, &version(1, 5)).unwrap();
+        save(models, &version(2, 8)).unwrap();
+        // Version 2 copied over as number 3 by hand; then a file whose
+        // number disagrees with its name.
+        let copied = models.join(DIR).join("b+online.3.json");
+        std::fs::copy(models.join(DIR).join("b+online.2.json"), &copied).unwrap();
+        let err = newest(models, "b", 2).unwrap_err().to_string();
+        assert!(
+            err.contains("b+online.3.json") && err.contains("\"b+online.2\""),
+            "{err}"
+        );
+        let mut three = version(3, 8);
+        three.number = 2;
+        std::fs::write(&copied, serde_json::to_string(&three).unwrap()).unwrap();
+        let err = newest(models, "b", 2).unwrap_err().to_string();
+        assert!(err.contains("number 2"), "{err}");
+        save(models, &version(3, 8)).unwrap();
+        assert_eq!(newest(models, "b", 2).unwrap().unwrap(), version(3, 8));
     }
 }
