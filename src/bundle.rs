@@ -262,7 +262,7 @@ fn write_json<T: Serialize>(
 /// The fingerprint of a training file: its size and a 64-bit hash of its
 /// bytes (FNV-1a over 8-byte words; to tell files apart, not for security).
 /// FNV-1a over 8-byte little-endian words (the last one padded with zeros).
-fn fnv_words(mut hash: u64, bytes: &[u8]) -> u64 {
+pub(crate) fn fnv_words(mut hash: u64, bytes: &[u8]) -> u64 {
     for chunk in bytes.chunks(8) {
         let mut word = [0u8; 8];
         word[..chunk.len()].copy_from_slice(chunk);

@@ -91,12 +91,24 @@ impl TimelyArgs {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading hostfile {}", path.display()))?;
-        let addresses: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect();
+        let mut addresses = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            // Checked here, each named: timely refuses a bad one without
+            // saying which, or (another process's) only by never reaching it.
+            let port = line.rsplit_once(':').filter(|(host, _)| !host.is_empty());
+            if !port.is_some_and(|(_, p)| p.parse::<u16>().is_ok_and(|p| p > 0)) {
+                bail!(
+                    "the hostfile {}, line {}: {line:?} is not host:port (a port from 1 to 65535)",
+                    path.display(),
+                    number + 1
+                );
+            }
+            addresses.push(line.to_string());
+        }
         if addresses.len() != self.processes {
             bail!(
                 "the hostfile {} names {} processes, but -n is {}",

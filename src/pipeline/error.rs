@@ -37,6 +37,19 @@ pub enum PipelineError {
         "lost the connection to another process of this run (it failed or was stopped): {message}"
     )]
     PeerLost { message: String },
+    /// Another process of the run was started with other settings.
+    #[error(
+        "process {other} of this run was started with another {name}: {theirs} \
+         (this process, {process}: {ours}); start every process of a run with the same \
+         settings, input and models"
+    )]
+    Mismatch {
+        other: usize,
+        name: String,
+        theirs: String,
+        process: usize,
+        ours: String,
+    },
     /// Another worker failed first; this one stopped because of it.
     #[error("stopped because another worker failed")]
     Aborted,

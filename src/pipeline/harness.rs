@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use timely::communication::initialize::WorkerGuards;
 use timely::worker::Worker;
 
+use super::agree::{self, Terms};
 use super::busy::{BusyClock, WorkerBusy};
 use super::error::PipelineError;
 
@@ -221,12 +222,12 @@ fn install_panic_hook() {
 /// dataflows with `build`, steps them until done, runs each worker's finish
 /// step and returns the results of this process's workers in worker order.
 /// The first failure anywhere ends the run promptly (see the module doc).
-pub fn execute<T, B>(cluster: &Cluster, build: B) -> Result<Vec<T>, PipelineError>
+pub fn execute<T, B>(cluster: &Cluster, terms: Terms, build: B) -> Result<Vec<T>, PipelineError>
 where
     T: Send + 'static,
     B: Fn(&mut Worker, &Abort) -> Result<Finish<T>, PipelineError> + Send + Sync + 'static,
 {
-    execute_failed(cluster, None, build)
+    execute_failed(cluster, None, terms, build)
 }
 
 /// [`execute`], for a run that has `failed` already (see [`fail_cluster`]):
@@ -234,6 +235,7 @@ where
 fn execute_failed<T, B>(
     cluster: &Cluster,
     failed: Option<PipelineError>,
+    terms: Terms,
     build: B,
 ) -> Result<Vec<T>, PipelineError>
 where
@@ -246,7 +248,7 @@ where
         abort.fail(error);
     }
     *active().lock().unwrap_or_else(|e| e.into_inner()) = Some(abort.clone());
-    let result = run(cluster, abort, build);
+    let result = run(cluster, abort, terms, build);
     if let Err(Failed {
         error,
         exit_now: true,
@@ -268,7 +270,7 @@ struct Failed {
     exit_now: bool,
 }
 
-fn run<T, B>(cluster: &Cluster, abort: Abort, build: B) -> Result<Vec<T>, Failed>
+fn run<T, B>(cluster: &Cluster, abort: Abort, terms: Terms, build: B) -> Result<Vec<T>, Failed>
 where
     T: Send + 'static,
     B: Fn(&mut Worker, &Abort) -> Result<Finish<T>, PipelineError> + Send + Sync + 'static,
@@ -280,13 +282,15 @@ where
         .is_some()
         .then(|| Arc::new(Mutex::new(Vec::new())));
     let workers_busy = busy.clone();
-    let connected = exit_now.then(|| connect_deadline(cluster));
+    // Several processes agree on their settings before anything else; the
+    // connect deadline holds until they have.
+    let agree = exit_now.then(|| (terms, connect_deadline(cluster), cluster.process));
     let guards = timely::execute(cluster.config(), move |worker| {
         work(
             worker,
             &worker_abort,
             &build,
-            exit_now,
+            agree.as_ref(),
             workers_busy.as_deref(),
         )
     })
@@ -294,9 +298,6 @@ where
         error: PipelineError::Start(e),
         exit_now: false,
     })?;
-    if let Some(connected) = connected {
-        connected.store(true, Ordering::SeqCst);
-    }
     STARTED.store(true, Ordering::SeqCst);
 
     if !abort.wait(cluster.workers) {
@@ -366,33 +367,46 @@ fn after_abort<T: Send + 'static>(
     failed(abort, false)
 }
 
-/// One worker's life: builds its dataflows, steps them to their end (or
-/// the run's failure), timing its work into `busy` when given, and runs
-/// its finish step.
+/// What the processes of a run check before they build: this one's
+/// settings, the flag that lifts the connect deadline, and its index.
+type Agreement = (Terms, Arc<AtomicBool>, usize);
+
+/// One worker's life: with several processes, first checks that they all
+/// were given the same settings ([`agree`]); then builds its dataflows,
+/// steps them to their end (or the run's failure), timing its work into
+/// `busy` when given, and runs its finish step.
 fn work<T, B>(
     worker: &mut Worker,
     abort: &Abort,
     build: &B,
-    exit_now: bool,
+    agreement: Option<&Agreement>,
     busy: Option<&Mutex<Vec<WorkerBusy>>>,
 ) -> Result<T, PipelineError>
 where
     B: Fn(&mut Worker, &Abort) -> Result<Finish<T>, PipelineError>,
 {
+    let exit_now = agreement.is_some();
     let clock = busy.and_then(|_| BusyClock::install(worker));
-    let result = build(worker, abort).and_then(|finish| {
-        while !abort.is_set() && worker.step_or_park(Some(POLL)) {
-            crate::metrics::worker::tick();
-        }
-        if let (Some(clock), Some(busy)) = (clock, busy) {
-            let figures = clock.finish(worker);
-            busy.lock().unwrap_or_else(|e| e.into_inner()).push(figures);
-        }
-        if abort.is_set() {
-            return Err(PipelineError::Aborted);
-        }
-        finish(worker)
-    });
+    let agreed = match agreement.filter(|_| !abort.is_set()) {
+        Some((terms, connected, process)) => agree::check(worker, *process, terms)
+            .inspect(|_| connected.store(true, Ordering::SeqCst)),
+        None => Ok(()),
+    };
+    let result = agreed
+        .and_then(|_| build(worker, abort))
+        .and_then(|finish| {
+            while !abort.is_set() && worker.step_or_park(Some(POLL)) {
+                crate::metrics::worker::tick();
+            }
+            if let (Some(clock), Some(busy)) = (clock, busy) {
+                let figures = clock.finish(worker);
+                busy.lock().unwrap_or_else(|e| e.into_inner()).push(figures);
+            }
+            if abort.is_set() {
+                return Err(PipelineError::Aborted);
+            }
+            finish(worker)
+        });
     // The cause goes to the run; the worker's own result only echoes it.
     let result = result.map_err(|e| {
         if !matches!(e, PipelineError::Aborted) {
@@ -442,9 +456,11 @@ fn connect_deadline(cluster: &Cluster) -> Arc<AtomicBool> {
         }
         if !flag.load(Ordering::SeqCst) {
             eprintln!(
-                "fraudflow: the other processes of this run ({addresses}) did not all connect within {:.0} s",
+                "fraudflow: the other processes of this run ({addresses}) did not all connect \
+                 and agree on their settings within {:.0} s",
                 timeout.as_secs_f64()
             );
+            crate::atomic::remove_pending();
             std::process::exit(2);
         }
     });
@@ -461,7 +477,9 @@ pub fn fail_cluster(cluster: &Cluster, error: PipelineError) -> PipelineError {
     }
     // This process's own error comes first: the others may go (and their
     // connections break) before any worker here has run.
-    let started = execute_failed::<(), _>(cluster, Some(error), |_, _| Err(PipelineError::Aborted));
+    let started = execute_failed::<(), _>(cluster, Some(error), Terms::new(), |_, _| {
+        Err(PipelineError::Aborted)
+    });
     // Only a failure to start the workers gets here.
     started.err().unwrap_or(PipelineError::Aborted)
 }
@@ -481,7 +499,7 @@ mod tests {
     #[test]
     fn a_worker_that_fails_ends_the_run_and_names_its_error() {
         let cluster = Cluster::local(3);
-        let failed = execute(&cluster, |worker, abort| {
+        let failed = execute(&cluster, Terms::new(), |worker, abort| {
             let index = worker.index();
             let abort = abort.clone();
             worker.dataflow::<u64, _, _>(|scope| {
@@ -509,7 +527,7 @@ mod tests {
         // Worker 0 fails before building; worker 1's dataflow would wait for
         // it for ever without the abort.
         let cluster = Cluster::local(2);
-        let failed = execute(&cluster, |worker, _| {
+        let failed = execute(&cluster, Terms::new(), |worker, _| {
             if worker.index() == 0 {
                 return Err(PipelineError::io(
                     "/nope/out.csv",
@@ -533,7 +551,7 @@ mod tests {
 
     #[test]
     fn results_come_back_in_worker_order() {
-        let got = execute(&Cluster::local(3), |worker, _| {
+        let got = execute(&Cluster::local(3), Terms::new(), |worker, _| {
             let index = worker.index();
             Ok(Box::new(move |_: &mut Worker| Ok(index)) as Finish<usize>)
         })

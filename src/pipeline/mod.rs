@@ -20,6 +20,7 @@
 //! worker through the [`harness`], which ends the run on the first
 //! failure.
 
+pub mod agree;
 pub mod busy;
 pub mod error;
 mod evaluated;
@@ -201,7 +202,12 @@ pub fn run(
     let cluster = settings.cluster.clone();
     let share = outputs.as_ref().and_then(Outputs::kept);
     let outputs = Arc::new(Mutex::new(outputs));
-    let results = harness::execute(&cluster, move |worker, abort| {
+    let terms = if cluster.processes() > 1 {
+        agree::terms(&settings)?
+    } else {
+        agree::Terms::new()
+    };
+    let results = harness::execute(&cluster, terms, move |worker, abort| {
         let mine = if worker.index() == 0 {
             outputs.lock().unwrap_or_else(|e| e.into_inner()).take()
         } else {

@@ -108,6 +108,27 @@ fn a_hostfile_is_checked_against_n_even_with_one_process() {
     std::fs::write(&hosts, names[0]).unwrap();
     let (code, err) = features_with(dir.path(), &["-n", "1", "-h", s(&hosts)]);
     assert_eq!(code, Some(0), "one host for one process runs: {err}");
+    // Each line is host:port, named by its number when it is not, before
+    // anything starts (timely named neither; another process's bad line
+    // was found only by never reaching it).
+    for (bad, line) in [
+        ("bogus", 1),
+        (":2102", 1),
+        ("localhost:99999", 2),
+        ("h:0", 2),
+    ] {
+        let text = if line == 1 {
+            format!("{bad}\n\nlocalhost:2102\n")
+        } else {
+            format!("localhost:2101\n\n{bad}\n")
+        };
+        std::fs::write(&hosts, text).unwrap();
+        let (code, err) = features_with(dir.path(), &["-n", "2", "-p", "0", "-h", s(&hosts)]);
+        assert_eq!(code, Some(2), "{err}");
+        let number = if line == 1 { 1 } else { 3 };
+        let expected = format!("line {number}: {bad:?} is not host:port");
+        assert!(err.contains(&expected), "{bad}: {err}");
+    }
 }
 
 /// An event whose `field` is written `value` (raw JSON text).

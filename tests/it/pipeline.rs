@@ -79,6 +79,104 @@ fn assert_nothing_written(dir: &Path, keep: &[&str]) {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// Two processes of one run, started with `first` and `second`.
+fn two_unlike(dir: &Path, first: &[&str], second: &[&str]) -> [Output; 2] {
+    let hosts = dir.join("hosts");
+    let ports = (free_port(), free_port());
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports.0, ports.1),
+    )
+    .unwrap();
+    let with = |p: &'static str, args: &[&str]| {
+        let mut v = args.to_vec();
+        v.extend(["-w", "2", "-n", "2", "-p", p, "-h", s(&hosts)]);
+        spawn(&v, None)
+    };
+    let (second, first) = (with("1", second), with("0", first));
+    [finish(first, "process 0"), finish(second, "process 1")]
+}
+
+/// Processes started with other settings (a graph of another shape, which
+/// used to wait for ever; blocks of another size, which lost and doubled
+/// events; another file, which mixed two) end at once, one of them naming
+/// the setting with both values, and write nothing.
+#[test]
+fn processes_started_with_other_settings_end_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 20_000, 2);
+    let other = generated(dir.path(), 20_000, 3);
+    let out = dir.path().join("o.csv");
+    let args = |input: &Path| ["features", "--input", s(input), "--out", s(&out)].map(String::from);
+    let (mine, theirs) = (args(&input), args(&other));
+    let mine: Vec<&str> = mine.iter().map(String::as_str).collect();
+    let theirs: Vec<&str> = theirs.iter().map(String::as_str).collect();
+    let with = |extra: &[&'static str]| [&mine[..], extra].concat();
+    for (second, named) in [
+        (with(&["--contract", "v1"]), "another feature contract: v"),
+        (with(&["--block-bytes", "100000"]), "another block bytes: "),
+        (theirs.clone(), "another input: "),
+    ] {
+        let outs = two_unlike(dir.path(), &mine, &second);
+        for out in &outs {
+            assert_eq!(out.status.code(), Some(2), "{second:?}: {}", stderr(out));
+            assert!(!stderr(out).contains("panicked"), "{}", stderr(out));
+        }
+        assert!(
+            outs.iter().any(|o| stderr(o).contains(named)),
+            "{second:?}: {} / {}",
+            stderr(&outs[0]),
+            stderr(&outs[1])
+        );
+        let inputs = ["generated-20000-2.csv", "generated-20000-3.csv", "hosts"];
+        assert_nothing_written(dir.path(), &inputs);
+    }
+}
+
+/// Something else listening at process 0's address takes the connection
+/// and never speaks: process 1 ends at the connect timeout instead of
+/// waiting on it for ever, and leaves nothing behind.
+#[test]
+fn a_peer_that_never_answers_ends_the_run_at_the_connect_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 2_000, 2);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hosts = dir.path().join("hosts");
+    let first = listener.local_addr().unwrap();
+    std::fs::write(&hosts, format!("{first}\n127.0.0.1:{}\n", free_port())).unwrap();
+    let out = dir.path().join("o.csv");
+    let args = [
+        "features",
+        "--input",
+        s(&input),
+        "--out",
+        s(&out),
+        "-n",
+        "2",
+        "-p",
+        "1",
+    ];
+    let run = spawn(
+        &[&args[..], &["-h", s(&hosts), "--connect-timeout", "3"]].concat(),
+        None,
+    );
+    let started = Instant::now();
+    let run = finish(run, "process 1 with a silent peer");
+    drop(listener);
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("did not all connect and agree"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_nothing_written(dir.path(), &["generated-2000-2.csv", "hosts"]);
+}
+
 #[test]
 fn features_with_a_directory_as_input_ends_instead_of_hanging() {
     let dir = tempfile::tempdir().unwrap();
