@@ -6,6 +6,7 @@ pub mod file;
 pub mod kafka;
 pub mod live;
 pub mod order;
+pub mod together;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -146,15 +147,23 @@ impl SourceSettings {
         context: SourceContext,
         link: Option<Rc<kafka::Link>>,
     ) -> Result<Stream<'scope, u64, Vec<Parsed>>, crate::kafka::KafkaError> {
+        // A live run of several processes stops together.
+        let several = scope.peers() > context.workers_per_process.max(1);
         Ok(match self {
             SourceSettings::Kafka(input) => {
                 let link = link.ok_or_else(|| {
                     crate::kafka::KafkaError::Other("a Kafka source needs its worker's link".into())
                 })?;
+                if several {
+                    together::close_together(scope, std::sync::Arc::clone(input));
+                }
                 kafka::kafka_source(scope, std::sync::Arc::clone(input), link, context)
             }
             SourceSettings::File(file) => file::file_source(scope, file.clone(), context),
             SourceSettings::Live(input) => {
+                if several {
+                    together::close_together(scope, std::sync::Arc::clone(input));
+                }
                 live::live_source(scope, std::sync::Arc::clone(input), context)
             }
         })

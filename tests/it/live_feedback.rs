@@ -177,18 +177,41 @@ fn labels_over_http_are_checked_and_change_the_version_on_every_process() {
         let version = wait_for_version(b, "+online.");
         assert_ne!(Value::String(version), before);
     }
-    for run in [&second, &first] {
-        terminate(run);
-    }
+    // SIGTERM to process 1 alone stops the run: process 0 hears of it,
+    // stops taking events, drains and ends by itself (it used to wait for
+    // a SIGTERM of its own, serving on).
     let (status, stderr) = sigterm(&mut second);
     assert!(status.success(), "{stderr}");
-    let (status, stderr) = sigterm(&mut first);
+    let (status, stderr) = exits_by_itself(&mut first);
     assert!(status.success(), "{stderr}");
     // Process 0 sums every shard's counts: 8 labels, all met.
     assert!(
         stderr.contains("feedback: 8 labels, 8 matched, 0 unmatched"),
         "{stderr}"
     );
+}
+
+/// Waits, without a signal, for `run` to exit: its status and stderr.
+fn exits_by_itself(run: &mut Running) -> (std::process::ExitStatus, String) {
+    let started = Instant::now();
+    while run.0.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            terminate(run);
+            panic!("still running 30 s after another process of its run was stopped");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    reaped(run)
+}
+
+/// The status and stderr of a run that has exited.
+fn reaped(run: &mut Running) -> (std::process::ExitStatus, String) {
+    let status = run.0.wait().unwrap();
+    let mut stderr = String::new();
+    if let Some(mut pipe) = run.0.stderr.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut stderr).unwrap();
+    }
+    (status, stderr)
 }
 
 fn post_flush(base: &str, token: Option<&str>) -> u16 {

@@ -169,8 +169,8 @@ impl Running {
         self.server.stopper()
     }
 
-    /// Runs the dataflow on this thread until the server stops and the
-    /// dataflow has drained, then ends the server and the watcher. On a
+    /// Runs the dataflow on this thread until a server of the run stops
+    /// and the dataflow has drained, then ends the server and the watcher. On a
     /// failure the input closes at once, so new events are refused (503).
     pub fn run(mut self) -> Result<RunSummary, PipelineError> {
         let input = Arc::clone(&self.live.state.input);
@@ -186,8 +186,11 @@ impl Running {
                 return Err(e);
             }
         };
+        // The dataflow drained: this server stopped it, or another
+        // process's did (a live run of several stops together), and then
+        // this one must stop too.
         self.server
-            .join()
+            .stop()
             .map_err(|e| PipelineError::component("the HTTP server", e))?;
         if let Some(w) = self.watcher {
             let _ = w.join();
