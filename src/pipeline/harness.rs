@@ -208,9 +208,17 @@ fn install_panic_hook() {
                     .location()
                     .map(|l| format!(" at {}:{}", l.file(), l.line()))
                     .unwrap_or_default();
+                // timely's networking indexes by the peers' worker counts:
+                // processes started with another -w or -n break it here,
+                // before they can compare their settings.
+                let hint = if at.contains("timely_communication") {
+                    "; is every process of the run started with the same -w, -n and hostfile?"
+                } else {
+                    ""
+                };
                 PipelineError::Panic {
                     thread,
-                    message: format!("{message}{at}"),
+                    message: format!("{message}{at}{hint}"),
                 }
             };
             abort.fail(error);
@@ -295,7 +303,10 @@ where
         )
     })
     .map_err(|e| Failed {
-        error: PipelineError::Start(e),
+        error: PipelineError::Start(match cluster.addresses.get(cluster.process) {
+            Some(at) if exit_now => format!("{e} (this process, {}, at {at})", cluster.process),
+            _ => e,
+        }),
         exit_now: false,
     })?;
     STARTED.store(true, Ordering::SeqCst);
