@@ -11,7 +11,14 @@
 //! (a duplicate label is counted, the last one wins).
 //!
 //! The file holds one message a line. A line cut short by a crash (no
-//! newline at the end) was never acknowledged, and is dropped on open.
+//! newline at the end) was never acknowledged, and is dropped on open. An
+//! append that fails part-way (a full disk) is refused, and the file is
+//! written again whole before anything is appended after it: otherwise the
+//! next message would continue the torn line, and be lost with it.
+//!
+//! One run at a time keeps an outbox: a second, on the same models
+//! directory, is refused (a lock beside the file, `PATH.lock`). Its rewrite
+//! would replace the file under the first run's appends.
 //!
 //! ```
 //! use fraudflow::kafka::outbox::Outbox;
@@ -20,10 +27,14 @@
 //! let outbox = Outbox::open(&path).unwrap();
 //! outbox.append(b"{\"label\":\"fraud\"}").unwrap();
 //! outbox.append(b"{\"label\":\"legit\"}").unwrap();
+//! // Another run may not keep it meanwhile.
+//! assert!(Outbox::open(&path).unwrap_err().to_string().contains("another run"));
 //! // A restart finds both, in order.
+//! drop(outbox);
 //! let again = Outbox::open(&path).unwrap();
 //! assert_eq!(again.pending().len(), 2);
 //! again.drop_first(1).unwrap();
+//! drop(again);
 //! assert_eq!(Outbox::open(&path).unwrap().pending(), vec![b"{\"label\":\"legit\"}".to_vec()]);
 //! ```
 
@@ -48,6 +59,11 @@ pub enum OutboxError {
     Output(#[from] OutputError),
     #[error("outbox {path}: a message may not hold a newline")]
     Newline { path: PathBuf },
+    #[error(
+        "outbox {path}: another run keeps it (its lock {lock} is held): one run at a time \
+         on a models directory"
+    )]
+    Locked { path: PathBuf, lock: PathBuf },
 }
 
 /// Messages waiting for the broker, in the order they were accepted.
@@ -58,12 +74,17 @@ pub struct Outbox {
     /// How many messages wait, readable without the lock (which an append
     /// holds through its fsync): for `/metrics`.
     waiting: AtomicUsize,
+    /// Held while this outbox is open: no other run keeps the file.
+    _lock: File,
 }
 
 #[derive(Debug)]
 struct State {
     file: File,
     pending: Vec<Vec<u8>>,
+    /// An append failed part-way: the file must be written whole again
+    /// before the next one.
+    torn: bool,
 }
 
 impl Outbox {
@@ -74,6 +95,7 @@ impl Outbox {
             path: path.to_path_buf(),
             source,
         };
+        let lock = lock_beside(path)?;
         let text = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
@@ -88,6 +110,7 @@ impl Outbox {
         let mut state = State {
             file: open_append(path).map_err(io)?,
             pending: Vec::new(),
+            torn: false,
         };
         // Rewritten whole: a torn last line is gone from the file too.
         rewrite(path, &mut state, pending)?;
@@ -95,6 +118,7 @@ impl Outbox {
             path: path.to_path_buf(),
             waiting: AtomicUsize::new(state.pending.len()),
             state: Mutex::new(state),
+            _lock: lock,
         })
     }
 
@@ -110,6 +134,11 @@ impl Outbox {
             });
         }
         let mut state = self.lock();
+        if state.torn {
+            let pending = state.pending.clone();
+            rewrite(&self.path, &mut state, pending)?;
+            state.torn = false;
+        }
         let mut line = Vec::with_capacity(message.len() + 1);
         line.extend_from_slice(message);
         line.push(b'\n');
@@ -117,10 +146,13 @@ impl Outbox {
             .file
             .write_all(&line)
             .and_then(|()| state.file.sync_data());
-        written.map_err(|source| OutboxError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        if let Err(source) = written {
+            state.torn = true;
+            return Err(OutboxError::Io {
+                path: self.path.clone(),
+                source,
+            });
+        }
         state.pending.push(message.to_vec());
         self.waiting.store(state.pending.len(), Ordering::Relaxed);
         Ok(())
@@ -175,6 +207,31 @@ fn rewrite(path: &Path, state: &mut State, messages: Vec<Vec<u8>>) -> Result<(),
     Ok(())
 }
 
+/// Takes the lock beside `path` (`PATH.lock`), or says which run has it.
+fn lock_beside(path: &Path) -> Result<File, OutboxError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock = PathBuf::from(name);
+    let io = |source| OutboxError::Io {
+        path: lock.clone(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OutboxError::Locked {
+            path: path.to_path_buf(),
+            lock,
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
 fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
@@ -216,7 +273,32 @@ mod tests {
             outbox.append(b"x\ny"),
             Err(OutboxError::Newline { .. })
         ));
+        drop(outbox);
         assert!(Outbox::open(&path).unwrap().is_empty());
+    }
+
+    /// A write that fails part-way (simulated: a torn line left in the
+    /// file) is refused, and the next append writes the file whole first,
+    /// so the next message does not continue the torn line.
+    #[test]
+    fn an_append_after_a_failed_one_does_not_continue_its_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o");
+        let outbox = Outbox::open(&path).unwrap();
+        outbox.append(b"one").unwrap();
+        // What a full disk leaves: part of a line, and the append refused.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"tw")
+            .unwrap();
+        outbox.lock().torn = true;
+        outbox.append(b"three").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"one\nthree\n");
+        drop(outbox);
+        let again = Outbox::open(&path).unwrap();
+        assert_eq!(again.pending(), vec![b"one".to_vec(), b"three".to_vec()]);
     }
 
     #[test]

@@ -139,7 +139,7 @@ impl Publisher {
                 sent += 1; // not ours to read: never acknowledged as a label
                 continue;
             };
-            if !self.send(&producer, key, payload) {
+            if !self.send(&producer, &key, payload) {
                 break;
             }
             sent += 1;
@@ -206,19 +206,41 @@ impl Drop for Flushed {
     }
 }
 
-/// An outbox line: the key, a tab, the payload (neither holds a newline;
-/// a key holds no tab).
+/// An outbox line: the key, a tab, the payload (neither holds a newline).
+/// The key is escaped (`\\`, `\t`, `\n`), so that the message is published
+/// under the very key a direct send would use: a label's partition is its
+/// transaction's, whichever way it went.
 fn encode(key: &str, payload: &[u8]) -> Vec<u8> {
     let mut line = Vec::with_capacity(key.len() + 1 + payload.len());
-    line.extend_from_slice(key.replace(['\t', '\n'], " ").as_bytes());
+    for c in key.chars() {
+        match c {
+            '\\' => line.extend_from_slice(b"\\\\"),
+            '\t' => line.extend_from_slice(b"\\t"),
+            '\n' => line.extend_from_slice(b"\\n"),
+            c => line.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+        }
+    }
     line.push(b'\t');
     line.extend(payload.iter().map(|b| if *b == b'\n' { b' ' } else { *b }));
     line
 }
 
-fn decode(line: &[u8]) -> Option<(&str, &[u8])> {
+fn decode(line: &[u8]) -> Option<(String, &[u8])> {
     let tab = line.iter().position(|b| *b == b'\t')?;
-    let key = std::str::from_utf8(&line[..tab]).ok()?;
+    let escaped = std::str::from_utf8(&line[..tab]).ok()?;
+    let mut key = String::with_capacity(escaped.len());
+    let mut chars = escaped.chars();
+    while let Some(c) = chars.next() {
+        key.push(match (c, c == '\\') {
+            (_, true) => match chars.next() {
+                Some('t') => '\t',
+                Some('n') => '\n',
+                Some(other) => other,
+                None => '\\',
+            },
+            (c, false) => c,
+        });
+    }
     Some((key, &line[tab + 1..]))
 }
 
@@ -287,7 +309,13 @@ mod tests {
     #[test]
     fn outbox_lines_keep_key_and_payload() {
         let line = encode("t\t1", b"{\"a\":\n1}");
-        assert_eq!(decode(&line), Some(("t 1", &b"{\"a\": 1}"[..])));
+        assert_eq!(
+            decode(&line),
+            Some(("t\t1".to_string(), &b"{\"a\": 1}"[..]))
+        );
+        for key in ["k\\t", "a\\", "\n\t\\", "plain", ""] {
+            assert_eq!(decode(&encode(key, b"p")).unwrap().0, key, "{key:?}");
+        }
         assert_eq!(decode(b"no tab"), None);
     }
 }
