@@ -18,6 +18,7 @@ use std::cell::RefCell;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::rc::Rc;
+use std::time::Duration;
 
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::vec::Input;
@@ -54,10 +55,19 @@ pub fn terms(settings: &PipelineSettings) -> Result<Terms, PipelineError> {
             term("max ahead (ms)", f.max_ahead_ms),
             term("epoch span (ms)", format!("{:?}", f.epoch_span_ms)),
         ]),
-        SourceSettings::Live(_) => terms.push(term("source", "HTTP")),
-        SourceSettings::Kafka(_) => terms.push(term("source", "Kafka")),
+        SourceSettings::Live(input) => terms.extend([
+            term("source", "HTTP"),
+            term("time limits", format!("{:?}", input.limits())),
+        ]),
+        SourceSettings::Kafka(input) => terms.extend([
+            term("source", "Kafka"),
+            term("time limits", format!("{:?}", input.settings.limits)),
+        ]),
     }
     terms.push(term("stage", stage(&settings.stage)));
+    // Metrics add operators to the graph (`pipeline::observe`).
+    let metrics = crate::metrics::installed().is_some();
+    terms.push(term("metrics (--metrics, [metrics])", metrics));
     if let Some(scoring) = settings.stage.scoring() {
         terms.extend(scoring_terms(scoring));
     }
@@ -83,7 +93,10 @@ fn scoring_terms(scoring: &ScoringSettings) -> Terms {
     let switches = match &scoring.versions {
         VersionFeed::Fixed(versions) => versions
             .iter()
-            .map(|v| format!("{} from {} ms", v.scorer.model_version, v.from))
+            .map(|v| {
+                let (name, policy) = (&v.scorer.model_version, &v.scorer.policy);
+                format!("{name} ({policy:?}) from {} ms", v.from)
+            })
             .collect::<Vec<_>>()
             .join(", "),
         VersionFeed::Live(_) => "reloaded while running".into(),
@@ -107,6 +120,8 @@ fn scoring_terms(scoring: &ScoringSettings) -> Terms {
     });
     vec![
         term("models", &scoring.initial.model_version),
+        // The weights and threshold: --threshold, --weights, --parity.
+        term("policy", format!("{:?}", scoring.initial.policy)),
         term("model switches", switches),
         term("feedback loop", feedback.unwrap_or_else(|| "off".into())),
         term("adaptive threshold", format!("{:?}", scoring.threshold)),
@@ -156,13 +171,18 @@ pub fn check(worker: &mut Worker, process: usize, mine: &Terms) -> Result<(), Pi
         .find_map(|(p, theirs)| first_difference(mine, theirs).map(|d| (p, d)))
     {
         None => Ok(()),
-        Some((other, (name, theirs, ours))) => Err(PipelineError::Mismatch {
-            other: *other,
-            name,
-            theirs,
-            process,
-            ours,
-        }),
+        Some((other, (name, theirs, ours))) => {
+            // The others are a step from finding it too: a moment, so that
+            // their logs name it rather than a connection this one broke.
+            std::thread::sleep(Duration::from_millis(500));
+            Err(PipelineError::Mismatch {
+                other: *other,
+                name,
+                theirs,
+                process,
+                ours,
+            })
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use super::{BodyRefused, ServeState};
 use crate::dataflow::dead_letter::DeadLetter;
 use crate::dataflow::json_event::{parse_event, strip_bom};
+use crate::sources::live::Refused;
 use crate::sources::Parsed;
 
 /// Bad lines described in one answer, at most.
@@ -57,8 +58,13 @@ pub async fn post_events(
     let (parsed, errors) = parse_lines(lines, seqs, received);
     let total = parsed.len() as u64;
     let bad = parsed.iter().filter(|p| p.is_err()).count() as u64;
-    if let Err(waiting) = state.input.push(parsed) {
-        let error = format!("{waiting} events are waiting to be scored: retry shortly");
+    if let Err(refused) = state.input.push(parsed) {
+        let error = match refused {
+            Refused::Full(waiting) => {
+                format!("{waiting} events are waiting to be scored: retry shortly")
+            }
+            Refused::Closed => "the pipeline is stopping: no events are taken".to_string(),
+        };
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "error": error })),

@@ -197,10 +197,17 @@ async fn serve(
         }
     });
     let (stopping, mut stopping_rx) = watch::channel(false);
+    let asked = Arc::clone(&state.input);
     let shutdown = async move {
         tokio::select! {
             _ = signal() => {}
             _ = stopped.wait_for(|s| *s) => {}
+            // Another process of the run stopped (`sources::together`).
+            _ = async {
+                while !asked.stop_requested() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            } => {}
         }
         let _ = stopping.send(true);
     };

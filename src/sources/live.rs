@@ -37,6 +37,9 @@ pub struct LiveInput {
     watermark: AtomicU64,
     limits: TimeLimits,
     closed: AtomicBool,
+    /// Another process of the run stopped: this one's server is to stop
+    /// as on SIGTERM (and then close the input).
+    stop: AtomicBool,
     started: AtomicBool,
     late: AtomicU64,
     activators: Mutex<Vec<SyncActivator>>,
@@ -45,6 +48,15 @@ pub struct LiveInput {
     /// numbered so that it is unique over the run.
     process: u64,
     processes: u64,
+}
+
+/// Why events were not taken (nothing of them was).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// This many already wait to be scored.
+    Full(usize),
+    /// The input is closed: the run is stopping.
+    Closed,
 }
 
 /// The events waiting for the dataflow, and the frontier of all handed over:
@@ -65,6 +77,7 @@ impl LiveInput {
             watermark: AtomicU64::new(0),
             limits,
             closed: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
             started: AtomicBool::new(false),
             late: AtomicU64::new(0),
             activators: Mutex::new(Vec::new()),
@@ -87,12 +100,18 @@ impl LiveInput {
     /// so to its client instead of taking what it cannot score.
     /// An event stamped too far from the frontier becomes a dead letter
     /// here, in input order, and does not move the watermark.
-    pub fn push(&self, events: Vec<Parsed>) -> Result<(), usize> {
+    pub fn push(&self, events: Vec<Parsed>) -> Result<(), Refused> {
         let now = crate::clock::now_millis();
         let latest = {
             let mut queue = self.lock_queue();
+            // Under the queue's lock: a source that saw the input closed
+            // takes the queue after, so whatever got in before is drained,
+            // and nothing gets in after.
+            if self.is_closed() {
+                return Err(Refused::Closed);
+            }
             if queue.events.len() + events.len() > MAX_WAITING {
-                return Err(queue.events.len());
+                return Err(Refused::Full(queue.events.len()));
             }
             for parsed in events {
                 let parsed = self.judge(parsed, &mut queue.frontier, now);
@@ -141,6 +160,23 @@ impl LiveInput {
 
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+
+    /// How far from the frontier an event may be stamped.
+    pub fn limits(&self) -> TimeLimits {
+        self.limits
+    }
+
+    /// Asks the server that feeds this input to stop as SIGTERM stops it:
+    /// it stops accepting, lets the requests it took finish, then closes
+    /// the input.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`request_stop`](Self::request_stop) was called.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
     }
 
     /// The dataflow's sources have started (a source other than

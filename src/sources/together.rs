@@ -6,8 +6,11 @@
 //! left it waiting, past its grace period, for the others to be stopped
 //! too, while they went on taking events. So each worker watches its
 //! process's input: when it closes, the worker tells every worker, and each
-//! closes its own process's input; every process then drains what it has
-//! taken and ends, as one process alone does on SIGTERM.
+//! stops its own process's input as SIGTERM would: an HTTP server stops
+//! accepting, lets the requests it took finish and then closes its input
+//! (closing it under a request in flight lost events answered 202); a
+//! Kafka input closes. Every process then drains what it has taken and
+//! ends, as one process alone does on SIGTERM.
 
 use std::time::Duration;
 
@@ -20,15 +23,17 @@ use timely::dataflow::Scope;
 /// How often a worker looks whether its process's input has closed.
 const LOOK: Duration = Duration::from_millis(100);
 
-/// An input that can be closed, and asked whether it is.
+/// An input that can be stopped as SIGTERM stops it, and asked whether it
+/// has closed.
 pub trait Closable: Send + Sync + 'static {
     fn close(&self);
     fn is_closed(&self) -> bool;
 }
 
 impl Closable for super::live::LiveInput {
+    /// Through the server, which closes the input once its requests end.
     fn close(&self) {
-        super::live::LiveInput::close(self)
+        super::live::LiveInput::request_stop(self)
     }
     fn is_closed(&self) -> bool {
         super::live::LiveInput::is_closed(self)

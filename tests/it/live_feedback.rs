@@ -37,24 +37,8 @@ pub(crate) fn post_to(base: &str, path: &str, body: &str, token: Option<&str>) -
 /// limit and sends a few bytes of it: the status line of the answer, which
 /// must come at once, not after the body's timeout (30 s).
 fn declared_huge(base: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let host = base.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Content-Type: application/json\r\nContent-Length: 99999999\r\n\r\n{{\"transaction_id\""
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    let mut reply = [0u8; 64];
-    let n = stream.read(&mut reply).unwrap_or(0);
-    let text = String::from_utf8_lossy(&reply[..n]).into_owned();
-    text.lines()
-        .next()
-        .unwrap_or("no answer in 10 s")
-        .to_string()
+    let mut stream = slow_request(base, path, "{\"transaction_id\"", 99_999_999);
+    status_line(&mut stream)
 }
 
 fn post_label(base: &str, body: &str, token: Option<&str>) -> (u16, Value) {
@@ -179,16 +163,66 @@ fn labels_over_http_are_checked_and_change_the_version_on_every_process() {
     }
     // SIGTERM to process 1 alone stops the run: process 0 hears of it,
     // stops taking events, drains and ends by itself (it used to wait for
-    // a SIGTERM of its own, serving on).
-    let (status, stderr) = sigterm(&mut second);
+    // a SIGTERM of its own, serving on). A request to process 0 under way
+    // then is finished and kept, as on SIGTERM (closing its input under it
+    // answered 202 and lost the event).
+    let event = crate::live::events(1, 77, fraudflow::clock::now_millis());
+    let (head, tail) = event.split_at(20);
+    let mut slow = slow_request(base, "/events", head, event.len());
+    terminate(&second);
+    std::thread::sleep(Duration::from_millis(500));
+    let answer = finish_request(&mut slow, tail);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    // Process 1 ends once every input of the run has closed, so only
+    // after the request above.
+    let (status, stderr) = exits_by_itself(&mut second);
     assert!(status.success(), "{stderr}");
     let (status, stderr) = exits_by_itself(&mut first);
     assert!(status.success(), "{stderr}");
+    let written = ["alerts", "normal"].map(|p| crate::live::lines(&out, p));
+    assert!(
+        written.iter().flatten().any(|l| l["event_id"] == "s77-0"),
+        "the event answered 202 was not written"
+    );
     // Process 0 sums every shard's counts: 8 labels, all met.
     assert!(
         stderr.contains("feedback: 8 labels, 8 matched, 0 unmatched"),
         "{stderr}"
     );
+}
+
+/// Opens a request (with the token) to `base` + `path` for a body of
+/// `length` bytes and sends its `head` only.
+fn slow_request(base: &str, path: &str, head: &str, length: usize) -> std::net::TcpStream {
+    use std::io::Write;
+    let host = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    let start = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n{head}"
+    );
+    stream.write_all(start.as_bytes()).unwrap();
+    stream
+}
+
+/// Sends the rest of a [`slow_request`]'s body: the answer's status line.
+fn finish_request(stream: &mut std::net::TcpStream, tail: &str) -> String {
+    std::io::Write::write_all(stream, tail.as_bytes()).unwrap();
+    status_line(stream)
+}
+
+/// The status line of the answer on `stream`, waiting up to 10 s.
+fn status_line(stream: &mut std::net::TcpStream) -> String {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reply = [0u8; 256];
+    let n = std::io::Read::read(stream, &mut reply).unwrap_or(0);
+    let text = String::from_utf8_lossy(&reply[..n]).into_owned();
+    text.lines()
+        .next()
+        .unwrap_or("no answer in 10 s")
+        .to_string()
 }
 
 /// Waits, without a signal, for `run` to exit: its status and stderr.

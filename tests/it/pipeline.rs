@@ -131,6 +131,21 @@ fn processes_started_with_other_settings_end_naming_the_setting() {
         let inputs = ["generated-20000-2.csv", "generated-20000-3.csv", "hosts"];
         assert_nothing_written(dir.path(), &inputs);
     }
+    // Another threshold scores the same models differently: refused too.
+    let models = dir.path().join("models");
+    train(&input, &models, &[]);
+    let out = dir.path().join("bt");
+    let bt = backtest(&input, &models, &out, &[]);
+    let other = [&bt[..], &["--threshold", "0.99"]].concat();
+    let outs = two_unlike(dir.path(), &bt, &other);
+    assert!(
+        outs.iter().any(|o| stderr(o).contains("another policy: ")),
+        "{} / {}",
+        stderr(&outs[0]),
+        stderr(&outs[1])
+    );
+    assert!(outs.iter().all(|o| o.status.code() == Some(2)));
+    assert!(!out.join("alerts.jsonl").exists());
 }
 
 /// Something else listening at process 0's address takes the connection
