@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::vec::Input;
@@ -165,25 +165,27 @@ pub fn check(worker: &mut Worker, process: usize, mine: &Terms) -> Result<(), Pi
     input.send((process, mine.clone()));
     input.close();
     worker.step_while(|| !probe.done());
-    let got = got.borrow();
-    match got
+    let found = got
+        .borrow()
         .iter()
-        .find_map(|(p, theirs)| first_difference(mine, theirs).map(|d| (p, d)))
-    {
-        None => Ok(()),
-        Some((other, (name, theirs, ours))) => {
-            // The others are a step from finding it too: a moment, so that
-            // their logs name it rather than a connection this one broke.
-            std::thread::sleep(Duration::from_millis(500));
-            Err(PipelineError::Mismatch {
-                other: *other,
-                name,
-                theirs,
-                process,
-                ours,
-            })
-        }
+        .find_map(|(p, theirs)| first_difference(mine, theirs).map(|d| (*p, d)));
+    let Some((other, (name, theirs, ours))) = found else {
+        return Ok(());
+    };
+    // The others are a step from finding it too: a moment, still stepping
+    // (they may need this worker's last progress), so that their logs name
+    // it rather than a connection this one broke.
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        worker.step_or_park(Some(Duration::from_millis(10)));
     }
+    Err(PipelineError::Mismatch {
+        other,
+        name,
+        theirs,
+        process,
+        ours,
+    })
 }
 
 /// The first term that differs: its name, `theirs` and `mine`.

@@ -169,6 +169,11 @@ impl Abort {
 /// again (see [`fail_cluster`]).
 static STARTED: AtomicBool = AtomicBool::new(false);
 
+/// Whether this process's workers have compared their settings with the
+/// other processes' and found them alike: a connection lost before then
+/// may be another process ending on a difference it found first.
+static AGREED: AtomicBool = AtomicBool::new(false);
+
 /// Whether this process has started its workers.
 pub fn started() -> bool {
     STARTED.load(Ordering::SeqCst)
@@ -202,7 +207,15 @@ fn install_panic_hook() {
                 .unwrap_or("unnamed")
                 .to_string();
             let error = if message.starts_with("timely communication error") {
-                PipelineError::PeerLost { message }
+                let before = if AGREED.load(Ordering::SeqCst) {
+                    ""
+                } else {
+                    " (before the processes had compared their settings: another may have \
+                     found one that differs, and says which in its log)"
+                };
+                PipelineError::PeerLost {
+                    message: format!("{message}{before}"),
+                }
             } else {
                 let at = info
                     .location()
@@ -399,8 +412,10 @@ where
     let exit_now = agreement.is_some();
     let clock = busy.and_then(|_| BusyClock::install(worker));
     let agreed = match agreement.filter(|_| !abort.is_set()) {
-        Some((terms, connected, process)) => agree::check(worker, *process, terms)
-            .inspect(|_| connected.store(true, Ordering::SeqCst)),
+        Some((terms, connected, process)) => agree::check(worker, *process, terms).inspect(|_| {
+            AGREED.store(true, Ordering::SeqCst);
+            connected.store(true, Ordering::SeqCst);
+        }),
         None => Ok(()),
     };
     let result = agreed
