@@ -68,12 +68,7 @@ pub fn free_port_pair() -> u16 {
 /// Runs `fraudflow ARGS` as two processes on 127.0.0.1 (`-n 2`, `workers`
 /// each, a hostfile in `dir`) and asserts that both succeed.
 pub fn run_two_processes(dir: &Path, args: &[&str], workers: &str) {
-    let hosts = dir.join("hosts");
-    std::fs::write(
-        &hosts,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
+    let hosts = two_hosts(dir);
     let spawn = |process: &str| {
         Command::new(env!("CARGO_BIN_EXE_fraudflow"))
             .args(args)
@@ -87,6 +82,17 @@ pub fn run_two_processes(dir: &Path, args: &[&str], workers: &str) {
     let mut second = spawn("1");
     let mut first = spawn("0");
     assert!(first.wait().unwrap().success() && second.wait().unwrap().success());
+}
+
+/// Writes `dir/hosts`, two processes on free ports of 127.0.0.1: its path.
+pub fn two_hosts(dir: &Path) -> PathBuf {
+    let hosts = dir.join("hosts");
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    hosts
 }
 
 /// Spawns `fraudflow ARGS` with its output piped, under a file-size limit

@@ -130,15 +130,21 @@ pub(crate) fn terminate(run: &Running) {
 /// Sends SIGTERM and waits for the exit: its status and stderr.
 pub(crate) fn sigterm(run: &mut Running) -> (std::process::ExitStatus, String) {
     terminate(run);
+    wait_exit(run, "no exit after SIGTERM")
+}
+
+/// Waits up to 30 s for `run` to exit: its status and stderr. Past that,
+/// sends SIGTERM and fails the test, saying `what`.
+pub(crate) fn wait_exit(run: &mut Running, what: &str) -> (std::process::ExitStatus, String) {
     let started = Instant::now();
     let status = loop {
         if let Some(status) = run.0.try_wait().unwrap() {
             break status;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no exit after SIGTERM"
-        );
+        if started.elapsed() > Duration::from_secs(30) {
+            terminate(run);
+            panic!("{what}");
+        }
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut stderr = String::new();

@@ -227,25 +227,8 @@ fn status_line(stream: &mut std::net::TcpStream) -> String {
 
 /// Waits, without a signal, for `run` to exit: its status and stderr.
 fn exits_by_itself(run: &mut Running) -> (std::process::ExitStatus, String) {
-    let started = Instant::now();
-    while run.0.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(30) {
-            terminate(run);
-            panic!("still running 30 s after another process of its run was stopped");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    reaped(run)
-}
-
-/// The status and stderr of a run that has exited.
-fn reaped(run: &mut Running) -> (std::process::ExitStatus, String) {
-    let status = run.0.wait().unwrap();
-    let mut stderr = String::new();
-    if let Some(mut pipe) = run.0.stderr.take() {
-        std::io::Read::read_to_string(&mut pipe, &mut stderr).unwrap();
-    }
-    (status, stderr)
+    let what = "still running 30 s after another process of its run was stopped";
+    crate::live::wait_exit(run, what)
 }
 
 fn post_flush(base: &str, token: Option<&str>) -> u16 {

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::common::{
     backtest, free_port, generated, json, run_ok, run_two_processes, s, shared_slice, spawn, train,
+    two_hosts,
 };
 
 /// Far more than any of these runs needs: a run still going then is hung.
@@ -37,12 +38,7 @@ fn one_and_two_processes(dir: &Path, args: &[&str], limit_file_kb: Option<u64>) 
     let mut one = args.to_vec();
     one.extend(["-w", "2"]);
     let single = finish(spawn(&one, limit_file_kb), "the run at -w 2");
-    let hosts = dir.join("hosts");
-    std::fs::write(
-        &hosts,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    )
-    .unwrap();
+    let hosts = two_hosts(dir);
     let with = |p: &'static str| {
         let mut v = args.to_vec();
         v.extend(["-w", "2", "-n", "2", "-p", p, "-h", s(&hosts)]);
@@ -81,13 +77,7 @@ fn assert_nothing_written(dir: &Path, keep: &[&str]) {
 
 /// Two processes of one run, started with `first` and `second`.
 fn two_unlike(dir: &Path, first: &[&str], second: &[&str]) -> [Output; 2] {
-    let hosts = dir.join("hosts");
-    let ports = (free_port(), free_port());
-    std::fs::write(
-        &hosts,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports.0, ports.1),
-    )
-    .unwrap();
+    let hosts = two_hosts(dir);
     let with = |p: &'static str, args: &[&str]| {
         let mut v = args.to_vec();
         v.extend(["-w", "2", "-n", "2", "-p", p, "-h", s(&hosts)]);
