@@ -43,21 +43,31 @@ enum BodyRefused {
     TooSlow,
 }
 
-/// Reads a request's body of at most `limit` bytes within [`BODY_TIMEOUT`].
-/// A `Content-Length` over the limit is refused at once: the body would be
-/// refused anyway, and waiting for it would hold the connection for the
-/// whole timeout.
+/// How long a body whose `Content-Length` is over the limit is read before
+/// it is refused: an honest client has sent past the limit by then (and is
+/// refused by size, having written its body); one that declared more than
+/// it sends is not waited for the whole [`BODY_TIMEOUT`].
+const DECLARED_OVER_WAIT: Duration = Duration::from_secs(1);
+
+/// Reads a request's body of at most `limit` bytes within [`BODY_TIMEOUT`]
+/// (within [`DECLARED_OVER_WAIT`] when its `Content-Length` is over the
+/// limit). Refusing such a body before reading any of it made a client
+/// still writing it see its connection reset rather than the 413.
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, BodyRefused> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(BodyRefused::TooLarge);
-    }
-    match tokio::time::timeout(BODY_TIMEOUT, to_bytes(body, limit)).await {
+    let over = declared.is_some_and(|n| n > limit as u64);
+    let wait = if over {
+        DECLARED_OVER_WAIT
+    } else {
+        BODY_TIMEOUT
+    };
+    match tokio::time::timeout(wait, to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(_)) => Err(BodyRefused::TooLarge),
+        Err(_) if over => Err(BodyRefused::TooLarge),
         Err(_) => Err(BodyRefused::TooSlow),
     }
 }
