@@ -56,6 +56,7 @@ use crate::features::Contract;
 use crate::sinks::file::live::LiveStats;
 use crate::sinks::kafka::{kafka_sink, Outbound};
 use crate::sinks::BoxSink;
+use crate::sources::file::ScanShare;
 use crate::sources::kafka::beacon::build as kafka_beacon;
 use crate::sources::kafka::Link;
 use crate::sources::{SourceContext, SourceCounts, SourceSettings};
@@ -201,6 +202,7 @@ pub fn run(
     let settings = bound_the_loop(settings)?;
     let cluster = settings.cluster.clone();
     let share = outputs.as_ref().and_then(Outputs::kept);
+    let file_share = ScanShare::default();
     let outputs = Arc::new(Mutex::new(outputs));
     let terms = if cluster.processes() > 1 {
         agree::terms(&settings)?
@@ -213,7 +215,8 @@ pub fn run(
         } else {
             None
         };
-        build(worker, &settings, (mine, share.clone()), abort)
+        let shares = (share.clone(), file_share.clone());
+        build(worker, &settings, (mine, shares), abort)
     })?;
     let mut total = RunSummary::default();
     for s in results {
@@ -370,7 +373,7 @@ impl Slots {
 fn build(
     worker: &mut Worker,
     settings: &PipelineSettings,
-    (outputs, kept): (Option<Outputs>, Option<KeptShare>),
+    (outputs, (kept, file_share)): (Option<Outputs>, (Option<KeptShare>, ScanShare)),
     abort: &Abort,
 ) -> Result<harness::Finish<RunSummary>, PipelineError> {
     if let (Some(o), stage) = (&outputs, &settings.stage) {
@@ -400,6 +403,7 @@ fn build(
                 done: done.clone(),
                 abort: abort.clone(),
                 workers_per_process: settings.cluster.workers,
+                file_share: file_share.clone(),
             };
             let parsed = settings.source.build(scope, context, link.clone())?;
             let (events, dead) = parsed.ok_err(|r| r);

@@ -372,6 +372,7 @@ mod tests {
                 done: ProbeHandle::new(),
                 abort: Abort::default(),
                 workers_per_process: 1,
+                file_share: Default::default(),
             };
             let rx = worker.dataflow::<u64, _, _>(|scope| {
                 live_source(scope, Arc::clone(&feed), context).capture()

@@ -125,6 +125,9 @@ pub struct SourceContext {
     pub abort: Abort,
     /// Worker threads in each process (the cluster's `-w`).
     pub workers_per_process: usize,
+    /// The reader of a file source that this process's workers share:
+    /// one for each run, made before the workers start.
+    pub file_share: file::ScanShare,
 }
 
 /// The source of a run.

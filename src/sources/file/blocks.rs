@@ -1,7 +1,8 @@
 //! A file cut into blocks at line ends, so that workers can take turns:
 //! worker `i` of `n` parses blocks `i`, `i + n`, ... and only counts the
-//! lines of the others. Every worker moves through the file, and so through
-//! event time, together; the cuts and line numbers do not depend on `n`.
+//! lines of the others (each process reads them once, for all its workers:
+//! `shared`). Every worker moves through the file, and so through event
+//! time, together; the cuts and line numbers do not depend on `n`.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};

@@ -15,9 +15,9 @@
 //! place seen so far. So the epoch never decreases as the place grows: when
 //! the dataflow has finished an epoch, every event placed at or before any
 //! place in it has arrived, which is what a window count needs. And every
-//! worker scans every line's time (`prescan`), so every worker draws the
-//! same epochs whatever the number of workers: the answer stays a function
-//! of the input alone.
+//! line's time is scanned in input order (`prescan`, once in each process:
+//! `shared`), so every worker draws the same epochs whatever the number of
+//! workers: the answer stays a function of the input alone.
 //!
 //! ```
 //! use fraudflow::sources::file::epochs::Epochs;

@@ -4,6 +4,7 @@
 pub mod blocks;
 pub mod epochs;
 pub mod prescan;
+mod shared;
 mod source;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use crate::dataflow::json_event::{parse_event, strip_bom};
 use crate::event::Event;
 use crate::paysim::{PaysimReader, ReadError};
 use crate::pipeline::PipelineError;
+pub use shared::ScanShare;
 pub use source::{file_source, MAX_TIMES_IN_FLIGHT};
 
 /// A file source: which file, and how it turns arrival into timestamps.

@@ -3,11 +3,11 @@
 //!
 //! Why: workers parse their own blocks only, but which events are late, and
 //! where they go, must not depend on how blocks were shared out
-//! (`sources::order`). Every worker reads every block's bytes anyway, to
-//! count its lines; reading each line's time as well (a PaySim row's first
-//! field, a JSON event's `timestamp`) is cheap beside a full parse, and lets
-//! each worker know the frontier at the start of each of its own blocks
-//! exactly as any other worker would. A line whose time cannot be read does
+//! (`sources::order`). Each process reads every block's bytes once
+//! anyway, to count its lines (`shared`); reading each line's time as well
+//! (a PaySim row's first field, a JSON event's `timestamp`) is cheap beside
+//! a full parse, and lets each worker know the frontier at the start of
+//! each of its own blocks exactly as any other worker would. A line whose time cannot be read does
 //! not move the frontier (its full parse makes it a dead letter).
 
 use std::borrow::Cow;

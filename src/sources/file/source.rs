@@ -1,6 +1,7 @@
-//! The file source operator: each worker reads every block, follows the
-//! input-order frontier and the epochs through all of them, and parses and
-//! sends its own, each event at the epoch of its place (`epochs`).
+//! The file source operator: the workers of a process read the file once,
+//! together ([`shared`](super::shared)), following the input-order frontier
+//! and the epochs through every block; each parses and sends its own
+//! blocks, each event at the epoch of its place (`epochs`).
 //!
 //! Why it sends a block's runs a few at a time: every operator after the
 //! source keeps a buffer for each logical time until it is done. The source
@@ -10,8 +11,6 @@
 //! their times.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::BufReader;
 use std::time::Duration;
 
 use timely::container::CapacityContainerBuilder;
@@ -19,9 +18,8 @@ use timely::dataflow::operators::generic::source;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 
-use super::blocks::{BlockInfo, Blocks};
-use super::epochs::{Epochs, EPOCH_EVENTS};
-use super::prescan::{self, Line, Progress};
+use super::prescan::Line;
+use super::shared::{ScanShare, Scanned};
 use super::{parse_block, FileSource};
 use crate::dataflow::dead_letter::DeadLetter;
 use crate::event::Event;
@@ -50,12 +48,15 @@ struct Pending {
 /// One worker's reading of the file.
 struct Reader {
     settings: FileSource,
-    blocks: Blocks<BufReader<File>>,
-    buf: Vec<u8>,
-    /// The input-order frontier and the epochs after every block read so
-    /// far.
-    progress: Progress,
-    lines: Vec<Line>,
+    /// The reader this process's workers share.
+    share: ScanShare,
+    /// This worker's next block, and the blocks between its own (every
+    /// worker's of the run, in turn).
+    next: u64,
+    peers: u64,
+    /// The first worker of this process and how many it has: its blocks
+    /// are the ones the shared reader keeps.
+    local: std::ops::Range<u64>,
     pending: VecDeque<Pending>,
     in_flight: VecDeque<u64>,
     /// The latest epoch of each of this worker's blocks not yet finished
@@ -80,26 +81,26 @@ pub fn file_source<'scope>(
         counts,
         done,
         abort,
-        ..
+        workers_per_process,
+        file_share,
     } = context;
+    // Timely numbers the workers of process p from p × workers.
+    let per = (workers_per_process.max(1) as u64).min(peers.max(1));
+    let first = index - index % per;
+    let place = Place {
+        next: index,
+        peers: peers.max(1),
+        local: first..first + per,
+    };
     source::<_, CapacityContainerBuilder<Vec<Parsed>>, _, _>(
         scope,
         "FileSource",
         move |cap, info| {
             let activator = scope.activator_for(info.address);
             let mut cap = Some(cap);
-            let mut reader = Reader::open(settings.clone());
+            let mut reader = Reader::new(settings, file_share, place);
             move |output| {
                 let Some(current) = cap.as_mut() else { return };
-                // A source that cannot read holds its capability (the run
-                // must not look complete) and ends the run.
-                let reader = match reader.as_mut() {
-                    Ok(r) => r,
-                    Err(err) => {
-                        let err = std::io::Error::new(err.kind(), err.to_string());
-                        return abort.fail(PipelineError::io(&settings.path, err));
-                    }
-                };
                 if !reader.pending.is_empty() {
                     reader.send_pending(current, &done, |cap, time, run| {
                         output.session(&cap.delayed(&time)).give_container(run)
@@ -109,9 +110,9 @@ pub fn file_source<'scope>(
                 if reader.must_wait(current.time(), &done) {
                     return activator.activate_after(Duration::from_millis(1));
                 }
-                match reader.next_own_block(index, peers) {
+                match reader.next_own_block() {
                     Ok(Some(block)) => {
-                        let floor = reader.epoch_of_floor();
+                        let floor = block.epoch_before;
                         reader.parse_own_block(block, &counts);
                         if floor > *current.time() {
                             current.downgrade(&floor);
@@ -119,6 +120,8 @@ pub fn file_source<'scope>(
                         activator.activate();
                     }
                     Ok(None) => cap = None,
+                    // A source that cannot read holds its capability (the
+                    // run must not look complete) and ends the run.
                     Err(err) => abort.fail(err),
                 }
             }
@@ -127,27 +130,18 @@ pub fn file_source<'scope>(
 }
 
 impl Reader {
-    fn open(settings: FileSource) -> std::io::Result<Reader> {
-        let header = settings.format.header_lines();
-        let blocks = Blocks::open(&settings.path, header, settings.block_bytes)?;
-        let epochs = match settings.epoch_span_ms {
-            Some(span) => Epochs::with_span(EPOCH_EVENTS, span, settings.limits.lateness_ms),
-            None => Epochs::default(),
-        };
-        Ok(Reader {
+    fn new(settings: FileSource, share: ScanShare, place: Place) -> Reader {
+        Reader {
             label: settings.path.display().to_string(),
             settings,
-            blocks,
-            buf: Vec::new(),
-            progress: Progress {
-                epochs,
-                ..Progress::default()
-            },
-            lines: Vec::new(),
+            share,
+            next: place.next,
+            peers: place.peers,
+            local: place.local,
             pending: VecDeque::new(),
             in_flight: VecDeque::new(),
             own_blocks: VecDeque::new(),
-        })
+        }
     }
 
     /// Whether to wait before reading another block: the dataflow's end
@@ -161,61 +155,26 @@ impl Reader {
         behind && self.own_blocks.len() >= OWN_BLOCKS_IN_FLIGHT
     }
 
-    /// Reads blocks up to this worker's next one, moving the frontier over
-    /// the others'; the frontier is left as it was before the returned block.
-    fn next_own_block(
-        &mut self,
-        index: u64,
-        peers: u64,
-    ) -> Result<Option<BlockInfo>, PipelineError> {
-        let io = |e| PipelineError::io(&self.settings.path, e);
-        loop {
-            let Some(block) = self.blocks.next_block(&mut self.buf).map_err(io)? else {
-                return Ok(None);
-            };
-            if block.index % peers == index {
-                return Ok(Some(block));
-            }
-            let limits = &self.settings.limits;
-            prescan::scan(
-                self.settings.format,
-                &self.buf,
-                limits,
-                &mut self.progress,
-                None,
-            );
-        }
-    }
-
-    /// Parses this worker's block into runs waiting to be sent, each event
-    /// judged against the frontier before its own line; moves the frontier
-    /// past the block.
-    /// The epoch of the frontier's floor: the earliest logical time any
-    /// record after the blocks read so far may go out at.
-    fn epoch_of_floor(&self) -> u64 {
-        let floor = self.progress.frontier.floor(&self.settings.limits);
-        self.progress.epochs.of(floor)
+    /// This worker's next block, read and scanned (by whichever worker of
+    /// this process got there first); `None` past the end of the file.
+    fn next_own_block(&mut self) -> Result<Option<Scanned>, PipelineError> {
+        let (peers, local) = (self.peers, self.local.clone());
+        let mine = |block: u64| local.contains(&(block % peers));
+        let block = self.share.take(&self.settings, self.next, mine);
+        let block = block.map_err(|e| PipelineError::io(&self.settings.path, e))?;
+        self.next += peers;
+        Ok(block)
     }
 
     /// Parses this worker's block into runs waiting to be sent, each event
     /// judged against the frontier before its own line and sent at the
     /// epoch of its place; moves the frontier and the epochs past the block.
-    fn parse_own_block(&mut self, block: BlockInfo, counts: &SourceCounts) {
+    fn parse_own_block(&mut self, block: Scanned, counts: &SourceCounts) {
         let (format, limits) = (self.settings.format, self.settings.limits);
-        self.lines.clear();
-        let start_floor = self.progress.frontier.floor(&limits);
-        self.progress.epochs.prune(start_floor);
-        prescan::scan(
-            format,
-            &self.buf,
-            &limits,
-            &mut self.progress,
-            Some(&mut self.lines),
-        );
-        let (lines, buf, label) = (&self.lines, &self.buf, self.label.as_str());
-        let epochs = &self.progress.epochs;
-        let end_floor = self.progress.frontier.floor(&limits);
-        let first = block.first_line;
+        let (lines, buf, label) = (&block.lines, &block.buf, self.label.as_str());
+        let epochs = &block.epochs;
+        let end_floor = block.floor_after;
+        let first = block.info.first_line;
         let header = format.header_lines();
         let received = crate::clock::now_micros();
         let pending = &mut self.pending;
@@ -284,6 +243,14 @@ impl Reader {
             self.pending.pop_front();
         }
     }
+}
+
+/// Where a worker's blocks lie among the run's: its first, the blocks
+/// between its own, and the workers of its process.
+struct Place {
+    next: u64,
+    peers: u64,
+    local: std::ops::Range<u64>,
 }
 
 /// The dead letter of an event whose time the frontier refuses, or that the
