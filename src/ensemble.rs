@@ -202,6 +202,17 @@ pub struct Models {
 impl Models {
     /// Each model's scores of many rows, the forest scored in a batch.
     pub fn components_many(&self, rows: &[&[f64]], out: &mut Vec<Components>) {
+        self.components_of(rows, out, true);
+    }
+
+    /// As [`components_many`](Self::components_many), but the autoencoder
+    /// is not run: its score is left 0. For a policy that gives it no
+    /// weight, where only alerts show it (they get it afterwards).
+    pub fn components_without_autoencoder(&self, rows: &[&[f64]], out: &mut Vec<Components>) {
+        self.components_of(rows, out, false);
+    }
+
+    fn components_of(&self, rows: &[&[f64]], out: &mut Vec<Components>, autoencoder: bool) {
         let mut forest = Vec::with_capacity(rows.len());
         self.isolation_forest.score_many(rows, &mut forest);
         out.clear();
@@ -210,7 +221,11 @@ impl Models {
                 .zip(forest)
                 .map(|(row, isolation_forest)| Components {
                     isolation_forest,
-                    autoencoder: self.autoencoder.score(row),
+                    autoencoder: if autoencoder {
+                        self.autoencoder.score(row)
+                    } else {
+                        0.0
+                    },
                     logistic: self.logistic.probability(row),
                 }),
         );

@@ -33,25 +33,33 @@ use crate::dataflow::feedback::join::feedback_join;
 use crate::dataflow::feedback::learner::learn;
 use crate::dataflow::feedback::live::label_source;
 use crate::dataflow::feedback::{Counts, Feedback, FeedbackSettings};
-use crate::dataflow::score::{score_and_route, Change, ModelVersion, Routed};
+use crate::dataflow::score::{score_and_route, Change, ModelVersion, Routed, Shown};
 use crate::dataflow::threshold::{adapt, ThresholdChange};
 use crate::dataflow::FeatureRow;
 use crate::metrics::events::{ModelInForce, ThresholdInForce};
 use crate::pipeline::{Abort, ScoringSettings};
 
+/// A worker's part in scoring: whether it is its process's first, which
+/// takes the live labels and reports the version in force, and whose
+/// component scores the run's outputs show.
+#[derive(Clone, Copy, Debug)]
+pub struct Role {
+    pub first: bool,
+    pub shown: Shown,
+}
+
 /// Scores and routes `rows` with the run's `versions` and, when the
-/// settings close the feedback loop, the learner's; `first` says whether
-/// this worker is its process's first, which takes the live labels and
-/// reports the version in force. With an adaptive threshold, its changes
-/// come round a loop of their own.
+/// settings close the feedback loop, the learner's. With an adaptive
+/// threshold, its changes come round a loop of their own.
 pub fn score<'scope>(
     scope: Scope<'scope, u64>,
     rows: Stream<'scope, u64, Vec<FeatureRow>>,
     versions: Stream<'scope, u64, Vec<ModelVersion>>,
     scoring: &ScoringSettings,
     loops: Loops,
-    first: bool,
+    role: Role,
 ) -> Routed<'scope> {
+    let first = role.first;
     let adaptive = scoring
         .threshold
         .map(|t| (t, scope.feedback::<Vec<ThresholdChange>>(t.every_ms)));
@@ -70,13 +78,14 @@ pub fn score<'scope>(
         crate::metrics::worker::emit(ThresholdInForce(initial.policy.threshold));
     }
     let routed = match &scoring.feedback {
-        Some(settings) => learning(rows, versions, thresholds, scoring, settings, &loops, first),
+        Some(settings) => learning(rows, versions, thresholds, scoring, settings, &loops, role),
         None => {
             let own = scoring.threshold.is_none();
             let changes = report(versions, in_force, own)
                 .map(|v| Change::Version(Box::new(v)))
                 .concat(thresholds);
-            score_and_route(rows, changes, Arc::clone(&scoring.initial), None)
+            let versions = (Arc::clone(&scoring.initial), None);
+            score_and_route(rows, changes, versions, role.shown)
         }
     };
     if let Some((settings, (handle, _))) = adaptive {
@@ -105,9 +114,9 @@ fn learning<'scope>(
     scoring: &ScoringSettings,
     settings: &FeedbackSettings,
     loops: &Loops,
-    first: bool,
+    role: Role,
 ) -> Routed<'scope> {
-    let scope = rows.scope();
+    let (scope, first) = (rows.scope(), role.first);
     let initial = Arc::clone(&scoring.initial);
     let in_force = scoring.in_force.clone().filter(|_| first);
     let (handle, looped) = scope.feedback::<Vec<Feedback>>(settings.loop_delay_ms());
@@ -132,7 +141,7 @@ fn learning<'scope>(
         .map(|v| Change::Version(Box::new(v)))
         .concat(thresholds);
     let frozen = settings.compare_frozen.then(|| Arc::clone(&initial));
-    let routed = score_and_route(rows, changes, initial, frozen);
+    let routed = score_and_route(rows, changes, (initial, frozen), role.shown);
     match settings.analysts {
         Some(desk) => {
             let cases = routed.anomalies.clone().concat(routed.normal.clone());

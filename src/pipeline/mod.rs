@@ -46,7 +46,7 @@ use timely::worker::Worker;
 use crate::dataflow::dead_letter::DeadLetter;
 use crate::dataflow::feedback::live::LiveLabels;
 use crate::dataflow::feedback::{Counts, FeedbackSettings, FeedbackSummary};
-use crate::dataflow::score::{Outcome, Scorer};
+use crate::dataflow::score::{Outcome, Scorer, Shown};
 use crate::dataflow::sink::{FormatLines, OrderedLines, OrderedSink, Text};
 use crate::dataflow::table::write_row;
 use crate::dataflow::threshold::{ThresholdChange, ThresholdSettings};
@@ -121,6 +121,17 @@ impl Stage {
         match self {
             Stage::Scored { scoring, .. } | Stage::Evaluated { scoring, .. } => Some(scoring),
             _ => None,
+        }
+    }
+
+    /// Whose component scores the stage's outputs show: a live run writes
+    /// every event's (alerts and normal traffic alike), a backtest its
+    /// alerts', and every event's with `--scores` or the HTML report's
+    /// samples.
+    fn shown(&self) -> Shown {
+        match self {
+            Stage::Evaluated { keep, scores, .. } if !scores && !keep.samples => Shown::Alerts,
+            _ => Shown::Every,
         }
     }
 }
@@ -464,7 +475,11 @@ impl Ends<'_> {
                     .index()
                     .is_multiple_of(settings.cluster.workers.max(1));
                 let loops = self.loops.clone();
-                let routed = feedback::score(scope, rows, versions, scoring, loops, first);
+                let role = feedback::Role {
+                    first,
+                    shown: settings.stage.shown(),
+                };
+                let routed = feedback::score(scope, rows, versions, scoring, loops, role);
                 // Events no finite score could be given join the parse
                 // stage's dead letters: nothing is dropped.
                 let counted = observe::Counted::of(&settings.source, scope.peers());

@@ -147,6 +147,18 @@ impl Serialize for Alert {
 /// The dead-letter code of an event that no finite score could be given.
 pub const UNSCORABLE: &str = "unscorable";
 
+/// Whose component scores scoring gives: see [`score_and_route`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shown {
+    /// Every event's: an output writes them all (live traffic, a
+    /// backtest's `--scores`, its HTML report's samples).
+    Every,
+    /// Alerts' only: a model that the policy (and the baseline's) gives no
+    /// weight is run for alerts alone, and a normal event's outcome holds
+    /// NaN for it. Its score could not have changed the event's.
+    Alerts,
+}
+
 /// What scoring and routing return.
 pub struct Routed<'scope> {
     /// Outcomes with their alert.
@@ -171,12 +183,13 @@ pub struct Routed<'scope> {
 /// change for their place may still arrive; `initial` scores and routes
 /// everything before the first change (its policy's threshold until a
 /// threshold change). With a `baseline`, every outcome also carries the
-/// score that version would have given it (`frozen`).
+/// score that version would have given it (`frozen`). `shown` says whose
+/// component scores must be given.
 pub fn score_and_route<'scope>(
     rows: Stream<'scope, u64, Vec<FeatureRow>>,
     changes: Stream<'scope, u64, Vec<Change>>,
-    initial: Arc<Scorer>,
-    baseline: Option<Arc<Scorer>>,
+    (initial, baseline): (Arc<Scorer>, Option<Arc<Scorer>>),
+    shown: Shown,
 ) -> Routed<'scope> {
     let mut builder = OperatorBuilder::new("Score".to_owned(), rows.scope());
     let (output, scored) = builder.new_output();
@@ -197,6 +210,7 @@ pub fn score_and_route<'scope>(
             thresholds: BTreeMap::new(),
             waiting: BTreeMap::new(),
             components: Vec::new(),
+            shown,
         };
         move |frontiers| {
             let (row_frontier, version_frontier) = (&frontiers[0], &frontiers[1]);
@@ -241,6 +255,7 @@ struct Scoring {
     thresholds: BTreeMap<u64, f64>,
     waiting: BTreeMap<u64, Waiting>,
     components: Vec<Components>,
+    shown: Shown,
 }
 
 impl Scoring {
@@ -299,7 +314,14 @@ impl Scoring {
     fn score(&mut self, data: &mut Vec<FeatureRow>, give: impl FnMut(Scored)) {
         let groups = by_version(&self.known, &self.initial, data);
         let base = self.baseline.as_deref();
-        score_groups(groups, base, &self.thresholds, &mut self.components, give);
+        let (thresholds, shown) = (&self.thresholds, self.shown);
+        score_groups(
+            groups,
+            base,
+            (thresholds, shown),
+            &mut self.components,
+            give,
+        );
     }
 
     /// Every row still to score is placed at or after the least of the
@@ -352,14 +374,23 @@ impl Version {
 fn score_groups(
     groups: Vec<(Version, Vec<FeatureRow>)>,
     baseline: Option<&Scorer>,
-    thresholds: &BTreeMap<u64, f64>,
+    (thresholds, shown): (&BTreeMap<u64, f64>, Shown),
     components: &mut Vec<Components>,
     mut give: impl FnMut(Result<Outcome, Box<DeadLetter>>),
 ) {
     let mut frozen = Vec::new();
+    let unweighted = |s: &Scorer| s.policy.weights.autoencoder == 0.0;
     for (version, rows) in groups {
         let batch: Vec<&[f64]> = rows.iter().map(|r| &r.values[..]).collect();
-        version.scorer.models.components_many(&batch, components);
+        let models = &version.scorer.models;
+        let lazy = shown == Shown::Alerts
+            && unweighted(&version.scorer)
+            && baseline.is_none_or(unweighted);
+        if lazy {
+            models.components_without_autoencoder(&batch, components);
+        } else {
+            models.components_many(&batch, components);
+        }
         frozen_scores(baseline, &version, &batch, components, &mut frozen);
         // One clock reading a batch: the batch is routed at once.
         let now = crate::clock::now_micros();
@@ -368,7 +399,7 @@ fn score_groups(
         for ((row, c), f) in scored {
             let at = thresholds.range(..=row.place_ms).next_back();
             let threshold = at.map_or(own, |(_, t)| *t);
-            give(route(&version.scorer, row, *c, *f, threshold, now));
+            give(route(&version.scorer, row, (*c, lazy), *f, threshold, now));
         }
     }
 }

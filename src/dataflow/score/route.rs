@@ -7,8 +7,14 @@ use crate::dataflow::FeatureRow;
 use crate::ensemble::Components;
 
 /// The first of an event's features and scores that is not finite, by
-/// name and value.
-fn not_finite(scorer: &Scorer, row: &FeatureRow, c: &Components, score: f64) -> Option<String> {
+/// name and value (an autoencoder score not computed, NaN, is not looked at).
+fn not_finite(
+    scorer: &Scorer,
+    row: &FeatureRow,
+    c: &Components,
+    score: f64,
+    lazy: bool,
+) -> Option<String> {
     // Checked before anything is formatted: this runs for every event.
     let names = scorer.contract.names();
     if let Some((j, v)) = row.values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
@@ -22,6 +28,7 @@ fn not_finite(scorer: &Scorer, row: &FeatureRow, c: &Components, score: f64) -> 
         ("ensemble", score),
     ]
     .into_iter()
+    .filter(|(model, _)| !(lazy && *model == "autoencoder"))
     .find(|(_, v)| !v.is_finite())
     .map(|(model, v)| format!("{model} score is {v}"))
 }
@@ -57,16 +64,26 @@ fn unscorable(scorer: &Scorer, row: &FeatureRow, why: String) -> Box<DeadLetter>
 }
 
 /// The outcome of `row` scored by `scorer`, alerting at `threshold`.
+/// `lazy`: the autoencoder was not run (it has no weight): an alert runs it
+/// for its own scores, other events hold NaN for it.
 pub(super) fn route(
     scorer: &Scorer,
     row: FeatureRow,
-    components: Components,
+    (mut components, lazy): (Components, bool),
     frozen: Option<f64>,
     threshold: f64,
     now: u64,
 ) -> Result<Outcome, Box<DeadLetter>> {
     let score = scorer.policy.weights.combine(&components);
-    if let Some(why) = not_finite(scorer, &row, &components, score) {
+    if lazy {
+        components.autoencoder = if score >= threshold {
+            scorer.models.autoencoder.score(&row.values)
+        } else {
+            f64::NAN
+        };
+    }
+    let unread = lazy && score < threshold;
+    if let Some(why) = not_finite(scorer, &row, &components, score, unread) {
         return Err(unscorable(scorer, &row, why));
     }
     let is_fraud = row.label.map(|l| l.is_fraud);

@@ -89,7 +89,14 @@ fn an_event_without_a_finite_score_is_a_dead_letter_not_a_lost_event() {
         scorer
             .models
             .components_many(&[&row.values[..]], &mut components);
-        route(scorer, row, components[0], None, scorer.policy.threshold, 0)
+        route(
+            scorer,
+            row,
+            (components[0], false),
+            None,
+            scorer.policy.threshold,
+            0,
+        )
     };
     let outcome = scored(&good, &extreme).unwrap();
     assert!((0.0..=1.0).contains(&outcome.score), "{outcome:?}");
@@ -125,4 +132,70 @@ fn an_event_without_a_finite_score_is_a_dead_letter_not_a_lost_event() {
         "{}",
         dead.message
     );
+}
+
+/// Scores `rows` in one group as the operator does, with `shown`.
+fn routed(scorer: &Arc<Scorer>, rows: &[FeatureRow], shown: Shown) -> Vec<Outcome> {
+    let version = Version::of(Arc::clone(scorer), None);
+    let (mut out, mut components) = (Vec::new(), Vec::new());
+    let thresholds = BTreeMap::new();
+    let groups = vec![(version, rows.to_vec())];
+    score_groups(groups, None, (&thresholds, shown), &mut components, |o| {
+        out.push(o.unwrap())
+    });
+    out
+}
+
+#[test]
+fn an_unweighted_autoencoder_runs_for_alerts_only_and_changes_no_score() {
+    let weights = crate::ensemble::Weights {
+        isolation_forest: 0.5,
+        autoencoder: 0.0,
+        logistic: 0.5,
+    };
+    let mut scorer = scorer(weights);
+    let rows: Vec<FeatureRow> = (0..40)
+        .map(|i| {
+            row(&[
+                (i % 11) as f64,
+                (i * 3 % 7) as f64,
+                1.0,
+                0.0,
+                2.0,
+                5.0,
+                (i % 4) as f64,
+            ])
+        })
+        .collect();
+    // A threshold between the rows' scores: some alert, some do not.
+    let every = routed(&Arc::new(scorer.clone()), &rows, Shown::Every);
+    let mut scores: Vec<f64> = every.iter().map(|o| o.score).collect();
+    scores.sort_by(f64::total_cmp);
+    scorer.policy.threshold = scores[scores.len() / 2];
+    let scorer = Arc::new(scorer);
+    let every = routed(&scorer, &rows, Shown::Every);
+    let alerts = routed(&scorer, &rows, Shown::Alerts);
+    let alerted = every.iter().filter(|o| o.alert.is_some()).count();
+    assert!(alerted > 5 && alerted < 35, "{alerted} alerts");
+    for ((e, a), row) in every.iter().zip(&alerts).zip(&rows) {
+        assert_eq!(e.score.to_bits(), a.score.to_bits());
+        assert_eq!(e.alert, a.alert, "an alert shows its autoencoder score");
+        let own = scorer.models.autoencoder.score(&row.values);
+        assert_eq!(e.components.autoencoder, own);
+        match &a.alert {
+            Some(alert) => assert_eq!(alert.scores.autoencoder, own),
+            None => assert!(a.components.autoencoder.is_nan()),
+        }
+        let forest_and_logistic =
+            |o: &Outcome| (o.components.isolation_forest, o.components.logistic);
+        assert_eq!(forest_and_logistic(e), forest_and_logistic(a));
+    }
+    // With weight on the autoencoder, every event gets it either way.
+    let mut weighted = (*scorer).clone();
+    weighted.policy.weights = crate::ensemble::Weights::ORIGINAL;
+    let weighted = Arc::new(weighted);
+    let both = [Shown::Every, Shown::Alerts].map(|s| routed(&weighted, &rows, s));
+    let shown = |o: &Outcome| (o.components, o.score, o.alert.clone());
+    let shown: Vec<Vec<_>> = both.iter().map(|b| b.iter().map(shown).collect()).collect();
+    assert_eq!(shown[0], shown[1]);
 }
