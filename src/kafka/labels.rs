@@ -47,6 +47,7 @@ use crate::dataflow::feedback::body::parse_feedback;
 use crate::dataflow::feedback::ledger::{Ledger, TopicPlace};
 use crate::dataflow::feedback::live::LiveLabels;
 use crate::event::EventId;
+use crate::metrics::events::UnreadableLabel;
 
 /// The topic analysts' labels are published on.
 pub const FEEDBACK_TOPIC: &str = "feedback";
@@ -122,7 +123,8 @@ fn drain(publisher: Arc<Publisher>, stop: Arc<AtomicBool>) -> Result<JoinHandle<
 /// where the ledger of `labels` says (the offset committed under
 /// `GROUP-feedback` where it names none), into `labels` until `stop` is
 /// set or the run closes. A message that is not a label (not published by
-/// fraudflow) is skipped.
+/// fraudflow) is skipped, counted (`fraudflow_feedback_unreadable_total`)
+/// and, the first few times, said on stderr with its place and why.
 pub fn follow(
     brokers: &str,
     group: &str,
@@ -153,18 +155,22 @@ fn read(consumer: &BaseConsumer, labels: &LiveLabels, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) && assign_all(consumer, ledger).is_err() {
         std::thread::sleep(Duration::from_millis(500));
     }
-    let mut committed = 0;
+    let (mut committed, mut unreadable) = (0, 0u64);
     while !stop.load(Ordering::Relaxed) {
         commit_kept(consumer, ledger, &mut committed, CommitMode::Async);
         let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
-        let Some(label) = message.payload().and_then(|p| parse_feedback(p).ok()) else {
-            continue;
-        };
         let place = TopicPlace {
             partition: message.partition(),
             offset: message.offset(),
+        };
+        let label = match parse_feedback(message.payload().unwrap_or_default()) {
+            Ok(label) => label,
+            Err(why) => {
+                skipped(place, &why, &mut unreadable);
+                continue;
+            }
         };
         if ledger.is_some_and(|l| !l.admit(place)) {
             continue; // its effect is kept already
@@ -180,6 +186,23 @@ fn read(consumer: &BaseConsumer, labels: &LiveLabels, stop: &AtomicBool) {
         std::thread::sleep(Duration::from_millis(100));
     }
     commit_kept(consumer, ledger, &mut committed, CommitMode::Sync);
+}
+
+/// Messages not labels said on stderr, the first ones: the counter
+/// counts every one.
+const SAID_UNREADABLE: u64 = 10;
+
+/// Counts a message on the topic that is not a label, and says so.
+fn skipped(place: TopicPlace, why: &dyn std::fmt::Display, unreadable: &mut u64) {
+    crate::metrics::emit(UnreadableLabel);
+    *unreadable += 1;
+    if *unreadable <= SAID_UNREADABLE {
+        let TopicPlace { partition, offset } = place;
+        eprintln!(
+            "feedback topic: the message at partition {partition}, offset {offset} is not a label, skipped: {why}{}",
+            if *unreadable == SAID_UNREADABLE { " (further ones are counted in fraudflow_feedback_unreadable_total, not said)" } else { "" }
+        );
+    }
 }
 
 /// Commits the start offsets of the newest state the learner kept, when

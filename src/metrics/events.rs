@@ -203,6 +203,15 @@ impl ProcessEvent for FeedbackRequest {
     }
 }
 
+/// A message on the feedback topic that is not a label was skipped.
+pub struct UnreadableLabel;
+
+impl ProcessEvent for UnreadableLabel {
+    fn emit(self, m: &Metrics) {
+        m.families.feedback_unreadable.inc();
+    }
+}
+
 /// What became of an accepted label (or of labels the outbox published).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LabelKept {

@@ -125,7 +125,19 @@ fn labels_not_yet_fitted_when_killed_are_fitted_once_after_the_restart() {
     wait_until("B and C in the batch", || metric(&file, BUFFERED) == 6.0);
     assert_eq!(flush(&file), 202);
     wait_until("version 2 kept", || kept(2).exists());
+    // A message that is not a label (and one without a body) is skipped,
+    // counted and said, never taken for a label.
+    stray(&brokers, &[b"{\"transaction_id\": 7}", b""]);
+    wait_until("the stray messages counted", || {
+        metric(&file, "fraudflow_feedback_unreadable_total") == 2.0
+    });
     let stderr = sigterm(&mut run);
+    assert_eq!(
+        stderr.matches("is not a label, skipped").count(),
+        2,
+        "{stderr}"
+    );
+    assert!(stderr.contains("transaction_id"), "{stderr}");
     // Only B was read again: A's and C's effects were kept.
     assert!(stderr.contains("feedback: 3 labels, 3 matched"), "{stderr}");
     let second: Value = json(&kept(2));
@@ -141,6 +153,23 @@ fn labels_not_yet_fitted_when_killed_are_fitted_once_after_the_restart() {
     assert_eq!(seen(&second) - seen(&first), per_row * 9, "{second}");
     assert!(!kept(3).exists(), "the drain fitted nothing more");
     assert_eq!(committed(&brokers, 2), 9);
+}
+
+/// Publishes `payloads` on the feedback topic as they are (an empty one
+/// with no body at all).
+fn stray(brokers: &str, payloads: &[&[u8]]) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = fraudflow::kafka::producer_config(brokers).create().unwrap();
+    for payload in payloads {
+        let record = BaseRecord::<str, [u8]>::to("feedback").key("stray");
+        let record = if payload.is_empty() {
+            record
+        } else {
+            record.payload(payload)
+        };
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
 }
 
 /// The first run, SIGKILLed with label set A fitted into version 1, C in
