@@ -199,6 +199,26 @@ fn features_with_a_directory_as_input_ends_instead_of_hanging() {
 }
 
 #[test]
+fn features_with_a_pipe_as_input_ends_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("p.csv");
+    let made = std::process::Command::new("mkfifo").arg(&input).status();
+    assert!(
+        made.is_ok_and(|s| s.success()),
+        "mkfifo {}",
+        input.display()
+    );
+    let out = dir.path().join("o.csv");
+    let outs = one_and_two_processes(
+        dir.path(),
+        &["features", "--input", s(&input), "--out", s(&out)],
+        None,
+    );
+    assert_failed(&outs, "p.csv: not a regular file");
+    assert_nothing_written(dir.path(), &["p.csv", "hosts"]);
+}
+
+#[test]
 fn features_with_an_unwritable_output_ends_instead_of_hanging() {
     let Some(slice) = shared_slice() else { return };
     let dir = tempfile::tempdir().unwrap();

@@ -74,7 +74,10 @@ impl FileSource {
 }
 
 /// Opens `path` and reads a byte: a directory opens on Linux but fails to
-/// read, inside a worker, which is too late to say so plainly.
+/// read, inside a worker, which is too late to say so plainly. Anything but
+/// a regular file is refused: the file is opened again by each process
+/// (and read once in each), which a pipe cannot serve: its reader waited
+/// for a writer that had gone, for ever.
 fn check_readable(path: &Path) -> Result<(), PipelineError> {
     use std::io::Read;
     let io = |e| PipelineError::io(path, e);
@@ -85,11 +88,16 @@ fn check_readable(path: &Path) -> Result<(), PipelineError> {
             "a directory, not a file",
         )));
     }
-    if meta.is_file() {
-        std::fs::File::open(path)
-            .and_then(|mut f| f.read(&mut [0u8; 1]))
-            .map_err(io)?;
+    if !meta.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a pipe, socket or device): every process of a run opens \
+             the input by itself, so write it to a file first",
+        )));
     }
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut [0u8; 1]))
+        .map_err(io)?;
     Ok(())
 }
 
