@@ -67,6 +67,8 @@ pub enum LoadError {
     },
     #[error("{url} answered {status}")]
     Status { url: String, status: u16 },
+    #[error("{url} did not answer 200 within {} s (a run of several processes takes events once they have all connected)", READY_LIMIT.as_secs())]
+    NotReady { url: String },
     #[error("{url} is not JSON: {cause}")]
     NotJson {
         url: String,
@@ -90,6 +92,7 @@ pub fn drive(s: &LoadSettings) -> Result<LoadReport, LoadError> {
     let url = s.url.trim_end_matches('/');
     let agent = ureq::Agent::new_with_defaults();
     let before = health(&agent, url)?;
+    wait_ready(&agent, url)?;
     let total = s.rate.saturating_mul(s.seconds);
     let params = GeneratorParams::new(total, s.seed)
         .check()
@@ -173,6 +176,22 @@ pub fn health(agent: &ureq::Agent, url: &str) -> Result<Value, LoadError> {
         .read_to_string()
         .map_err(|cause| http(&at, cause))?;
     serde_json::from_str(&text).map_err(|cause| LoadError::NotJson { url: at, cause })
+}
+
+/// Longest wait for a server to take events.
+const READY_LIMIT: Duration = Duration::from_secs(60);
+
+/// Waits (up to [`READY_LIMIT`]) until `GET /ready` answers 200.
+fn wait_ready(agent: &ureq::Agent, url: &str) -> Result<(), LoadError> {
+    let at = format!("{url}/ready");
+    let deadline = Instant::now() + READY_LIMIT;
+    while agent.get(&at).call().is_err() {
+        if Instant::now() > deadline {
+            return Err(LoadError::NotReady { url: at });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
 }
 
 /// Waits (up to [`DRAIN_LIMIT`]) until the server has written `sent` more

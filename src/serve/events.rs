@@ -22,6 +22,12 @@ use crate::dataflow::json_event::{parse_event, strip_bom};
 use crate::sources::live::Refused;
 use crate::sources::Parsed;
 
+/// The answer to events or labels sent before a run of several processes
+/// takes them (`LiveInput::taking`).
+pub const STARTING: &str = "the run is starting: its processes have not all connected yet, \
+                            and nothing is taken before they have; retry (GET /ready answers \
+                            200 once events are taken)";
+
 /// Bad lines described in one answer, at most.
 const ERRORS_SHOWN: usize = 20;
 
@@ -64,6 +70,7 @@ pub async fn post_events(
                 format!("{waiting} events are waiting to be scored: retry shortly")
             }
             Refused::Closed => "the pipeline is stopping: no events are taken".to_string(),
+            Refused::Starting => STARTING.to_string(),
         };
         return (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -69,6 +69,10 @@ pub async fn post_feedback(
     if let Some(publisher) = &state.publisher {
         return publish(Arc::clone(publisher), label).await;
     }
+    if !state.input.taking() {
+        let error = super::events::STARTING;
+        return reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": error }));
+    }
     let id = EventId::Named(label.transaction_id.clone().into_boxed_str());
     let pushed = labels.push(id, label.is_fraud);
     metrics::emit(match pushed {

@@ -57,6 +57,10 @@ pub enum Refused {
     Full(usize),
     /// The input is closed: the run is stopping.
     Closed,
+    /// A run of several processes whose processes have not all connected
+    /// (and agreed on their settings) yet: were they never to, what was
+    /// taken would be lost with the process.
+    Starting,
 }
 
 /// The events waiting for the dataflow, and the frontier of all handed over:
@@ -109,6 +113,9 @@ impl LiveInput {
             // and nothing gets in after.
             if self.is_closed() {
                 return Err(Refused::Closed);
+            }
+            if !self.taking() {
+                return Err(Refused::Starting);
             }
             if queue.events.len() + events.len() > MAX_WAITING {
                 return Err(Refused::Full(queue.events.len()));
@@ -188,6 +195,15 @@ impl LiveInput {
     /// Whether the dataflow's sources have started.
     pub fn is_started(&self) -> bool {
         self.started.load(Ordering::SeqCst)
+    }
+
+    /// Whether what is handed over now is sure to reach the dataflow: with
+    /// one process, always (its workers start at once); with several, only
+    /// once this process's sources started, after every process connected
+    /// and they agreed on their settings. Before, a run whose processes
+    /// never all connect would end (`--connect-timeout`) with what it took.
+    pub fn taking(&self) -> bool {
+        self.processes == 1 || self.is_started()
     }
 
     /// Events placed at the frontier because they came behind it.

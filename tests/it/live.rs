@@ -58,14 +58,19 @@ pub(crate) fn get(url: &str) -> Value {
 
 /// Posts `body`; the status and the JSON answer.
 pub(crate) fn post(url: &str, body: &str) -> (u16, Value) {
+    try_post(url, body).unwrap()
+}
+
+/// [`post`], `Err` when no server answers.
+fn try_post(url: &str, body: &str) -> Result<(u16, Value), ureq::Error> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
-    let mut reply = agent.post(url).send(body.as_bytes()).unwrap();
+    let mut reply = agent.post(url).send(body.as_bytes())?;
     let status = reply.status().as_u16();
-    let text = reply.body_mut().read_to_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    let text = reply.body_mut().read_to_string()?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
 }
 
 pub(crate) fn wait_ready(base: &str) {
@@ -335,11 +340,32 @@ fn run_as_two_processes_serves_on_each_port_and_both_drain_on_sigterm() {
     let file = dataflow_file(dir.path(), port, &models, &out);
     let hosts = dir.path().join("hosts");
     let process = |p: &str| start(&file, &["-w", "1", "-n", "2", "-p", p, "-h", s(&hosts)]);
-    let (mut second, mut first) = (process("1"), process("0"));
     let bases = [
         format!("http://127.0.0.1:{port}"),
         format!("http://127.0.0.1:{}", port + 1),
     ];
+    // Alone, process 0 serves but takes nothing: should process 1 never
+    // come, what it took would be lost when it gives up.
+    let mut first = process("0");
+    let alone = format!("{}/events", bases[0]);
+    let body = events(3, 20, fraudflow::clock::now_millis());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, answer) = loop {
+        if let Ok(answer) = try_post(&alone, &body) {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "process 0 never served");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status, 503, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("not all connected"),
+        "{answer}"
+    );
+    let mut second = process("1");
     for (i, base) in bases.iter().enumerate() {
         wait_ready(base);
         let url = format!("{base}/events");
