@@ -305,7 +305,7 @@ where
     let workers_busy = busy.clone();
     // Several processes agree on their settings before anything else; the
     // connect deadline holds until they have.
-    let agree = exit_now.then(|| (terms, connect_deadline(cluster), cluster.process));
+    let agree = exit_now.then(|| (terms, super::connect::deadline(cluster), cluster.process));
     let guards = timely::execute(cluster.config(), move |worker| {
         work(
             worker,
@@ -463,34 +463,6 @@ fn write_busy(path: &std::path::Path, busy: &Mutex<Vec<WorkerBusy>>, abort: &Abo
     if let Err(e) = super::busy::write(path, &busy) {
         abort.fail(e);
     }
-}
-
-/// Ends the process if the other processes have not all connected within
-/// the cluster's timeout: timely would wait for them for ever. Returns the
-/// flag to set once connected.
-fn connect_deadline(cluster: &Cluster) -> Arc<AtomicBool> {
-    let connected = Arc::new(AtomicBool::new(false));
-    let (flag, timeout) = (Arc::clone(&connected), cluster.connect_timeout);
-    let addresses = cluster.addresses.join(", ");
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if flag.load(Ordering::SeqCst) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !flag.load(Ordering::SeqCst) {
-            eprintln!(
-                "fraudflow: the other processes of this run ({addresses}) did not all connect \
-                 and agree on their settings within {:.0} s",
-                timeout.as_secs_f64()
-            );
-            crate::atomic::remove_pending();
-            std::process::exit(2);
-        }
-    });
-    connected
 }
 
 /// Ends a run of several processes that failed before its workers started:

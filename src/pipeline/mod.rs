@@ -22,6 +22,7 @@
 
 pub mod agree;
 pub mod busy;
+pub mod connect;
 pub mod error;
 mod evaluated;
 pub mod feedback;

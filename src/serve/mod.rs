@@ -219,6 +219,11 @@ async fn serve(
                 }
             } => {}
         }
+        // Still waiting for the other processes: nothing was taken, and
+        // the wait would hold the process until its timeout.
+        if !asked.is_started() {
+            crate::pipeline::connect::stop_waiting();
+        }
         let _ = stopping.send(true);
     };
     let input = Arc::clone(&state.input);

@@ -365,6 +365,12 @@ fn run_as_two_processes_serves_on_each_port_and_both_drain_on_sigterm() {
             .contains("not all connected"),
         "{answer}"
     );
+    // Stopped while it waits, it ends at once (not after --connect-timeout).
+    terminate(&first);
+    let (status, stderr) = wait_exit(&mut first, "process 0 waited on after SIGTERM");
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("nothing was taken"), "{stderr}");
+    let mut first = process("0");
     let mut second = process("1");
     for (i, base) in bases.iter().enumerate() {
         wait_ready(base);
