@@ -149,8 +149,17 @@ fn sampled(path: &Path) -> Result<String, PipelineError> {
 
 /// Sends `mine` to every worker of the run and compares what each sent
 /// with it, stepping `worker` until all are in: the first difference is
-/// the error.
-pub fn check(worker: &mut Worker, process: usize, mine: &Terms) -> Result<(), PipelineError> {
+/// the error. When they agree, `agreed` is told (false: this process is
+/// ending, and the worker waits for that), and then the worker waits until
+/// every worker of the run has got that far: a process that goes on (and
+/// takes events) knows that no other can still end as one that never
+/// connected (`connect`).
+pub fn check(
+    worker: &mut Worker,
+    process: usize,
+    mine: &Terms,
+    agreed: impl FnOnce() -> bool,
+) -> Result<(), PipelineError> {
     let got: Rc<RefCell<Vec<(usize, Terms)>>> = Rc::default();
     let sink = Rc::clone(&got);
     let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| {
@@ -170,6 +179,12 @@ pub fn check(worker: &mut Worker, process: usize, mine: &Terms) -> Result<(), Pi
         .iter()
         .find_map(|(p, theirs)| first_difference(mine, theirs).map(|d| (*p, d)));
     let Some((other, (name, theirs, ours))) = found else {
+        if !agreed() {
+            loop {
+                std::thread::park();
+            }
+        }
+        barrier(worker);
         return Ok(());
     };
     // The others are a step from finding it too: a moment, still stepping
@@ -186,6 +201,16 @@ pub fn check(worker: &mut Worker, process: usize, mine: &Terms) -> Result<(), Pi
         process,
         ours,
     })
+}
+
+/// Steps `worker` until every worker of the run has reached its own call.
+fn barrier(worker: &mut Worker) {
+    let (input, probe) = worker.dataflow::<u64, _, _>(|scope| {
+        let (input, stream) = scope.new_input::<()>();
+        (input, stream.probe().0)
+    });
+    input.close();
+    worker.step_while(|| !probe.done());
 }
 
 /// The first term that differs: its name, `theirs` and `mine`.

@@ -6,8 +6,9 @@
 //! once: before every process has connected a live run takes no event or
 //! label (`LiveInput::taking`), so there is nothing to drain.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, AtomicU8};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Cluster;
@@ -16,10 +17,50 @@ use super::Cluster;
 /// still going on then ends at once.
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// The error of a process that failed before its workers ran and waits
+/// for the others only to tell them: said first should they never come.
+static FAILED: Mutex<Option<String>> = Mutex::new(None);
+
+/// Notes the error this process waits for the others to be told of.
+pub(super) fn failed_before_start(error: &dyn std::fmt::Display) {
+    *FAILED.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
+}
+
 /// Asks the wait for the other processes, if it still goes on, to end the
 /// process now (status 0: nothing was taken).
 pub fn stop_waiting() {
-    STOP.store(true, Ordering::SeqCst);
+    STOP.store(true, SeqCst);
+}
+
+/// Where the wait stands: the process's workers mark it connected, its
+/// thread marks it ending (stopped or timed out); whichever comes first
+/// wins, so that a process never ends this way once its workers have gone
+/// on, and its workers never go on once it ends.
+const WAITING: u8 = 0;
+const CONNECTED: u8 = 1;
+const ENDING: u8 = 2;
+
+/// The wait for the other processes; clones share it.
+#[derive(Clone)]
+pub(super) struct Wait(Arc<AtomicU8>);
+
+impl Wait {
+    /// Marks the process connected (every process of the run has sent its
+    /// settings and this one found them alike). False when the process is
+    /// already ending: its workers must not go on.
+    pub(super) fn connected(&self) -> bool {
+        match self.0.compare_exchange(WAITING, CONNECTED, SeqCst, SeqCst) {
+            Ok(_) => true,
+            Err(now) => now == CONNECTED,
+        }
+    }
+
+    /// Marks the process ending; false when its workers went on already.
+    fn ending(&self) -> bool {
+        self.0
+            .compare_exchange(WAITING, ENDING, SeqCst, SeqCst)
+            .is_ok()
+    }
 }
 
 /// How the wait ended without the others.
@@ -30,19 +71,18 @@ enum Ended {
 
 /// Ends the process if the other processes have not all connected within
 /// the cluster's timeout, or when it is asked to stop before they have.
-/// Returns the flag to set once connected.
-pub(super) fn deadline(cluster: &Cluster) -> Arc<AtomicBool> {
-    let connected = Arc::new(AtomicBool::new(false));
-    let (flag, timeout) = (Arc::clone(&connected), cluster.connect_timeout);
+/// Returns the wait, for the workers to mark connected.
+pub(super) fn deadline(cluster: &Cluster) -> Wait {
+    let wait = Wait(Arc::new(AtomicU8::new(WAITING)));
+    let (state, timeout) = (wait.clone(), cluster.connect_timeout);
     let addresses = cluster.addresses.join(", ");
     std::thread::spawn(move || {
         let deadline = Instant::now() + timeout;
         let ended = loop {
-            if flag.load(Ordering::SeqCst) {
+            if state.0.load(SeqCst) == CONNECTED {
                 return;
             }
-            // Connected meanwhile: the run drains as any other.
-            if STOP.load(Ordering::SeqCst) && !flag.load(Ordering::SeqCst) {
+            if STOP.load(SeqCst) {
                 break Ended::Stopped;
             }
             if Instant::now() >= deadline {
@@ -50,9 +90,16 @@ pub(super) fn deadline(cluster: &Cluster) -> Arc<AtomicBool> {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
+        // Connected meanwhile: the run goes on, and drains as any other.
+        if !state.ending() {
+            return;
+        }
         crate::atomic::remove_pending();
         match ended {
             Ended::TimedOut => {
+                if let Some(error) = FAILED.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    eprintln!("fraudflow: {error}");
+                }
                 eprintln!(
                     "fraudflow: the other processes of this run ({addresses}) did not all \
                      connect and agree on their settings within {:.0} s",
@@ -69,5 +116,25 @@ pub(super) fn deadline(cluster: &Cluster) -> Arc<AtomicBool> {
             }
         }
     });
-    connected
+    wait
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_is_either_connected_or_ending_whichever_came_first() {
+        let wait = Wait(Arc::new(AtomicU8::new(WAITING)));
+        assert!(wait.connected());
+        assert!(wait.connected(), "marking it twice keeps it connected");
+        assert!(!wait.ending(), "a connected process does not end this way");
+        let wait = Wait(Arc::new(AtomicU8::new(WAITING)));
+        assert!(wait.ending());
+        assert!(
+            !wait.connected(),
+            "an ending process's workers must not go on"
+        );
+        assert!(!wait.ending(), "it ends once");
+    }
 }

@@ -211,7 +211,7 @@ fn install_panic_hook() {
                     ""
                 } else {
                     " (before the processes had compared their settings: another may have \
-                     found one that differs, and says which in its log)"
+                     found one that differs, or been stopped, and says which in its log)"
                 };
                 PipelineError::PeerLost {
                     message: format!("{message}{before}"),
@@ -393,7 +393,7 @@ fn after_abort<T: Send + 'static>(
 
 /// What the processes of a run check before they build: this one's
 /// settings, the flag that lifts the connect deadline, and its index.
-type Agreement = (Terms, Arc<AtomicBool>, usize);
+type Agreement = (Terms, super::connect::Wait, usize);
 
 /// One worker's life: with several processes, first checks that they all
 /// were given the same settings ([`agree`]); then builds its dataflows,
@@ -412,10 +412,8 @@ where
     let exit_now = agreement.is_some();
     let clock = busy.and_then(|_| BusyClock::install(worker));
     let agreed = match agreement.filter(|_| !abort.is_set()) {
-        Some((terms, connected, process)) => agree::check(worker, *process, terms).inspect(|_| {
-            AGREED.store(true, Ordering::SeqCst);
-            connected.store(true, Ordering::SeqCst);
-        }),
+        Some((terms, wait, process)) => agree::check(worker, *process, terms, || wait.connected())
+            .inspect(|_| AGREED.store(true, Ordering::SeqCst)),
         None => Ok(()),
     };
     let result = agreed
@@ -473,6 +471,8 @@ pub fn fail_cluster(cluster: &Cluster, error: PipelineError) -> PipelineError {
     if cluster.processes() == 1 || started() {
         return error;
     }
+    // Said should the others never come to be told.
+    super::connect::failed_before_start(&error);
     // This process's own error comes first: the others may go (and their
     // connections break) before any worker here has run.
     let started = execute_failed::<(), _>(cluster, Some(error), Terms::new(), |_, _| {
