@@ -411,7 +411,11 @@ where
 {
     let exit_now = agreement.is_some();
     let clock = busy.and_then(|_| BusyClock::install(worker));
-    let agreed = match agreement.filter(|_| !abort.is_set()) {
+    // A run already failed (another process went, or this one failed before
+    // its workers ran) builds nothing: a live source built now would take
+    // events that no one will score.
+    let agreed = match agreement {
+        _ if abort.is_set() => Err(PipelineError::Aborted),
         Some((terms, wait, process)) => agree::check(worker, *process, terms, || wait.connected())
             .inspect(|_| AGREED.store(true, Ordering::SeqCst)),
         None => Ok(()),
