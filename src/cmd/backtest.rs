@@ -13,7 +13,8 @@ use fraudflow::dataflow::score::{ModelVersion, Scorer};
 use fraudflow::dataflow::sink::Text;
 use fraudflow::ensemble::{check_threshold, Weights};
 use fraudflow::eval::kept::{Keep, KeptShare};
-use fraudflow::eval::report::{Report, ReportContext};
+use fraudflow::eval::report::{Evaluation, ReportContext};
+use fraudflow::eval::spill::{read_day, SpillDir};
 use fraudflow::eval::versions::{check_switches, parse_switch, VersionSpec};
 use fraudflow::generate::{write_file, GeneratorParams, STEPS};
 use fraudflow::pipeline::training::train_bundle;
@@ -381,12 +382,14 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
     let (bundle, input_hash) = bundle_for(args, &settings, &input_path, quiet)?;
     let (specs, versions) = versions(args, &bundle)?;
     let (initial, policy_source) = scorer(args, &bundle);
-    let keep = Keep {
-        samples: args.html.is_some(),
-        // A PaySim row takes 70 to 90 bytes: this over-reserves a little.
-        expected: std::fs::metadata(&input_path).map_or(0, |m| m.len() / 60),
-    };
-    let (stage, frozen) = stage(args, keep, initial, versions, bundle.budget)?;
+    let (keep, spill) = keeping(args, &input_path, settings.cluster.process)?;
+    let (stage, frozen) = stage(
+        args,
+        (keep, Arc::clone(&spill)),
+        initial,
+        versions,
+        bundle.budget,
+    )?;
     settings.stage = stage;
     if !quiet {
         eprintln!(
@@ -423,8 +426,27 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
         adaptive: args.adaptive.adaptive_threshold,
         drift_at: args.feedback.drift_at,
     };
-    report(args, group, gathered, &summary, &bundle, context)?;
+    report(
+        args,
+        (group, gathered),
+        &summary,
+        (&bundle, &spill),
+        context,
+    )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the workers keep of each event besides its record, and where
+/// this process keeps the records until the report (see
+/// `fraudflow::eval::spill`).
+fn keeping(args: &Args, input: &Path, process: usize) -> anyhow::Result<(Keep, Arc<SpillDir>)> {
+    let keep = Keep {
+        samples: args.html.is_some(),
+        // A PaySim row takes 70 to 90 bytes: this over-reserves a little.
+        expected: std::fs::metadata(input).map_or(0, |m| m.len() / 60),
+    };
+    let spill = args.out().join(format!(".evaluation-p{process}"));
+    Ok((keep, Arc::new(SpillDir::create(&spill)?)))
 }
 
 /// The stage a backtest ends in, keeping `keep` of each event (the
@@ -432,7 +454,7 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
 /// models' column (a feedback loop comparing against them).
 fn stage(
     args: &Args,
-    keep: Keep,
+    (keep, spill): (Keep, Arc<SpillDir>),
     initial: Scorer,
     versions: Vec<ModelVersion>,
     budget: f64,
@@ -450,6 +472,7 @@ fn stage(
         },
         keep,
         scores: args.scores,
+        spill,
     };
     Ok((stage, frozen))
 }
@@ -531,14 +554,14 @@ fn versions(args: &Args, bundle: &Bundle) -> anyhow::Result<(Vec<VersionSpec>, V
 }
 
 /// Writes report.json (and the HTML page) from what the workers kept,
-/// commits the run's files together and prints the summary. The counts
-/// of events read are every process's, from what each kept.
+/// reading their records back one day at a time, commits the run's files
+/// together and prints the summary. The counts of events read are every
+/// process's, from what each kept.
 fn report(
     args: &Args,
-    group: OutputGroup,
-    gathered: Gathered,
+    (group, gathered): (OutputGroup, Gathered),
     summary: &RunSummary,
-    bundle: &Bundle,
+    (bundle, spill): (&Bundle, &SpillDir),
     context: ReportContext,
 ) -> anyhow::Result<()> {
     let kept = gathered.kept.take();
@@ -548,21 +571,19 @@ fn report(
         normal_written: kept.normal,
         ..summary.clone()
     };
-    // Input order: sums over the records come out the same for any number
-    // of workers.
-    let mut records = kept.records;
-    records.sort_unstable_by_key(|r| r.seq);
-    let report = Report::new(&records, &summary, bundle, context);
+    let mut evaluation = Evaluation::new(context, bundle.budget, spill.path());
+    for files in spill.days()?.values() {
+        evaluation.add_day(&read_day(files)?)?;
+    }
+    let (report, latencies) = evaluation.report(&summary, bundle)?;
     super::backtest_summary::write_report(gathered.report, &report)?;
     if let Some(file) = gathered.html {
-        let latency = records.iter().map(|r| r.latency_us).collect();
-        drop(records);
         let html = super::backtest_summary::HtmlGathered {
             samples: kept.samples,
             reasons: kept.reasons,
             file,
         };
-        super::backtest_summary::write_html(html, &report, latency)?;
+        super::backtest_summary::write_html(html, &report, latencies.values())?;
     }
     // Every file is complete: they take their names together.
     group.commit()?;

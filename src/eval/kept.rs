@@ -1,15 +1,15 @@
-//! What a backtest's evaluation keeps of every scored event, on the worker
-//! that scored it.
+//! What a backtest's evaluation keeps of every scored event besides its
+//! record, on the worker that scored it, and how it reaches worker 0.
 //!
-//! The report's figures (ranking, per day, latency) need every event's
-//! record. Sending each record to one worker as it is made would make that
-//! worker the pipeline's funnel, so no record travels as it is made: a
-//! worker of process 0 adds its records to the process's [`KeptShare`]
-//! directly (one lock a container), and a worker of another process keeps
-//! its own [`Kept`] and sends it to worker 0 once, when its input is
-//! complete, in a few large pieces. Merging only appends and adds, so the result is
-//! the same for any number of workers and processes; the report sorts the
-//! records by `seq`, so its sums are taken in input order as before.
+//! Records go to disk as they are made ([`super::spill`]). The rest (the
+//! counts, and with the HTML report every event's sample and every
+//! alert's first reason) is merged per process: a worker of process 0
+//! adds to the process's [`KeptShare`] directly (one lock a container),
+//! and a worker of another process keeps its own [`Kept`] and sends it to
+//! worker 0 once, when its input is complete, followed by its records
+//! read back from its process's disk a piece at a time (in [`Kept`]'s
+//! `records`). Merging only appends and adds, so the result is the same
+//! for any number of workers and processes.
 
 use std::sync::{Arc, Mutex};
 
@@ -41,12 +41,13 @@ impl Keep {
 
 /// Records in a piece sent between processes: large enough that few
 /// messages travel, small enough that none is huge.
-const PIECE: usize = 1 << 16;
+pub const PIECE: usize = 1 << 16;
 
 /// One worker's kept state, or several merged.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Kept {
-    /// Every scored event's record, in no particular order.
+    /// Scored events' records, in no particular order: only in the pieces
+    /// another process sends (see the module's doc).
     pub records: Vec<Record>,
     /// With [`Keep::samples`]: every scored event's sample.
     pub samples: Vec<Sample>,
@@ -60,17 +61,15 @@ pub struct Kept {
 }
 
 impl Kept {
-    /// Room for `n` events' records (and samples, with `keep.samples`).
+    /// Room for `n` events' samples, with `keep.samples`.
     pub fn reserve(&mut self, n: usize, keep: Keep) {
-        self.records.reserve(n);
         if keep.samples {
             self.samples.reserve(n);
         }
     }
 
-    /// Keeps what `keep` asks of `outcomes`.
+    /// Keeps what `keep` asks of `outcomes` (their records go to disk).
     pub fn add(&mut self, outcomes: &[Outcome], keep: Keep) {
-        self.records.extend(outcomes.iter().map(Record::of));
         let alerts = outcomes.iter().filter(|o| o.alert.is_some());
         self.normal += (outcomes.len() - alerts.clone().count()) as u64;
         if keep.samples {
@@ -137,8 +136,8 @@ fn tail<T>(v: &mut Vec<T>) -> Vec<T> {
 pub struct KeptShare(Arc<Mutex<Kept>>);
 
 impl KeptShare {
-    /// With room for the run's records (and samples, with `keep.samples`)
-    /// reserved: its workers add to it as they go.
+    /// With room for the run's samples reserved (with `keep.samples`): its
+    /// workers add to it as they go.
     pub fn new(keep: Keep) -> KeptShare {
         let mut kept = Kept::default();
         kept.reserve(keep.share(1), keep);

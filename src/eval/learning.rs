@@ -65,29 +65,52 @@ pub fn learning_days(records: &[Record], budget: f64, updates: &[DayUpdates]) ->
     for r in records.iter().filter(|r| r.is_fraud.is_some()) {
         days.entry(r.hour() / 24).or_default().push(r);
     }
-    for u in updates {
-        days.entry(u.day).or_default();
-    }
-    days.into_iter()
+    let judged = days
+        .into_iter()
         .map(|(day, records)| {
             let labels: Vec<bool> = records.iter().map(|r| r.is_fraud == Some(true)).collect();
             let online: Vec<f64> = records.iter().map(|r| r.score).collect();
             let frozen: Option<Vec<f64>> = records.iter().map(|r| r.frozen).collect();
-            let u = updates.iter().find(|u| u.day == day).copied();
-            let u = u.unwrap_or_default();
             LearningDay {
                 day,
                 events: labels.len() as u64,
                 fraud: labels.iter().filter(|l| **l).count() as u64,
                 online: quality(&online, &labels, budget),
                 frozen: frozen.and_then(|f| quality(&f, &labels, budget)),
-                updates: u.updates,
-                promoted: u.promoted,
-                refused: u.refused,
-                rolled_back: u.rolled_back,
+                updates: 0,
+                promoted: 0,
+                refused: 0,
+                rolled_back: 0,
             }
         })
-        .collect()
+        .collect();
+    with_updates(judged, updates)
+}
+
+/// `days` (judged one at a time, in any order) with the learner's
+/// `updates` set on theirs (the first entry of a day counts), and a day
+/// with updates but no labelled events added: every day with either, in
+/// day order.
+pub fn with_updates(days: Vec<LearningDay>, updates: &[DayUpdates]) -> Vec<LearningDay> {
+    let mut by_day: BTreeMap<u32, LearningDay> = days.into_iter().map(|d| (d.day, d)).collect();
+    for u in updates.iter().rev() {
+        let day = by_day.entry(u.day).or_insert_with(|| LearningDay {
+            day: u.day,
+            events: 0,
+            fraud: 0,
+            online: None,
+            frozen: None,
+            updates: 0,
+            promoted: 0,
+            refused: 0,
+            rolled_back: 0,
+        });
+        day.updates = u.updates;
+        day.promoted = u.promoted;
+        day.refused = u.refused;
+        day.rolled_back = u.rolled_back;
+    }
+    by_day.into_values().collect()
 }
 
 fn quality(scores: &[f64], labels: &[bool], budget: f64) -> Option<DayQuality> {

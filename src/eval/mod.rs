@@ -8,7 +8,10 @@ pub mod learning;
 pub mod ranking;
 pub mod recovery;
 pub mod report;
+pub mod runs;
+pub mod spill;
 pub mod split;
+pub mod tally;
 pub mod versions;
 
 use serde::{Deserialize, Serialize};
@@ -45,8 +48,8 @@ pub fn ranking(scores: &[f64], labels: &[bool], threshold: f64, budget: f64) -> 
     }
 }
 
-/// What evaluation keeps of each scored event: small, since every event's
-/// record is kept until the run ends (see [`kept`]).
+/// What evaluation keeps of each scored event until the run ends: on disk,
+/// by day (see [`spill`]).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub seq: u64,

@@ -6,6 +6,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::learning::{learning_days, with_updates, LearningDay};
+use super::recovery;
+use super::runs::RankRuns;
+use super::spill::SpillError;
+use super::tally::{Latencies, QualityTally};
 use super::versions::{shares, VersionShare, VersionSpec};
 use super::{per_day, Day, Latency, Quality, Record};
 use crate::bundle::Bundle;
@@ -82,28 +87,95 @@ pub struct ReportContext<'a> {
     pub drift_at: Option<u32>,
 }
 
-impl Report {
-    /// The report of `records` (in input order), scored by `c.versions`.
-    pub fn new(
-        records: &[Record],
+/// The report's figures taken one day at a time: the records of each day
+/// of event time, in day order, each day's sorted by `seq` (as
+/// [`super::spill`] reads them back). Memory holds what a day (and the
+/// drift's ten days, with `drift_at`) needs, not the run: see
+/// [`super::tally`].
+pub struct Evaluation<'a> {
+    c: ReportContext<'a>,
+    budget: f64,
+    versions: Vec<VersionShare>,
+    per_day: Vec<Day>,
+    learning: Vec<LearningDay>,
+    /// The labelled records the drift's figures judge.
+    around_drift: Vec<Record>,
+    all: QualityTally,
+    test: Option<QualityTally>,
+    latencies: Latencies,
+    scored: u64,
+}
+
+impl<'a> Evaluation<'a> {
+    /// Ranks at `budget`, through runs written into `dir`.
+    pub fn new(c: ReportContext<'a>, budget: f64, dir: &Path) -> Evaluation<'a> {
+        Evaluation {
+            versions: shares(c.versions, &[], c.test_after),
+            budget,
+            per_day: Vec::new(),
+            learning: Vec::new(),
+            around_drift: Vec::new(),
+            all: QualityTally::new(RankRuns::new(dir, "all")),
+            test: c
+                .test_after
+                .map(|_| QualityTally::new(RankRuns::new(dir, "test"))),
+            latencies: Latencies::default(),
+            scored: 0,
+            c,
+        }
+    }
+
+    /// Adds one day's records (sorted by `seq`), after the days before it.
+    pub fn add_day(&mut self, records: &[Record]) -> Result<(), SpillError> {
+        let part = shares(self.c.versions, records, self.c.test_after);
+        for (total, part) in self.versions.iter_mut().zip(part) {
+            total.events += part.events;
+            total.alerts += part.alerts;
+            if let (Some(t), Some(p)) = (total.test_events.as_mut(), part.test_events) {
+                *t += p;
+            }
+        }
+        self.per_day.extend(per_day(records, |r| r.threshold));
+        if self.c.feedback {
+            self.learning
+                .extend(learning_days(records, self.budget, &[]));
+        }
+        if let Some(step) = self.c.drift_at {
+            let hours = recovery::hours_judged(step);
+            let judged = |r: &&Record| r.is_fraud.is_some() && hours.contains(&r.hour());
+            self.around_drift.extend(records.iter().filter(judged));
+        }
+        for r in records {
+            self.all.add(r)?;
+            if let (Some(test), Some(step)) = (self.test.as_mut(), self.c.test_after) {
+                if r.hour() > step {
+                    test.add(r)?;
+                }
+            }
+            self.latencies.add(r.latency_us);
+        }
+        self.scored += records.len() as u64;
+        Ok(())
+    }
+
+    /// The report of the days added, and their latencies.
+    pub fn report(
+        self,
         summary: &RunSummary,
         bundle: &Bundle,
-        c: ReportContext,
-    ) -> Report {
-        let versions = shares(c.versions, records, c.test_after);
-        // The threshold that routed each event: its version's, or the
-        // adaptive threshold's.
-        let threshold = |r: &Record| r.threshold;
-        let test = c
-            .test_after
-            .map(|step| records.iter().filter(move |r| r.hour() > step));
-        let scoring: Vec<&VersionShare> = versions.iter().filter(|v| v.events > 0).collect();
+    ) -> Result<(Report, Latencies), SpillError> {
+        let c = self.c;
+        let scoring: Vec<&VersionShare> = self.versions.iter().filter(|v| v.events > 0).collect();
         let only = match scoring[..] {
             [one] => Some(one),
-            [] => versions.first(),
+            [] => self.versions.first(),
             _ => None,
         };
-        Report {
+        let quality_test_split = match self.test {
+            Some(test) => test.finish(self.budget)?,
+            None => None,
+        };
+        let report = Report {
             input: c.input.display().to_string(),
             input_hash: c.input_hash.to_string(),
             bundle_version: only.map(|v| v.bundle_version.clone()),
@@ -112,28 +184,29 @@ impl Report {
             policy_source: c.policy_source,
             budget: bundle.budget,
             events_in: summary.events_in,
-            scored: records.len() as u64,
+            scored: self.scored,
             alerts: summary.written,
             normal: summary.normal_written,
             dead_letters: summary.dead_written,
             late: summary.late,
-            quality_all: Quality::of(records, threshold, bundle.budget),
+            quality_all: self.all.finish(self.budget)?,
             test_split_after_step: c.test_after,
-            quality_test_split: test.and_then(|t| Quality::of(t, threshold, bundle.budget)),
-            per_day: per_day(records, threshold),
-            latency_us: Latency::of(records.iter().map(|r| r.latency_us).collect()),
+            quality_test_split,
+            per_day: self.per_day,
+            latency_us: self.latencies.latency(),
             seconds: summary.seconds,
             events_per_second: summary.events_in as f64 / summary.seconds.max(1e-9),
             workers: c.workers,
             feedback: c.feedback.then(|| summary.feedback.clone()),
             thresholds: c.adaptive.then(|| summary.thresholds.clone()),
-            learning: c.feedback.then(|| {
-                super::learning::learning_days(records, bundle.budget, &summary.feedback.per_day)
-            }),
+            learning: c
+                .feedback
+                .then(|| with_updates(self.learning, &summary.feedback.per_day)),
             recovery: c
                 .drift_at
-                .map(|step| super::recovery::recovery(records, bundle.budget, step)),
-            versions,
-        }
+                .map(|step| recovery::recovery(&self.around_drift, self.budget, step)),
+            versions: self.versions,
+        };
+        Ok((report, self.latencies))
     }
 }

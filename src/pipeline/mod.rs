@@ -53,6 +53,7 @@ use crate::dataflow::table::write_row;
 use crate::dataflow::threshold::{ThresholdChange, ThresholdSettings};
 use crate::dataflow::{featurize, FeatureRow};
 use crate::eval::kept::{Keep, KeptShare};
+use crate::eval::spill::SpillDir;
 use crate::features::Contract;
 use crate::sinks::file::live::LiveStats;
 use crate::sinks::kafka::{kafka_sink, Outbound};
@@ -114,6 +115,9 @@ pub enum Stage {
         scoring: ScoringSettings,
         keep: Keep,
         scores: bool,
+        /// Where this process's workers keep every event's record for the
+        /// report (each process its own directory).
+        spill: Arc<SpillDir>,
     },
 }
 
@@ -514,10 +518,16 @@ impl Ends<'_> {
     ) {
         let (slots, done, abort) = (self.slots, self.done, self.abort);
         match stage {
-            Stage::Evaluated { keep, scores, .. } => evaluated::Ends {
+            Stage::Evaluated {
+                keep,
+                scores,
+                spill,
+                ..
+            } => evaluated::Ends {
                 alerts: &slots.alerts,
                 scores: &slots.scores,
                 share: slots.kept.clone(),
+                spill: Arc::clone(spill),
                 counts: self.counts,
                 done,
                 abort,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::common::{backtest, fraudflow, generated, json, s, spawn, train};
+use crate::common::{backtest, fraudflow, generated, json, run_ok, s, spawn, train};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -370,10 +370,14 @@ fn a_killed_backtest_leaves_no_mixed_set_and_the_next_run_cleans_up() {
     child.wait().unwrap();
     let left = temporaries(&out);
     assert!(!left.is_empty());
-    // Nothing under a final name changed: no mix of the two runs.
+    // Nothing under a final name changed: no mix of the two runs. (The
+    // killed run's evaluation records are left in `.evaluation-p0`.)
+    let records = out.join(".evaluation-p0");
+    assert!(records.is_dir());
     let finals: Vec<_> = snapshot(&out)
         .into_iter()
         .filter(|(p, _)| !p.file_name().unwrap().to_string_lossy().ends_with(".tmp"))
+        .filter(|(p, _)| !p.starts_with(&records))
         .collect();
     assert_eq!(finals, before);
     let next = spawn(&backtest(&small, &models, &out, &[]), None);
@@ -385,5 +389,39 @@ fn a_killed_backtest_leaves_no_mixed_set_and_the_next_run_cleans_up() {
     }
     assert!(err.contains("which is no longer running"), "{err}");
     assert!(temporaries(&out).is_empty(), "{:?}", temporaries(&out));
+    assert!(!records.exists(), "the killed run's records are removed");
     assert_manifest_true(&out, &["alerts.jsonl", "dead_letters.jsonl", "report.json"]);
+}
+
+/// Each process of a backtest keeps its records in `OUT/.evaluation-pP`
+/// until the report: a second backtest into the same --out while one runs
+/// would empty that directory under it, and is refused instead; one left
+/// by a killed run is emptied and used.
+#[test]
+fn a_backtest_into_an_out_whose_records_another_run_holds_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 20_000, 2);
+    let models = dir.path().join("models");
+    train(&input, &models, &[]);
+    let out = dir.path().join("bt");
+    let held = out.join(".evaluation-p0");
+    fs::create_dir_all(&held).unwrap();
+    fs::write(held.join("w0-d0.rec"), [7u8; 100]).unwrap();
+    // Another run's lock on the directory, as a running backtest holds it.
+    let lock = fs::File::open(&held).unwrap();
+    lock.try_lock().unwrap();
+    let refused_run = fraudflow(&backtest(&input, &models, &out, &[]));
+    refused(&refused_run, "is in use by another backtest");
+    assert!(stderr(&refused_run).contains(".evaluation-p0"));
+    assert!(
+        held.join("w0-d0.rec").exists(),
+        "the holder's records were left alone"
+    );
+    drop(lock);
+    // Now the directory is a killed run's leftover (its torn file would
+    // fail the report): emptied, used, removed.
+    run_ok(&backtest(&input, &models, &out, &[]));
+    let report = json(&out.join("report.json"));
+    assert_eq!(report["scored"], 20_000);
+    assert!(!held.exists(), "the records are removed after the report");
 }

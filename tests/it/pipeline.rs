@@ -503,6 +503,15 @@ fn a_backtest_writes_the_same_files_and_figures_on_any_cluster() {
         }
         assert_eq!(figures(&one), figures(out), "{}", out.display());
     }
+    // The records each process kept on disk for the report are gone.
+    for out in [&one, &four, &two] {
+        let left: Vec<String> = std::fs::read_dir(out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(".evaluation"))
+            .collect();
+        assert!(left.is_empty(), "{}: {left:?} left behind", out.display());
+    }
 }
 
 /// Regression: a backtest of two processes reported only process 0's

@@ -125,6 +125,14 @@ pub fn recovery(records: &[Record], budget: f64, drift_hour: u32) -> Recovery {
     }
 }
 
+/// The hours whose labelled events the figures of a change at
+/// `drift_hour` judge: from the first of the days before to the end of
+/// the third day after.
+pub fn hours_judged(drift_hour: u32) -> std::ops::Range<u32> {
+    let first_day = (drift_hour / 24).saturating_sub(DAYS_BEFORE);
+    first_day * 24..drift_hour.saturating_add(72)
+}
+
 /// Hours `[from, to)` judged day by day (each on its own scores), summed.
 fn days_summed(records: &[Record], budget: f64, from: u32, to: u32) -> Window {
     judged(records, budget, from, to, |hour| hour / 24)
