@@ -38,12 +38,34 @@ fn forget_pending(tmp: &Path) {
     pending().retain(|p| p != tmp);
 }
 
-/// Removes every temporary file of this process that is still pending: for
-/// a process about to exit without running its destructors (a failed run
-/// of several processes, see `pipeline::harness`).
+/// The scratch directories of this process not yet removed.
+fn pending_dirs() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    static PENDING: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    PENDING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Has [`remove_pending`] remove `dir` (and all it holds) unless
+/// [`forget_dir`] is called first: a scratch directory that its owner
+/// removes when dropped, which a process exiting at once would skip.
+pub fn remove_dir_on_exit(dir: &Path) {
+    pending_dirs().push(dir.to_path_buf());
+}
+
+/// `dir` was removed by its owner.
+pub fn forget_dir(dir: &Path) {
+    pending_dirs().retain(|p| p != dir);
+}
+
+/// Removes every temporary file and scratch directory of this process that
+/// is still pending: for a process about to exit without running its
+/// destructors (a failed run of several processes, see
+/// `pipeline::harness`).
 pub fn remove_pending() {
     for tmp in pending().drain(..) {
         let _ = std::fs::remove_file(tmp);
+    }
+    for dir in pending_dirs().drain(..) {
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 

@@ -57,6 +57,13 @@ pub enum OutputError {
         second: PathBuf,
     },
     /// Standard output takes a single stream, not a directory of files.
+    #[error("{other_role} {} lies in {}, which {role} empties and removes; put it elsewhere", other.display(), dir.display())]
+    InScratch {
+        role: String,
+        dir: PathBuf,
+        other_role: String,
+        other: PathBuf,
+    },
     #[error("{role}: standard output cannot hold a directory of files; name a directory")]
     StdoutDirectory { role: String },
     /// Opening, writing, syncing or renaming failed.
@@ -324,6 +331,7 @@ pub struct OutputPlan {
     inputs: Vec<(String, PathBuf)>,
     outputs: Vec<(String, PathBuf)>,
     dirs: Vec<(String, PathBuf)>,
+    scratch: Vec<(String, PathBuf)>,
 }
 
 impl OutputPlan {
@@ -347,9 +355,30 @@ impl OutputPlan {
         self
     }
 
+    /// A directory the command empties while it runs and removes at the
+    /// end (a backtest's `.evaluation-pP`): no input or other output may
+    /// lie in it.
+    ///
+    /// ```
+    /// use fraudflow::atomic::OutputPlan;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let scratch = dir.path().join("out/.scratch");
+    /// let plan = OutputPlan::default().scratch_dir("the run", &scratch);
+    /// let inside = plan.clone().output("--html", scratch.join("page.html"));
+    /// let err = inside.check().unwrap_err().to_string();
+    /// assert!(err.contains("--html") && err.contains("empties and removes"), "{err}");
+    /// assert!(plan.output("--html", dir.path().join("out/page.html")).check().is_ok());
+    /// ```
+    pub fn scratch_dir(mut self, role: &str, path: impl AsRef<Path>) -> OutputPlan {
+        self.scratch
+            .push((role.into(), path.as_ref().to_path_buf()));
+        self
+    }
+
     /// Refuses an output that cannot be written as a stream, that is an
-    /// input, or that is another output.
+    /// input, that is another output, or that lies in a scratch directory.
     pub fn check(&self) -> Result<(), OutputError> {
+        self.check_scratch()?;
         let inputs: Vec<Identity> = self.inputs.iter().map(|(_, p)| Identity::of(p)).collect();
         let mut seen: Vec<(usize, Identity)> = Vec::new();
         for (i, (role, path)) in self.outputs.iter().enumerate() {
@@ -373,6 +402,25 @@ impl OutputPlan {
             let dir_path = resolved(dir);
             if let Some(k) = inputs.iter().position(|i| i.path.starts_with(&dir_path)) {
                 return Err(self.names_input(role, dir, k));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_scratch(&self) -> Result<(), OutputError> {
+        for (role, dir) in &self.scratch {
+            let dir_path = resolved(dir);
+            let others = self.inputs.iter().chain(&self.outputs);
+            if let Some((other_role, other)) = others
+                .into_iter()
+                .find(|(_, p)| resolved(p).starts_with(&dir_path))
+            {
+                return Err(OutputError::InScratch {
+                    role: role.clone(),
+                    dir: dir.clone(),
+                    other_role: other_role.clone(),
+                    other: other.clone(),
+                });
             }
         }
         Ok(())

@@ -19,7 +19,7 @@ use fraudflow::eval::versions::{check_switches, parse_switch, VersionSpec};
 use fraudflow::generate::{write_file, GeneratorParams, STEPS};
 use fraudflow::pipeline::training::train_bundle;
 use fraudflow::pipeline::{
-    self, Cluster, Outputs, PipelineSettings, RunSummary, ScoringSettings, Stage, StageOutputs,
+    Cluster, Outputs, PipelineSettings, RunSummary, ScoringSettings, Stage, StageOutputs,
     VersionFeed,
 };
 use fraudflow::serve::reload::PolicyChoice;
@@ -28,6 +28,7 @@ use fraudflow::sinks::file::{Header, JsonLinesSink, TextFile};
 use fraudflow::sinks::BoxSink;
 
 use super::feedback_args::FeedbackArgs;
+use super::kept_metrics::{metrics_file, KeptMetrics};
 use super::threshold_args::ThresholdArgs;
 use super::timely_args::TimelyArgs;
 use super::train::{given, TrainingArgs};
@@ -210,6 +211,8 @@ struct Gathered {
     kept: KeptShare,
     report: OutputFile,
     html: Option<OutputFile>,
+    /// Where this process's workers keep their records.
+    spill: Arc<SpillDir>,
 }
 
 /// The run's outputs, checked against its inputs and each other before
@@ -241,6 +244,12 @@ fn output_group(args: &Args) -> anyhow::Result<OutputGroup> {
     if let Some(html) = &args.html {
         plan = plan.output("--html", html);
     }
+    if let Some(metrics) = &args.metrics {
+        plan = plan.output("--metrics", metrics_file(metrics, args.timely.process));
+    }
+    // Emptied at the start and removed at the end: see `keeping`.
+    let records = spill_dir(args, args.timely.process);
+    plan = plan.scratch_dir("a backtest, for its evaluation records,", records);
     plan.check()?;
     Ok(OutputGroup::new()
         .with_manifest(out.join(MANIFEST))
@@ -253,7 +262,7 @@ fn outputs(
     args: &Args,
     group: &OutputGroup,
     frozen: bool,
-    keep: Keep,
+    (keep, spill): (Keep, Arc<SpillDir>),
 ) -> anyhow::Result<(Outputs, Gathered)> {
     let out = args.out();
     let alerts = TextFile::create(group, &out.join(ALERTS), Header::default())?;
@@ -281,7 +290,13 @@ fn outputs(
         .as_ref()
         .map(|path| group.create(path))
         .transpose()?;
-    Ok((outputs, Gathered { kept, report, html }))
+    let gathered = Gathered {
+        kept,
+        report,
+        html,
+        spill,
+    };
+    Ok((outputs, gathered))
 }
 
 impl Args {
@@ -382,14 +397,9 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
     let (bundle, input_hash) = bundle_for(args, &settings, &input_path, quiet)?;
     let (specs, versions) = versions(args, &bundle)?;
     let (initial, policy_source) = scorer(args, &bundle);
-    let (keep, spill) = keeping(args, &input_path, settings.cluster.process)?;
-    let (stage, frozen) = stage(
-        args,
-        (keep, Arc::clone(&spill)),
-        initial,
-        versions,
-        bundle.budget,
-    )?;
+    let keeping = keeping(args, &input_path, settings.cluster.process)?;
+    let (keep, spill) = (keeping.0, Arc::clone(&keeping.1));
+    let (stage, frozen) = stage(args, keeping, initial, versions, bundle.budget)?;
     settings.stage = stage;
     if !quiet {
         eprintln!(
@@ -401,7 +411,7 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
         );
     }
     let opened = if settings.cluster.owns_outputs() {
-        Some(outputs(args, &group, frozen, keep)?)
+        Some(outputs(args, &group, frozen, (keep, spill))?)
     } else {
         None
     };
@@ -426,13 +436,7 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
         adaptive: args.adaptive.adaptive_threshold,
         drift_at: args.feedback.drift_at,
     };
-    report(
-        args,
-        (group, gathered),
-        &summary,
-        (&bundle, &spill),
-        context,
-    )?;
+    report(args, (group, gathered), &summary, &bundle, context)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -445,8 +449,20 @@ fn keeping(args: &Args, input: &Path, process: usize) -> anyhow::Result<(Keep, A
         // A PaySim row takes 70 to 90 bytes: this over-reserves a little.
         expected: std::fs::metadata(input).map_or(0, |m| m.len() / 60),
     };
-    let spill = args.out().join(format!(".evaluation-p{process}"));
-    Ok((keep, Arc::new(SpillDir::create(&spill)?)))
+    let spill = SpillDir::create(&spill_dir(args, process))?;
+    if spill.leftover() > 0 {
+        eprintln!(
+            "backtest: emptied {}, which a run that was stopped left behind ({} entries)",
+            spill.path().display(),
+            spill.leftover()
+        );
+    }
+    Ok((keep, Arc::new(spill)))
+}
+
+/// Where process `process` keeps its records until the report.
+fn spill_dir(args: &Args, process: usize) -> PathBuf {
+    args.out().join(format!(".evaluation-p{process}"))
 }
 
 /// The stage a backtest ends in, keeping `keep` of each event (the
@@ -475,48 +491,6 @@ fn stage(
         spill,
     };
     Ok((stage, frozen))
-}
-
-/// `--metrics FILE`: the run's metrics, written there at the end (by
-/// process 0; process P of several writes `FILE.pP`, each its own
-/// workers' figures).
-struct KeptMetrics {
-    path: PathBuf,
-    metrics: Arc<fraudflow::metrics::Metrics>,
-}
-
-impl KeptMetrics {
-    /// Runs the pipeline, with this process's metrics on and written to
-    /// `path` at the end when it is given.
-    fn run(
-        path: Option<&Path>,
-        settings: PipelineSettings,
-        outputs: Option<pipeline::Outputs>,
-    ) -> anyhow::Result<pipeline::RunSummary> {
-        let process = settings.cluster.process;
-        let kept = path.map(|path| KeptMetrics {
-            path: match process {
-                0 => path.to_path_buf(),
-                p => PathBuf::from(format!("{}.p{p}", path.display())),
-            },
-            metrics: fraudflow::metrics::install(fraudflow::metrics::Exposed {
-                process,
-                workers: settings.cluster.workers,
-                kafka: false,
-            }),
-        });
-        let summary = pipeline::run(settings, outputs)?;
-        kept.map(KeptMetrics::write).transpose()?;
-        Ok(summary)
-    }
-
-    fn write(self) -> anyhow::Result<()> {
-        let mut file = fraudflow::atomic::AtomicFile::create(&self.path)?;
-        std::io::Write::write_all(&mut file, self.metrics.encode().as_bytes())
-            .with_context(|| format!("writing {}", self.path.display()))?;
-        file.commit()?;
-        Ok(())
-    }
 }
 
 /// Every version that scores, in step order, the bundle given first (from
@@ -561,9 +535,10 @@ fn report(
     args: &Args,
     (group, gathered): (OutputGroup, Gathered),
     summary: &RunSummary,
-    (bundle, spill): (&Bundle, &SpillDir),
+    bundle: &Bundle,
     context: ReportContext,
 ) -> anyhow::Result<()> {
+    let spill = &gathered.spill;
     let kept = gathered.kept.take();
     let summary = RunSummary {
         events_in: kept.events_in,

@@ -24,6 +24,7 @@ pub mod eda;
 pub mod features;
 pub mod feedback_args;
 pub mod generate;
+mod kept_metrics;
 pub mod loadgen;
 pub mod readiness;
 pub mod replay;

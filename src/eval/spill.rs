@@ -31,17 +31,21 @@ pub const RECORD_BYTES: usize = 57;
 /// A writer's files open at once, at most: records that come late for a
 /// day closed already reopen its file, and a run over years of event time
 /// must not run out of file handles.
-const MAX_OPEN: usize = 8;
+const MAX_OPEN: usize = 4;
 
 /// Why kept records could not be written or read back.
 #[derive(Debug, Error)]
 pub enum SpillError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
+    #[error(
+        "{} is not a directory this program made (a {kind}): remove it, or give another --out",
+        path.display()
+    )]
+    NotOurs { path: PathBuf, kind: &'static str },
     #[error(
         "{} is in use by another backtest writing to the same --out: give each run its own",
         path.display()
@@ -57,9 +61,9 @@ pub enum SpillError {
 
 /// Names `path` in an I/O error.
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpillError + '_ {
-    move |source| SpillError::Io {
+    move |cause| SpillError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -72,6 +76,8 @@ pub struct SpillDir {
     /// The directory itself, locked: a second run using it would empty it
     /// under the first.
     _lock: File,
+    /// Entries a run that was killed had left in it, removed.
+    leftover: usize,
 }
 
 impl SpillDir {
@@ -98,7 +104,26 @@ impl SpillDir {
     /// assert!(!root.exists());
     /// ```
     pub fn create(path: &Path) -> Result<SpillDir, SpillError> {
-        std::fs::create_dir_all(path).map_err(io(path))?;
+        // Only a real directory: emptying a symbolic link's target would
+        // remove files outside the output directory.
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if !meta.is_dir() => {
+                let kind = if meta.file_type().is_symlink() {
+                    "symbolic link"
+                } else {
+                    "file"
+                };
+                return Err(SpillError::NotOurs {
+                    path: path.to_path_buf(),
+                    kind,
+                });
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(path).map_err(io(path))?;
+            }
+            Err(e) => return Err(io(path)(e)),
+        }
         let lock = File::open(path).map_err(io(path))?;
         match lock.try_lock() {
             Ok(()) => {}
@@ -109,18 +134,19 @@ impl SpillDir {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(path)(e)),
         }
-        for entry in std::fs::read_dir(path).map_err(io(path))? {
-            let entry = entry.map_err(io(path))?.path();
-            let removed = match entry.is_dir() {
-                true => std::fs::remove_dir_all(&entry),
-                false => std::fs::remove_file(&entry),
-            };
-            removed.map_err(io(&entry))?;
-        }
+        let leftover = empty(path)?;
+        crate::atomic::remove_dir_on_exit(path);
         Ok(SpillDir {
             path: path.to_path_buf(),
             _lock: lock,
+            leftover,
         })
+    }
+
+    /// How many entries a run that was killed had left in the directory
+    /// (removed).
+    pub fn leftover(&self) -> usize {
+        self.leftover
     }
 
     pub fn path(&self) -> &Path {
@@ -155,7 +181,25 @@ impl Drop for SpillDir {
         // Nothing to do about a failure here: the directory's name says
         // what it is, and the next run in this --out empties it.
         let _ = std::fs::remove_dir_all(&self.path);
+        crate::atomic::forget_dir(&self.path);
     }
+}
+
+/// Removes every entry of `dir` (not following symbolic links); returns
+/// how many there were.
+fn empty(dir: &Path) -> Result<usize, SpillError> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let path = entry.path();
+        let removal = match entry.file_type().map_err(io(&path))?.is_dir() {
+            true => std::fs::remove_dir_all(&path),
+            false => std::fs::remove_file(&path),
+        };
+        removal.map_err(io(&path))?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// The day a record file holds, from its name; `None` for another file.
@@ -458,6 +502,44 @@ mod tests {
         drop(dir);
         assert!(!path.exists());
         drop(SpillDir::create(&path).unwrap());
+    }
+
+    #[test]
+    fn a_symbolic_link_or_a_file_in_its_place_is_refused_and_its_target_left_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let victim = root.path().join("victim");
+        std::fs::create_dir_all(victim.join("sub")).unwrap();
+        std::fs::write(victim.join("a.txt"), "keep").unwrap();
+        let link = root.path().join("s");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let err = SpillDir::create(&link).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SpillError::NotOurs {
+                    kind: "symbolic link",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        drop(err);
+        assert!(victim.join("a.txt").exists() && victim.join("sub").is_dir());
+        assert!(link.exists(), "the link itself is left for its owner");
+        let file = root.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        let err = SpillDir::create(&file).unwrap_err().to_string();
+        assert!(
+            err.contains("(a file)") && err.contains("remove it"),
+            "{err}"
+        );
+        // Inside a real directory, a link is removed, never followed.
+        let real = root.path().join("r");
+        std::fs::create_dir_all(&real).unwrap();
+        std::os::unix::fs::symlink(&victim, real.join("in")).unwrap();
+        let dir = SpillDir::create(&real).unwrap();
+        assert_eq!(dir.leftover(), 1);
+        assert!(victim.join("a.txt").exists());
     }
 
     #[test]

@@ -138,6 +138,30 @@ fn processes_started_with_other_settings_end_naming_the_setting() {
     assert!(!out.join("alerts.jsonl").exists());
 }
 
+/// A process of a backtest that fails exits at once, without running its
+/// destructors (the others must not wait on it): the records it kept for
+/// the report go with it all the same.
+#[test]
+fn a_backtest_process_that_fails_leaves_no_evaluation_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 20_000, 2);
+    let models = dir.path().join("models");
+    train(&input, &models, &[]);
+    let hosts = dir.path().join("hosts");
+    let (a, b) = (free_port(), free_port());
+    std::fs::write(&hosts, format!("127.0.0.1:{a}\n127.0.0.1:{b}\n")).unwrap();
+    let out = dir.path().join("bt");
+    let mut args = backtest(&input, &models, &out, &["-n", "2", "-p", "1"]);
+    args.extend(["-h", s(&hosts), "--connect-timeout", "2"]);
+    let run = finish(spawn(&args, None), "process 1 alone");
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(out.is_dir());
+    assert!(
+        !out.join(".evaluation-p1").exists(),
+        "the records were left behind"
+    );
+}
+
 /// Something else listening at process 0's address takes the connection
 /// and never speaks: process 1 ends at the connect timeout instead of
 /// waiting on it for ever, and leaves nothing behind.
