@@ -3,7 +3,8 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use fraudflow::generate::{Generator, GeneratorParams};
 use fraudflow::paysim::{PaysimWriter, Transaction};
@@ -183,4 +184,19 @@ pub fn train(input: &Path, out: &Path, extra: &[&str]) -> String {
     let mut args = vec!["train", "--input", s(input), "--out", s(out), "--quiet"];
     args.extend_from_slice(extra);
     run_ok(&args)
+}
+
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Waits for `child`, killing it and failing the test past the deadline.
+pub fn finish(mut child: Child, what: &str) -> Output {
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > DEADLINE {
+            child.kill().unwrap();
+            panic!("{what} hung: still running after {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
 }

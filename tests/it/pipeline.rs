@@ -4,7 +4,7 @@
 //! PaySim and JSON-lines input.
 
 use std::path::Path;
-use std::process::{Child, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use fraudflow::dataflow::json_event::paysim_event;
@@ -12,26 +12,11 @@ use fraudflow::paysim::PaysimReader;
 use serde_json::Value;
 
 use crate::common::{
-    backtest, free_port, generated, json, run_ok, run_two_processes, s, shared_slice, spawn, train,
-    two_hosts,
+    backtest, finish, free_port, generated, json, run_ok, run_two_processes, s, shared_slice,
+    spawn, train, two_hosts,
 };
 
 /// Far more than any of these runs needs: a run still going then is hung.
-const DEADLINE: Duration = Duration::from_secs(60);
-
-/// Waits for `child`, killing it and failing the test past the deadline.
-fn finish(mut child: Child, what: &str) -> Output {
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > DEADLINE {
-            child.kill().unwrap();
-            panic!("{what} hung: still running after {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
 /// Runs `args` at `-w 2`, then as two processes of two workers; returns
 /// the three outputs (one process, then processes 0 and 1).
 fn one_and_two_processes(dir: &Path, args: &[&str], limit_file_kb: Option<u64>) -> [Output; 3] {

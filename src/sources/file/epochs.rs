@@ -82,13 +82,17 @@ impl Epochs {
     }
 
     /// Epochs of at least `size` lines that also keep every place less
-    /// than `span + lateness` past its epoch (when the scan places nothing
-    /// more than `lateness` behind the latest place, as the file source
-    /// does): a place at or after the current start is less than `span`
-    /// past it, and one behind it falls either after a gap's own start or
-    /// at most `lateness` before a start that came less than `span` after
-    /// the one before. A loop in the dataflow needs this: what comes back
-    /// round it can only be awaited for that long past a logical time.
+    /// than `span + lateness` past its epoch: a place at or after the
+    /// current start is less than `span` past it, and one behind it at most
+    /// `lateness` (the scan places nothing further behind the frontier)
+    /// falls either after a gap's own start or at most `lateness` before a
+    /// start that came less than `span` after the one before. The scan
+    /// places events further behind the latest place only when that place
+    /// was a frontier candidate, which the floor does not follow (the first
+    /// line, or a jump past the past limit); such a place, when it is that
+    /// far past its epoch, starts one of its own, between starts. A loop
+    /// in the dataflow needs this: what comes back round it can only be
+    /// awaited for that long past a logical time.
     ///
     /// ```
     /// use fraudflow::sources::file::epochs::Epochs;
@@ -130,14 +134,26 @@ impl Epochs {
             }
             self.starts.push_back(place);
             self.since = 0;
+        } else if let (false, Some(s)) = (later, self.span) {
+            // Behind the latest place by more than the lateness (it was a
+            // frontier candidate: the first line, or a jump past the past
+            // limit) and as far as span + lateness past its epoch: a start
+            // of its own. Every place noted in that epoch is nearer its
+            // start, so none of theirs changes.
+            let at = self.starts.partition_point(|&x| x <= place);
+            let epoch = at.checked_sub(1).map_or(0, |i| self.starts[i]);
+            if place >= epoch.saturating_add(s.span).saturating_add(s.lateness) {
+                self.starts.insert(at, place);
+            }
         }
         self.since += 1;
         self.latest = self.latest.max(Some(place));
     }
 
     /// The epoch of a place: the latest start at or before it. Exact for
-    /// any place at or before the latest noted (later starts are all after
-    /// it), and never less than the epoch of an earlier place.
+    /// any place noted (later starts are all after it, or after every
+    /// place noted in its epoch), and never less than the epoch of an
+    /// earlier place.
     pub fn of(&self, place: u64) -> u64 {
         let after = self.starts.partition_point(|&s| s <= place);
         after
@@ -218,6 +234,31 @@ mod tests {
                 last_epoch = e;
             }
         }
+    }
+
+    /// Behind a frontier candidate (the first line, a jump) the scan
+    /// places events at their own times, however far behind the latest
+    /// place: each still gets an epoch less than span + lateness before
+    /// it, the epochs never decrease, and none changes once given.
+    #[test]
+    fn places_far_behind_a_candidate_stay_within_the_bound() {
+        let (span, lateness) = (100, 20);
+        let mut epochs = Epochs::with_span(4, span, lateness);
+        let mut places = vec![10_000]; // the first line: a candidate
+        places.extend((0..200).map(|i| 5_000 + i * 7 - (i % 3) * 15));
+        places.push(50_000); // a jump past the past limit
+        places.extend((0..100).map(|i| 6_400 + i * 13 - (i % 4) * 10));
+        let mut given = Vec::new();
+        for &p in &places {
+            epochs.note(p);
+            given.push((p, epochs.of(p)));
+        }
+        for &(p, e) in &given {
+            assert_eq!(epochs.of(p), e, "place {p}: its epoch changed");
+            assert!(e <= p && p - e < span + lateness, "place {p} epoch {e}");
+        }
+        given.sort_unstable();
+        assert!(given.windows(2).all(|w| w[0].1 <= w[1].1));
     }
 
     fn places(seed: u64, n: usize) -> Vec<u64> {
