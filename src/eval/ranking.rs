@@ -80,6 +80,19 @@ pub struct AtThreshold {
     pub recall: Option<f64>,
 }
 
+impl AtThreshold {
+    /// The figures of `alerts` of which `caught` are among `positives`.
+    pub fn counted(threshold: f64, alerts: u64, caught: u64, positives: u64) -> AtThreshold {
+        AtThreshold {
+            threshold,
+            alerts,
+            caught,
+            precision: (alerts > 0).then(|| caught as f64 / alerts as f64),
+            recall: (positives > 0).then(|| caught as f64 / positives as f64),
+        }
+    }
+}
+
 /// Alerting on `scores >= threshold`.
 ///
 /// ```
@@ -97,13 +110,7 @@ pub fn at_threshold(scores: &[f64], labels: &[bool], threshold: f64) -> AtThresh
             caught += u64::from(*l);
         }
     }
-    AtThreshold {
-        threshold,
-        alerts,
-        caught,
-        precision: (alerts > 0).then(|| caught as f64 / alerts as f64),
-        recall: (positives > 0).then(|| caught as f64 / positives as f64),
-    }
+    AtThreshold::counted(threshold, alerts, caught, positives)
 }
 
 /// Alerting on each score at or above its own threshold (a run whose
@@ -129,13 +136,7 @@ pub fn at_thresholds(scores: &[f64], labels: &[bool], thresholds: &[f64]) -> AtT
             caught += u64::from(*l);
         }
     }
-    AtThreshold {
-        threshold: f64::NAN,
-        alerts,
-        caught,
-        precision: (alerts > 0).then(|| caught as f64 / alerts as f64),
-        recall: (positives > 0).then(|| caught as f64 / positives as f64),
-    }
+    AtThreshold::counted(f64::NAN, alerts, caught, positives)
 }
 
 /// The threshold that alerts on a `budget` share of `scores`: the score of

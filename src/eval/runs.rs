@@ -186,13 +186,12 @@ impl RankRuns {
                 count(s, l);
             }
         }
-        Ok(AtThreshold {
+        Ok(AtThreshold::counted(
             threshold,
             alerts,
             caught,
-            precision: (alerts > 0).then(|| caught as f64 / alerts as f64),
-            recall: (self.positives > 0).then(|| caught as f64 / self.positives as f64),
-        })
+            self.positives,
+        ))
     }
 }
 

@@ -86,13 +86,8 @@ impl QualityTally {
         };
         let ranked = self.runs.rank(budget)?;
         let (alerts, caught, fraud) = (self.alerts, self.caught, self.fraud);
-        let at_threshold = AtThreshold {
-            threshold: if agree { first } else { f64::NAN },
-            alerts,
-            caught,
-            precision: (alerts > 0).then(|| caught as f64 / alerts as f64),
-            recall: (fraud > 0).then(|| caught as f64 / fraud as f64),
-        };
+        let threshold = if agree { first } else { f64::NAN };
+        let at_threshold = AtThreshold::counted(threshold, alerts, caught, fraud);
         Ok(Some(Quality {
             events: self.events,
             fraud,

@@ -197,7 +197,11 @@ impl Keeper {
     fn finish(&mut self) -> Option<Kept> {
         if let Some(w) = self.writer.take() {
             match w.finish() {
-                Ok(files) => self.sending = Some(SpillPieces::new(files.into_values(), PIECE)),
+                // Only a process without a share sends its records.
+                Ok(files) if self.share.is_none() => {
+                    self.sending = Some(SpillPieces::new(files.into_values(), PIECE));
+                }
+                Ok(_) => {}
                 Err(e) => self.fail(e),
             }
         }
