@@ -12,6 +12,7 @@ use fraudflow::bundle::{fingerprint_file, Bundle};
 use fraudflow::dataflow::score::{ModelVersion, Scorer};
 use fraudflow::dataflow::sink::Text;
 use fraudflow::ensemble::{check_threshold, Weights};
+use fraudflow::eval::html::backtest::{self, PageTally};
 use fraudflow::eval::kept::{Keep, KeptShare};
 use fraudflow::eval::report::{Evaluation, ReportContext};
 use fraudflow::eval::spill::{read_day, SpillDir};
@@ -262,7 +263,7 @@ fn outputs(
     args: &Args,
     group: &OutputGroup,
     frozen: bool,
-    (keep, spill): (Keep, Arc<SpillDir>),
+    spill: Arc<SpillDir>,
 ) -> anyhow::Result<(Outputs, Gathered)> {
     let out = args.out();
     let alerts = TextFile::create(group, &out.join(ALERTS), Header::default())?;
@@ -275,7 +276,7 @@ fn outputs(
         false => None,
     };
     let dead = JsonLinesSink::create(group, &out.join(DEAD_LETTERS), |d| Some(d))?;
-    let kept = KeptShare::new(keep);
+    let kept = KeptShare::default();
     let outputs = Outputs {
         dead_letters: Box::new(dead),
         stage: StageOutputs::Evaluated {
@@ -397,8 +398,8 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
     let (bundle, input_hash) = bundle_for(args, &settings, &input_path, quiet)?;
     let (specs, versions) = versions(args, &bundle)?;
     let (initial, policy_source) = scorer(args, &bundle);
-    let keeping = keeping(args, &input_path, settings.cluster.process)?;
-    let (keep, spill) = (keeping.0, Arc::clone(&keeping.1));
+    let keeping = keeping(args, settings.cluster.process)?;
+    let spill = Arc::clone(&keeping.1);
     let (stage, frozen) = stage(args, keeping, initial, versions, bundle.budget)?;
     settings.stage = stage;
     if !quiet {
@@ -411,7 +412,7 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
         );
     }
     let opened = if settings.cluster.owns_outputs() {
-        Some(outputs(args, &group, frozen, (keep, spill))?)
+        Some(outputs(args, &group, frozen, spill)?)
     } else {
         None
     };
@@ -443,11 +444,9 @@ fn backtest(args: &Args, cluster: Cluster, quiet: bool) -> anyhow::Result<ExitCo
 /// What the workers keep of each event besides its record, and where
 /// this process keeps the records until the report (see
 /// `fraudflow::eval::spill`).
-fn keeping(args: &Args, input: &Path, process: usize) -> anyhow::Result<(Keep, Arc<SpillDir>)> {
+fn keeping(args: &Args, process: usize) -> anyhow::Result<(Keep, Arc<SpillDir>)> {
     let keep = Keep {
-        samples: args.html.is_some(),
-        // A PaySim row takes 70 to 90 bytes: this over-reserves a little.
-        expected: std::fs::metadata(input).map_or(0, |m| m.len() / 60),
+        page: args.html.is_some(),
     };
     let spill = SpillDir::create(&spill_dir(args, process))?;
     if spill.leftover() > 0 {
@@ -547,18 +546,28 @@ fn report(
         ..summary.clone()
     };
     let mut evaluation = Evaluation::new(context, bundle.budget, spill.path());
+    let mut page = gathered
+        .html
+        .is_some()
+        .then(|| PageTally::new(spill.path(), kept.span_us));
     for files in spill.days()?.values() {
-        evaluation.add_day(&read_day(files)?)?;
+        let day = read_day(files)?;
+        evaluation.add_day(&day)?;
+        if let Some(page) = page.as_mut() {
+            day.iter().try_for_each(|r| page.add(r))?;
+        }
     }
-    let (report, latencies) = evaluation.report(&summary, bundle)?;
+    let (report, latency) = evaluation.report(&summary, bundle)?;
     super::backtest_summary::write_report(gathered.report, &report)?;
-    if let Some(file) = gathered.html {
-        let html = super::backtest_summary::HtmlGathered {
-            samples: kept.samples,
+    if let (Some(file), Some(page)) = (gathered.html, page) {
+        let (scores, throughput) = page.finish()?;
+        let html = backtest::Gathered {
+            scores,
+            throughput,
+            latency,
             reasons: kept.reasons,
-            file,
         };
-        super::backtest_summary::write_html(html, &report, latencies.values())?;
+        super::backtest_summary::write_html(file, html, &report)?;
     }
     // Every file is complete: they take their names together.
     group.commit()?;

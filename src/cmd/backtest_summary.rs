@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use fraudflow::atomic::OutputFile;
-use fraudflow::eval::html::backtest::{self, Sample};
+use fraudflow::eval::html::backtest::{self, Gathered};
 
 use fraudflow::eval::report::Report;
 use fraudflow::eval::Quality;
@@ -121,13 +121,6 @@ fn print_quality(name: &str, q: &Quality, budget: f64) {
     outln!("  fraud amount caught: {}", q.amount_caught());
 }
 
-/// What `--html` gathers besides the report's records, and its file.
-pub struct HtmlGathered {
-    pub samples: Vec<Sample>,
-    pub reasons: Vec<String>,
-    pub file: OutputFile,
-}
-
 /// Writes report.json into its file of the run's group.
 pub fn write_report(file: OutputFile, report: &Report) -> anyhow::Result<()> {
     write_file(file, |out| {
@@ -138,13 +131,11 @@ pub fn write_report(file: OutputFile, report: &Report) -> anyhow::Result<()> {
 
 /// Writes the page of the run, from its report and what `--html`
 /// gathered, into its file of the run's group.
-pub fn write_html(html: HtmlGathered, report: &Report, latency_us: Vec<u64>) -> anyhow::Result<()> {
-    let samples = html.samples;
-    let page = backtest::page(report, &samples, latency_us, html.reasons);
-    drop(samples);
+pub fn write_html(file: OutputFile, gathered: Gathered, report: &Report) -> anyhow::Result<()> {
+    let page = backtest::page(report, gathered);
     let text = fraudflow::eval::html::render(&page)
-        .with_context(|| format!("drawing {}", html.file.path().display()))?;
-    write_file(html.file, |out| out.write_all(text.as_bytes()))
+        .with_context(|| format!("drawing {}", file.path().display()))?;
+    write_file(file, |out| out.write_all(text.as_bytes()))
 }
 
 /// `write`s into `file` and finishes it (synced, ready to take its name

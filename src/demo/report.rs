@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{DemoError, Seen};
 use crate::ensemble::Components;
-use crate::eval::html::{HtmlReport, Period, Periods, ScoredEvent};
+use crate::eval::html::{HtmlReport, Period, Periods, ScoreFigures, ScoredEvent};
 
 /// Seconds of event time a period of the report spans.
 const PERIOD_SECONDS: i64 = 10;
@@ -64,13 +64,16 @@ pub fn gather(seen: &Seen, live: &Path, models: &Path) -> Result<HtmlReport, Dem
         }
     }
     let threshold = threshold.unwrap_or(bundle.policy.threshold);
+    let scored: Vec<ScoredEvent> = events.iter().map(|e| e.2).collect();
+    let scores = ScoreFigures::of(&scored)
+        .map_err(|e| DemoError::Setting(format!("the report's scores: {e}")))?;
     Ok(HtmlReport {
         title: "fraudflow demo".into(),
         facts: facts(seen, &bundle.version, &events),
         threshold,
         periods: periods(&mut events),
-        scores: events.into_iter().map(|(_, _, s, _)| s).collect(),
-        latency_us: seen.latency_us.clone(),
+        scores,
+        latency: seen.latency_us.iter().copied().collect(),
         throughput: throughput(&seen.statuses),
         reasons: reasons.into_iter().collect(),
     })

@@ -1,42 +1,33 @@
 //! What a backtest's evaluation keeps of every scored event besides its
 //! record, on the worker that scored it, and how it reaches worker 0.
 //!
-//! Records go to disk as they are made ([`super::spill`]). The rest (the
-//! counts, and with the HTML report every event's sample and every
-//! alert's first reason) is merged per process: a worker of process 0
-//! adds to the process's [`KeptShare`] directly (one lock a container),
-//! and a worker of another process keeps its own [`Kept`] and sends it to
+//! Records go to disk as they are made ([`super::spill`]), with the HTML
+//! report's fields in them when it is asked for. The rest is counts:
+//! events and alerts, each alert's first reason, and the times the run
+//! started and ended (the page's throughput). A worker of process 0 adds
+//! to the process's [`KeptShare`] directly (one lock a container), and a
+//! worker of another process keeps its own [`Kept`] and sends it to
 //! worker 0 once, when its input is complete, followed by its records
 //! read back from its process's disk a piece at a time (in [`Kept`]'s
 //! `records`). Merging only appends and adds, so the result is the same
-//! for any number of workers and processes.
+//! for any number of workers and processes; and nothing here grows with
+//! the input but the records, which are on disk.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::html::backtest::{first_reason, Sample};
+use super::html::backtest::first_reason;
 use super::Record;
 use crate::dataflow::score::Outcome;
 
-/// What to keep besides the records: `samples`, the HTML report's samples
-/// and alert reasons. `expected`: about how many events the run scores (0:
-/// unknown). Each worker reserves room for its share up front: a vector of
-/// millions grown by doubling copies itself again and again, and the heap
-/// keeps the copies it left.
+/// What to keep besides the plain records: with `page`, what the HTML
+/// report needs (the page's fields in every record, the alerts' reasons
+/// and the run's span).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Keep {
-    pub samples: bool,
-    pub expected: u64,
-}
-
-impl Keep {
-    /// Room for one of `workers`' share of the expected events, with a
-    /// quarter to spare (accounts are not spread exactly evenly).
-    pub fn share(&self, workers: usize) -> usize {
-        let share = self.expected / workers.max(1) as u64;
-        usize::try_from(share + share / 4).unwrap_or(0)
-    }
+    pub page: bool,
 }
 
 /// Records in a piece sent between processes: large enough that few
@@ -49,10 +40,11 @@ pub struct Kept {
     /// Scored events' records, in no particular order: only in the pieces
     /// another process sends (see the module's doc).
     pub records: Vec<Record>,
-    /// With [`Keep::samples`]: every scored event's sample.
-    pub samples: Vec<Sample>,
-    /// With [`Keep::samples`]: every alert's first reason.
-    pub reasons: Vec<String>,
+    /// With [`Keep::page`]: alerts by first reason.
+    pub reasons: BTreeMap<String, u64>,
+    /// With [`Keep::page`]: the earliest time an event was read and the
+    /// latest it was routed (µs since the Unix epoch).
+    pub span_us: Option<(u64, u64)>,
     /// Events scored that were not alerts.
     pub normal: u64,
     /// The workers' sources' counts: events read, and placed late.
@@ -61,48 +53,54 @@ pub struct Kept {
 }
 
 impl Kept {
-    /// Room for `n` events' samples, with `keep.samples`.
-    pub fn reserve(&mut self, n: usize, keep: Keep) {
-        if keep.samples {
-            self.samples.reserve(n);
-        }
-    }
-
     /// Keeps what `keep` asks of `outcomes` (their records go to disk).
     pub fn add(&mut self, outcomes: &[Outcome], keep: Keep) {
         let alerts = outcomes.iter().filter(|o| o.alert.is_some());
         self.normal += (outcomes.len() - alerts.clone().count()) as u64;
-        if keep.samples {
-            self.samples.extend(outcomes.iter().map(Sample::of));
-            self.reasons.extend(alerts.map(first_reason));
+        if keep.page {
+            for o in alerts {
+                *self.reasons.entry(first_reason(o)).or_default() += 1;
+            }
+            for o in outcomes {
+                let done = o.received_us.saturating_add(o.latency_us);
+                self.widen((o.received_us, done));
+            }
         }
     }
 
-    /// Appends `other`, adding its counts (taking its vectors whole where
+    fn widen(&mut self, (from, to): (u64, u64)) {
+        self.span_us = Some(match self.span_us {
+            Some((a, b)) => (a.min(from), b.max(to)),
+            None => (from, to),
+        });
+    }
+
+    /// Appends `other`, adding its counts (taking its records whole where
     /// these are empty: a copy would hold both at once).
     pub fn merge(&mut self, mut other: Kept) {
         if self.records.is_empty() {
             std::mem::swap(&mut self.records, &mut other.records);
         }
-        if self.samples.is_empty() {
-            std::mem::swap(&mut self.samples, &mut other.samples);
-        }
         self.records.append(&mut other.records);
-        self.samples.append(&mut other.samples);
-        self.reasons.append(&mut other.reasons);
+        for (reason, n) in other.reasons {
+            *self.reasons.entry(reason).or_default() += n;
+        }
+        if let Some(span) = other.span_us {
+            self.widen(span);
+        }
         self.normal += other.normal;
         self.events_in += other.events_in;
         self.late += other.late;
     }
 
-    /// The same state as pieces of at most [`PIECE`] records (and samples,
-    /// and reasons), the counts in one: merged, they hold what `self` does
-    /// (the records in another order).
+    /// The same state as pieces of at most [`PIECE`] records, the counts
+    /// in one: merged, they hold what `self` does (the records in another
+    /// order).
     ///
     /// ```
     /// use fraudflow::eval::kept::Kept;
-    /// let r = |seq| fraudflow::eval::Record { seq, time_ms: 0, score: 0.5, is_fraud: None, amount: 1.0, latency_us: 0, frozen: None, threshold: 0.5 };
-    /// let whole = Kept { records: (0..200_000).map(r).collect(), normal: 7, events_in: 9, ..Kept::default() };
+    /// let r = |seq| fraudflow::eval::Record { seq, time_ms: 0, score: 0.5, is_fraud: None, amount: 1.0, latency_us: 0, frozen: None, threshold: 0.5, page: None };
+    /// let whole = Kept { records: (0..200_000).map(r).collect(), normal: 7, events_in: 9, span_us: Some((3, 8)), ..Kept::default() };
     /// let pieces = whole.clone().pieces();
     /// assert_eq!(pieces.len(), 4);
     /// let mut merged = Kept::default();
@@ -112,12 +110,10 @@ impl Kept {
     /// ```
     pub fn pieces(mut self) -> Vec<Kept> {
         let mut pieces = Vec::new();
-        while self.records.len() > PIECE || self.samples.len() > PIECE || self.reasons.len() > PIECE
-        {
+        while self.records.len() > PIECE {
+            let at = self.records.len() - PIECE;
             pieces.push(Kept {
-                records: tail(&mut self.records),
-                samples: tail(&mut self.samples),
-                reasons: tail(&mut self.reasons),
+                records: self.records.split_off(at),
                 ..Kept::default()
             });
         }
@@ -126,24 +122,11 @@ impl Kept {
     }
 }
 
-/// The last [`PIECE`] of `v` (or all of it), taken off.
-fn tail<T>(v: &mut Vec<T>) -> Vec<T> {
-    v.split_off(v.len().saturating_sub(PIECE))
-}
-
 /// The [`Kept`] of a process's workers, merged; clones share it.
 #[derive(Clone, Debug, Default)]
 pub struct KeptShare(Arc<Mutex<Kept>>);
 
 impl KeptShare {
-    /// With room for the run's samples reserved (with `keep.samples`): its
-    /// workers add to it as they go.
-    pub fn new(keep: Keep) -> KeptShare {
-        let mut kept = Kept::default();
-        kept.reserve(keep.share(1), keep);
-        KeptShare(Arc::new(Mutex::new(kept)))
-    }
-
     /// Keeps what `keep` asks of `outcomes` (a worker of this process, as
     /// it scores them: one lock a container, and no second copy at the
     /// end).

@@ -51,7 +51,7 @@ pub struct LearningDay {
 /// use fraudflow::eval::{learning::learning_days, Record};
 /// let r = |hour: u64, score, frozen, fraud| Record {
 ///     seq: 0, time_ms: hour * 3_600_000, score, is_fraud: Some(fraud),
-///     amount: 1.0, latency_us: 0, frozen: Some(frozen), threshold: 0.5,
+///     amount: 1.0, latency_us: 0, frozen: Some(frozen), threshold: 0.5, page: None,
 /// };
 /// // Day 1: the online score ranks the fraud first, the frozen one last.
 /// let records = [r(24, 0.9, 0.1, true), r(25, 0.2, 0.8, false), r(26, 0.1, 0.5, false)];
@@ -164,6 +164,7 @@ mod tests {
                 latency_us: 0,
                 frozen: Some(rng.uniform()),
                 threshold: 0.5,
+                page: None,
             })
             .collect()
     }
@@ -225,6 +226,7 @@ mod tests {
             amount: 1.0,
             latency_us: 0,
             frozen: None,
+            page: None,
             threshold: 0.5,
         };
         let days = learning_days(&[r], 0.005, &[]);

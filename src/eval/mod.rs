@@ -63,10 +63,23 @@ pub struct Record {
     pub frozen: Option<f64>,
     /// The threshold that routed the event.
     pub threshold: f64,
+    /// What the HTML report adds (`backtest --html`), when kept.
+    pub page: Option<PageFields>,
+}
+
+/// What the HTML report needs of an event beyond its record: each
+/// model's score (its curves) and when the event was read (with
+/// `latency_us`, the run's throughput).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PageFields {
+    pub components: crate::ensemble::Components,
+    /// When the event was read, µs since the Unix epoch.
+    pub received_us: u64,
 }
 
 impl Record {
-    pub fn of(o: &Outcome) -> Record {
+    /// `o`'s record, with the page's fields when `page`.
+    pub fn of(o: &Outcome, page: bool) -> Record {
         Record {
             seq: o.seq,
             time_ms: o.time_ms,
@@ -76,7 +89,18 @@ impl Record {
             latency_us: o.latency_us,
             frozen: o.frozen,
             threshold: o.threshold,
+            page: page.then_some(PageFields {
+                components: o.components,
+                received_us: o.received_us,
+            }),
         }
+    }
+
+    /// When the event was routed, µs since the Unix epoch (with the
+    /// page's fields).
+    pub fn done_us(&self) -> Option<u64> {
+        let page = self.page.as_ref()?;
+        Some(page.received_us.saturating_add(self.latency_us))
     }
 
     /// The split's unit: see [`split::hour_of`].
@@ -146,7 +170,7 @@ impl Quality {
     ///
     /// ```
     /// use fraudflow::eval::{Quality, Record};
-    /// let r = |amount, score| Record { seq: 0, time_ms: 0, score, is_fraud: Some(true), amount, latency_us: 0, frozen: None, threshold: 0.5 };
+    /// let r = |amount, score| Record { seq: 0, time_ms: 0, score, is_fraud: Some(true), amount, latency_us: 0, frozen: None, threshold: 0.5, page: None };
     /// let q = Quality::of(&[r(f64::MAX, 0.9), r(f64::MAX, 0.1)], |_| 0.5, 0.5).unwrap();
     /// assert_eq!(q.amount_caught(), "1.797693e308 of more than 1.797693e308 (past f64's range) (50.0 %)");
     /// let q = Quality::of(&[r(10.0, 0.9), r(30.0, 0.1)], |_| 0.5, 0.5).unwrap();
@@ -233,7 +257,7 @@ pub struct Day {
 ///
 /// ```
 /// use fraudflow::eval::{per_day, Record};
-/// let r = |time_ms, score, fraud| Record { seq: 0, time_ms, score, is_fraud: Some(fraud), amount: 10.0, latency_us: 0, frozen: None, threshold: 0.5 };
+/// let r = |time_ms, score, fraud| Record { seq: 0, time_ms, score, is_fraud: Some(fraud), amount: 10.0, latency_us: 0, frozen: None, threshold: 0.5, page: None };
 /// let days = per_day(&[r(0, 0.9, true), r(3_600_000, 0.1, true), r(86_400_000, 0.7, false)], |_| 0.5);
 /// assert_eq!(days.len(), 2);
 /// assert_eq!((days[0].events, days[0].fraud, days[0].fraud_caught), (2, 2, 1));

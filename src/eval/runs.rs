@@ -81,6 +81,11 @@ impl RankRuns {
         }
     }
 
+    /// Every pair in memory: no run is ever written.
+    pub fn in_memory() -> RankRuns {
+        RankRuns::new(Path::new(""), "").with_limit(usize::MAX)
+    }
+
     /// At most `limit` (at least 1) pairs in memory.
     pub fn with_limit(mut self, limit: usize) -> RankRuns {
         self.limit = limit.max(1);
@@ -117,35 +122,52 @@ impl RankRuns {
         self.dir.join(format!("{}-{n}.run", self.prefix))
     }
 
-    /// The ranking figures of every pair pushed, alerts at the `budget`
-    /// share of them; the runs are removed.
-    pub fn rank(mut self, budget: f64) -> Result<Ranked, SpillError> {
-        let mut walk = Walk::new(self.n, self.positives, budget);
+    /// Pairs pushed, and how many of them are labelled `true`.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.n, self.positives)
+    }
+
+    /// Hands `each` every pair pushed, highest score first in f64's total
+    /// order (ties in no set order). The runs stay until [`Self::remove`].
+    pub fn walk(&mut self, mut each: impl FnMut(f64, bool)) -> Result<(), SpillError> {
         if self.runs.is_empty() {
             self.buffer.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
-            self.buffer.iter().for_each(|&(s, l)| walk.push(s, l));
-        } else {
-            let rest = std::mem::take(&mut self.buffer);
-            self.write_run(rest)?;
-            self.fewer_runs()?;
-            merge(&self.runs, |s, l| {
-                walk.push(s, l);
-                Ok(())
-            })?;
+            self.buffer.iter().for_each(|&(s, l)| each(s, l));
+            return Ok(());
         }
+        let rest = std::mem::take(&mut self.buffer);
+        self.write_run(rest)?;
+        self.fewer_runs()?;
+        merge(&self.runs, |s, l| {
+            each(s, l);
+            Ok(())
+        })
+    }
+
+    /// The ranking figures of every pair pushed, alerts at the `budget`
+    /// share of them.
+    pub fn rank(mut self, budget: f64) -> Result<Ranked, SpillError> {
+        let mut walk = Walk::new(self.n, self.positives, budget);
+        self.walk(|s, l| walk.push(s, l))?;
         let (pr_auc, roc_auc, kth) = walk.finish();
         let at_budget = match kth {
             Some(t) => Some(self.at_threshold(t)?),
             None => None,
         };
-        for run in &self.runs {
-            std::fs::remove_file(run).map_err(io(run))?;
-        }
+        self.remove()?;
         Ok(Ranked {
             pr_auc,
             roc_auc,
             at_budget,
         })
+    }
+
+    /// Removes the runs written.
+    pub fn remove(self) -> Result<(), SpillError> {
+        for run in &self.runs {
+            std::fs::remove_file(run).map_err(io(run))?;
+        }
+        Ok(())
     }
 
     /// Merges runs in rounds of [`FAN_IN`] until at most that many are

@@ -20,7 +20,7 @@ use crate::eval::ranking::AtThreshold;
 /// use fraudflow::eval::{runs::RankRuns, tally::QualityTally, Quality, Record};
 /// let dir = std::env::temp_dir().join(format!("tally-doc-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir).unwrap();
-/// let r = |score, fraud, threshold| Record { seq: 0, time_ms: 0, score, is_fraud: fraud, amount: 3.0, latency_us: 0, frozen: None, threshold };
+/// let r = |score, fraud, threshold| Record { seq: 0, time_ms: 0, score, is_fraud: fraud, amount: 3.0, latency_us: 0, frozen: None, threshold, page: None };
 /// let records = [r(0.9, Some(true), 0.5), r(0.6, Some(false), 0.7), r(0.2, None, 0.5), r(0.1, Some(true), 0.5)];
 /// let mut tally = QualityTally::new(RankRuns::new(&dir, "doc"));
 /// records.iter().try_for_each(|r| tally.add(r)).unwrap();
@@ -112,7 +112,7 @@ impl QualityTally {
 /// let mut l = Latencies::default();
 /// (1..=100).rev().for_each(|v| l.add(v));
 /// assert_eq!(l.latency(), Latency::of((1..=100).collect()));
-/// assert_eq!(l.values().len(), 100);
+/// assert_eq!((l.count(), l.counts().len()), (100, 100));
 /// ```
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Latencies {
@@ -149,16 +149,23 @@ impl Latencies {
         })
     }
 
-    /// Every latency, in increasing order (the HTML report's histogram).
-    pub fn values(&self) -> Vec<u64> {
-        let mut out = Vec::with_capacity(usize::try_from(self.n).unwrap_or(0));
-        for (&value, &count) in &self.counts {
-            out.extend(std::iter::repeat_n(
-                value,
-                usize::try_from(count).unwrap_or(0),
-            ));
-        }
-        out
+    /// Each latency and how many events took it, in increasing order
+    /// (the HTML report's histogram).
+    pub fn counts(&self) -> Vec<(u64, u64)> {
+        self.counts.iter().map(|(&v, &n)| (v, n)).collect()
+    }
+
+    /// Latencies added.
+    pub fn count(&self) -> u64 {
+        self.n
+    }
+}
+
+impl FromIterator<u64> for Latencies {
+    fn from_iter<I: IntoIterator<Item = u64>>(latencies_us: I) -> Latencies {
+        let mut l = Latencies::default();
+        latencies_us.into_iter().for_each(|v| l.add(v));
+        l
     }
 }
 
@@ -183,6 +190,7 @@ mod tests {
                 latency_us: rng.below(5000),
                 frozen: None,
                 threshold: thresholds[rng.below(thresholds.len() as u64) as usize],
+                page: None,
             })
             .collect()
     }
@@ -218,7 +226,12 @@ mod tests {
             assert_eq!(l.latency(), Latency::of(values.clone()), "seed {seed}");
             let mut sorted = values;
             sorted.sort_unstable();
-            assert_eq!(l.values(), sorted);
+            let expanded = l
+                .counts()
+                .into_iter()
+                .flat_map(|(v, n)| (0..n).map(move |_| v));
+            assert_eq!(expanded.collect::<Vec<_>>(), sorted);
+            assert_eq!(l.count(), sorted.len() as u64);
         }
         assert_eq!(Latencies::default().latency(), None);
     }

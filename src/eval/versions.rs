@@ -133,7 +133,7 @@ pub fn version_of(specs: &[VersionSpec], hour: u32) -> usize {
 ///     policy: Policy { weights: Weights::ORIGINAL, threshold },
 /// };
 /// // Each record carries the threshold that routed it: its version's.
-/// let r = |hour: u64, score, threshold| Record { seq: 0, time_ms: hour * 3_600_000, score, is_fraud: None, amount: 1.0, latency_us: 0, frozen: None, threshold };
+/// let r = |hour: u64, score, threshold| Record { seq: 0, time_ms: hour * 3_600_000, score, is_fraud: None, amount: 1.0, latency_us: 0, frozen: None, threshold, page: None };
 /// let records = [r(1, 0.9, 0.5), r(2, 0.6, 0.7), r(5, 0.6, 0.7)];
 /// let out = shares(&[spec("a", 0, 0.5), spec("b", 2, 0.7)], &records, None);
 /// assert_eq!((out[0].events, out[0].alerts, out[0].until_step), (1, 1, Some(2)));
@@ -202,6 +202,7 @@ mod tests {
                 latency_us: 0,
                 frozen: None,
                 threshold: 0.9,
+                page: None,
             })
             .collect();
         let out = shares(&specs, &records, Some(6));

@@ -84,7 +84,7 @@ fn stage(stage: &Stage) -> String {
         Stage::Rows => "features, as rows".into(),
         Stage::Scored { .. } => "scored and routed".into(),
         Stage::Evaluated { keep, scores, .. } => {
-            format!("evaluated (scores {scores}, samples {})", keep.samples)
+            format!("evaluated (scores {scores}, page {})", keep.page)
         }
     }
 }

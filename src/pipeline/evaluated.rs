@@ -94,12 +94,12 @@ impl Ends<'_> {
 fn keep_each(outcomes: Stream<'_, u64, Vec<Outcome>>, keeping: Keeping, abort: &Abort) {
     let (share, spill) = (keeping.share.clone(), Arc::clone(&keeping.spill));
     let scope = outcomes.scope();
-    let (peers, index) = (scope.peers(), scope.index());
+    let index = scope.index();
     let failed = abort.clone();
     type Pieces = CapacityContainerBuilder<Vec<Kept>>;
     let pieces = outcomes.unary_frontier::<Pieces, _, _, _>(Pipeline, "Keep", move |cap, info| {
         let activator = scope.activator_for(info.address);
-        let mut keeper = Keeper::new(keeping, index, peers, failed);
+        let mut keeper = Keeper::new(keeping, index, failed);
         // Only a worker that must send holds a capability, until it has.
         let mut cap = keeper.share.is_none().then_some(cap);
         move |(input, frontier), output| {
@@ -139,7 +139,7 @@ struct Keeper {
     share: Option<KeptShare>,
     counts: Rc<SourceCounts>,
     writer: Option<DayWriter>,
-    /// Until the input is complete: the counts and samples kept.
+    /// Until the input is complete: the counts kept.
     mine: Option<Kept>,
     /// Then, on a process without a share: the records to send.
     sending: Option<SpillPieces>,
@@ -147,17 +147,13 @@ struct Keeper {
 }
 
 impl Keeper {
-    fn new(k: Keeping, index: usize, peers: usize, failed: Abort) -> Keeper {
-        let mut mine = Kept::default();
-        if k.share.is_none() {
-            mine.reserve(k.keep.share(peers), k.keep);
-        }
+    fn new(k: Keeping, index: usize, failed: Abort) -> Keeper {
         Keeper {
             keep: k.keep,
             writer: Some(k.spill.writer(&format!("w{index}"))),
             share: k.share,
             counts: k.counts,
-            mine: Some(mine),
+            mine: Some(Kept::default()),
             sending: None,
             failed,
         }
@@ -170,7 +166,10 @@ impl Keeper {
     /// Writes the outcomes' records and keeps the rest.
     fn take(&mut self, outcomes: &[Outcome]) {
         if let Some(w) = self.writer.as_mut() {
-            if let Err(e) = outcomes.iter().try_for_each(|o| w.add(&Record::of(o))) {
+            if let Err(e) = outcomes
+                .iter()
+                .try_for_each(|o| w.add(&Record::of(o, self.keep.page)))
+            {
                 self.fail(e);
             }
         }

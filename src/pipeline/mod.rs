@@ -131,11 +131,10 @@ impl Stage {
 
     /// Whose component scores the stage's outputs show: a live run writes
     /// every event's (alerts and normal traffic alike), a backtest its
-    /// alerts', and every event's with `--scores` or the HTML report's
-    /// samples.
+    /// alerts', and every event's with `--scores` or the HTML report.
     fn shown(&self) -> Shown {
         match self {
-            Stage::Evaluated { keep, scores, .. } if !scores && !keep.samples => Shown::Alerts,
+            Stage::Evaluated { keep, scores, .. } if !scores && !keep.page => Shown::Alerts,
             _ => Shown::Every,
         }
     }

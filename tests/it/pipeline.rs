@@ -526,17 +526,49 @@ fn a_backtest_writes_the_same_files_and_figures_on_any_cluster() {
 /// Regression: a backtest of two processes reported only process 0's
 /// events read (and so half the throughput).
 #[test]
-fn a_backtest_of_two_processes_counts_every_process_events() {
+fn a_backtest_of_two_processes_counts_every_process_events_and_draws_one_workers_page() {
     let dir = tempfile::tempdir().unwrap();
     let rows = 20_000;
     let input = generated(dir.path(), rows, 7);
     let models = dir.path().join("models");
     train(&input, &models, &[]);
     let out = dir.path().join("n2");
-    run_two_processes(dir.path(), &loud(backtest(&input, &models, &out, &[])), "1");
+    let page = out.join("page.html");
+    let args = backtest(&input, &models, &out, &["--html", s(&page)]);
+    run_two_processes(dir.path(), &loud(args), "1");
     let report = json(&out.join("report.json"));
     assert_eq!(report["events_in"], rows);
     assert_eq!(report["scored"], rows);
     let routed = report["alerts"].as_u64().unwrap() + report["normal"].as_u64().unwrap();
     assert_eq!(routed, rows);
+    // The page's figures of the scores, drawn from records that crossed
+    // between processes, are those of one worker's run.
+    let one = dir.path().join("w1");
+    let one_page = one.join("page.html");
+    run_ok(&backtest(
+        &input,
+        &models,
+        &one,
+        &["--html", s(&one_page), "-w", "1"],
+    ));
+    let (two, one) = (read(&page), read(&one_page));
+    for id in [
+        "pr-curve",
+        "score-distribution",
+        "alerts-per-period",
+        "reasons",
+    ] {
+        assert_eq!(section(&two, id), section(&one, id), "{id}");
+    }
+    assert!(section(&two, "pr-curve").contains("PR-AUC"));
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// The page's section `id`.
+fn section<'a>(page: &'a str, id: &str) -> &'a str {
+    let at = page.find(&format!("id=\"{id}\"")).unwrap();
+    &page[at..at + page[at..].find("</section>").unwrap()]
 }

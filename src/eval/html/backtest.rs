@@ -1,44 +1,24 @@
 //! A backtest's page (`backtest --html FILE`), filled from what the run
-//! already measured: its report (`report.json`), every event's scores and
-//! the time it was routed, and its alerts' reasons.
+//! already measured: its report (`report.json`), its records read back
+//! (every event's scores and the time it was routed), and its alerts'
+//! reasons.
 
-use super::shape::throughput;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::scores::{ScoreFigures, ScoreTally};
+use super::shape::Throughput;
 use super::{grouped, HtmlReport, Period, Periods, PrecisionRecall, ScoredEvent};
 use crate::dataflow::score::Outcome;
-use crate::ensemble::Components;
 use crate::eval::learning::{DayQuality, LearningDay};
 use crate::eval::recovery::{Caught, Recovery, Window};
 use crate::eval::report::Report;
-use crate::eval::{Day, Quality};
+use crate::eval::spill::SpillError;
+use crate::eval::tally::Latencies;
+use crate::eval::{Day, Quality, Record};
 
 /// Intervals the run's throughput is shown in.
 const THROUGHPUT_BINS: usize = 80;
-
-/// What the page keeps of each scored event: small, since every event's
-/// sample is kept beside its [`crate::eval::Record`] until the run ends.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Sample {
-    pub is_fraud: Option<bool>,
-    pub score: f64,
-    pub components: Components,
-    /// When the event was read, and when it was routed (µs since the Unix
-    /// epoch): throughput over the run comes from these, so measuring it
-    /// costs the run nothing.
-    pub received_us: u64,
-    pub done_us: u64,
-}
-
-impl Sample {
-    pub fn of(o: &Outcome) -> Sample {
-        Sample {
-            is_fraud: o.is_fraud,
-            score: o.score,
-            components: o.components,
-            received_us: o.received_us,
-            done_us: o.received_us.saturating_add(o.latency_us),
-        }
-    }
-}
 
 /// An alert's first reason: the feature that pushed its score most, or
 /// `none` (as the alerts metric names it).
@@ -47,47 +27,77 @@ pub fn first_reason(o: &Outcome) -> String {
     first.map_or_else(|| "none".to_string(), |r| r.feature.clone())
 }
 
-/// The page of a backtest: `report` as it is written, the run's `samples`
-/// (any order), its records' latencies and its alerts' first reasons.
-pub fn page(
-    report: &Report,
-    samples: &[Sample],
-    latency_us: Vec<u64>,
-    reasons: Vec<String>,
-) -> HtmlReport {
-    let scores = samples
-        .iter()
-        .filter_map(|s| {
-            s.is_fraud.map(|fraud| ScoredEvent {
-                fraud,
-                ensemble: s.score,
-                forest: s.components.isolation_forest,
-                autoencoder: s.components.autoencoder,
-                logistic: s.components.logistic,
-            })
+/// What the page takes from the run's records, gathered as the report
+/// reads them back a day at a time: the labelled events' scores (in runs
+/// on disk, see [`super::scores`]) and the times events were routed.
+#[derive(Debug)]
+pub struct PageTally {
+    scores: ScoreTally,
+    throughput: Option<Throughput>,
+}
+
+impl PageTally {
+    /// Runs written into `dir`; `span_us`: when the run read its first
+    /// event and routed its last (µs since the Unix epoch), if it scored
+    /// any.
+    pub fn new(dir: &Path, span_us: Option<(u64, u64)>) -> PageTally {
+        PageTally {
+            scores: ScoreTally::new(dir, "page"),
+            throughput: span_us.map(|(from, to)| Throughput::new(from, to, THROUGHPUT_BINS)),
+        }
+    }
+
+    /// Takes `r`'s scores and time, if it carries the page's fields.
+    pub fn add(&mut self, r: &Record) -> Result<(), SpillError> {
+        let (Some(page), Some(done)) = (r.page, r.done_us()) else {
+            return Ok(());
+        };
+        if let Some(t) = self.throughput.as_mut() {
+            t.add(done);
+        }
+        let Some(fraud) = r.is_fraud else {
+            return Ok(());
+        };
+        let c = page.components;
+        self.scores.add(&ScoredEvent {
+            fraud,
+            ensemble: r.score,
+            forest: c.isolation_forest,
+            autoencoder: c.autoencoder,
+            logistic: c.logistic,
         })
-        .collect();
-    let start = samples.iter().map(|s| s.received_us).min().unwrap_or(0);
-    let done: Vec<u64> = samples.iter().map(|s| s.done_us).collect();
+    }
+
+    /// The figures of the records added, and the throughput over the run.
+    pub fn finish(self) -> Result<(ScoreFigures, Vec<(f64, f64)>), SpillError> {
+        let throughput = self.throughput.map_or_else(Vec::new, Throughput::points);
+        Ok((self.scores.finish()?, throughput))
+    }
+}
+
+/// What a backtest's page shows besides its report.
+#[derive(Debug)]
+pub struct Gathered {
+    pub scores: ScoreFigures,
+    pub throughput: Vec<(f64, f64)>,
+    pub latency: Latencies,
+    /// Alerts by first reason.
+    pub reasons: BTreeMap<String, u64>,
+}
+
+/// The page of a backtest: `report` as it is written, and what was
+/// gathered besides.
+pub fn page(report: &Report, g: Gathered) -> HtmlReport {
     HtmlReport {
         title: "fraudflow backtest".to_string(),
         facts: facts(report),
         threshold: report.versions.first().map_or(0.5, |v| v.policy.threshold),
-        scores,
+        scores: g.scores,
         periods: periods(&report.per_day, report.learning.as_deref()),
-        latency_us,
-        throughput: throughput(&done, start, THROUGHPUT_BINS),
-        reasons: count(reasons),
+        latency: g.latency,
+        throughput: g.throughput,
+        reasons: g.reasons.into_iter().collect(),
     }
-}
-
-/// Each reason with its alerts.
-fn count(reasons: Vec<String>) -> Vec<(String, u64)> {
-    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
-    for r in reasons {
-        *counts.entry(r).or_default() += 1;
-    }
-    counts.into_iter().collect()
 }
 
 /// Days of event time, with the learning table's online and frozen

@@ -10,10 +10,19 @@
 pub mod backtest;
 mod page;
 pub mod plots;
+pub mod scores;
 mod sections;
 pub mod shape;
 
 use thiserror::Error;
+
+use crate::eval::tally::Latencies;
+pub use scores::ScoreFigures;
+
+/// Points drawn of each precision-recall curve, at most (about).
+pub const CURVE_POINTS: usize = 400;
+/// Bins of the score distribution over [0, 1].
+pub const SCORE_BINS: usize = 50;
 
 /// The ids of the page's plot sections (`<section id=...>`), in page
 /// order: what a check of the rendered page looks for.
@@ -40,13 +49,14 @@ pub struct HtmlReport {
     /// The alert threshold on the ensemble score (a vertical line on the
     /// score distribution).
     pub threshold: f64,
-    /// Every labelled event's label and scores. The precision-recall curves
-    /// use every one; unlabelled events are left out by whoever fills this.
-    pub scores: Vec<ScoredEvent>,
+    /// The labelled events' scores: each model's precision-recall curve
+    /// over every one, and the ensemble's score by class (see
+    /// [`scores::ScoreTally`]).
+    pub scores: ScoreFigures,
     /// Figures per period of event time (days in a backtest).
     pub periods: Periods,
-    /// Each event's latency in microseconds (source read to routed).
-    pub latency_us: Vec<u64>,
+    /// The events' latencies in microseconds (source read to routed).
+    pub latency: Latencies,
     /// Throughput over the run: (seconds since the start, events per
     /// second over the interval ending then), in time order.
     pub throughput: Vec<(f64, f64)>,

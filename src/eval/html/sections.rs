@@ -6,14 +6,11 @@ use plotters::style::RGBColor;
 
 use super::page::Section;
 use super::plots::{self, Curve, Line, PerPeriod};
+use super::scores::MODELS;
 use super::shape;
-use super::{grouped, HtmlError, HtmlReport, Period, PrecisionRecall, ScoredEvent};
-use crate::eval::ranking::average_precision;
+use super::{grouped, HtmlError, HtmlReport, Period, PrecisionRecall, ScoreFigures};
+use crate::eval::tally::Latencies;
 
-/// Points drawn of each precision-recall curve, at most (about).
-const CURVE_POINTS: usize = 400;
-/// Bins of the score distribution over [0, 1].
-const SCORE_BINS: usize = 50;
 /// Bins of the latency histogram.
 const LATENCY_BINS: usize = 40;
 /// Reasons shown.
@@ -27,39 +24,35 @@ pub fn all(report: &HtmlReport) -> Result<[Section; 8], HtmlError> {
         alerts(report)?,
         quality(report)?,
         thresholds(report)?,
-        latency(&report.latency_us)?,
+        latency(&report.latency)?,
         throughput(&report.throughput)?,
         reasons(&report.reasons)?,
     ])
 }
 
-/// A model's score of an event.
-type Pick = fn(&ScoredEvent) -> f64;
-
-/// The models, in drawing order: the ensemble first and thick, so the
-/// models drawn over it stay visible where they coincide.
-const MODELS: [(&str, Pick, RGBColor, u32); 4] = [
-    ("ensemble", |e| e.ensemble, plots::BLUE, 6),
-    ("isolation forest", |e| e.forest, plots::GREEN, 2),
-    ("autoencoder", |e| e.autoencoder, plots::ORANGE, 2),
-    ("logistic regression", |e| e.logistic, plots::PURPLE, 2),
+/// Each of [`MODELS`]' colour and line width: the ensemble thick and
+/// drawn first, so the models drawn over it stay visible where they
+/// coincide.
+const LOOKS: [(RGBColor, u32); 4] = [
+    (plots::BLUE, 6),
+    (plots::GREEN, 2),
+    (plots::ORANGE, 2),
+    (plots::PURPLE, 2),
 ];
 
-fn pr_curves(events: &[ScoredEvent]) -> Result<Section, HtmlError> {
+fn pr_curves(figures: &ScoreFigures) -> Result<Section, HtmlError> {
     let (mut curves, mut legend) = (Vec::new(), Vec::new());
-    for (name, pick, colour, width) in MODELS {
-        let pairs: Vec<(f64, bool)> = events.iter().map(|e| (pick(e), e.fraud)).collect();
-        let (scores, labels): (Vec<f64>, Vec<bool>) = pairs.iter().copied().unzip();
-        let full = shape::pr_curve(&pairs);
-        if let (Some(ap), false) = (average_precision(&scores, &labels), full.is_empty()) {
-            let points = shape::thin(&full, CURVE_POINTS);
-            curves.push(Curve {
-                colour,
-                width,
-                points,
-            });
-            legend.push((format!("{name} (PR-AUC {ap:.3})"), colour));
-        }
+    let drawn = MODELS.iter().zip(LOOKS).zip(&figures.curves);
+    for ((name, (colour, width)), curve) in drawn {
+        let Some(c) = curve.as_ref().filter(|c| !c.points.is_empty()) else {
+            continue;
+        };
+        curves.push(Curve {
+            colour,
+            width,
+            points: c.points.clone(),
+        });
+        legend.push((format!("{name} (PR-AUC {:.3})", c.pr_auc), colour));
     }
     let svg = match curves.is_empty() {
         true => Err("no labelled fraud among the events, so no curve can be drawn"),
@@ -72,24 +65,19 @@ fn pr_curves(events: &[ScoredEvent]) -> Result<Section, HtmlError> {
             "Each line moves the alert threshold from the highest score down over all {} \
              labelled events: further right catches more fraud, higher wastes fewer alerts. The \
              closer a line runs to the top right corner, the better; PR-AUC is the area under it.",
-            grouped(events.len() as u64)
+            grouped(figures.legit + figures.fraud)
         ),
         legend,
         svg,
     })
 }
 
-fn scores(events: &[ScoredEvent], threshold: f64) -> Result<Section, HtmlError> {
-    let of = |fraud: bool| -> Vec<f64> {
-        let class = events.iter().filter(|e| e.fraud == fraud);
-        class.map(|e| e.ensemble).collect()
-    };
-    let (legit, fraud) = (of(false), of(true));
-    let svg = match events.is_empty() {
-        true => Err("no labelled events"),
-        false => Ok(plots::score_distribution(
-            &shape::histogram(&legit, 0.0, 1.0, SCORE_BINS),
-            &shape::histogram(&fraud, 0.0, 1.0, SCORE_BINS),
+fn scores(figures: &ScoreFigures, threshold: f64) -> Result<Section, HtmlError> {
+    let svg = match figures.legit + figures.fraud {
+        0 => Err("no labelled events"),
+        _ => Ok(plots::score_distribution(
+            &figures.legit_bins,
+            &figures.fraud_bins,
             threshold,
         )?),
     };
@@ -100,8 +88,8 @@ fn scores(events: &[ScoredEvent], threshold: f64) -> Result<Section, HtmlError> 
             "How many legitimate ({}) and fraud ({}) events fell in each score band, on a log \
              scale. Events right of the threshold line raised alerts: blue bars there are false \
              alarms, red bars left of it are missed fraud.",
-            grouped(legit.len() as u64),
-            grouped(fraud.len() as u64)
+            grouped(figures.legit),
+            grouped(figures.fraud)
         ),
         legend: vec![
             ("legitimate".into(), plots::BLUE),
@@ -326,12 +314,12 @@ fn lines_per_period(
     })
 }
 
-fn latency(latency_us: &[u64]) -> Result<Section, HtmlError> {
-    let percentiles = crate::eval::Latency::of(latency_us.to_vec());
+fn latency(latencies: &Latencies) -> Result<Section, HtmlError> {
+    let percentiles = latencies.latency();
     let svg = match percentiles {
         None => Err("no event latencies"),
         Some(l) => Ok(plots::latency(
-            &shape::log_histogram(latency_us, LATENCY_BINS),
+            &shape::log_histogram_counted(&latencies.counts(), LATENCY_BINS),
             l.p50 as f64 / 1e3,
             l.p99 as f64 / 1e3,
         )?),
@@ -351,7 +339,7 @@ fn latency(latency_us: &[u64]) -> Result<Section, HtmlError> {
             "How long each of {} events took from being read to being routed, in bands of equal \
              ratio (log scale). Half the events took less than the p50 line, 99 in 100 less than \
              the p99 line.",
-            grouped(latency_us.len() as u64)
+            grouped(latencies.count())
         ),
         legend,
         svg,

@@ -26,32 +26,91 @@ pub struct PrPoint {
 /// assert_eq!(points, [(0.5, 1.0), (0.5, 0.5), (1.0, 2.0 / 3.0)]);
 /// ```
 pub fn pr_curve(pairs: &[(f64, bool)]) -> Vec<PrPoint> {
-    let fraud = pairs.iter().filter(|p| p.1).count();
+    let fraud = pairs.iter().filter(|p| p.1).count() as u64;
     if fraud == 0 {
         return Vec::new();
     }
+    let mut walk = PrWalk::new(fraud);
+    let mut points: Vec<PrPoint> = ranked(pairs)
+        .into_iter()
+        .filter_map(|(s, l)| walk.push(s, l))
+        .collect();
+    points.extend(walk.finish().0);
+    points
+}
+
+/// `pairs` in the order a curve walks them: highest score first, NaN last.
+pub fn ranked(pairs: &[(f64, bool)]) -> Vec<(f64, bool)> {
     let mut sorted = pairs.to_vec();
-    // Descending, NaN last.
     sorted.sort_by(|a, b| match (a.0.is_nan(), b.0.is_nan()) {
         (false, false) => b.0.total_cmp(&a.0),
         (x, y) => x.cmp(&y),
     });
-    let mut points = Vec::new();
-    let (mut alerts, mut caught) = (0usize, 0usize);
-    for (i, &(score, is_fraud)) in sorted.iter().enumerate() {
-        alerts += 1;
-        caught += usize::from(is_fraud);
-        let next = sorted.get(i + 1).map(|p| p.0);
-        let tie = next.is_some_and(|n| n == score || (n.is_nan() && score.is_nan()));
-        if !tie {
-            points.push(PrPoint {
-                threshold: score,
-                recall: caught as f64 / fraud as f64,
-                precision: caught as f64 / alerts as f64,
-            });
+    sorted
+}
+
+/// A precision-recall curve walked one pair at a time, in the order of
+/// [`ranked`] (highest first, NaN last), tied scores (equal, or both NaN)
+/// taken together: what [`pr_curve`] does in memory, for pairs read back
+/// from sorted runs on disk. Average precision comes from the same walk,
+/// summed as [`crate::eval::ranking::average_precision`] sums it.
+#[derive(Clone, Debug)]
+pub struct PrWalk {
+    fraud: u64,
+    /// The tie being walked: its score, size and frauds.
+    tie: Option<(f64, u64, u64)>,
+    seen: u64,
+    hits: u64,
+    ap: f64,
+}
+
+impl PrWalk {
+    /// A walk over pairs of which `fraud` are fraud.
+    pub fn new(fraud: u64) -> PrWalk {
+        PrWalk {
+            fraud,
+            tie: None,
+            seen: 0,
+            hits: 0,
+            ap: 0.0,
         }
     }
-    points
+
+    /// Takes the next pair; returns the point of the tie it closes.
+    pub fn push(&mut self, score: f64, fraud: bool) -> Option<PrPoint> {
+        match &mut self.tie {
+            Some((s, size, pos)) if *s == score || (s.is_nan() && score.is_nan()) => {
+                *size += 1;
+                *pos += u64::from(fraud);
+                None
+            }
+            _ => {
+                let closed = self.close();
+                self.tie = Some((score, 1, u64::from(fraud)));
+                closed
+            }
+        }
+    }
+
+    fn close(&mut self) -> Option<PrPoint> {
+        let (threshold, size, pos) = self.tie.take()?;
+        self.seen += size;
+        self.hits += pos;
+        let (hits, seen) = (self.hits as f64, self.seen as f64);
+        self.ap += (pos as f64 / self.fraud as f64) * (hits / seen);
+        Some(PrPoint {
+            threshold,
+            recall: hits / self.fraud as f64,
+            precision: hits / seen,
+        })
+    }
+
+    /// The last tie's point, and the average precision (`None` without
+    /// fraud).
+    pub fn finish(mut self) -> (Option<PrPoint>, Option<f64>) {
+        let last = self.close();
+        (last, (self.fraud > 0).then_some(self.ap))
+    }
 }
 
 /// At most about `max` points of `curve` for drawing, chosen by a fixed
@@ -59,46 +118,118 @@ pub fn pr_curve(pairs: &[(f64, bool)]) -> Vec<PrPoint> {
 /// by at least `1 / max` from the last one kept. Where precision zigzags
 /// more than that allows, every `k`-th of those is kept instead.
 pub fn thin(curve: &[PrPoint], max: usize) -> Vec<PrPoint> {
-    let max = max.max(2);
-    if curve.len() <= max {
-        return curve.to_vec();
-    }
-    let step = 1.0 / max as f64;
-    let mut kept: Vec<PrPoint> = vec![curve[0]];
-    for p in &curve[1..curve.len() - 1] {
-        let last = kept[kept.len() - 1];
-        if (p.recall - last.recall).abs() >= step || (p.precision - last.precision).abs() >= step {
-            kept.push(*p);
-        }
-    }
-    if kept.len() > max {
-        let k = kept.len().div_ceil(max);
-        kept = kept.into_iter().step_by(k).collect();
-    }
-    kept.push(curve[curve.len() - 1]);
-    kept
+    let mut thin = Thin::new(max);
+    curve.iter().for_each(|p| thin.push(*p));
+    thin.finish()
 }
 
-/// Counts of `values` in `bins` equal bins over `[lo, hi]`: a value below
-/// `lo` counts in the first bin, one above `hi` in the last; NaN is left
-/// out. Empty when `bins` is 0 or the range is empty or not finite.
+/// [`thin`] one point at a time: a curve walked from disk is never held
+/// whole. Holds the first `max` points (all of a short curve), the points
+/// the rule keeps (a few times `max`: precision moves by `1 / max` only
+/// after more alerts the further down the ranking, so the kept points grow
+/// with the logarithm of the events) and the latest point.
+#[derive(Clone, Debug)]
+pub struct Thin {
+    max: usize,
+    step: f64,
+    first: Vec<PrPoint>,
+    kept: Vec<PrPoint>,
+    last: Option<PrPoint>,
+}
+
+impl Thin {
+    pub fn new(max: usize) -> Thin {
+        let max = max.max(2);
+        Thin {
+            max,
+            step: 1.0 / max as f64,
+            first: Vec::new(),
+            kept: Vec::new(),
+            last: None,
+        }
+    }
+
+    pub fn push(&mut self, p: PrPoint) {
+        if self.first.len() <= self.max {
+            self.first.push(p);
+        }
+        // The point before is not the curve's last: the rule judges it.
+        match (self.last.replace(p), self.kept.last()) {
+            (None, _) => {}
+            (Some(before), None) => self.kept.push(before),
+            (Some(before), Some(k)) => {
+                let moved = (before.recall - k.recall).abs() >= self.step
+                    || (before.precision - k.precision).abs() >= self.step;
+                if moved {
+                    self.kept.push(before);
+                }
+            }
+        }
+    }
+
+    pub fn finish(self) -> Vec<PrPoint> {
+        if self.first.len() <= self.max {
+            return self.first;
+        }
+        let mut kept = self.kept;
+        if kept.len() > self.max {
+            let k = kept.len().div_ceil(self.max);
+            kept = kept.into_iter().step_by(k).collect();
+        }
+        kept.extend(self.last);
+        kept
+    }
+}
+
+/// Counts of values in `bins` equal bins over `[lo, hi]`, one value at a
+/// time: a value below `lo` counts in the first bin, one above `hi` in
+/// the last; NaN is left out. No bins when `bins` is 0 or the range is
+/// empty or not finite.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Bins {
+    lo: f64,
+    width: f64,
+    counts: Vec<u64>,
+}
+
+impl Bins {
+    pub fn new(lo: f64, hi: f64, bins: usize) -> Bins {
+        // Also refuses a NaN bound: its width is NaN, not finite.
+        if bins == 0 || !(hi - lo).is_finite() || hi - lo <= 0.0 {
+            return Bins::default();
+        }
+        Bins {
+            lo,
+            width: (hi - lo) / bins as f64,
+            counts: vec![0; bins],
+        }
+    }
+
+    pub fn add(&mut self, v: f64) {
+        let Some(top) = self.counts.len().checked_sub(1) else {
+            return;
+        };
+        if !v.is_nan() {
+            let i = ((v - self.lo) / self.width).floor().clamp(0.0, top as f64) as usize;
+            self.counts[i] += 1;
+        }
+    }
+
+    pub fn counts(self) -> Vec<u64> {
+        self.counts
+    }
+}
+
+/// Counts of `values` in `bins` equal bins over `[lo, hi]`, as [`Bins`].
 ///
 /// ```
 /// use fraudflow::eval::html::shape::histogram;
 /// assert_eq!(histogram(&[0.0, 0.1, 0.5, 0.99, 1.0, 2.0], 0.0, 1.0, 2), [2, 4]);
 /// ```
 pub fn histogram(values: &[f64], lo: f64, hi: f64, bins: usize) -> Vec<u64> {
-    // Also refuses a NaN bound: its width is NaN, not finite.
-    if bins == 0 || !(hi - lo).is_finite() || hi - lo <= 0.0 {
-        return Vec::new();
-    }
-    let mut counts = vec![0u64; bins];
-    let width = (hi - lo) / bins as f64;
-    for v in values.iter().filter(|v| !v.is_nan()) {
-        let i = ((v - lo) / width).floor().clamp(0.0, (bins - 1) as f64) as usize;
-        counts[i] += 1;
-    }
-    counts
+    let mut b = Bins::new(lo, hi, bins);
+    values.iter().for_each(|v| b.add(*v));
+    b.counts()
 }
 
 /// One bin of a histogram on a log axis: `[lo, hi)`, and its count.
@@ -124,24 +255,61 @@ pub fn log_histogram(values: &[u64], bins: usize) -> Vec<LogBin> {
     let (Some(&min), Some(&max)) = (values.iter().min(), values.iter().max()) else {
         return Vec::new();
     };
-    let bins = bins.max(1);
-    let lo = (min.max(1) as f64).ln();
-    // Just past the largest, so it falls inside the last bin.
-    let hi = ((max.max(1) as f64) * 1.000_001 + 1e-9).ln().max(lo + 1e-6);
-    let width = (hi - lo) / bins as f64;
-    let mut out: Vec<LogBin> = (0..bins)
-        .map(|i| LogBin {
-            lo: (lo + width * i as f64).exp(),
-            hi: (lo + width * (i + 1) as f64).exp(),
-            count: 0,
-        })
-        .collect();
-    for &v in values {
-        let x = (v.max(1) as f64).ln();
-        let i = ((x - lo) / width).floor().clamp(0.0, (bins - 1) as f64) as usize;
-        out[i].count += 1;
+    let mut out = LogBins::new(min, max, bins);
+    values.iter().for_each(|&v| out.add(v, 1));
+    out.bins
+}
+
+/// [`log_histogram`] of values given as counts: (value, how many).
+///
+/// ```
+/// use fraudflow::eval::html::shape::{log_histogram, log_histogram_counted};
+/// let values = [1, 10, 10, 99, 100, 100, 100];
+/// let counted = log_histogram_counted(&[(1, 1), (10, 2), (99, 1), (100, 3)], 3);
+/// assert_eq!(counted, log_histogram(&values, 3));
+/// ```
+pub fn log_histogram_counted(counts: &[(u64, u64)], bins: usize) -> Vec<LogBin> {
+    let values = counts.iter().filter(|c| c.1 > 0).map(|c| c.0);
+    let (Some(min), Some(max)) = (values.clone().min(), values.max()) else {
+        return Vec::new();
+    };
+    let mut out = LogBins::new(min, max, bins);
+    counts.iter().for_each(|&(v, n)| out.add(v, n));
+    out.bins
+}
+
+/// Bins of equal ratio from a smallest value to just past a largest, on
+/// the log of the values.
+struct LogBins {
+    lo: f64,
+    width: f64,
+    bins: Vec<LogBin>,
+}
+
+impl LogBins {
+    fn new(min: u64, max: u64, bins: usize) -> LogBins {
+        let n = bins.max(1);
+        let lo = (min.max(1) as f64).ln();
+        // Just past the largest, so it falls inside the last bin.
+        let hi = ((max.max(1) as f64) * 1.000_001 + 1e-9).ln().max(lo + 1e-6);
+        let width = (hi - lo) / n as f64;
+        let bins = (0..n)
+            .map(|i| LogBin {
+                lo: (lo + width * i as f64).exp(),
+                hi: (lo + width * (i + 1) as f64).exp(),
+                count: 0,
+            })
+            .collect();
+        LogBins { lo, width, bins }
     }
-    out
+
+    /// Counts `n` values `v`.
+    fn add(&mut self, v: u64, n: u64) {
+        let x = (v.max(1) as f64).ln();
+        let top = (self.bins.len() - 1) as f64;
+        let i = ((x - self.lo) / self.width).floor().clamp(0.0, top) as usize;
+        self.bins[i].count += n;
+    }
 }
 
 /// `part / whole`; `None` when `whole` is 0.
@@ -201,19 +369,43 @@ pub fn throughput(done_us: &[u64], start_us: u64, bins: usize) -> Vec<(f64, f64)
     let Some(&last) = done_us.iter().max() else {
         return Vec::new();
     };
-    if bins == 0 {
-        return Vec::new();
+    let mut t = Throughput::new(start_us, last, bins);
+    done_us.iter().for_each(|&d| t.add(d));
+    t.points()
+}
+
+/// [`throughput`] one time at a time, the run's start and its last time
+/// known before.
+#[derive(Clone, Debug)]
+pub struct Throughput {
+    start_us: u64,
+    width_s: f64,
+    bins: Bins,
+}
+
+impl Throughput {
+    /// Intervals from `start_us` to `last_us`.
+    pub fn new(start_us: u64, last_us: u64, bins: usize) -> Throughput {
+        // At least a millisecond in all, so a run done at once still plots.
+        let span = last_us.saturating_sub(start_us).max(1_000) as f64;
+        Throughput {
+            start_us,
+            width_s: span / bins.max(1) as f64 / 1e6,
+            bins: Bins::new(0.0, span, bins),
+        }
     }
-    // At least a millisecond in all, so a run done at once still plots.
-    let span = last.saturating_sub(start_us).max(1_000) as f64;
-    let times: Vec<f64> = done_us
-        .iter()
-        .map(|t| t.saturating_sub(start_us) as f64)
-        .collect();
-    let width_s = span / bins as f64 / 1e6;
-    histogram(&times, 0.0, span, bins)
-        .into_iter()
-        .enumerate()
-        .map(|(i, count)| ((i + 1) as f64 * width_s, count as f64 / width_s))
-        .collect()
+
+    pub fn add(&mut self, done_us: u64) {
+        self.bins.add(done_us.saturating_sub(self.start_us) as f64);
+    }
+
+    /// Each interval as (seconds from the start to its end, events per
+    /// second in it).
+    pub fn points(self) -> Vec<(f64, f64)> {
+        let width_s = self.width_s;
+        let counts = self.bins.counts().into_iter().enumerate();
+        counts
+            .map(|(i, count)| ((i + 1) as f64 * width_s, count as f64 / width_s))
+            .collect()
+    }
 }

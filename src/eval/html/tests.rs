@@ -188,7 +188,7 @@ fn throughput_counts_events_per_interval() {
 
 /// A report with something in every plot.
 fn full() -> HtmlReport {
-    let scores = PAIRS
+    let events: Vec<ScoredEvent> = PAIRS
         .iter()
         .map(|&(s, fraud)| ScoredEvent {
             fraud,
@@ -198,6 +198,7 @@ fn full() -> HtmlReport {
             logistic: s.sqrt(),
         })
         .collect();
+    let scores = ScoreFigures::of(&events).unwrap();
     let period = |label: &str| Period {
         label: label.into(),
         events: 100,
@@ -217,7 +218,7 @@ fn full() -> HtmlReport {
             unit: "day".into(),
             rows: vec![period("0"), period("1")],
         },
-        latency_us: vec![120, 800, 950, 2_000, 15_000],
+        latency: [120, 800, 950, 2_000, 15_000].into_iter().collect(),
         throughput: vec![(0.5, 1000.0), (1.0, 1500.0)],
         reasons: vec![
             ("<script>alert(1)</script>".into(), 4),
@@ -307,4 +308,61 @@ fn log_ticks_are_one_two_five_per_decade() {
         [1.0, 10.0, 100.0, 1000.0, 10_000.0, 100_000.0]
     );
     assert!(log_ticks(0.0, 1.0).is_empty() && log_ticks(2.0, 1.0).is_empty());
+}
+
+#[test]
+fn the_page_tally_takes_the_labelled_records_scores_and_every_routed_time() {
+    use super::backtest::PageTally;
+    use crate::ensemble::Components;
+    use crate::eval::{PageFields, Record};
+    let record = |seq: u64| {
+        let s = (seq % 10) as f64 / 10.0;
+        Record {
+            seq,
+            time_ms: seq * 1_000,
+            score: s,
+            is_fraud: [None, Some(false), Some(true), Some(false)][(seq % 4) as usize],
+            amount: 1.0,
+            latency_us: 50 + seq,
+            frozen: None,
+            threshold: 0.5,
+            // Records without the page's fields are left out.
+            page: (!seq.is_multiple_of(9)).then_some(PageFields {
+                components: Components {
+                    isolation_forest: 1.0 - s,
+                    autoencoder: s * s,
+                    logistic: s / 2.0,
+                },
+                received_us: 1_000_000 + 7 * seq,
+            }),
+        }
+    };
+    let records: Vec<Record> = (0..500).map(record).collect();
+    let with_page = || records.iter().filter(|r| r.page.is_some());
+    let done: Vec<u64> = with_page().filter_map(Record::done_us).collect();
+    let start = with_page()
+        .filter_map(|r| r.page)
+        .map(|p| p.received_us)
+        .min();
+    let span = (start.unwrap(), *done.iter().max().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let mut tally = PageTally::new(dir.path(), Some(span));
+    records.iter().for_each(|r| tally.add(r).unwrap());
+    let (figures, points) = tally.finish().unwrap();
+    let events: Vec<ScoredEvent> = with_page()
+        .filter_map(|r| {
+            let (c, fraud) = (r.page?.components, r.is_fraud?);
+            Some(ScoredEvent {
+                fraud,
+                ensemble: r.score,
+                forest: c.isolation_forest,
+                autoencoder: c.autoencoder,
+                logistic: c.logistic,
+            })
+        })
+        .collect();
+    assert_eq!(figures, ScoreFigures::of(&events).unwrap());
+    assert_eq!(figures.legit + figures.fraud, events.len() as u64);
+    assert_eq!(points, throughput(&done, span.0, 80));
+    assert_eq!(points.len(), 80);
 }

@@ -91,7 +91,7 @@ impl Recovery {
 /// use fraudflow::eval::{recovery::recovery, Record};
 /// let r = |hour: u64, score, fraud| Record {
 ///     seq: 0, time_ms: hour * 3_600_000, score, is_fraud: Some(fraud),
-///     amount: 1.0, latency_us: 0, frozen: None, threshold: 0.5,
+///     amount: 1.0, latency_us: 0, frozen: None, threshold: 0.5, page: None,
 /// };
 /// // Day 0: the fraud ranks first. Hours 48..72: it ranks last.
 /// let records = [r(1, 0.9, true), r(2, 0.1, false), r(50, 0.1, true), r(51, 0.9, false)];

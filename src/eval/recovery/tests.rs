@@ -35,6 +35,7 @@ fn records(seed: u64) -> Vec<Record> {
                 latency_us: 0,
                 frozen: Some(rng.uniform()),
                 threshold: 0.5,
+                page: None,
             }
         })
         .collect()

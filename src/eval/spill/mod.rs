@@ -23,10 +23,14 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use super::Record;
+use super::{PageFields, Record};
+use crate::ensemble::Components;
 
 /// Bytes of one record on disk.
 pub const RECORD_BYTES: usize = 57;
+/// Bytes of one record with the HTML report's fields ([`PageFields`]):
+/// three models' scores and when it was read.
+pub const PAGE_RECORD_BYTES: usize = RECORD_BYTES + 32;
 
 /// A writer's files open at once, at most: records that come late for a
 /// day closed already reopen its file, and a run over years of event time
@@ -52,11 +56,11 @@ pub enum SpillError {
     )]
     Busy { path: PathBuf },
     #[error(
-        "{}: {len} bytes is not a whole number of {RECORD_BYTES}-byte records: the file was \
-         cut short, or written by something else",
+        "{}: its {len} bytes end inside a record (at byte {at}): the file was cut short, or \
+         written by something else",
         path.display()
     )]
-    Torn { path: PathBuf, len: u64 },
+    Torn { path: PathBuf, len: u64, at: u64 },
 }
 
 /// Names `path` in an I/O error.
@@ -89,7 +93,7 @@ impl SpillDir {
     /// use fraudflow::eval::{spill::{read_day, SpillDir}, Record};
     /// let root = std::env::temp_dir().join(format!("spill-doc-{}", std::process::id()));
     /// let dir = SpillDir::create(&root).unwrap();
-    /// let r = |seq, hour: u64| Record { seq, time_ms: hour * 3_600_000, score: 0.5, is_fraud: Some(seq == 2), amount: 1.0, latency_us: 7, frozen: None, threshold: 0.5 };
+    /// let r = |seq, hour: u64| Record { seq, time_ms: hour * 3_600_000, score: 0.5, is_fraud: Some(seq == 2), amount: 1.0, latency_us: 7, frozen: None, threshold: 0.5, page: None };
     /// let (mut a, mut b) = (dir.writer("w0"), dir.writer("w1"));
     /// a.add(&r(3, 1)).unwrap();
     /// b.add(&r(1, 2)).unwrap();
@@ -210,17 +214,31 @@ fn day_of_file(path: &Path) -> Option<u32> {
 
 /// The records of one day's `files`, sorted by `seq`.
 pub fn read_day(files: &[PathBuf]) -> Result<Vec<Record>, SpillError> {
+    let mut total = 0;
+    for path in files {
+        total += std::fs::metadata(path).map_err(io(path))?.len();
+    }
     let mut records = Vec::new();
     for path in files {
         let bytes = std::fs::read(path).map_err(io(path))?;
-        if bytes.len() % RECORD_BYTES != 0 {
-            let len = bytes.len() as u64;
-            return Err(SpillError::Torn {
-                path: path.clone(),
-                len,
-            });
+        // A run's records are all of one length: room for the day's at
+        // once (the most memory the report holds), not twice that.
+        if let (0, Some(&flags)) = (records.capacity(), bytes.first()) {
+            let n = total / record_len(flags) as u64;
+            records.reserve_exact(usize::try_from(n).unwrap_or(0));
         }
-        records.extend(bytes.chunks_exact(RECORD_BYTES).map(decode));
+        let mut at = 0;
+        while let Some(&flags) = bytes.get(at) {
+            let Some(b) = bytes.get(at..at + record_len(flags)) else {
+                return Err(SpillError::Torn {
+                    path: path.clone(),
+                    len: bytes.len() as u64,
+                    at: at as u64,
+                });
+            };
+            records.push(decode(b));
+            at += b.len();
+        }
     }
     records.sort_unstable_by_key(|r| r.seq);
     Ok(records)
@@ -257,11 +275,11 @@ impl Pieces {
                 continue;
             };
             let mut piece = Vec::new();
-            let mut b = [0u8; RECORD_BYTES];
+            let mut b = [0u8; PAGE_RECORD_BYTES];
             while piece.len() < self.max {
                 match read_record(reader, &mut b) {
-                    Ok(true) => piece.push(decode(&b)),
-                    Ok(false) => break,
+                    Ok(Some(len)) => piece.push(decode(&b[..len])),
+                    Ok(None) => break,
                     Err(e) => return Err(io(path)(e)),
                 }
             }
@@ -275,19 +293,25 @@ impl Pieces {
     }
 }
 
-/// Reads one record into `b`: `false` at the end of the file.
-fn read_record(reader: &mut BufReader<File>, b: &mut [u8; RECORD_BYTES]) -> std::io::Result<bool> {
+/// Reads one record into `b`: its length, or `None` at the end of the
+/// file.
+fn read_record(
+    reader: &mut BufReader<File>,
+    b: &mut [u8; PAGE_RECORD_BYTES],
+) -> std::io::Result<Option<usize>> {
     let mut filled = 0;
-    while filled < RECORD_BYTES {
-        match reader.read(&mut b[filled..]) {
-            Ok(0) if filled == 0 => return Ok(false),
+    let mut len = RECORD_BYTES;
+    while filled < len {
+        match reader.read(&mut b[filled..len]) {
+            Ok(0) if filled == 0 => return Ok(None),
             Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+        len = record_len(b[0]);
     }
-    Ok(true)
+    Ok(Some(len))
 }
 
 /// One writer's day files: records go to their day's file (by event
@@ -308,7 +332,10 @@ impl DayWriter {
             self.open_day(day)?;
         }
         match self.open.get_mut(&day) {
-            Some((path, file)) => file.write_all(&encode(r)).map_err(io(path)),
+            Some((path, file)) => {
+                let (b, len) = encode(r);
+                file.write_all(&b[..len]).map_err(io(path))
+            }
             None => Ok(()),
         }
     }
@@ -357,10 +384,30 @@ impl DayWriter {
 const FRAUD_KNOWN: u8 = 1;
 const FRAUD: u8 = 2;
 const FROZEN: u8 = 4;
+/// The record carries [`PageFields`] ([`PAGE_RECORD_BYTES`] long).
+const PAGE: u8 = 8;
 
-/// A record as [`RECORD_BYTES`] bytes (little-endian).
-fn encode(r: &Record) -> [u8; RECORD_BYTES] {
-    let mut b = [0u8; RECORD_BYTES];
+/// A record's length on disk, from its first byte (its flags).
+fn record_len(flags: u8) -> usize {
+    match flags & PAGE != 0 {
+        true => PAGE_RECORD_BYTES,
+        false => RECORD_BYTES,
+    }
+}
+
+/// A record as [`RECORD_BYTES`] bytes, or [`PAGE_RECORD_BYTES`] with its
+/// page's fields: its flags, then its words (little-endian). Returns the
+/// buffer and the length used.
+fn encode(r: &Record) -> ([u8; PAGE_RECORD_BYTES], usize) {
+    let mut b = [0u8; PAGE_RECORD_BYTES];
+    let fraud = match r.is_fraud {
+        None => 0,
+        Some(false) => FRAUD_KNOWN,
+        Some(true) => FRAUD_KNOWN | FRAUD,
+    };
+    let frozen = if r.frozen.is_some() { FROZEN } else { 0 };
+    let page = if r.page.is_some() { PAGE } else { 0 };
+    b[0] = fraud | frozen | page;
     let words = [
         r.seq,
         r.time_ms,
@@ -370,200 +417,46 @@ fn encode(r: &Record) -> [u8; RECORD_BYTES] {
         r.frozen.map_or(0, f64::to_bits),
         r.threshold.to_bits(),
     ];
-    for (chunk, w) in b.chunks_exact_mut(8).zip(words) {
+    let page_words = r.page.map(|p| {
+        let c = p.components;
+        let scores = [c.isolation_forest, c.autoencoder, c.logistic].map(f64::to_bits);
+        [scores[0], scores[1], scores[2], p.received_us]
+    });
+    let all = words.iter().chain(page_words.iter().flatten());
+    for (chunk, w) in b[1..].chunks_exact_mut(8).zip(all) {
         chunk.copy_from_slice(&w.to_le_bytes());
     }
-    let fraud = match r.is_fraud {
-        None => 0,
-        Some(false) => FRAUD_KNOWN,
-        Some(true) => FRAUD_KNOWN | FRAUD,
-    };
-    b[56] = fraud | if r.frozen.is_some() { FROZEN } else { 0 };
-    b
+    (b, record_len(b[0]))
 }
 
-/// The record of [`RECORD_BYTES`] bytes made by [`encode`].
+/// The record made by [`encode`]: `b` holds exactly its bytes.
 fn decode(b: &[u8]) -> Record {
     let word = |i: usize| {
         let mut w = [0u8; 8];
-        w.copy_from_slice(&b[8 * i..8 * i + 8]);
+        w.copy_from_slice(&b[1 + 8 * i..9 + 8 * i]);
         u64::from_le_bytes(w)
     };
-    let flags = b[56];
+    let flags = b[0];
+    let f = |i| f64::from_bits(word(i));
     Record {
         seq: word(0),
         time_ms: word(1),
-        score: f64::from_bits(word(2)),
-        amount: f64::from_bits(word(3)),
+        score: f(2),
+        amount: f(3),
         latency_us: word(4),
-        frozen: (flags & FROZEN != 0).then(|| f64::from_bits(word(5))),
-        threshold: f64::from_bits(word(6)),
+        frozen: (flags & FROZEN != 0).then(|| f(5)),
+        threshold: f(6),
         is_fraud: (flags & FRAUD_KNOWN != 0).then_some(flags & FRAUD != 0),
+        page: (flags & PAGE != 0).then(|| PageFields {
+            components: Components {
+                isolation_forest: f(7),
+                autoencoder: f(8),
+                logistic: f(9),
+            },
+            received_us: word(10),
+        }),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(seq: u64, hour: u64) -> Record {
-        Record {
-            seq,
-            time_ms: hour * crate::event::STEP_MS + seq % 1000,
-            score: seq as f64 / 7.0,
-            is_fraud: [None, Some(false), Some(true)][(seq % 3) as usize],
-            amount: -(seq as f64) * 1.5,
-            latency_us: seq * 11,
-            frozen: seq.is_multiple_of(2).then_some(f64::NAN),
-            threshold: 0.25,
-        }
-    }
-
-    #[test]
-    fn every_field_comes_back_bit_for_bit() {
-        for seq in 0..12 {
-            let r = record(seq, seq * 5);
-            let back = decode(&encode(&r));
-            assert_eq!(back.frozen.map(f64::to_bits), r.frozen.map(f64::to_bits));
-            assert_eq!(
-                Record {
-                    frozen: None,
-                    ..back
-                },
-                Record { frozen: None, ..r }
-            );
-        }
-        let extreme = Record {
-            seq: u64::MAX,
-            time_ms: u64::MAX,
-            score: -0.0,
-            latency_us: u64::MAX,
-            frozen: Some(f64::INFINITY),
-            ..record(1, 0)
-        };
-        assert_eq!(decode(&encode(&extreme)), extreme);
-    }
-
-    #[test]
-    fn late_records_reopen_a_closed_day_and_many_days_stay_within_the_open_limit() {
-        let root = tempfile::tempdir().unwrap();
-        let dir = SpillDir::create(&root.path().join("s")).unwrap();
-        let mut w = dir.writer("w3");
-        let mut want: Vec<Record> = Vec::new();
-        // Forty days, each day's records split in two visits, the second
-        // after later days were written and its file closed.
-        for seq in 0..400u64 {
-            let hour = (seq % 40) * 24 + (seq / 40) % 24;
-            let r = record(seq, hour);
-            w.add(&r).unwrap();
-            want.push(r);
-            assert!(w.open.len() <= MAX_OPEN);
-            if seq % 40 == 39 {
-                w.close_before(u32::MAX).unwrap();
-            }
-        }
-        let files = w.finish().unwrap();
-        assert_eq!(files.len(), 40);
-        let days = dir.days().unwrap();
-        let mut got = Vec::new();
-        for (day, files) in &days {
-            let rs = read_day(files).unwrap();
-            assert!(rs.iter().all(|r| r.hour() / 24 == *day));
-            assert!(rs.windows(2).all(|p| p[0].seq < p[1].seq));
-            got.extend(rs);
-        }
-        got.sort_by_key(|r| r.seq);
-        let bits = |rs: &[Record]| -> Vec<(u64, Option<u64>)> {
-            rs.iter()
-                .map(|r| (r.seq, r.frozen.map(f64::to_bits)))
-                .collect()
-        };
-        assert_eq!(bits(&got), bits(&want));
-    }
-
-    #[test]
-    fn a_torn_file_is_refused_by_name_and_a_killed_runs_directory_is_emptied() {
-        let root = tempfile::tempdir().unwrap();
-        let path = root.path().join("s");
-        std::fs::create_dir_all(&path).unwrap();
-        std::fs::write(path.join("w0-d0.rec"), [0u8; 10]).unwrap();
-        let dir = SpillDir::create(&path).unwrap();
-        assert!(dir.days().unwrap().is_empty());
-        std::fs::write(path.join("w0-d0.rec"), [0u8; RECORD_BYTES + 3]).unwrap();
-        let err = read_day(&dir.days().unwrap()[&0]).unwrap_err().to_string();
-        assert!(
-            err.contains("w0-d0.rec") && err.contains("60 bytes"),
-            "{err}"
-        );
-        // A second run in the same directory is refused while this one
-        // holds it, and takes it once this one is done.
-        let busy = SpillDir::create(&path).unwrap_err();
-        assert!(matches!(busy, SpillError::Busy { .. }), "{busy}");
-        drop(dir);
-        assert!(!path.exists());
-        drop(SpillDir::create(&path).unwrap());
-    }
-
-    #[test]
-    fn a_symbolic_link_or_a_file_in_its_place_is_refused_and_its_target_left_alone() {
-        let root = tempfile::tempdir().unwrap();
-        let victim = root.path().join("victim");
-        std::fs::create_dir_all(victim.join("sub")).unwrap();
-        std::fs::write(victim.join("a.txt"), "keep").unwrap();
-        let link = root.path().join("s");
-        std::os::unix::fs::symlink(&victim, &link).unwrap();
-        let err = SpillDir::create(&link).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                SpillError::NotOurs {
-                    kind: "symbolic link",
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        drop(err);
-        assert!(victim.join("a.txt").exists() && victim.join("sub").is_dir());
-        assert!(link.exists(), "the link itself is left for its owner");
-        let file = root.path().join("f");
-        std::fs::write(&file, "x").unwrap();
-        let err = SpillDir::create(&file).unwrap_err().to_string();
-        assert!(
-            err.contains("(a file)") && err.contains("remove it"),
-            "{err}"
-        );
-        // Inside a real directory, a link is removed, never followed.
-        let real = root.path().join("r");
-        std::fs::create_dir_all(&real).unwrap();
-        std::os::unix::fs::symlink(&victim, real.join("in")).unwrap();
-        let dir = SpillDir::create(&real).unwrap();
-        assert_eq!(dir.leftover(), 1);
-        assert!(victim.join("a.txt").exists());
-    }
-
-    #[test]
-    fn pieces_read_every_record_back_in_pieces_of_at_most_the_limit() {
-        let root = tempfile::tempdir().unwrap();
-        let dir = SpillDir::create(&root.path().join("s")).unwrap();
-        let mut w = dir.writer("w1");
-        for seq in 0..50u64 {
-            w.add(&record(seq, seq % 3 * 24)).unwrap();
-        }
-        let files = w.finish().unwrap();
-        std::fs::write(dir.path().join("empty-d9.rec"), []).unwrap();
-        let mut all = files.into_values().collect::<Vec<_>>();
-        all.insert(1, dir.path().join("empty-d9.rec"));
-        let mut pieces = Pieces::new(all, 7);
-        let mut seqs = Vec::new();
-        while let Some(piece) = pieces.next_piece().unwrap() {
-            assert!(!piece.is_empty() && piece.len() <= 7);
-            seqs.extend(piece.iter().map(|r| r.seq));
-        }
-        seqs.sort_unstable();
-        assert_eq!(seqs, (0..50).collect::<Vec<_>>());
-        std::fs::write(dir.path().join("torn-d0.rec"), [1u8; RECORD_BYTES + 1]).unwrap();
-        let mut torn = Pieces::new([dir.path().join("torn-d0.rec")], 7);
-        assert!(torn.next_piece().is_err());
-    }
-}
+mod tests;
