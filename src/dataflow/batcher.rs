@@ -72,7 +72,10 @@ impl<D: Ord + Clone, S> WindowBatcher<D, S> {
             .iter()
             .map(|(d, t, r)| (d.clone(), t.saturating_add(window), -r))
             .collect();
-        retractions.sort_unstable_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        // `entered` is consolidated, so in (data, time) order, and adding
+        // the window keeps times in order: sorting by time alone, stably,
+        // gives (time, data) order comparing only times.
+        retractions.sort_by_key(|u| u.1);
         let in_order = match (self.leaving.back(), retractions.first()) {
             (Some(last), Some(first)) => (last.1, &last.0) <= (first.1, &first.0),
             _ => true,
@@ -137,10 +140,16 @@ where
         // empty).
         let bound = upper.iter().next().copied();
         let ready = |time: u64| bound.is_none_or(|b| time < b);
-        let (mut entered, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.entering)
-            .into_iter()
-            .partition(|u| ready(u.1));
-        self.entering = waiting;
+        // The ready updates, in their order, at their final size: all of
+        // them (the common case) without a copy; the rest stay in place.
+        let count = self.entering.iter().filter(|u| ready(u.1)).count();
+        let mut entered = if count == self.entering.len() {
+            std::mem::take(&mut self.entering)
+        } else {
+            let mut entered = Vec::with_capacity(count);
+            entered.extend(self.entering.extract_if(.., |u| ready(u.1)));
+            entered
+        };
         consolidate_updates(&mut entered);
         self.queue_retractions(&entered);
         let due = self.leaving.iter().take_while(|u| ready(u.1)).count();

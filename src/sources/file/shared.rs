@@ -138,7 +138,8 @@ impl Shared {
             self.scratch = buf;
             return Ok(());
         }
-        let mut lines = Vec::new();
+        // One line a line end, and one more for a last line without.
+        let mut lines = Vec::with_capacity(info.line_ends as usize + 1);
         prescan::scan(format, &buf, &limits, &mut self.progress, Some(&mut lines));
         let block = Scanned {
             info,
