@@ -65,7 +65,17 @@ pub fn remove_pending() {
         let _ = std::fs::remove_file(tmp);
     }
     for dir in pending_dirs().drain(..) {
-        let _ = std::fs::remove_dir_all(dir);
+        // Workers still running may be creating files in it: moved aside
+        // first, it takes no new entry while its entries are removed (a
+        // removal racing a creation failed, and left the directory).
+        let mut name = dir.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".removing-{}", std::process::id()));
+        let aside = dir.with_file_name(name);
+        let gone = match std::fs::rename(&dir, &aside) {
+            Ok(()) => aside,
+            Err(_) => dir,
+        };
+        let _ = std::fs::remove_dir_all(gone);
     }
 }
 

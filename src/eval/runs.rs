@@ -61,7 +61,8 @@ pub struct RankRuns {
     prefix: String,
     limit: usize,
     buffer: Vec<(f64, bool)>,
-    runs: Vec<PathBuf>,
+    /// Each run written, and its pairs.
+    runs: Vec<(PathBuf, u64)>,
     n: u64,
     positives: u64,
 }
@@ -106,14 +107,14 @@ impl RankRuns {
     /// Writes `pairs`, sorted highest first, as a new run.
     fn write_run(&mut self, mut pairs: Vec<(f64, bool)>) -> Result<(), SpillError> {
         pairs.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
-        let path = self.next_run();
+        let (path, n) = (self.next_run(), pairs.len() as u64);
         let file = File::create(&path).map_err(io(&path))?;
         let mut out = BufWriter::with_capacity(1 << 16, file);
         for (s, l) in pairs {
             out.write_all(&encode(s, l)).map_err(io(&path))?;
         }
         out.flush().map_err(io(&path))?;
-        self.runs.push(path);
+        self.runs.push((path, n));
         Ok(())
     }
 
@@ -164,7 +165,7 @@ impl RankRuns {
 
     /// Removes the runs written.
     pub fn remove(self) -> Result<(), SpillError> {
-        for run in &self.runs {
+        for (run, _) in &self.runs {
             std::fs::remove_file(run).map_err(io(run))?;
         }
         Ok(())
@@ -174,7 +175,8 @@ impl RankRuns {
     /// left.
     fn fewer_runs(&mut self) -> Result<(), SpillError> {
         while self.runs.len() > FAN_IN {
-            let group: Vec<PathBuf> = self.runs.drain(..FAN_IN).collect();
+            let group: Vec<(PathBuf, u64)> = self.runs.drain(..FAN_IN).collect();
+            let n = group.iter().map(|r| r.1).sum();
             let path = self
                 .dir
                 .join(format!("{}-m{}.run", self.prefix, self.runs.len()));
@@ -184,10 +186,10 @@ impl RankRuns {
                 out.write_all(&encode(s, l)).map_err(io(&path))
             })?;
             out.flush().map_err(io(&path))?;
-            for run in &group {
+            for (run, _) in &group {
                 std::fs::remove_file(run).map_err(io(run))?;
             }
-            self.runs.push(path);
+            self.runs.push((path, n));
         }
         Ok(())
     }
@@ -202,8 +204,8 @@ impl RankRuns {
             }
         };
         self.buffer.iter().for_each(|&(s, l)| count(s, l));
-        for run in &self.runs {
-            let mut reader = Run::open(run)?;
+        for (run, n) in &self.runs {
+            let mut reader = Run::open(run, *n)?;
             while let Some((s, l)) = reader.next()? {
                 count(s, l);
             }
@@ -228,23 +230,40 @@ fn encode(score: f64, label: bool) -> [u8; PAIR_BYTES] {
 struct Run {
     path: PathBuf,
     reader: BufReader<File>,
+    /// Pairs written to it, and those not read yet.
+    written: u64,
+    left: u64,
 }
 
 impl Run {
-    fn open(path: &Path) -> Result<Run, SpillError> {
+    /// The run at `path`, of `pairs` pairs.
+    fn open(path: &Path, pairs: u64) -> Result<Run, SpillError> {
         let file = File::open(path).map_err(io(path))?;
         Ok(Run {
             path: path.to_path_buf(),
             reader: BufReader::with_capacity(1 << 16, file),
+            written: pairs,
+            left: pairs,
         })
     }
 
-    /// The next pair; `None` at the end.
+    /// The next pair; `None` at the end. A file that does not hold the
+    /// pairs written to it, no more and no fewer, is refused by name.
     fn next(&mut self) -> Result<Option<(f64, bool)>, SpillError> {
+        let changed = || SpillError::Changed {
+            path: self.path.clone(),
+            pairs: self.written,
+        };
         let mut b = [0u8; PAIR_BYTES];
+        if self.left == 0 {
+            return match self.reader.read(&mut b).map_err(io(&self.path))? {
+                0 => Ok(None),
+                _ => Err(changed()),
+            };
+        }
         match self.reader.read_exact(&mut b) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Ok(()) => self.left -= 1,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(changed()),
             Err(e) => return Err(io(&self.path)(e)),
         }
         let mut bits = [0u8; 8];
@@ -267,12 +286,12 @@ fn key(s: f64) -> u64 {
 /// Hands `each` the pairs of every run (each sorted highest first), in
 /// one order highest first.
 fn merge(
-    runs: &[PathBuf],
+    runs: &[(PathBuf, u64)],
     mut each: impl FnMut(f64, bool) -> Result<(), SpillError>,
 ) -> Result<(), SpillError> {
     let mut readers = runs
         .iter()
-        .map(|p| Run::open(p))
+        .map(|(p, n)| Run::open(p, *n))
         .collect::<Result<Vec<_>, _>>()?;
     let mut heads = BinaryHeap::new();
     for (i, r) in readers.iter_mut().enumerate() {
@@ -469,5 +488,33 @@ mod tests {
                 assert_eq!(key(*a).cmp(&key(*b)), a.total_cmp(b), "{a} {b}");
             }
         }
+    }
+
+    #[test]
+    fn a_run_cut_short_or_grown_on_disk_is_refused_by_name() {
+        // Cut mid-pair, cut at a pair's end, and grown by a pair.
+        let changes: [fn(&Path); 3] = [
+            |p| truncate(p, -4),
+            |p| truncate(p, -(PAIR_BYTES as i64)),
+            |p| truncate(p, PAIR_BYTES as i64),
+        ];
+        for change in changes {
+            let dir = tempfile::tempdir().unwrap();
+            let mut runs = RankRuns::new(dir.path(), "cut").with_limit(10);
+            (0..35).for_each(|i| runs.push(f64::from(i) / 35.0, i % 3 == 0).unwrap());
+            let first = dir.path().join("cut-1.run");
+            change(&first);
+            let err = runs.rank(0.1).unwrap_err();
+            assert!(
+                matches!(&err, SpillError::Changed { path, pairs: 10 } if *path == first),
+                "{err}"
+            );
+        }
+    }
+
+    fn truncate(path: &Path, by: i64) {
+        let len = std::fs::metadata(path).unwrap().len();
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        file.set_len(len.checked_add_signed(by).unwrap()).unwrap();
     }
 }

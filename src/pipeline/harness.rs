@@ -277,7 +277,10 @@ where
     {
         // See the module doc: returning would close the connections cleanly
         // and leave the other processes waiting. The hook stays active: the
-        // network threads may panic as the others go.
+        // network threads may panic as the others go. Every way here (a
+        // worker's error, a peer gone) removes the temporary outputs first:
+        // no destructor runs after `exit`.
+        crate::atomic::remove_pending();
         eprintln!("fraudflow: {error}");
         std::process::exit(2)
     }

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::common::{backtest, fraudflow, generated, json, run_ok, s, spawn, train};
+use crate::common::{
+    backtest, finish, fraudflow, generated, json, run_ok, s, spawn, train, two_hosts,
+};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -424,4 +426,43 @@ fn a_backtest_into_an_out_whose_records_another_run_holds_is_refused() {
     let report = json(&out.join("report.json"));
     assert_eq!(report["scored"], 20_000);
     assert!(!held.exists(), "the records are removed after the report");
+}
+
+/// A process of a run of several that fails in the middle (it cannot
+/// write its records: a full disk, as a file-size limit makes it) ends the
+/// whole run, and neither process leaves its records or a temporary output
+/// behind, though a failed run of several processes exits without running
+/// destructors. Each process in turn is the one that fails.
+#[test]
+fn a_cluster_backtest_that_fails_mid_run_leaves_no_records_or_temporary_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 20_000, 2);
+    let models = dir.path().join("models");
+    train(&input, &models, &[]);
+    // Three tries each: a process's records were left when its own
+    // removal raced its workers, one run in four or so.
+    for (try_, failing) in ["0", "1", "0", "1", "0", "1"].into_iter().enumerate() {
+        let out = dir.path().join(format!("bt{try_}"));
+        let page = out.join("page.html");
+        let hosts = two_hosts(dir.path());
+        let process = |p: &'static str| {
+            let mut args = backtest(&input, &models, &out, &["--html", s(&page)]);
+            args.extend(["-n", "2", "-p", p, "-h", s(&hosts)]);
+            spawn(&args, (p == failing).then_some(8))
+        };
+        let second = process("1");
+        let first = process("0");
+        let runs = [finish(first, "process 0"), finish(second, "process 1")];
+        for run in &runs {
+            assert_eq!(run.status.code(), Some(2), "{}", stderr(run));
+        }
+        let failed = stderr(&runs[usize::from(failing == "1")]);
+        assert!(failed.contains("File too large"), "{failed}");
+        let left: Vec<String> = fs::read_dir(&out)
+            .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()))
+            .into_iter()
+            .flatten()
+            .collect();
+        assert!(left.is_empty(), "process {failing} failing left {left:?}");
+    }
 }

@@ -61,6 +61,12 @@ pub enum SpillError {
         path.display()
     )]
     Torn { path: PathBuf, len: u64, at: u64 },
+    #[error(
+        "{} no longer holds the {pairs} scores written to it: it was cut short or changed while \
+         the run went on",
+        path.display()
+    )]
+    Changed { path: PathBuf, pairs: u64 },
 }
 
 /// Names `path` in an I/O error.
