@@ -38,6 +38,9 @@ fn forget_pending(tmp: &Path) {
     pending().retain(|p| p != tmp);
 }
 
+/// Removals of a scratch directory tried by [`remove_pending`].
+const REMOVAL_TRIES: usize = 8;
+
 /// The scratch directories of this process not yet removed.
 fn pending_dirs() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
     static PENDING: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
@@ -65,17 +68,14 @@ pub fn remove_pending() {
         let _ = std::fs::remove_file(tmp);
     }
     for dir in pending_dirs().drain(..) {
-        // Workers still running may be creating files in it: moved aside
-        // first, it takes no new entry while its entries are removed (a
-        // removal racing a creation failed, and left the directory).
-        let mut name = dir.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".removing-{}", std::process::id()));
-        let aside = dir.with_file_name(name);
-        let gone = match std::fs::rename(&dir, &aside) {
-            Ok(()) => aside,
-            Err(_) => dir,
-        };
-        let _ = std::fs::remove_dir_all(gone);
+        // Workers still running may create a file in it while its entries
+        // are removed, which fails the removal: tried again, a few times.
+        for _ in 0..REMOVAL_TRIES {
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => continue,
+                _ => break,
+            }
+        }
     }
 }
 

@@ -57,7 +57,7 @@ pub fn ranked(pairs: &[(f64, bool)]) -> Vec<(f64, bool)> {
 #[derive(Clone, Debug)]
 pub struct PrWalk {
     fraud: u64,
-    /// The tie being walked: its score, size and frauds.
+    /// The tie being walked: its latest score, size and frauds.
     tie: Option<(f64, u64, u64)>,
     seen: u64,
     hits: u64,
@@ -80,6 +80,8 @@ impl PrWalk {
     pub fn push(&mut self, score: f64, fraud: bool) -> Option<PrPoint> {
         match &mut self.tie {
             Some((s, size, pos)) if *s == score || (s.is_nan() && score.is_nan()) => {
+                // A tie's point names its last score (0 and -0 tie).
+                *s = score;
                 *size += 1;
                 *pos += u64::from(fraud);
                 None

@@ -4,13 +4,16 @@
 //! whole run, and each day's figures at the budget. Kept in memory until
 //! the run ended, they made a backtest's memory grow with its input (72
 //! bytes an event, and more while the report sorted them): 25 million rows
-//! took gigabytes. So each worker appends its records, 57 bytes each, to
-//! one file for each day of event time in a directory beside the outputs
+//! took gigabytes. So each worker appends its records, 57 bytes each (89
+//! with the HTML report's fields, [`PageFields`]), to one file for each
+//! day of event time in a directory beside the outputs
 //! ([`SpillDir`]), closing a day's file once its input has passed that
 //! day; the report reads them back one day at a time ([`SpillDir::days`],
 //! [`read_day`]), each day's records sorted by `seq` (input order), and
 //! ranks the whole run through sorted runs on disk
-//! ([`super::runs`]). Memory then holds a day's records, not the file's.
+//! ([`super::runs`]). Memory then holds a day's records, not the file's
+//! (112 bytes a record in memory, whether or not it carries the page's
+//! fields).
 //!
 //! A day's files can come in any number and order (a worker's, or pieces
 //! another process sent): reading sorts by `seq`, so the report is the

@@ -191,3 +191,9 @@ fn pieces_read_every_record_back_in_pieces_of_at_most_the_limit() {
     let mut torn = Pieces::new([dir.path().join("torn-d0.rec")], 7);
     assert!(torn.next_piece().is_err());
 }
+
+#[test]
+fn a_record_takes_the_memory_the_module_doc_says() {
+    // What a day read back holds per event, page's fields or not.
+    assert_eq!(std::mem::size_of::<Record>(), 112);
+}

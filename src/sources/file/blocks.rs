@@ -10,6 +10,9 @@ use std::path::Path;
 
 /// Room reserved past a block's size for the rest of its last line.
 const TAIL_ROOM: usize = 4_096;
+/// Most room reserved up front for a block: a huge `block_bytes` grows
+/// the buffer as the data comes, never allocating what the file lacks.
+const MOST_RESERVED: usize = 1 << 26;
 
 /// Sequential blocks of whole lines.
 pub struct Blocks<R> {
@@ -63,7 +66,7 @@ impl<R: BufRead> Blocks<R> {
         // Room for the block and its last line's tail at once: grown a
         // doubling at a time, the buffer was copied some 14 times a block
         // and its new pages zeroed as it went.
-        buf.reserve(self.block_bytes.saturating_add(TAIL_ROOM));
+        buf.reserve(self.block_bytes.min(MOST_RESERVED) + TAIL_ROOM);
         (&mut self.input)
             .take(self.block_bytes as u64)
             .read_to_end(buf)?;
@@ -95,10 +98,13 @@ mod tests {
             .chain((2..=98).map(|i| format!("line {i}{}\n", "x".repeat(i % 13))))
             .chain(std::iter::once("line 99 without newline".to_string()))
             .collect();
-        for block_bytes in [1, 7, 64, 10_000] {
+        // The last: a size no memory holds, reserved only up to a limit.
+        for block_bytes in [1, 7, 64, 10_000, usize::MAX] {
             let mut blocks = Blocks::new(text.as_bytes(), 1, block_bytes).unwrap();
             let (mut buf, mut seen) = (Vec::new(), Vec::new());
             while let Some(info) = blocks.next_block(&mut buf).unwrap() {
+                let ends = buf.iter().filter(|&&b| b == b'\n').count() as u64;
+                assert_eq!(info.line_ends, ends);
                 for (k, line) in String::from_utf8(buf.clone()).unwrap().lines().enumerate() {
                     seen.push((info.first_line + k as u64, line.to_string()));
                 }
