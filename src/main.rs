@@ -43,6 +43,15 @@ enum Command {
 fn main() -> ExitCode {
     fraudflow::alloc::keep_freed_memory();
     let cli = Cli::parse();
+    let batch = matches!(
+        cli.command,
+        Command::Generate(_) | Command::Features(_) | Command::Train(_) | Command::Backtest(_)
+    );
+    if batch {
+        if let Err(err) = cmd::stopped::clean_up_when_stopped() {
+            eprintln!("fraudflow: SIGTERM and Ctrl-C will not remove temporary outputs: {err:#}");
+        }
+    }
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args, cli.quiet),
         Command::Validate(args) => cmd::validate::run(args, cli.quiet),

@@ -263,13 +263,21 @@ fn stage(shown: &Path, at: &Path) -> Result<(File, PathBuf), OutputError> {
     let dir = parent(at);
     remove_stale(dir, name);
     let tmp = dir.join(temp_name(name));
+    // Created and listed under one lock: a process removing its temporary
+    // files as it ends (`remove_pending`, from another thread) finds each
+    // one listed, and no new one comes after.
+    let mut pending = pending();
+    if super::ending() {
+        let cause = io::Error::other("the process is ending (stopped, or its run failed)");
+        return Err(OutputError::io(shown, cause));
+    }
     let file = File::options()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&tmp)
         .map_err(|cause| OutputError::io(shown, cause))?;
-    pending().push(tmp.clone());
+    pending.push(tmp.clone());
     Ok((file, tmp))
 }
 

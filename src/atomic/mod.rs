@@ -38,6 +38,14 @@ fn forget_pending(tmp: &Path) {
     pending().retain(|p| p != tmp);
 }
 
+/// Set by [`remove_pending`]: the process is about to exit, and creates
+/// no temporary file any more.
+static ENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn ending() -> bool {
+    ENDING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Removals of a scratch directory tried by [`remove_pending`].
 const REMOVAL_TRIES: usize = 8;
 
@@ -64,9 +72,12 @@ pub fn forget_dir(dir: &Path) {
 /// destructors (a failed run of several processes, see
 /// `pipeline::harness`).
 pub fn remove_pending() {
-    for tmp in pending().drain(..) {
+    let mut files = pending();
+    ENDING.store(true, std::sync::atomic::Ordering::SeqCst);
+    for tmp in files.drain(..) {
         let _ = std::fs::remove_file(tmp);
     }
+    drop(files);
     for dir in pending_dirs().drain(..) {
         // Workers still running may create a file in it while its entries
         // are removed, which fails the removal: tried again, a few times.

@@ -29,6 +29,7 @@ pub mod loadgen;
 pub mod readiness;
 pub mod replay;
 pub mod run;
+pub mod stopped;
 pub mod threshold_args;
 pub mod timely_args;
 pub mod train;

@@ -466,3 +466,42 @@ fn a_cluster_backtest_that_fails_mid_run_leaves_no_records_or_temporary_files() 
         assert!(left.is_empty(), "process {failing} failing left {left:?}");
     }
 }
+
+/// SIGTERM or Ctrl-C stops a backtest with its temporary outputs and its
+/// evaluation records removed (SIGKILL leaves them for the next run, see
+/// above), the last complete set as it was, and the shell's status for
+/// the signal.
+#[test]
+fn a_backtest_stopped_by_sigterm_or_ctrl_c_leaves_only_the_last_complete_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = generated(dir.path(), 20_000, 2);
+    let large = generated(dir.path(), 300_000, 5);
+    let models = dir.path().join("models");
+    train(&small, &models, &[]);
+    let out = dir.path().join("bt");
+    run_ok(&backtest(&small, &models, &out, &[]));
+    let before = snapshot(&out);
+    for (signal, number, status) in [("TERM", libc::SIGTERM, 143), ("INT", libc::SIGINT, 130)] {
+        let child = spawn(
+            &backtest(&large, &models, &out, &["--threshold", "0"]),
+            None,
+        );
+        let started = Instant::now();
+        while temporaries(&out).is_empty() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no temporary file"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        assert_eq!(unsafe { libc::kill(pid, number) }, 0);
+        let stopped = finish(child, "the stopped backtest");
+        let err = stderr(&stopped);
+        assert_eq!(stopped.status.code(), Some(status), "{err}");
+        assert!(err.contains(&format!("stopped by SIG{signal}")), "{err}");
+        assert!(temporaries(&out).is_empty(), "{:?}", temporaries(&out));
+        assert!(!out.join(".evaluation-p0").exists(), "the records are left");
+        assert_eq!(snapshot(&out), before, "SIG{signal} changed the outputs");
+    }
+}
