@@ -341,13 +341,20 @@ fn a_failed_run_leaves_the_last_complete_set_whole() {
     assert_manifest_true(&out, &["alerts.jsonl", "dead_letters.jsonl", "report.json"]);
 }
 
+/// A small file and models trained on it, and a file large enough that a
+/// backtest of it is still going when the test stops it.
+fn small_large_and_models(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let small = generated(dir, 20_000, 2);
+    let large = generated(dir, 300_000, 5);
+    let models = dir.join("models");
+    train(&small, &models, &[]);
+    (small, large, models)
+}
+
 #[test]
 fn a_killed_backtest_leaves_no_mixed_set_and_the_next_run_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
-    let small = generated(dir.path(), 20_000, 2);
-    let large = generated(dir.path(), 300_000, 5);
-    let models = dir.path().join("models");
-    train(&small, &models, &[]);
+    let (small, large, models) = small_large_and_models(dir.path());
     let out = dir.path().join("bt");
     let first = spawn(&backtest(&small, &models, &out, &[]), None);
     assert!(first.wait_with_output().unwrap().status.success());
@@ -474,10 +481,7 @@ fn a_cluster_backtest_that_fails_mid_run_leaves_no_records_or_temporary_files() 
 #[test]
 fn a_backtest_stopped_by_sigterm_or_ctrl_c_leaves_only_the_last_complete_set() {
     let dir = tempfile::tempdir().unwrap();
-    let small = generated(dir.path(), 20_000, 2);
-    let large = generated(dir.path(), 300_000, 5);
-    let models = dir.path().join("models");
-    train(&small, &models, &[]);
+    let (small, large, models) = small_large_and_models(dir.path());
     let out = dir.path().join("bt");
     run_ok(&backtest(&small, &models, &out, &[]));
     let before = snapshot(&out);
