@@ -5,9 +5,10 @@
 //!
 //! Why: the signal's default action ended the process where it stood and
 //! left its temporary files, and a backtest's evaluation records (hundreds
-//! of megabytes), until the next run into the same place. The last
-//! complete set of outputs is as it was either way: a run renames its
-//! files into place only once all are complete.
+//! of megabytes), until the next run into the same place. The outputs
+//! under their final names are as a kill would leave them: the last
+//! complete set, unless the signal comes while a finished run's files take
+//! their names, when no manifest names them (see the README's Outputs).
 
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -33,10 +34,7 @@ pub fn clean_up_when_stopped() -> anyhow::Result<()> {
                 }
             });
             fraudflow::atomic::remove_pending();
-            eprintln!(
-                "fraudflow: stopped by {name}: its temporary outputs are removed; the last \
-                 complete set of outputs is as it was"
-            );
+            eprintln!("fraudflow: stopped by {name}: its temporary outputs are removed");
             std::process::exit(128 + number);
         })?;
     Ok(())
