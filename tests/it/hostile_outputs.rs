@@ -351,6 +351,22 @@ fn small_large_and_models(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (small, large, models)
 }
 
+/// A backtest of `input` into `out`, once it has its temporary files and
+/// is still going.
+fn going(input: &Path, models: &Path, out: &Path) -> std::process::Child {
+    let mut child = spawn(&backtest(input, models, out, &["--threshold", "0"]), None);
+    let started = Instant::now();
+    while temporaries(out).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no temporary file"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "ended too soon");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child
+}
+
 #[test]
 fn a_killed_backtest_leaves_no_mixed_set_and_the_next_run_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
@@ -359,22 +375,7 @@ fn a_killed_backtest_leaves_no_mixed_set_and_the_next_run_cleans_up() {
     let first = spawn(&backtest(&small, &models, &out, &[]), None);
     assert!(first.wait_with_output().unwrap().status.success());
     let before = snapshot(&out);
-    let mut child = spawn(
-        &backtest(&large, &models, &out, &["--threshold", "0"]),
-        None,
-    );
-    let started = Instant::now();
-    while temporaries(&out).is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no temporary file"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "ended before it was killed"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let mut child = going(&large, &models, &out);
     child.kill().unwrap();
     child.wait().unwrap();
     let left = temporaries(&out);
@@ -486,18 +487,7 @@ fn a_backtest_stopped_by_sigterm_or_ctrl_c_leaves_only_the_last_complete_set() {
     run_ok(&backtest(&small, &models, &out, &[]));
     let before = snapshot(&out);
     for (signal, number, status) in [("TERM", libc::SIGTERM, 143), ("INT", libc::SIGINT, 130)] {
-        let child = spawn(
-            &backtest(&large, &models, &out, &["--threshold", "0"]),
-            None,
-        );
-        let started = Instant::now();
-        while temporaries(&out).is_empty() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "no temporary file"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let child = going(&large, &models, &out);
         let pid = libc::pid_t::try_from(child.id()).unwrap();
         assert_eq!(unsafe { libc::kill(pid, number) }, 0);
         let stopped = finish(child, "the stopped backtest");
