@@ -377,7 +377,7 @@ fn after_abort<T: Send + 'static>(
     exit_now: bool,
 ) -> Failed {
     if exit_now {
-        crate::atomic::remove_pending();
+        // `execute_failed` removes the temporary outputs as it exits.
         std::mem::forget(guards);
         return failed(abort, true);
     }

@@ -132,9 +132,7 @@ fn a_backtest_process_that_fails_leaves_no_evaluation_records() {
     let input = generated(dir.path(), 20_000, 2);
     let models = dir.path().join("models");
     train(&input, &models, &[]);
-    let hosts = dir.path().join("hosts");
-    let (a, b) = (free_port(), free_port());
-    std::fs::write(&hosts, format!("127.0.0.1:{a}\n127.0.0.1:{b}\n")).unwrap();
+    let hosts = two_hosts(dir.path());
     let out = dir.path().join("bt");
     let mut args = backtest(&input, &models, &out, &["-n", "2", "-p", "1"]);
     args.extend(["-h", s(&hosts), "--connect-timeout", "2"]);
