@@ -10,7 +10,7 @@ mod writer;
 
 pub use error::{NonFinite, ReadError, RowError, RowErrorKind, StepProblem, MAX_STEP};
 pub(crate) use reader::step as step_of;
-pub use reader::{PaysimReader, ReaderOptions};
+pub use reader::{parse_row, PaysimReader, ReaderOptions};
 pub use record::{AccountError, AccountId, AccountKind, Transaction, TxnType, MAX_DIGITS};
 pub use writer::{write_java_double, PaysimWriter};
 

@@ -149,9 +149,7 @@ impl<R: BufRead> Iterator for PaysimReader<R> {
                 Ok(true) if self.line.trim_ascii().is_empty() => continue,
                 Ok(true) => {
                     let line = self.line_no;
-                    return Some(
-                        parse_line(&self.line).map_err(|kind| RowError { line, kind }.into()),
-                    );
+                    return Some(parse_row(&self.line, line).map_err(ReadError::from));
                 }
             }
         }
@@ -227,6 +225,13 @@ fn column_list(names: &[&[u8]]) -> String {
         list.push(format!("and {} more", names.len() - SHOWN));
     }
     list.join(", ")
+}
+
+/// Turns line `line` of a PaySim file (its bytes without the line end)
+/// into a transaction, or says why not: what the reader does with each
+/// line, for a caller that has found the lines itself.
+pub fn parse_row(bytes: &[u8], line: u64) -> Result<Transaction, RowError> {
+    parse_line(bytes).map_err(|kind| RowError { line, kind })
 }
 
 /// Turns one line into a transaction, or says why not.

@@ -7,6 +7,7 @@ pub mod prescan;
 mod shared;
 mod source;
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::order::TimeLimits;
@@ -14,7 +15,7 @@ use super::{Parsed, SourceCounts};
 use crate::dataflow::dead_letter::DeadLetter;
 use crate::dataflow::json_event::{parse_event, strip_bom};
 use crate::event::Event;
-use crate::paysim::{PaysimReader, ReadError};
+use crate::paysim::{self, ReadError};
 use crate::pipeline::PipelineError;
 pub use shared::ScanShare;
 pub use source::{file_source, MAX_TIMES_IN_FLIGHT};
@@ -60,7 +61,7 @@ impl FileSource {
         })?;
         check_readable(path)?;
         if format == InputFormat::PaysimCsv {
-            PaysimReader::open(path).map_err(|e| PipelineError::component("input", e))?;
+            paysim::PaysimReader::open(path).map_err(|e| PipelineError::component("input", e))?;
         }
         Ok(FileSource {
             path: path.to_path_buf(),
@@ -140,32 +141,39 @@ pub fn parse_block(
     first_line: u64,
     label: &str,
     counts: &SourceCounts,
+    emit: impl FnMut(Parsed),
+) {
+    let lines = prescan::line_ranges(buf);
+    parse_lines(format, buf, lines, first_line, label, counts, emit);
+}
+
+/// [`parse_block`] over lines already found (the scan's): `lines` are
+/// where each line of the block lies, blank ones included, in order.
+pub fn parse_lines(
+    format: InputFormat,
+    buf: &[u8],
+    lines: impl IntoIterator<Item = Range<usize>>,
+    first_line: u64,
+    label: &str,
+    counts: &SourceCounts,
     mut emit: impl FnMut(Parsed),
 ) {
-    let mut count = |parsed: Parsed| {
-        counts.read(&parsed);
-        emit(parsed);
-    };
-    match format {
-        InputFormat::PaysimCsv => {
-            let mut reader = PaysimReader::headless(buf, first_line);
-            while let Some(row) = reader.next() {
-                let line = reader.line();
-                count(match row {
-                    Ok(t) => Ok(Event::from_paysim(line - 1, &t)),
-                    Err(err) => Err(row_dead_letter(&err, reader.last_line(), label, line)),
-                });
-            }
-        }
-        InputFormat::JsonLines => {
-            for (k, raw) in buf.split(|&b| b == b'\n').enumerate() {
-                let line = first_line + k as u64;
-                let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    for (k, bytes) in lines.into_iter().enumerate() {
+        let line = first_line + k as u64;
+        let raw = &buf[bytes];
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let parsed = match format {
+            InputFormat::PaysimCsv if raw.trim_ascii().is_empty() => continue,
+            InputFormat::PaysimCsv => match paysim::parse_row(raw, line) {
+                Ok(t) => Ok(Event::from_paysim(line - 1, &t)),
+                Err(err) => Err(row_dead_letter(&ReadError::Row(err), raw, label, line)),
+            },
+            InputFormat::JsonLines => {
                 let raw = if line == 1 { strip_bom(raw) } else { raw };
                 if raw.trim_ascii().is_empty() {
                     continue;
                 }
-                count(parse_event(raw, line).map_err(|err| {
+                parse_event(raw, line).map_err(|err| {
                     let source = format!("{label}:{line}");
                     Box::new(DeadLetter::parse(
                         err.code(),
@@ -174,9 +182,11 @@ pub fn parse_block(
                         source,
                         line,
                     ))
-                }));
+                })
             }
-        }
+        };
+        counts.read(&parsed);
+        emit(parsed);
     }
 }
 

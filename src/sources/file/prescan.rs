@@ -39,7 +39,8 @@ pub struct Progress {
 
 /// Moves `progress` over the lines of `buf` in order; when `lines` is
 /// given, records each line (blank ones too, so that a line's index is its
-/// offset from the block's first line).
+/// offset from the block's first line). Returns the number of line ends in
+/// `buf`, by which the next block's first line is numbered.
 ///
 /// Each line is noted in the epochs at the place its event would take: its
 /// time when the frontier accepts it (or the floor, when that is later),
@@ -51,15 +52,15 @@ pub fn scan(
     limits: &TimeLimits,
     progress: &mut Progress,
     mut lines: Option<&mut Vec<Line>>,
-) {
-    let mut start = 0;
-    while start < buf.len() {
-        let end = memchr_newline(&buf[start..]).map_or(buf.len(), |i| start + i);
-        let time = line_time(format, &buf[start..end]);
+) -> u64 {
+    let mut count = 0;
+    for bytes in line_ranges(buf) {
+        count += 1;
+        let time = line_time(format, &buf[bytes.clone()]);
         let Progress { frontier, epochs } = progress;
         if let Some(lines) = lines.as_deref_mut() {
             lines.push(Line {
-                bytes: start..end,
+                bytes,
                 before: *frontier,
                 time,
             });
@@ -70,8 +71,24 @@ pub fn scan(
             _ => floor,
         };
         epochs.note(place);
-        start = end + 1;
     }
+    // Every line but a last one without its line end ended in one.
+    count - u64::from(buf.last().is_some_and(|&b| b != b'\n'))
+}
+
+/// Where each line of `buf` lies, without its line end: a last line
+/// without one counts, an empty `buf` has none.
+pub fn line_ranges(buf: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= buf.len() {
+            return None;
+        }
+        let end = memchr::memchr(b'\n', &buf[start..]).map_or(buf.len(), |i| start + i);
+        let line = start..end;
+        start = end + 1;
+        Some(line)
+    })
 }
 
 /// The event time of one line, in ms, if it can be read.
@@ -101,10 +118,6 @@ pub fn line_time(format: InputFormat, line: &[u8]) -> Option<u64> {
 struct Stamp<'a> {
     #[serde(borrow, default)]
     timestamp: Option<Cow<'a, str>>,
-}
-
-fn memchr_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
 }
 
 #[cfg(test)]
@@ -148,13 +161,14 @@ mod tests {
     fn the_frontier_before_each_line_is_recorded_and_blank_lines_kept() {
         let buf = b"2,a\n\n1,b\n100,c\n3,d";
         let (mut progress, mut lines) = (Progress::default(), Vec::new());
-        scan(
+        let ends = scan(
             InputFormat::PaysimCsv,
             buf,
             &LIMITS,
             &mut progress,
             Some(&mut lines),
         );
+        assert_eq!(ends, 4);
         let frontier = progress.frontier;
         let before: Vec<_> = lines.iter().map(|l| l.before.latest()).collect();
         // 2 is only a candidate until 1 confirms it; 100 is too far ahead
@@ -164,5 +178,34 @@ mod tests {
         assert_eq!(frontier.latest(), Some(3 * STEP_MS));
         let texts: Vec<_> = lines.iter().map(|l| &buf[l.bytes.clone()]).collect();
         assert_eq!(texts, [&b"2,a"[..], b"", b"1,b", b"100,c", b"3,d"]);
+    }
+
+    #[test]
+    fn line_ends_are_counted_as_the_lines_are_found() {
+        let mut progress = Progress::default();
+        for (buf, ends, lines) in [
+            (&b""[..], 0, 0),
+            (b"\n", 1, 1),
+            (b"\n\n", 2, 2),
+            (b"1,a", 0, 1),
+            (b"1,a\n", 1, 1),
+            (b"1,a\n\n2,b", 2, 3),
+        ] {
+            let mut found = Vec::new();
+            let counted = scan(
+                InputFormat::PaysimCsv,
+                buf,
+                &LIMITS,
+                &mut progress,
+                Some(&mut found),
+            );
+            let plain = buf.iter().filter(|&&b| b == b'\n').count() as u64;
+            assert_eq!(
+                (counted, plain, found.len()),
+                (ends, ends, lines),
+                "{buf:?}"
+            );
+            assert_eq!(line_ranges(buf).count(), lines);
+        }
     }
 }

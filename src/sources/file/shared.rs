@@ -20,13 +20,22 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufReader};
+use std::io;
 use std::sync::{Arc, Mutex};
 
-use super::blocks::{BlockInfo, Blocks};
+use super::blocks::Blocks;
 use super::epochs::{Epochs, EPOCH_EVENTS};
 use super::prescan::{self, Line, Progress};
 use super::FileSource;
+
+/// Where a block sits in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// 0 for the first block after the header.
+    pub index: u64,
+    /// 1-based line number of the block's first line.
+    pub first_line: u64,
+}
 
 /// A block read for its owner, with what its scan found.
 #[derive(Debug)]
@@ -51,7 +60,12 @@ pub struct ScanShare(Arc<Mutex<Option<Shared>>>);
 
 struct Shared {
     settings: FileSource,
-    blocks: Blocks<BufReader<File>>,
+    blocks: Blocks<File>,
+    /// The line number of the next block's first line.
+    next_line: u64,
+    /// The most lines a block of this process's workers held so far: room
+    /// for the next one's, reserved once.
+    most_lines: usize,
     progress: Progress,
     /// The bytes of blocks no worker of this process owns.
     scratch: Vec<u8>,
@@ -109,6 +123,8 @@ impl Shared {
         Ok(Shared {
             settings,
             blocks,
+            next_line: 1 + header,
+            most_lines: 0,
             progress: Progress {
                 epochs,
                 ..Progress::default()
@@ -128,19 +144,24 @@ impl Shared {
         self.progress.epochs.prune(floor_before);
         let epoch_before = self.progress.epochs.of(floor_before);
         let mut buf = std::mem::take(&mut self.scratch);
-        let Some(info) = self.blocks.next_block(&mut buf)? else {
+        let Some(index) = self.blocks.next_block(&mut buf)? else {
             self.scratch = buf;
             self.ended = true;
             return Ok(());
         };
-        if !mine(info.index) {
-            prescan::scan(format, &buf, &limits, &mut self.progress, None);
+        let info = BlockInfo {
+            index,
+            first_line: self.next_line,
+        };
+        if !mine(index) {
+            self.next_line += prescan::scan(format, &buf, &limits, &mut self.progress, None);
             self.scratch = buf;
             return Ok(());
         }
-        // One line a line end, and one more for a last line without.
-        let mut lines = Vec::with_capacity(info.line_ends as usize + 1);
-        prescan::scan(format, &buf, &limits, &mut self.progress, Some(&mut lines));
+        let mut lines = Vec::with_capacity(self.most_lines);
+        let progress = &mut self.progress;
+        self.next_line += prescan::scan(format, &buf, &limits, progress, Some(&mut lines));
+        self.most_lines = self.most_lines.max(lines.len());
         let block = Scanned {
             info,
             buf,
@@ -196,11 +217,22 @@ mod tests {
     fn alone(settings: &FileSource) -> Vec<(Vec<Line>, u64, u64, Vec<u64>)> {
         let share = ScanShare::default();
         let (mut out, mut index) = (Vec::new(), 0);
+        // Each block's first line, numbered by the plain rule: its text is
+        // that line of the file.
+        let text = std::fs::read_to_string(&settings.path).unwrap();
+        let file_lines: Vec<&str> = text.split('\n').collect();
+        let mut first_line = 2;
         while let Some(b) = share.take(settings, index, |_| true).unwrap() {
             assert_eq!(b.info.index, index);
+            assert_eq!(b.info.first_line, first_line, "block {index}");
+            let block_text = std::str::from_utf8(&b.buf).unwrap();
+            let first_text = block_text.split('\n').next().unwrap();
+            assert_eq!(first_text, file_lines[first_line as usize - 1]);
+            first_line += b.buf.iter().filter(|&&c| c == b'\n').count() as u64;
             out.push(summary(&b, settings));
             index += 1;
         }
+        assert_eq!(first_line as usize, file_lines.len());
         out
     }
 

@@ -20,7 +20,7 @@ use timely::dataflow::{ProbeHandle, Scope, Stream};
 
 use super::prescan::Line;
 use super::shared::{ScanShare, Scanned};
-use super::{parse_block, FileSource};
+use super::{parse_lines, FileSource};
 use crate::dataflow::dead_letter::DeadLetter;
 use crate::event::Event;
 use crate::pipeline::PipelineError;
@@ -179,7 +179,8 @@ impl Reader {
         let received = crate::clock::now_micros();
         let pending = &mut self.pending;
         let mut runs = Runs::default();
-        parse_block(format, buf, first, label, counts, |mut parsed| {
+        let ranges = lines.iter().map(|l| l.bytes.clone());
+        parse_lines(format, buf, ranges, first, label, counts, |mut parsed| {
             let seq = match &parsed {
                 Ok(e) => e.seq,
                 Err(d) => d.seq,
