@@ -36,6 +36,7 @@ pub mod train;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use fraudflow::dataflow::WINDOW_SECONDS;
 use fraudflow::features::Contract;
@@ -46,7 +47,7 @@ use fraudflow::pipeline::{Cluster, FeatureSettings, PipelineError, PipelineSetti
 use fraudflow::scan::ScanOptions;
 use fraudflow::settings::{FeaturesTable, FileTable};
 use fraudflow::sources::file::{
-    FileSource, DEFAULT_BLOCK_BYTES, DEFAULT_LATENESS, DEFAULT_MAX_AHEAD,
+    FileSource, DEFAULT_BLOCK_BYTES, DEFAULT_LATENESS, DEFAULT_MAX_AHEAD, DEFAULT_STALL_TIMEOUT,
 };
 use fraudflow::sources::order::{TimeLimits, DEFAULT_FUTURE_LIMIT, DEFAULT_PAST_LIMIT};
 use fraudflow::sources::SourceSettings;
@@ -130,6 +131,11 @@ pub struct SourceArgs {
     /// 2592000, thirty days].
     #[arg(long)]
     pub past_limit: Option<u64>,
+    /// Seconds the run may go without reading anything or finishing any
+    /// event before it ends as stalled, as when a process of several is
+    /// stopped or cut off [default: 60].
+    #[arg(long)]
+    pub stall_timeout: Option<u64>,
 }
 
 impl SourceArgs {
@@ -139,6 +145,10 @@ impl SourceArgs {
         let block_bytes = self.block_bytes.unwrap_or(DEFAULT_BLOCK_BYTES);
         if block_bytes == 0 {
             anyhow::bail!("--block-bytes must be at least 1");
+        }
+        let stall = self.stall_timeout.unwrap_or(DEFAULT_STALL_TIMEOUT);
+        if stall == 0 {
+            anyhow::bail!("--stall-timeout must be at least 1 second");
         }
         let mut file = FileSource::open(path)?;
         file.limits = TimeLimits {
@@ -151,6 +161,7 @@ impl SourceArgs {
             .unwrap_or(DEFAULT_MAX_AHEAD)
             .saturating_mul(1_000);
         file.block_bytes = block_bytes;
+        file.stall_after = Duration::from_secs(stall);
         Ok(SourceSettings::File(file))
     }
 
@@ -175,6 +186,7 @@ impl SourceArgs {
             block_bytes: self.block_bytes.or(Some(file.block_bytes)),
             future_limit: self.future_limit.or(Some(file.future_limit_seconds)),
             past_limit: self.past_limit.or(Some(file.past_limit_seconds)),
+            stall_timeout: self.stall_timeout.or(Some(file.stall_timeout_seconds)),
         }
     }
 }

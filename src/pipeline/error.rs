@@ -37,6 +37,14 @@ pub enum PipelineError {
         "lost the connection to another process of this run (it failed or was stopped): {message}"
     )]
     PeerLost { message: String },
+    /// Nothing was read and no event finished for the file source's
+    /// `stall_after` (see `sources::file::stall`).
+    #[error(
+        "the run made no progress for {seconds} s (nothing read, no event finished): with \
+         several processes, another may be stopped or cut off from this one (--stall-timeout, or \
+         [source.file] stall_timeout_seconds, sets the wait)"
+    )]
+    Stalled { seconds: u64 },
     /// Another process of the run was started with other settings.
     #[error(
         "process {other} of this run was started with another {name}: {theirs} \

@@ -161,6 +161,11 @@ fn file_and_http_problems(s: &super::SourceTable) -> Vec<Problem> {
     let mut problems = Vec::new();
     if let Some(f) = &s.file {
         problems.extend(positive("source.file", "block_bytes", f.block_bytes as u64));
+        problems.extend(positive(
+            "source.file",
+            "stall_timeout_seconds",
+            f.stall_timeout_seconds,
+        ));
     }
     if let Some(h) = &s.http {
         problems.extend(positive("source.http", "tick_ms", h.tick_ms));

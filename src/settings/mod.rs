@@ -83,6 +83,11 @@ pub struct FileTable {
     /// it; earlier ones are dead letters (`time_too_far_behind`).
     #[serde(default = "defaults::past_limit_seconds")]
     pub past_limit_seconds: u64,
+    /// Seconds the run may go without reading anything or finishing any
+    /// event before it is ended as stalled (a process of several stopped or
+    /// cut off).
+    #[serde(default = "defaults::stall_timeout_seconds")]
+    pub stall_timeout_seconds: u64,
 }
 
 /// `[source.http]`
@@ -306,6 +311,9 @@ pub mod defaults {
     }
     pub fn block_bytes() -> usize {
         file::DEFAULT_BLOCK_BYTES
+    }
+    pub fn stall_timeout_seconds() -> u64 {
+        file::DEFAULT_STALL_TIMEOUT
     }
     pub fn future_limit_seconds() -> u64 {
         crate::sources::order::DEFAULT_FUTURE_LIMIT

@@ -36,5 +36,6 @@ mod pipeline;
 mod prometheus;
 mod schemas;
 mod settings;
+mod stalls;
 mod tansu_bin;
 mod threshold;

@@ -6,9 +6,11 @@ pub mod epochs;
 pub mod prescan;
 mod shared;
 mod source;
+pub mod stall;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::order::TimeLimits;
 use super::{Parsed, SourceCounts};
@@ -40,12 +42,16 @@ pub struct FileSource {
     /// `None`: as far as an epoch of [`epochs::EPOCH_EVENTS`] lines
     /// reaches. A loop in the dataflow (the feedback loop) sets it.
     pub epoch_span_ms: Option<u64>,
+    /// How long the run may go without reading anything or finishing
+    /// anything before it is ended as stalled ([`stall`]).
+    pub stall_after: Duration,
 }
 
 /// Defaults of a file source's timing, in seconds (the settings' unit).
 pub const DEFAULT_LATENESS: u64 = 120;
 pub const DEFAULT_BLOCK_BYTES: usize = 1 << 18;
 pub const DEFAULT_MAX_AHEAD: u64 = 4 * 3_600;
+pub const DEFAULT_STALL_TIMEOUT: u64 = 60;
 
 impl FileSource {
     /// A source reading `path` with the default timing, its format by its
@@ -70,6 +76,7 @@ impl FileSource {
             block_bytes: DEFAULT_BLOCK_BYTES,
             max_ahead_ms: DEFAULT_MAX_AHEAD * 1_000,
             epoch_span_ms: None,
+            stall_after: Duration::from_secs(DEFAULT_STALL_TIMEOUT),
         })
     }
 }

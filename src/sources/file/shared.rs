@@ -208,6 +208,7 @@ mod tests {
             block_bytes: 64,
             max_ahead_ms: 0,
             epoch_span_ms: Some(3 * STEP_MS),
+            stall_after: std::time::Duration::from_secs(60),
         }
     }
 

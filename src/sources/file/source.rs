@@ -11,7 +11,7 @@
 //! their times.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::source;
@@ -20,6 +20,7 @@ use timely::dataflow::{ProbeHandle, Scope, Stream};
 
 use super::prescan::Line;
 use super::shared::{ScanShare, Scanned};
+use super::stall::StallWatch;
 use super::{parse_lines, FileSource};
 use crate::dataflow::dead_letter::DeadLetter;
 use crate::event::Event;
@@ -32,6 +33,10 @@ use crate::sources::{Parsed, Runs, SourceContext, SourceCounts};
 /// that finished its block waits for the others' instead of parsing its
 /// next, and workers beyond the blocks that `max_ahead` spans sit idle.
 pub const OWN_BLOCKS_IN_FLIGHT: usize = 4;
+
+/// How often a source that has read its file looks at the run's end, to
+/// end a run that stalls after the reading ([`StallWatch`]).
+const WATCH_EVERY: Duration = Duration::from_millis(200);
 
 /// Most epochs of one source sent and not yet finished downstream,
 /// beyond those at or after its own capability (which cannot finish yet).
@@ -76,7 +81,6 @@ pub fn file_source<'scope>(
     settings: FileSource,
     context: SourceContext,
 ) -> Stream<'scope, u64, Vec<Parsed>> {
-    let (index, peers) = (scope.index() as u64, scope.peers() as u64);
     let SourceContext {
         counts,
         done,
@@ -84,42 +88,44 @@ pub fn file_source<'scope>(
         workers_per_process,
         file_share,
     } = context;
-    // Timely numbers the workers of process p from p × workers.
-    let per = (workers_per_process.max(1) as u64).min(peers.max(1));
-    let first = index - index % per;
-    let place = Place {
-        next: index,
-        peers: peers.max(1),
-        local: first..first + per,
-    };
+    let place = Place::of(scope.index(), scope.peers(), workers_per_process);
     source::<_, CapacityContainerBuilder<Vec<Parsed>>, _, _>(
         scope,
         "FileSource",
         move |cap, info| {
             let activator = scope.activator_for(info.address);
             let mut cap = Some(cap);
+            let mut watch = StallWatch::new(settings.stall_after, Instant::now());
             let mut reader = Reader::new(settings, file_share, place);
             move |output| {
-                let Some(current) = cap.as_mut() else { return };
+                let end = match end_unless_stalled(&mut watch, &done) {
+                    Ok(end) => end,
+                    Err(stalled) => return abort.fail(stalled),
+                };
+                let Some(current) = cap.as_mut() else {
+                    // All read: watch the rest of the run until it ends.
+                    if end.is_some() {
+                        activator.activate_after(WATCH_EVERY);
+                    }
+                    return;
+                };
                 if !reader.pending.is_empty() {
                     reader.send_pending(current, &done, |cap, time, run| {
                         output.session(&cap.delayed(&time)).give_container(run)
                     });
+                    watch.moved(Instant::now());
                     return activator.activate();
                 }
                 if reader.must_wait(current.time(), &done) {
                     return activator.activate_after(Duration::from_millis(1));
                 }
-                match reader.next_own_block() {
-                    Ok(Some(block)) => {
-                        let floor = block.epoch_before;
-                        reader.parse_own_block(block, &counts);
-                        if floor > *current.time() {
-                            current.downgrade(&floor);
-                        }
-                        activator.activate();
+                watch.moved(Instant::now());
+                match reader.read_own_block(current, &counts) {
+                    Ok(true) => activator.activate(),
+                    Ok(false) => {
+                        cap = None;
+                        activator.activate_after(WATCH_EVERY);
                     }
-                    Ok(None) => cap = None,
                     // A source that cannot read holds its capability (the
                     // run must not look complete) and ends the run.
                     Err(err) => abort.fail(err),
@@ -127,6 +133,21 @@ pub fn file_source<'scope>(
             }
         },
     )
+}
+
+/// The frontier of the run's end (`None` once complete), unless the run
+/// has stalled.
+fn end_unless_stalled(
+    watch: &mut StallWatch,
+    done: &ProbeHandle<u64>,
+) -> Result<Option<u64>, PipelineError> {
+    let end = done.with_frontier(|f| f.first().copied());
+    match watch.check(end, Instant::now()) {
+        Some(still) => Err(PipelineError::Stalled {
+            seconds: still.as_secs(),
+        }),
+        None => Ok(end),
+    }
 }
 
 impl Reader {
@@ -153,6 +174,24 @@ impl Reader {
         }
         let behind = done.less_than(&time.saturating_sub(self.settings.max_ahead_ms));
         behind && self.own_blocks.len() >= OWN_BLOCKS_IN_FLIGHT
+    }
+
+    /// Reads and parses this worker's next block, moving `current` up to
+    /// the block's first epoch; `false` past the end of the file.
+    fn read_own_block(
+        &mut self,
+        current: &mut Capability<u64>,
+        counts: &SourceCounts,
+    ) -> Result<bool, PipelineError> {
+        let Some(block) = self.next_own_block()? else {
+            return Ok(false);
+        };
+        let floor = block.epoch_before;
+        self.parse_own_block(block, counts);
+        if floor > *current.time() {
+            current.downgrade(&floor);
+        }
+        Ok(true)
     }
 
     /// This worker's next block, read and scanned (by whichever worker of
@@ -252,6 +291,21 @@ struct Place {
     next: u64,
     peers: u64,
     local: std::ops::Range<u64>,
+}
+
+impl Place {
+    /// Worker `index` of `peers`, with `workers_per_process` in each
+    /// process: timely numbers the workers of process p from p × workers.
+    fn of(index: usize, peers: usize, workers_per_process: usize) -> Place {
+        let (index, peers) = (index as u64, peers.max(1) as u64);
+        let per = (workers_per_process.max(1) as u64).min(peers);
+        let first = index - index % per;
+        Place {
+            next: index,
+            peers,
+            local: first..first + per,
+        }
+    }
 }
 
 /// The dead letter of an event whose time the frontier refuses, or that the
