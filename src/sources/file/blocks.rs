@@ -28,12 +28,27 @@ pub struct Blocks<R> {
     /// The input has no more bytes.
     drained: bool,
     index: u64,
+    /// Bytes taken from the input so far.
+    taken: u64,
+    /// The length of a regular file when it was opened: reading must get
+    /// that far.
+    length: Option<u64>,
 }
 
 impl Blocks<File> {
-    /// Opens `path` and skips its first `skip_lines` lines (the header).
+    /// Opens `path` and skips its first `skip_lines` lines (the header). A
+    /// regular file that ends before the length it had when opened (cut
+    /// short while read) is an error at its end, not a shorter input.
     pub fn open(path: &Path, skip_lines: u64, block_bytes: usize) -> io::Result<Self> {
-        Blocks::new(File::open(path)?, skip_lines, block_bytes)
+        let file = File::open(path)?;
+        let meta = file.metadata()?;
+        let length = meta.is_file().then_some(meta.len());
+        let mut blocks = Blocks::new(file, 0, block_bytes)?;
+        blocks.length = length;
+        for _ in 0..skip_lines {
+            blocks.skip_line()?;
+        }
+        Ok(blocks)
     }
 }
 
@@ -45,6 +60,8 @@ impl<R: Read> Blocks<R> {
             carry: Vec::new(),
             drained: false,
             index: 0,
+            taken: 0,
+            length: None,
         };
         for _ in 0..skip_lines {
             blocks.skip_line()?;
@@ -53,7 +70,8 @@ impl<R: Read> Blocks<R> {
     }
 
     /// Reads the next block into `buf`: about `block_bytes`, extended to the
-    /// end of its last line (the first line end at or past `block_bytes`).
+    /// end of its last line (the first line end at index `block_bytes - 1`
+    /// or later).
     /// Its index (0 for the first block after the skipped lines), or `None`
     /// at the end of the file.
     pub fn next_block(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<u64>> {
@@ -95,8 +113,19 @@ impl<R: Read> Blocks<R> {
             return Ok(());
         }
         let read = (&mut self.input).take(want as u64).read_to_end(buf)?;
+        self.taken += read as u64;
         self.drained = read < want;
-        Ok(())
+        match self.length {
+            Some(length) if self.drained && self.taken < length => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the file ended after {} of the {length} bytes it held when the run \
+                     started: it was cut short while being read",
+                    self.taken
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Drops the input's next line, line end and all.
@@ -123,46 +152,126 @@ impl<R: Read> Blocks<R> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn blocks_cover_every_line_once_cut_where_the_rule_says() {
-        let text: String = std::iter::once("header\n".to_string())
-            .chain((2..=98).map(|i| format!("line {i}{}\n", "x".repeat(i % 13))))
-            .chain(std::iter::once("line 99 without newline".to_string()))
-            .collect();
-        let body = &text.as_bytes()["header\n".len()..];
-        // The last: a size no memory holds, reserved only up to a limit.
-        for block_bytes in [1, 7, 64, 4_095, 4_097, 10_000, usize::MAX] {
-            let mut blocks = Blocks::new(text.as_bytes(), 1, block_bytes).unwrap();
-            let (mut buf, mut seen, mut at, mut expected_index) = (Vec::new(), Vec::new(), 0, 0);
-            while let Some(index) = blocks.next_block(&mut buf).unwrap() {
-                assert_eq!(index, expected_index);
-                expected_index += 1;
-                // The plain rule: the first line end at or past the size.
-                let rest = &body[at..];
-                let cut = rest
-                    .iter()
-                    .enumerate()
-                    .skip(block_bytes.min(rest.len()).saturating_sub(1))
-                    .find(|(_, &b)| b == b'\n')
-                    .map_or(rest.len(), |(i, _)| i + 1);
-                assert_eq!(buf, &rest[..cut], "block {index} of {block_bytes}");
-                at += cut;
-                seen.extend(
-                    String::from_utf8(buf.clone())
-                        .unwrap()
-                        .lines()
-                        .map(String::from),
-                );
+    /// The blocks as the reader before this one cut them: through a
+    /// `BufReader`, `take(block_bytes).read_to_end`, then `read_until` the
+    /// end of the last line.
+    fn cut_as_before(text: &[u8], skip: u64, block_bytes: usize) -> Vec<Vec<u8>> {
+        use std::io::BufRead;
+        let mut input = io::BufReader::with_capacity(1 << 20, text);
+        let mut line = Vec::new();
+        for _ in 0..skip {
+            input.read_until(b'\n', &mut line).unwrap();
+        }
+        let mut blocks = Vec::new();
+        loop {
+            let mut buf = Vec::new();
+            (&mut input)
+                .take(block_bytes as u64)
+                .read_to_end(&mut buf)
+                .unwrap();
+            if buf.is_empty() {
+                return blocks;
             }
-            assert_eq!(at, body.len());
-            assert_eq!(seen.len(), 98, "block size {block_bytes}");
-            for (k, line) in seen.iter().enumerate() {
-                assert!(
-                    line.starts_with(&format!("line {}", k + 2)),
-                    "{block_bytes}: {line}"
-                );
+            if buf.last() != Some(&b'\n') {
+                input.read_until(b'\n', &mut buf).unwrap();
+            }
+            blocks.push(buf);
+        }
+    }
+
+    /// A reader that hands out at most `most` bytes a read.
+    struct Trickle<'a> {
+        text: &'a [u8],
+        most: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.most.min(buf.len()).min(self.text.len());
+            buf[..n].copy_from_slice(&self.text[..n]);
+            self.text = &self.text[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn blocks_are_cut_where_the_reader_before_cut_them() {
+        // Several reads' worth, lines of every length up to past a read
+        // (10,000 bytes), blank ones, and a last line without its end.
+        let mut text = b"header\n".to_vec();
+        for i in 0..400usize {
+            let len = [0, 1, 9, 80, 700, 4_095, 10_000][i % 7] * usize::from(i % 5 != 3);
+            text.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, len));
+            text.push(b'\n');
+        }
+        text.extend_from_slice(b"last without an end");
+        // The last size: one no memory holds, reserved only up to a limit.
+        let sizes = [
+            1,
+            2,
+            7,
+            64,
+            4_095,
+            4_096,
+            4_097,
+            10_000,
+            1 << 20,
+            usize::MAX,
+        ];
+        for block_bytes in sizes {
+            let want = cut_as_before(&text, 1, block_bytes);
+            for most in [1, 7, 5_000, usize::MAX] {
+                let input = Trickle { text: &text, most };
+                let mut blocks = Blocks::new(input, 1, block_bytes).unwrap();
+                let (mut buf, mut got) = (Vec::new(), Vec::new());
+                while let Some(index) = blocks.next_block(&mut buf).unwrap() {
+                    assert_eq!(index, got.len() as u64);
+                    got.push(buf.clone());
+                }
+                assert!(got == want, "block size {block_bytes}, reads of {most}");
             }
         }
+    }
+
+    #[test]
+    fn a_file_cut_short_while_read_is_an_error_and_one_that_grew_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.csv");
+        let rows: String = (0..2_000).map(|i| format!("{i},row\n")).collect();
+        std::fs::write(&path, format!("header\n{rows}")).unwrap();
+        let mut blocks = Blocks::open(&path, 1, 1_000).unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(blocks.next_block(&mut buf).unwrap(), Some(0));
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(6_000).unwrap();
+        let err = loop {
+            match blocks.next_block(&mut buf) {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the cut went unseen"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        let length = 7 + rows.len();
+        assert!(
+            err.to_string()
+                .contains(&format!("after 6000 of the {length} bytes")),
+            "{err}"
+        );
+        // Appended to while read: every byte is read, the new ones too.
+        std::fs::write(&path, format!("header\n{rows}")).unwrap();
+        let mut blocks = Blocks::open(&path, 1, 1_000).unwrap();
+        assert_eq!(blocks.next_block(&mut buf).unwrap(), Some(0));
+        let mut whole = buf.clone();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"2000,row\n").unwrap();
+        while blocks.next_block(&mut buf).unwrap().is_some() {
+            whole.extend_from_slice(&buf);
+        }
+        assert_eq!(whole, format!("{rows}2000,row\n").as_bytes());
     }
 
     #[test]

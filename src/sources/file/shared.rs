@@ -63,9 +63,9 @@ struct Shared {
     blocks: Blocks<File>,
     /// The line number of the next block's first line.
     next_line: u64,
-    /// The most lines a block of this process's workers held so far: room
-    /// for the next one's, reserved once.
-    most_lines: usize,
+    /// The lines of the last block of this process's workers: room for the
+    /// next one's, reserved up front (blocks of a file hold about as many).
+    last_lines: usize,
     progress: Progress,
     /// The bytes of blocks no worker of this process owns.
     scratch: Vec<u8>,
@@ -124,7 +124,7 @@ impl Shared {
             settings,
             blocks,
             next_line: 1 + header,
-            most_lines: 0,
+            last_lines: 0,
             progress: Progress {
                 epochs,
                 ..Progress::default()
@@ -158,10 +158,10 @@ impl Shared {
             self.scratch = buf;
             return Ok(());
         }
-        let mut lines = Vec::with_capacity(self.most_lines);
+        let mut lines = Vec::with_capacity(self.last_lines + self.last_lines / 8);
         let progress = &mut self.progress;
         self.next_line += prescan::scan(format, &buf, &limits, progress, Some(&mut lines));
-        self.most_lines = self.most_lines.max(lines.len());
+        self.last_lines = lines.len();
         let block = Scanned {
             info,
             buf,
