@@ -131,9 +131,9 @@ pub struct SourceArgs {
     /// 2592000, thirty days].
     #[arg(long)]
     pub past_limit: Option<u64>,
-    /// Seconds the run may go without reading anything or finishing any
-    /// event before it ends as stalled, as when a process of several is
-    /// stopped or cut off [default: 60].
+    /// Seconds the run's end may stand still while its workers wait before
+    /// the run ends as stalled, as when a process of several is stopped or
+    /// cut off [default: 60].
     #[arg(long)]
     pub stall_timeout: Option<u64>,
 }

@@ -37,10 +37,10 @@ pub enum PipelineError {
         "lost the connection to another process of this run (it failed or was stopped): {message}"
     )]
     PeerLost { message: String },
-    /// Nothing was read and no event finished for the file source's
-    /// `stall_after` (see `sources::file::stall`).
+    /// The end of a run over a file stood still for its source's
+    /// `stall_after` (see [`crate::pipeline::stall`]).
     #[error(
-        "the run made no progress for {seconds} s (nothing read, no event finished): with \
+        "the run made no progress for {seconds} s (its end did not move while this process waited): with \
          several processes, another may be stopped or cut off from this one (--stall-timeout, or \
          [source.file] stall_timeout_seconds, sets the wait)"
     )]

@@ -428,7 +428,9 @@ where
         .and_then(|finish| {
             while !abort.is_set() && worker.step_or_park(Some(POLL)) {
                 crate::metrics::worker::tick();
+                super::stall::check().unwrap_or_else(|stalled| abort.fail(stalled));
             }
+            super::stall::forget();
             if let (Some(clock), Some(busy)) = (clock, busy) {
                 let figures = clock.finish(worker);
                 busy.lock().unwrap_or_else(|e| e.into_inner()).push(figures);

@@ -30,6 +30,7 @@ pub mod harness;
 pub mod live;
 mod observe;
 mod scored;
+pub mod stall;
 pub mod training;
 pub mod versions;
 

@@ -83,9 +83,9 @@ pub struct FileTable {
     /// it; earlier ones are dead letters (`time_too_far_behind`).
     #[serde(default = "defaults::past_limit_seconds")]
     pub past_limit_seconds: u64,
-    /// Seconds the run may go without reading anything or finishing any
-    /// event before it is ended as stalled (a process of several stopped or
-    /// cut off).
+    /// Seconds the run's end may stand still while its workers wait before
+    /// the run is ended as stalled (a process of several stopped or cut
+    /// off).
     #[serde(default = "defaults::stall_timeout_seconds")]
     pub stall_timeout_seconds: u64,
 }

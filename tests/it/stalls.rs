@@ -20,6 +20,21 @@ fn signal(child: &Child, number: libc::c_int) {
     assert_eq!(unsafe { libc::kill(pid, number) }, 0);
 }
 
+/// Resumes and kills a stopped process should the test fail before it
+/// does so itself: a stopped process would outlive the test.
+struct Resume(Option<libc::pid_t>);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            unsafe {
+                libc::kill(pid, libc::SIGCONT);
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 #[test]
 fn a_cluster_backtest_whose_peer_is_stopped_ends_on_a_stall_instead_of_hanging() {
     let dir = tempfile::tempdir().unwrap();
@@ -40,11 +55,13 @@ fn a_cluster_backtest_whose_peer_is_stopped_ends_on_a_stall_instead_of_hanging()
         assert!(started.elapsed() < Duration::from_secs(60), "no records");
         std::thread::sleep(Duration::from_millis(2));
     }
+    let mut resume = Resume(libc::pid_t::try_from(stopped.id()).ok());
     signal(&stopped, libc::SIGSTOP);
     let at = Instant::now();
     let first = finish(waiting, "process 0, its peer stopped");
     let waited = at.elapsed();
     signal(&stopped, libc::SIGCONT);
+    resume.0 = None;
     let second = finish(stopped, "process 1, stopped and resumed");
 
     let err = String::from_utf8_lossy(&first.stderr);

@@ -6,7 +6,6 @@ pub mod epochs;
 pub mod prescan;
 mod shared;
 mod source;
-pub mod stall;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -42,8 +41,8 @@ pub struct FileSource {
     /// `None`: as far as an epoch of [`epochs::EPOCH_EVENTS`] lines
     /// reaches. A loop in the dataflow (the feedback loop) sets it.
     pub epoch_span_ms: Option<u64>,
-    /// How long the run may go without reading anything or finishing
-    /// anything before it is ended as stalled ([`stall`]).
+    /// How long the run's end may stand still before the run is ended as
+    /// stalled ([`crate::pipeline::stall`]).
     pub stall_after: Duration,
 }
 

@@ -11,7 +11,7 @@
 //! their times.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::source;
@@ -20,7 +20,6 @@ use timely::dataflow::{ProbeHandle, Scope, Stream};
 
 use super::prescan::Line;
 use super::shared::{ScanShare, Scanned};
-use super::stall::StallWatch;
 use super::{parse_lines, FileSource};
 use crate::dataflow::dead_letter::DeadLetter;
 use crate::event::Event;
@@ -33,10 +32,6 @@ use crate::sources::{Parsed, Runs, SourceContext, SourceCounts};
 /// that finished its block waits for the others' instead of parsing its
 /// next, and workers beyond the blocks that `max_ahead` spans sit idle.
 pub const OWN_BLOCKS_IN_FLIGHT: usize = 4;
-
-/// How often a source that has read its file looks at the run's end, to
-/// end a run that stalls after the reading ([`StallWatch`]).
-const WATCH_EVERY: Duration = Duration::from_millis(200);
 
 /// Most epochs of one source sent and not yet finished downstream,
 /// beyond those at or after its own capability (which cannot finish yet).
@@ -95,37 +90,23 @@ pub fn file_source<'scope>(
         move |cap, info| {
             let activator = scope.activator_for(info.address);
             let mut cap = Some(cap);
-            let mut watch = StallWatch::new(settings.stall_after, Instant::now());
+            // A run over a file keeps moving while it is well.
+            crate::pipeline::stall::watch_end(&done, settings.stall_after);
             let mut reader = Reader::new(settings, file_share, place);
             move |output| {
-                let end = match end_unless_stalled(&mut watch, &done) {
-                    Ok(end) => end,
-                    Err(stalled) => return abort.fail(stalled),
-                };
-                let Some(current) = cap.as_mut() else {
-                    // All read: watch the rest of the run until it ends.
-                    if end.is_some() {
-                        activator.activate_after(WATCH_EVERY);
-                    }
-                    return;
-                };
+                let Some(current) = cap.as_mut() else { return };
                 if !reader.pending.is_empty() {
                     reader.send_pending(current, &done, |cap, time, run| {
                         output.session(&cap.delayed(&time)).give_container(run)
                     });
-                    watch.moved(Instant::now());
                     return activator.activate();
                 }
                 if reader.must_wait(current.time(), &done) {
                     return activator.activate_after(Duration::from_millis(1));
                 }
-                watch.moved(Instant::now());
                 match reader.read_own_block(current, &counts) {
                     Ok(true) => activator.activate(),
-                    Ok(false) => {
-                        cap = None;
-                        activator.activate_after(WATCH_EVERY);
-                    }
+                    Ok(false) => cap = None,
                     // A source that cannot read holds its capability (the
                     // run must not look complete) and ends the run.
                     Err(err) => abort.fail(err),
@@ -133,21 +114,6 @@ pub fn file_source<'scope>(
             }
         },
     )
-}
-
-/// The frontier of the run's end (`None` once complete), unless the run
-/// has stalled.
-fn end_unless_stalled(
-    watch: &mut StallWatch,
-    done: &ProbeHandle<u64>,
-) -> Result<Option<u64>, PipelineError> {
-    let end = done.with_frontier(|f| f.first().copied());
-    match watch.check(end, Instant::now()) {
-        Some(still) => Err(PipelineError::Stalled {
-            seconds: still.as_secs(),
-        }),
-        None => Ok(end),
-    }
 }
 
 impl Reader {

@@ -1,0 +1,216 @@
+//! A run that stops moving is ended, not left to hang.
+//!
+//! Why: timely has no timeout. With several processes, one that is stopped
+//! (SIGSTOP, a frozen virtual machine) or cut off without its connections
+//! breaking leaves the others waiting for its progress for ever. A run over
+//! a file knows what it does while it is well: its end (the probe after its
+//! last operator) moves. So its file source asks the harness to watch that
+//! end ([`watch_end`]); after every step the harness looks ([`check`]), and
+//! when the end has not moved for `[source.file] stall_timeout_seconds`
+//! (`--stall-timeout`) while the worker was there to see it, the run fails
+//! with [`PipelineError::Stalled`] and every process ends (see
+//! `pipeline::harness`). A live source is idle by nature and asks for no
+//! watch.
+//!
+//! Only time spent waiting counts: a gap between two looks longer than
+//! [`AWAY`] (a long step, a write that blocked, this process stopped and
+//! resumed, the machine asleep) starts the wait again, since the worker was
+//! busy or away, not waiting on others.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use fraudflow::pipeline::stall::StallWatch;
+//!
+//! let (start, s) = (Instant::now(), Duration::from_secs);
+//! let mut watch = StallWatch::new(s(2), start);
+//! let look = |n: u64| start + Duration::from_millis(50 * n);
+//! // Looking every 50 ms at an end that does not move:
+//! assert_eq!((1..40).find_map(|n| watch.check(Some(5), look(n))), None);
+//! assert!(watch.check(Some(5), look(41)).is_some());
+//! ```
+
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+use timely::dataflow::ProbeHandle;
+
+use super::PipelineError;
+
+/// A gap between two looks longer than this means the worker was busy or
+/// away: the wait starts again.
+pub const AWAY: Duration = Duration::from_secs(1);
+
+/// How long a watched end has stood still while the worker looked.
+#[derive(Clone, Debug)]
+pub struct StallWatch {
+    after: Duration,
+    /// When the end last moved, or the wait last started again.
+    since: Instant,
+    /// The last look.
+    looked: Instant,
+    /// The end's frontier at the last look (`None`: complete).
+    seen: Option<u64>,
+}
+
+impl StallWatch {
+    /// A watch that calls a run stalled once its end has stood still for
+    /// `after`, from `now` on.
+    pub fn new(after: Duration, now: Instant) -> StallWatch {
+        StallWatch {
+            after,
+            since: now,
+            looked: now,
+            seen: None,
+        }
+    }
+
+    /// Looks at the end's frontier at `now`: how long it has stood still,
+    /// once that reaches the watch's time.
+    pub fn check(&mut self, end: Option<u64>, now: Instant) -> Option<Duration> {
+        let gap = now.saturating_duration_since(self.looked);
+        self.looked = now;
+        if end != self.seen || gap > AWAY {
+            self.seen = end;
+            self.since = now;
+            return None;
+        }
+        let still = now.saturating_duration_since(self.since);
+        (still >= self.after).then_some(still)
+    }
+}
+
+/// A worker's watched end.
+struct Watched {
+    end: ProbeHandle<u64>,
+    watch: StallWatch,
+}
+
+thread_local! {
+    /// The end this worker thread's harness watches, if any.
+    static WATCHED: RefCell<Option<Watched>> = const { RefCell::new(None) };
+}
+
+/// Has the harness of the calling worker watch `end`, the probe of its
+/// dataflow's end, and fail the run once it stands still for `after`. Call
+/// while building the dataflow, on the worker's thread.
+pub fn watch_end(end: &ProbeHandle<u64>, after: Duration) {
+    let watched = Watched {
+        end: end.clone(),
+        watch: StallWatch::new(after, Instant::now()),
+    };
+    WATCHED.with(|w| *w.borrow_mut() = Some(watched));
+}
+
+/// The harness's look after a step: the stall, if the watched end has
+/// stood still for its time.
+pub(super) fn check() -> Result<(), PipelineError> {
+    WATCHED.with(|w| {
+        let mut watched = w.borrow_mut();
+        let Some(Watched { end, watch }) = watched.as_mut() else {
+            return Ok(());
+        };
+        let frontier = end.with_frontier(|f| f.first().copied());
+        match watch.check(frontier, Instant::now()) {
+            Some(still) => Err(PipelineError::Stalled {
+                seconds: still.as_secs(),
+            }),
+            None => Ok(()),
+        }
+    })
+}
+
+/// Stops watching on this thread (a worker's dataflows are done).
+pub(super) fn forget() {
+    WATCHED.with(|w| w.borrow_mut().take());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::agree::Terms;
+    use crate::pipeline::harness::{execute, Finish};
+    use crate::pipeline::Cluster;
+    use timely::dataflow::operators::{Probe, ToStream};
+    use timely::worker::Worker;
+
+    /// A worker that looks every `every` from `from`, `n` times, at `end`.
+    fn looks(watch: &mut StallWatch, from: Instant, every: Duration, n: u32, end: Option<u64>) {
+        for k in 1..=n {
+            assert_eq!(watch.check(end, from + every * k), None, "look {k}");
+        }
+    }
+
+    #[test]
+    fn only_an_end_that_stands_still_while_the_worker_looks_is_a_stall() {
+        let (t0, ms) = (Instant::now(), Duration::from_millis);
+        let mut watch = StallWatch::new(ms(2_000), t0);
+        // The first frontier seen counts as a move.
+        assert_eq!(watch.check(Some(0), t0 + ms(50)), None);
+        looks(&mut watch, t0 + ms(50), ms(50), 39, Some(0));
+        assert_eq!(watch.check(Some(0), t0 + ms(2_050)), Some(ms(2_000)));
+        // The end moving, forward or to completion, starts the wait again.
+        assert_eq!(watch.check(Some(9), t0 + ms(2_100)), None);
+        looks(&mut watch, t0 + ms(2_100), ms(100), 19, Some(9));
+        assert_eq!(watch.check(Some(9), t0 + ms(4_100)), Some(ms(2_000)));
+        assert_eq!(watch.check(None, t0 + ms(4_150)), None);
+        // A gap over AWAY (a long step, this process stopped) is not
+        // waiting: the wait starts again after it, however long it was.
+        let back = t0 + ms(4_150) + AWAY + ms(1);
+        assert_eq!(watch.check(None, back), None);
+        looks(&mut watch, back, ms(500), 3, None);
+        assert_eq!(watch.check(None, back + ms(2_000)), Some(ms(2_000)));
+        // Gaps just within AWAY add up.
+        let mut watch = StallWatch::new(ms(2_000), t0);
+        assert_eq!(watch.check(Some(1), t0), None);
+        assert_eq!(watch.check(Some(1), t0 + AWAY), None);
+        assert_eq!(watch.check(Some(1), t0 + AWAY * 2), Some(AWAY * 2));
+        // A clock that goes back never counts as time passed.
+        assert_eq!(watch.check(Some(1), t0), None);
+    }
+
+    /// A run whose input is all read and whose end then stands still (an
+    /// operator holds it, as a stopped process of several would): with its
+    /// end watched, it ends as stalled; unwatched, the same end completes.
+    #[test]
+    fn a_watched_end_that_stands_still_after_the_input_ends_the_run() {
+        use timely::dataflow::channels::pact::Pipeline;
+        use timely::dataflow::operators::generic::Operator;
+        use timely::dataflow::ProbeHandle;
+        let run = |hold: bool| {
+            let started = Instant::now();
+            let result = execute(&Cluster::local(2), Terms::new(), move |worker, _| {
+                let end = ProbeHandle::new();
+                worker.dataflow::<u64, _, _>(|scope| {
+                    (0..10u64)
+                        .to_stream(scope)
+                        .container::<Vec<_>>()
+                        .unary::<timely::container::CapacityContainerBuilder<Vec<u64>>, _, _, _>(
+                            Pipeline,
+                            "Hold",
+                            move |cap, _| {
+                                let mut held = hold.then_some(cap);
+                                move |input, _| {
+                                    input.for_each(|_, _| {});
+                                    held.as_mut().map(|c| *c.time());
+                                }
+                            },
+                        )
+                        .probe_with(&end);
+                });
+                watch_end(&end, Duration::from_millis(1_500));
+                Ok(Box::new(|_: &mut Worker| Ok(())) as Finish<()>)
+            });
+            (result, started.elapsed())
+        };
+        let (stalled, took) = run(true);
+        let err = stalled.unwrap_err();
+        assert!(matches!(err, PipelineError::Stalled { .. }), "{err}");
+        assert!(took >= Duration::from_millis(1_500), "{took:?}");
+        assert!(took < Duration::from_secs(10), "{took:?}");
+        let (ended, took) = run(false);
+        assert_eq!(ended.unwrap().len(), 2);
+        assert!(took < Duration::from_millis(1_500), "{took:?}");
+    }
+}
