@@ -230,6 +230,19 @@ fn column_list(names: &[&[u8]]) -> String {
 /// Turns line `line` of a PaySim file (its bytes without the line end)
 /// into a transaction, or says why not: what the reader does with each
 /// line, for a caller that has found the lines itself.
+///
+/// # Examples
+///
+/// ```
+/// use fraudflow::paysim::{parse_row, RowErrorKind, TxnType};
+///
+/// let row = b"1,TRANSFER,181.0,C1305486145,181.0,0.0,C553264065,0.0,0.0,1,0";
+/// let t = parse_row(row, 2).unwrap();
+/// assert_eq!((t.kind, t.amount, t.is_fraud), (TxnType::Transfer, 181.0, true));
+/// let err = parse_row(b"1,TRANSFER,181.0", 9).unwrap_err();
+/// assert_eq!(err.line, 9);
+/// assert!(matches!(err.kind, RowErrorKind::FieldCount { found: 3 }));
+/// ```
 pub fn parse_row(bytes: &[u8], line: u64) -> Result<Transaction, RowError> {
     parse_line(bytes).map_err(|kind| RowError { line, kind })
 }

@@ -155,6 +155,22 @@ pub fn parse_block(
 
 /// [`parse_block`] over lines already found (the scan's): `lines` are
 /// where each line of the block lies, blank ones included, in order.
+///
+/// # Examples
+///
+/// ```
+/// use fraudflow::sources::file::{parse_lines, prescan, InputFormat};
+/// use fraudflow::sources::SourceCounts;
+///
+/// let block = b"1,PAYMENT,9839.64,C1231006815,170136.0,160296.36,M1979787155,0.0,0.0,0,0\r\n\nnot,a,row";
+/// let (counts, mut out) = (SourceCounts::default(), Vec::new());
+/// let lines = prescan::line_ranges(block);
+/// parse_lines(InputFormat::PaysimCsv, block, lines, 2, "in.csv", &counts, |p| out.push(p));
+/// // Line 2 is an event (its CR dropped), line 3 blank, line 4 a dead letter.
+/// assert_eq!(out.len(), 2);
+/// assert_eq!(out[0].as_ref().map(|e| e.seq).ok(), Some(1));
+/// assert_eq!(out[1].as_ref().err().map(|d| d.seq), Some(3));
+/// ```
 pub fn parse_lines(
     format: InputFormat,
     buf: &[u8],
