@@ -31,6 +31,7 @@ use timely::worker::Worker;
 use super::agree::{self, Terms};
 use super::busy::{BusyClock, WorkerBusy};
 use super::error::PipelineError;
+use super::stall::Steps;
 
 /// How often an idle worker looks at the abort flag.
 pub const POLL: Duration = Duration::from_millis(50);
@@ -306,6 +307,7 @@ where
         .is_some()
         .then(|| Arc::new(Mutex::new(Vec::new())));
     let workers_busy = busy.clone();
+    let steps = Steps::new(cluster.workers);
     // Several processes agree on their settings before anything else; the
     // connect deadline holds until they have.
     let agree = exit_now.then(|| (terms, super::connect::deadline(cluster), cluster.process));
@@ -316,6 +318,7 @@ where
             &build,
             agree.as_ref(),
             workers_busy.as_deref(),
+            &steps,
         )
     })
     .map_err(|e| Failed {
@@ -408,6 +411,7 @@ fn work<T, B>(
     build: &B,
     agreement: Option<&Agreement>,
     busy: Option<&Mutex<Vec<WorkerBusy>>>,
+    steps: &Steps,
 ) -> Result<T, PipelineError>
 where
     B: Fn(&mut Worker, &Abort) -> Result<Finish<T>, PipelineError>,
@@ -426,11 +430,7 @@ where
     let result = agreed
         .and_then(|_| build(worker, abort))
         .and_then(|finish| {
-            while !abort.is_set() && worker.step_or_park(Some(POLL)) {
-                crate::metrics::worker::tick();
-                super::stall::check().unwrap_or_else(|stalled| abort.fail(stalled));
-            }
-            super::stall::forget();
+            super::stall::step_to_end(worker, abort, steps);
             if let (Some(clock), Some(busy)) = (clock, busy) {
                 let figures = clock.finish(worker);
                 busy.lock().unwrap_or_else(|e| e.into_inner()).push(figures);

@@ -15,7 +15,10 @@
 //! Only time spent waiting counts: a gap between two looks longer than
 //! [`AWAY`] (a long step, a write that blocked, this process stopped and
 //! resumed, the machine asleep) starts the wait again, since the worker was
-//! busy or away, not waiting on others.
+//! busy or away, not waiting on others; and so does another worker of the
+//! process at work, inside a step or out of one within [`AWAY`], that
+//! lasted longer than a park can ([`BUSY_STEP`]: parsing or scoring a huge
+//! block while this one has nothing to do).
 //!
 //! # Examples
 //!
@@ -26,16 +29,22 @@
 //! let (start, s) = (Instant::now(), Duration::from_secs);
 //! let mut watch = StallWatch::new(s(2), start);
 //! let look = |n: u64| start + Duration::from_millis(50 * n);
-//! // Looking every 50 ms at an end that does not move:
-//! assert_eq!((1..40).find_map(|n| watch.check(Some(5), look(n))), None);
-//! assert!(watch.check(Some(5), look(41)).is_some());
+//! // Looking every 50 ms at an end that does not move, no worker busy:
+//! assert_eq!((1..40).find_map(|n| watch.check(Some(5), false, look(n))), None);
+//! assert!(watch.check(Some(5), false, look(41)).is_some());
+//! // Another worker busy in a long step starts the wait again.
+//! assert_eq!(watch.check(Some(5), true, look(42)), None);
 //! ```
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use timely::dataflow::ProbeHandle;
+use timely::worker::Worker;
 
+use super::harness::{Abort, POLL};
 use super::PipelineError;
 
 /// A gap between two looks longer than this means the worker was busy or
@@ -66,12 +75,13 @@ impl StallWatch {
         }
     }
 
-    /// Looks at the end's frontier at `now`: how long it has stood still,
-    /// once that reaches the watch's time.
-    pub fn check(&mut self, end: Option<u64>, now: Instant) -> Option<Duration> {
+    /// Looks at the end's frontier at `now`, and whether another worker
+    /// of the process is `busy` in a long step: how long the end has stood
+    /// still while the process waited, once that reaches the watch's time.
+    pub fn check(&mut self, end: Option<u64>, busy: bool, now: Instant) -> Option<Duration> {
         let gap = now.saturating_duration_since(self.looked);
         self.looked = now;
-        if end != self.seen || gap > AWAY {
+        if end != self.seen || gap > AWAY || busy {
             self.seen = end;
             self.since = now;
             return None;
@@ -103,16 +113,82 @@ pub fn watch_end(end: &ProbeHandle<u64>, after: Duration) {
     WATCHED.with(|w| *w.borrow_mut() = Some(watched));
 }
 
+/// A step longer than this did work: a worker parks at most [`POLL`] in
+/// one.
+pub const BUSY_STEP: Duration = Duration::from_millis(2 * POLL.as_millis() as u64);
+
+/// When each worker of a process entered the step it is in, and when it
+/// last left a step longer than [`BUSY_STEP`] (milliseconds since
+/// `origin`, plus one; 0: none).
+#[derive(Clone)]
+pub(super) struct Steps {
+    origin: Instant,
+    entered: Arc<Vec<AtomicU64>>,
+    worked: Arc<Vec<AtomicU64>>,
+}
+
+impl Steps {
+    /// For a process of `workers` workers.
+    pub(super) fn new(workers: usize) -> Steps {
+        let stamps = || Arc::new((0..workers.max(1)).map(|_| AtomicU64::new(0)).collect());
+        Steps {
+            origin: Instant::now(),
+            entered: stamps(),
+            worked: stamps(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// Whether a worker but `me` is at work: inside a step for longer than
+    /// BUSY_STEP, or out of such a step within AWAY.
+    fn other_busy(&self, me: usize) -> bool {
+        let now = self.now();
+        let (busy, away) = (BUSY_STEP.as_millis() as u64, AWAY.as_millis() as u64);
+        let load = |stamps: &[AtomicU64], k: usize| stamps[k].load(Ordering::Relaxed);
+        (0..self.entered.len()).filter(|&k| k != me).any(|k| {
+            let (entered, worked) = (load(&self.entered, k), load(&self.worked, k));
+            (entered != 0 && now.saturating_sub(entered) > busy)
+                || (worked != 0 && now.saturating_sub(worked) <= away)
+        })
+    }
+}
+
+/// Steps `worker` until its dataflows are done or the run is aborted,
+/// failing the run when the watched end stalls.
+pub(super) fn step_to_end(worker: &mut Worker, abort: &Abort, steps: &Steps) {
+    let me = worker.index() % steps.entered.len();
+    let busy = BUSY_STEP.as_millis() as u64;
+    while !abort.is_set() {
+        let entered = steps.now();
+        steps.entered[me].store(entered, Ordering::Relaxed);
+        let more = worker.step_or_park(Some(POLL));
+        let left = steps.now();
+        steps.entered[me].store(0, Ordering::Relaxed);
+        if left - entered > busy {
+            steps.worked[me].store(left, Ordering::Relaxed);
+        }
+        if !more {
+            break;
+        }
+        crate::metrics::worker::tick();
+        check(steps.other_busy(me)).unwrap_or_else(|stalled| abort.fail(stalled));
+    }
+    forget();
+}
+
 /// The harness's look after a step: the stall, if the watched end has
-/// stood still for its time.
-pub(super) fn check() -> Result<(), PipelineError> {
+/// stood still for its time while the process waited.
+fn check(busy: bool) -> Result<(), PipelineError> {
     WATCHED.with(|w| {
         let mut watched = w.borrow_mut();
         let Some(Watched { end, watch }) = watched.as_mut() else {
             return Ok(());
         };
         let frontier = end.with_frontier(|f| f.first().copied());
-        match watch.check(frontier, Instant::now()) {
+        match watch.check(frontier, busy, Instant::now()) {
             Some(still) => Err(PipelineError::Stalled {
                 seconds: still.as_secs(),
             }),
@@ -122,7 +198,7 @@ pub(super) fn check() -> Result<(), PipelineError> {
 }
 
 /// Stops watching on this thread (a worker's dataflows are done).
-pub(super) fn forget() {
+fn forget() {
     WATCHED.with(|w| w.borrow_mut().take());
 }
 
@@ -138,7 +214,7 @@ mod tests {
     /// A worker that looks every `every` from `from`, `n` times, at `end`.
     fn looks(watch: &mut StallWatch, from: Instant, every: Duration, n: u32, end: Option<u64>) {
         for k in 1..=n {
-            assert_eq!(watch.check(end, from + every * k), None, "look {k}");
+            assert_eq!(watch.check(end, false, from + every * k), None, "look {k}");
         }
     }
 
@@ -147,41 +223,50 @@ mod tests {
         let (t0, ms) = (Instant::now(), Duration::from_millis);
         let mut watch = StallWatch::new(ms(2_000), t0);
         // The first frontier seen counts as a move.
-        assert_eq!(watch.check(Some(0), t0 + ms(50)), None);
+        assert_eq!(watch.check(Some(0), false, t0 + ms(50)), None);
         looks(&mut watch, t0 + ms(50), ms(50), 39, Some(0));
-        assert_eq!(watch.check(Some(0), t0 + ms(2_050)), Some(ms(2_000)));
+        assert_eq!(watch.check(Some(0), false, t0 + ms(2_050)), Some(ms(2_000)));
         // The end moving, forward or to completion, starts the wait again.
-        assert_eq!(watch.check(Some(9), t0 + ms(2_100)), None);
+        assert_eq!(watch.check(Some(9), false, t0 + ms(2_100)), None);
         looks(&mut watch, t0 + ms(2_100), ms(100), 19, Some(9));
-        assert_eq!(watch.check(Some(9), t0 + ms(4_100)), Some(ms(2_000)));
-        assert_eq!(watch.check(None, t0 + ms(4_150)), None);
+        assert_eq!(watch.check(Some(9), false, t0 + ms(4_100)), Some(ms(2_000)));
+        assert_eq!(watch.check(None, false, t0 + ms(4_150)), None);
         // A gap over AWAY (a long step, this process stopped) is not
         // waiting: the wait starts again after it, however long it was.
         let back = t0 + ms(4_150) + AWAY + ms(1);
-        assert_eq!(watch.check(None, back), None);
+        assert_eq!(watch.check(None, false, back), None);
         looks(&mut watch, back, ms(500), 3, None);
-        assert_eq!(watch.check(None, back + ms(2_000)), Some(ms(2_000)));
+        assert_eq!(watch.check(None, false, back + ms(2_000)), Some(ms(2_000)));
         // Gaps just within AWAY add up.
         let mut watch = StallWatch::new(ms(2_000), t0);
-        assert_eq!(watch.check(Some(1), t0), None);
-        assert_eq!(watch.check(Some(1), t0 + AWAY), None);
-        assert_eq!(watch.check(Some(1), t0 + AWAY * 2), Some(AWAY * 2));
+        assert_eq!(watch.check(Some(1), false, t0), None);
+        assert_eq!(watch.check(Some(1), false, t0 + AWAY), None);
+        assert_eq!(watch.check(Some(1), false, t0 + AWAY * 2), Some(AWAY * 2));
         // A clock that goes back never counts as time passed.
-        assert_eq!(watch.check(Some(1), t0), None);
+        assert_eq!(watch.check(Some(1), false, t0), None);
+        // Another worker busy in a long step holds the wait off.
+        let mut watch = StallWatch::new(ms(2_000), t0);
+        assert_eq!(watch.check(Some(1), false, t0), None);
+        assert_eq!(watch.check(Some(1), true, t0 + AWAY), None);
+        assert_eq!(watch.check(Some(1), false, t0 + AWAY * 2), None);
+        assert_eq!(watch.check(Some(1), false, t0 + AWAY * 3), Some(AWAY * 2));
     }
 
     /// A run whose input is all read and whose end then stands still (an
     /// operator holds it, as a stopped process of several would): with its
     /// end watched, it ends as stalled; unwatched, the same end completes.
     #[test]
-    fn a_watched_end_that_stands_still_after_the_input_ends_the_run() {
+    fn a_watched_end_that_stands_still_after_the_input_ends_the_run_unless_a_worker_is_busy() {
         use timely::dataflow::channels::pact::Pipeline;
         use timely::dataflow::operators::generic::Operator;
         use timely::dataflow::ProbeHandle;
-        let run = |hold: bool| {
+        // Whether the operator holds the end, and how long worker 0 works
+        // in one step (its first) while worker 1 has nothing to do.
+        let run = |hold: bool, work: Duration| {
             let started = Instant::now();
             let result = execute(&Cluster::local(2), Terms::new(), move |worker, _| {
                 let end = ProbeHandle::new();
+                let mut nap = (worker.index() == 0).then_some(work);
                 worker.dataflow::<u64, _, _>(|scope| {
                     (0..10u64)
                         .to_stream(scope)
@@ -194,6 +279,9 @@ mod tests {
                                 move |input, _| {
                                     input.for_each(|_, _| {});
                                     held.as_mut().map(|c| *c.time());
+                                    if let Some(nap) = nap.take() {
+                                        std::thread::sleep(nap);
+                                    }
                                 }
                             },
                         )
@@ -204,13 +292,18 @@ mod tests {
             });
             (result, started.elapsed())
         };
-        let (stalled, took) = run(true);
+        let (stalled, took) = run(true, Duration::ZERO);
         let err = stalled.unwrap_err();
         assert!(matches!(err, PipelineError::Stalled { .. }), "{err}");
         assert!(took >= Duration::from_millis(1_500), "{took:?}");
         assert!(took < Duration::from_secs(10), "{took:?}");
-        let (ended, took) = run(false);
+        let (ended, took) = run(false, Duration::ZERO);
         assert_eq!(ended.unwrap().len(), 2);
         assert!(took < Duration::from_millis(1_500), "{took:?}");
+        // Worker 0 busy for twice the watch's time in one step: worker 1
+        // sees the end still, and the process at work.
+        let (ended, took) = run(false, Duration::from_secs(3));
+        assert_eq!(ended.unwrap().len(), 2);
+        assert!(took >= Duration::from_secs(3), "{took:?}");
     }
 }
