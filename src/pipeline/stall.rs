@@ -174,21 +174,22 @@ pub(super) fn step_to_end(worker: &mut Worker, abort: &Abort, steps: &Steps) {
             break;
         }
         crate::metrics::worker::tick();
-        check(steps.other_busy(me)).unwrap_or_else(|stalled| abort.fail(stalled));
+        check(|| steps.other_busy(me)).unwrap_or_else(|stalled| abort.fail(stalled));
     }
     forget();
 }
 
 /// The harness's look after a step: the stall, if the watched end has
-/// stood still for its time while the process waited.
-fn check(busy: bool) -> Result<(), PipelineError> {
+/// stood still for its time while the process waited (`busy`: whether
+/// another worker is at work, asked only when an end is watched).
+fn check(busy: impl FnOnce() -> bool) -> Result<(), PipelineError> {
     WATCHED.with(|w| {
         let mut watched = w.borrow_mut();
         let Some(Watched { end, watch }) = watched.as_mut() else {
             return Ok(());
         };
         let frontier = end.with_frontier(|f| f.first().copied());
-        match watch.check(frontier, busy, Instant::now()) {
+        match watch.check(frontier, busy(), Instant::now()) {
             Some(still) => Err(PipelineError::Stalled {
                 seconds: still.as_secs(),
             }),
