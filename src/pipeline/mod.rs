@@ -60,7 +60,6 @@ use crate::sinks::file::live::LiveStats;
 use crate::sinks::kafka::{kafka_sink, Outbound};
 use crate::sinks::BoxSink;
 use crate::sources::file::ScanShare;
-use crate::sources::kafka::beacon::build as kafka_beacon;
 use crate::sources::kafka::Link;
 use crate::sources::{SourceContext, SourceCounts, SourceSettings};
 pub use error::PipelineError;
@@ -219,6 +218,7 @@ pub fn run(
     let cluster = settings.cluster.clone();
     let share = outputs.as_ref().and_then(Outputs::kept);
     let file_share = ScanShare::default();
+    let held = stall::held_slots(cluster.workers);
     let outputs = Arc::new(Mutex::new(outputs));
     let terms = if cluster.processes() > 1 {
         agree::terms(&settings)?
@@ -231,7 +231,7 @@ pub fn run(
         } else {
             None
         };
-        let shares = (share.clone(), file_share.clone());
+        let shares = (share.clone(), file_share.clone(), held.clone());
         build(worker, &settings, (mine, shares), abort)
     })?;
     let mut total = RunSummary::default();
@@ -384,25 +384,25 @@ impl Slots {
     }
 }
 
+/// What the workers of a process share: the evaluation, the file's
+/// reader, where the sources are (the stall watch's).
+type Shares = (Option<KeptShare>, ScanShare, stall::HeldSlots);
+
 /// Builds this worker's graph, with its outputs (worker 0) and its
-/// process's evaluation share; returns its finish step.
+/// process's shares; returns its finish step.
 fn build(
     worker: &mut Worker,
     settings: &PipelineSettings,
-    (outputs, (kept, file_share)): (Option<Outputs>, (Option<KeptShare>, ScanShare)),
+    (outputs, (kept, file_share, held)): (Option<Outputs>, Shares),
     abort: &Abort,
 ) -> Result<harness::Finish<RunSummary>, PipelineError> {
     if let (Some(o), stage) = (&outputs, &settings.stage) {
         check_shape(&o.stage, stage)?;
     }
     let kafka_error = |e| PipelineError::component("Kafka", e);
-    let link = match &settings.source {
-        SourceSettings::Kafka(input) => {
-            kafka_beacon(worker, Arc::clone(input), settings.cluster.workers);
-            Some(Link::new(input, worker.index()).map_err(kafka_error)?)
-        }
-        _ => None,
-    };
+    let link = (settings.source)
+        .kafka_link(worker, settings.cluster.workers)
+        .map_err(kafka_error)?;
     let counts = Rc::new(SourceCounts::default());
     let loops = Loops {
         counts: Counts::default(),
@@ -412,6 +412,7 @@ fn build(
     let slots = Slots::new(outputs, kept);
     let done = ProbeHandle::new();
     observe::install(worker.index(), &counts, &done);
+    let held = settings.source.watch_stalls(&done, &held, worker.index());
     worker
         .dataflow::<u64, _, _>(|scope| {
             let context = SourceContext {
@@ -420,6 +421,7 @@ fn build(
                 abort: abort.clone(),
                 workers_per_process: settings.cluster.workers,
                 file_share: file_share.clone(),
+                held,
             };
             let parsed = settings.source.build(scope, context, link.clone())?;
             let (events, dead) = parsed.ok_err(|r| r);

@@ -2,15 +2,25 @@
 //!
 //! Why: timely has no timeout. With several processes, one that is stopped
 //! (SIGSTOP, a frozen virtual machine) or cut off without its connections
-//! breaking leaves the others waiting for its progress for ever. A run over
-//! a file knows what it does while it is well: its end (the probe after its
-//! last operator) moves. So its file source asks the harness to watch that
-//! end ([`watch_end`]); after every step the harness looks ([`check`]), and
-//! when the end has not moved for `[source.file] stall_timeout_seconds`
-//! (`--stall-timeout`) while the worker was there to see it, the run fails
-//! with [`PipelineError::Stalled`] and every process ends (see
-//! `pipeline::harness`). A live source is idle by nature and asks for no
-//! watch.
+//! breaking leaves the others waiting for its progress for ever. A run
+//! knows what it does while it is well: its end (the probe after its last
+//! operator) follows what its sources let go of. So the pipeline has the
+//! harness watch that end ([`watch_end`]) beside how far this worker's
+//! source has gone ([`Held`]); after every step the harness looks
+//! ([`check`]), and when the end has stood still *behind* the source for
+//! the source's stall timeout (`--stall-timeout`, `stall_timeout_seconds`
+//! in `[source.file]`, `[source.http]` or `[source.kafka]`) while the
+//! worker was there to see it, the run fails with
+//! [`PipelineError::Stalled`] and every process ends (see
+//! `pipeline::harness`).
+//!
+//! A file source is never idle: while it has input its end must move, so
+//! it reports itself always ahead ([`Held::ahead`]). A live source is
+//! idle by nature: an end that stands where the source holds it (nothing
+//! arrives, or a Kafka partition holds the time of its latest events for
+//! more of them) waits on nothing; an end left behind while the source
+//! moves on (its events go on arriving, or its clock ticks) waits on
+//! another worker or process.
 //!
 //! Only time spent waiting counts: a gap between two looks longer than
 //! [`AWAY`] (a long step, a write that blocked, this process stopped and
@@ -32,11 +42,13 @@
 //! // Looking every 50 ms at an end that does not move, no worker busy:
 //! assert_eq!((1..40).find_map(|n| watch.check(Some(5), false, look(n))), None);
 //! assert!(watch.check(Some(5), false, look(41)).is_some());
-//! // Another worker busy in a long step starts the wait again.
+//! // Another worker busy in a long step, or an end that is where the
+//! // source holds it, starts the wait again.
 //! assert_eq!(watch.check(Some(5), true, look(42)), None);
 //! ```
 
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,13 +87,15 @@ impl StallWatch {
         }
     }
 
-    /// Looks at the end's frontier at `now`, and whether another worker
-    /// of the process is `busy` in a long step: how long the end has stood
-    /// still while the process waited, once that reaches the watch's time.
-    pub fn check(&mut self, end: Option<u64>, busy: bool, now: Instant) -> Option<Duration> {
+    /// Looks at the end's frontier at `now`, and whether its standing
+    /// still is `excused` (another worker of the process busy in a long
+    /// step, or the end where this worker's source holds it): how long the
+    /// end has stood still while the process waited, once that reaches the
+    /// watch's time.
+    pub fn check(&mut self, end: Option<u64>, excused: bool, now: Instant) -> Option<Duration> {
         let gap = now.saturating_duration_since(self.looked);
         self.looked = now;
-        if end != self.seen || gap > AWAY || busy {
+        if end != self.seen || gap > AWAY || excused {
             self.seen = end;
             self.since = now;
             return None;
@@ -91,9 +105,96 @@ impl StallWatch {
     }
 }
 
+/// How far the sources of a process have let its dataflow go: one slot
+/// for each of its workers, the time of the capabilities the worker's
+/// source holds (the least of them), or past every time once it holds
+/// none. Each source sets its worker's slot; the watch reads the least of
+/// them, so an end held by a source of the same process (another worker's
+/// Kafka partition still taking events of its latest time) is no stall.
+pub type HeldSlots = Arc<[AtomicU64]>;
+
+/// Slots for a process of `workers` workers, each at time 0.
+pub fn held_slots(workers: usize) -> HeldSlots {
+    (0..workers.max(1)).map(|_| AtomicU64::new(0)).collect()
+}
+
+/// A worker's view of [`HeldSlots`].
+#[derive(Clone)]
+pub struct Held {
+    slots: HeldSlots,
+    me: usize,
+    /// While this says so, an end behind the sources waits on something
+    /// a source knows is away (a Kafka broker), not on a stopped process.
+    paused: Option<Rc<dyn Fn() -> bool>>,
+}
+
+impl Default for Held {
+    /// A process of one worker whose source holds time 0.
+    fn default() -> Held {
+        Held::of(&held_slots(1), 0)
+    }
+}
+
+impl Held {
+    /// Worker `me`'s slot of `slots` (taken modulo their number).
+    pub fn of(slots: &HeldSlots, me: usize) -> Held {
+        Held {
+            slots: Arc::clone(slots),
+            me: me % slots.len().max(1),
+            paused: None,
+        }
+    }
+
+    /// A source that is never idle: its end standing still is always
+    /// waiting on something.
+    pub fn ahead() -> Held {
+        let held = Held::default();
+        held.release();
+        held
+    }
+
+    /// The same, but an end behind the sources is not waited on while
+    /// `paused` says so.
+    pub fn paused_while(self, paused: impl Fn() -> bool + 'static) -> Held {
+        Held {
+            paused: Some(Rc::new(paused)),
+            ..self
+        }
+    }
+
+    /// This worker's source holds capabilities at `time` and later.
+    pub fn set(&self, time: u64) {
+        self.slots[self.me].store(time, Ordering::Relaxed);
+    }
+
+    /// This worker's source holds nothing.
+    pub fn release(&self) {
+        self.set(u64::MAX);
+    }
+
+    /// Whether an end at `end` (`None`: complete) is behind every source
+    /// of the process and waits on something other than what pauses it.
+    fn is_behind(&self, end: Option<u64>) -> bool {
+        let least = || self.slots.iter().map(|s| s.load(Ordering::Relaxed)).min();
+        end.is_some_and(|e| least().is_some_and(|l| e < l))
+            && !self.paused.as_ref().is_some_and(|p| p())
+    }
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("me", &self.me)
+            .field("slots", &self.slots)
+            .field("paused", &self.paused.is_some())
+            .finish()
+    }
+}
+
 /// A worker's watched end.
 struct Watched {
     end: ProbeHandle<u64>,
+    source: Held,
     watch: StallWatch,
 }
 
@@ -103,11 +204,12 @@ thread_local! {
 }
 
 /// Has the harness of the calling worker watch `end`, the probe of its
-/// dataflow's end, and fail the run once it stands still for `after`. Call
-/// while building the dataflow, on the worker's thread.
-pub fn watch_end(end: &ProbeHandle<u64>, after: Duration) {
+/// dataflow's end, and fail the run once it stands still behind `source`
+/// for `after`. Call while building the dataflow, on the worker's thread.
+pub fn watch_end(end: &ProbeHandle<u64>, source: Held, after: Duration) {
     let watched = Watched {
         end: end.clone(),
+        source,
         watch: StallWatch::new(after, Instant::now()),
     };
     WATCHED.with(|w| *w.borrow_mut() = Some(watched));
@@ -180,16 +282,18 @@ pub(super) fn step_to_end(worker: &mut Worker, abort: &Abort, steps: &Steps) {
 }
 
 /// The harness's look after a step: the stall, if the watched end has
-/// stood still for its time while the process waited (`busy`: whether
-/// another worker is at work, asked only when an end is watched).
+/// stood still behind the source for its time while the process waited
+/// (`busy`: whether another worker is at work, asked only when an end is
+/// watched and behind).
 fn check(busy: impl FnOnce() -> bool) -> Result<(), PipelineError> {
     WATCHED.with(|w| {
         let mut watched = w.borrow_mut();
-        let Some(Watched { end, watch }) = watched.as_mut() else {
+        let Some(Watched { end, source, watch }) = watched.as_mut() else {
             return Ok(());
         };
         let frontier = end.with_frontier(|f| f.first().copied());
-        match watch.check(frontier, busy(), Instant::now()) {
+        let excused = !source.is_behind(frontier) || busy();
+        match watch.check(frontier, excused, Instant::now()) {
             Some(still) => Err(PipelineError::Stalled {
                 seconds: still.as_secs(),
             }),
@@ -253,6 +357,34 @@ mod tests {
         assert_eq!(watch.check(Some(1), false, t0 + AWAY * 3), Some(AWAY * 2));
     }
 
+    #[test]
+    fn an_end_is_behind_only_when_behind_every_source_of_the_process_and_not_paused() {
+        use std::cell::Cell;
+        let slots = held_slots(2);
+        let (a, b) = (Held::of(&slots, 0), Held::of(&slots, 3));
+        // Both sources at time 0 (as they start): nothing is behind them.
+        assert!(!a.is_behind(Some(0)));
+        a.set(10);
+        b.set(5);
+        assert!(a.is_behind(Some(4)) && b.is_behind(Some(4)));
+        // Held by worker 1's source, of the same process: no stall.
+        assert!(!a.is_behind(Some(5)) && !a.is_behind(Some(7)));
+        assert!(!a.is_behind(None));
+        b.release();
+        assert!(a.is_behind(Some(9)) && !a.is_behind(Some(10)));
+        a.release();
+        assert!(b.is_behind(Some(u64::MAX - 1)));
+        // Paused (a broker away), an end behind is not waited on.
+        let away = Rc::new(Cell::new(true));
+        let seen = Rc::clone(&away);
+        let paused = a.clone().paused_while(move || seen.get());
+        assert!(!paused.is_behind(Some(3)));
+        away.set(false);
+        assert!(paused.is_behind(Some(3)));
+        assert!(Held::ahead().is_behind(Some(0)) && !Held::ahead().is_behind(None));
+        assert!(!Held::default().is_behind(Some(0)));
+    }
+
     /// A run whose input is all read and whose end then stands still (an
     /// operator holds it, as a stopped process of several would): with its
     /// end watched, it ends as stalled; unwatched, the same end completes.
@@ -288,7 +420,7 @@ mod tests {
                         )
                         .probe_with(&end);
                 });
-                watch_end(&end, Duration::from_millis(1_500));
+                watch_end(&end, Held::ahead(), Duration::from_millis(1_500));
                 Ok(Box::new(|_: &mut Worker| Ok(())) as Finish<()>)
             });
             (result, started.elapsed())

@@ -171,6 +171,11 @@ fn file_and_http_problems(s: &super::SourceTable) -> Vec<Problem> {
         problems.extend(positive("source.http", "tick_ms", h.tick_ms));
         problems.extend(positive(
             "source.http",
+            "stall_timeout_seconds",
+            h.stall_timeout_seconds,
+        ));
+        problems.extend(positive(
+            "source.http",
             "max_body_bytes",
             h.max_body_bytes as u64,
         ));
@@ -237,6 +242,11 @@ fn kafka_problems(k: &super::KafkaTable) -> Vec<Problem> {
         positive("source.kafka", "commit_ms", k.commit_ms),
         positive("source.kafka", "fetch_wait_ms", k.fetch_wait_ms),
         positive("source.kafka", "max_batch", k.max_batch as u64),
+        positive(
+            "source.kafka",
+            "stall_timeout_seconds",
+            k.stall_timeout_seconds,
+        ),
     ]
     .into_iter()
     .flatten()

@@ -60,6 +60,9 @@ pub struct KafkaTable {
     /// Address of the HTTP API (`/health`, `/ready`, `/models/reload`); process `p` of several listens on port + p.
     #[serde(default = "defaults::listen")]
     pub listen: String,
+    /// Seconds the run's end may stand still behind this process's partitions (their events go on arriving, but nothing gets scored), counted after `idle_ms` and not while the brokers are away, before the run ends as stalled: another process of the run is stopped or cut off.
+    #[serde(default = "defaults::stall_timeout_seconds")]
+    pub stall_timeout_seconds: u64,
     /// Partitions of each topic created.
     #[serde(default)]
     pub partitions: PartitionsTable,
@@ -130,7 +133,7 @@ impl Default for KafkaSinksTable {
 /// Defaults of the Kafka keys (the original system's topics and counts).
 pub mod defaults {
     pub use super::super::defaults::{
-        group, listen, live_future_limit_seconds, past_limit_seconds, topic,
+        group, listen, live_future_limit_seconds, past_limit_seconds, stall_timeout_seconds, topic,
     };
 
     pub fn yes() -> bool {

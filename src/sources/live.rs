@@ -18,6 +18,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::source;
@@ -48,6 +49,9 @@ pub struct LiveInput {
     /// numbered so that it is unique over the run.
     process: u64,
     processes: u64,
+    /// How long the run's end may stand still behind the sources before
+    /// the run ends as stalled (`pipeline::stall`).
+    stall_after: Duration,
 }
 
 /// Why events were not taken (nothing of them was).
@@ -74,8 +78,14 @@ struct Queue {
 impl LiveInput {
     /// `limits.lateness_ms` holds the clock's frontier back when nothing
     /// arrives; events further from the frontier (or, ahead, from the clock)
-    /// than the limits are dead letters.
-    pub fn new(limits: TimeLimits, process: usize, processes: usize) -> Arc<LiveInput> {
+    /// than the limits are dead letters. A run whose end stands still
+    /// behind the sources for `stall_after` past the lateness ends as
+    /// stalled.
+    pub fn new(
+        limits: TimeLimits,
+        (process, processes): (usize, usize),
+        stall_after: Duration,
+    ) -> Arc<LiveInput> {
         Arc::new(LiveInput {
             queue: Mutex::new(Queue::default()),
             watermark: AtomicU64::new(0),
@@ -88,6 +98,9 @@ impl LiveInput {
             next: AtomicU64::new(1),
             process: process as u64,
             processes: processes.max(1) as u64,
+            // A quiet process holds the frontier back `lateness_ms` by
+            // design: the wait for a stall counts after it.
+            stall_after: stall_after.saturating_add(Duration::from_millis(limits.lateness_ms)),
         })
     }
 
@@ -174,6 +187,12 @@ impl LiveInput {
         self.limits
     }
 
+    /// How long the run's end may stand still behind the sources: the
+    /// stall timeout and the lateness.
+    pub fn stall_after(&self) -> Duration {
+        self.stall_after
+    }
+
     /// Asks the server that feeds this input to stop as SIGTERM stops it:
     /// it stops accepting, lets the requests it took finish, then closes
     /// the input.
@@ -257,7 +276,7 @@ pub fn live_source<'scope>(
     let reader = scope
         .index()
         .is_multiple_of(context.workers_per_process.max(1));
-    let counts = context.counts;
+    let (counts, held) = (context.counts, context.held);
     source::<_, CapacityContainerBuilder<Vec<Parsed>>, _, _>(
         scope,
         "LiveSource",
@@ -292,17 +311,16 @@ pub fn live_source<'scope>(
                     // Late events and dead letters go at the frontier: move it
                     // past them, or they would wait for the clock.
                     if let Some(latest) = runs.take_latest() {
-                        let past = latest + 1;
-                        if input.watermark.fetch_max(past, Ordering::SeqCst) < past {
-                            input.wake();
-                        }
-                        placed = placed.max(past);
+                        placed = latest + 1;
+                        input.advance_to(placed);
                     }
                 }
                 if closed {
                     cap = None;
+                    held.release();
                 } else if watermark.max(placed) > *current.time() {
                     current.downgrade(&watermark.max(placed));
+                    held.set(*current.time());
                 }
             }
         },
@@ -350,7 +368,7 @@ mod tests {
             future_ms: 300_000,
             past_ms: 1_000,
         };
-        let input = LiveInput::new(limits, 0, 1);
+        let input = LiveInput::new(limits, (0, 1), Duration::from_secs(60));
         let now = crate::clock::now_millis();
         // The first is a candidate that the second confirms.
         let times = [now, now + 1, now + 3_600_000, now - 5_000, now + 1_000];
@@ -379,7 +397,11 @@ mod tests {
 
     #[test]
     fn late_events_go_at_the_frontier_which_then_moves_past_them() {
-        let input = LiveInput::new(TimeLimits::with_lateness(60_000), 0, 1);
+        let input = LiveInput::new(
+            TimeLimits::with_lateness(60_000),
+            (0, 1),
+            Duration::from_secs(60),
+        );
         let feed = Arc::clone(&input);
         let captured = timely::execute_directly(move |worker| {
             let counts = Rc::new(SourceCounts::default());
@@ -389,6 +411,7 @@ mod tests {
                 abort: Abort::default(),
                 workers_per_process: 1,
                 file_share: Default::default(),
+                held: Default::default(),
             };
             let rx = worker.dataflow::<u64, _, _>(|scope| {
                 live_source(scope, Arc::clone(&feed), context).capture()

@@ -128,6 +128,9 @@ pub struct SourceContext {
     /// The reader of a file source that this process's workers share:
     /// one for each run, made before the workers start.
     pub file_share: file::ScanShare,
+    /// Where a live source says how far it has let the dataflow go, for
+    /// the stall watch (`pipeline::stall`).
+    pub held: crate::pipeline::stall::Held,
 }
 
 /// The source of a run.
@@ -142,6 +145,47 @@ pub enum SourceSettings {
 }
 
 impl SourceSettings {
+    /// Has the harness fail the run once its `end` stands still behind
+    /// the process's sources (`slots`) for this source's stall timeout
+    /// (`pipeline::stall`); worker `me`'s view of the slots, for its
+    /// source to say where it is. A file source is never idle: always
+    /// ahead.
+    pub fn watch_stalls(
+        &self,
+        end: &timely::dataflow::ProbeHandle<u64>,
+        slots: &crate::pipeline::stall::HeldSlots,
+        me: usize,
+    ) -> crate::pipeline::stall::Held {
+        use crate::pipeline::stall::{watch_end, Held};
+        let (after, held) = match self {
+            SourceSettings::File(file) => (file.stall_after, Held::ahead()),
+            SourceSettings::Live(input) => (input.stall_after(), Held::of(slots, me)),
+            SourceSettings::Kafka(input) => {
+                // A broker away (or an output topic full) holds the end by
+                // itself: that is no stall of the run.
+                let health = std::sync::Arc::clone(&input.health);
+                let held = Held::of(slots, me).paused_while(move || !health.is_ok());
+                (input.hub.stall_after(), held)
+            }
+        };
+        watch_end(end, held.clone(), after);
+        held
+    }
+
+    /// A Kafka source's link for this worker, with the watermark beacon
+    /// beside the pipeline ([`kafka::beacon`]); `None` for other sources.
+    pub fn kafka_link(
+        &self,
+        worker: &mut timely::worker::Worker,
+        workers_per_process: usize,
+    ) -> Result<Option<Rc<kafka::Link>>, crate::kafka::KafkaError> {
+        let SourceSettings::Kafka(input) = self else {
+            return Ok(None);
+        };
+        kafka::beacon::build(worker, std::sync::Arc::clone(input), workers_per_process);
+        kafka::Link::new(input, worker.index()).map(Some)
+    }
+
     /// Builds this worker's part of the source; a Kafka source reads
     /// through the worker's `link` (made by [`kafka::Link::new`]).
     pub fn build<'scope>(

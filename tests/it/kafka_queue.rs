@@ -33,6 +33,7 @@ fn settings(brokers: &str) -> KafkaSettings {
             metrics: "metrics".to_string(),
             dead_letter: "dead-letter".to_string(),
         },
+        stall_after: Duration::from_secs(60),
     }
 }
 

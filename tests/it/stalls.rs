@@ -1,6 +1,7 @@
-//! A run over a file that stops moving ends with an error instead of
-//! hanging: a process of several stopped (SIGSTOP, as a frozen node) leaves
-//! no TCP reset for the others to see, only silence.
+//! A run that stops moving ends with an error instead of hanging: a
+//! process of several stopped (SIGSTOP, as a frozen node) leaves no TCP
+//! reset for the others to see, only silence. Over a file and live; a live
+//! run that is only idle goes on.
 
 use std::fs;
 use std::path::Path;
@@ -8,6 +9,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::common::{backtest, finish, generated, s, spawn, train, two_hosts};
+use crate::live::{get, post_events, wait_exit, wait_ready, wait_written, written, Running};
 
 /// Whether process `p` has written evaluation records: it is connected
 /// and running.
@@ -85,4 +87,123 @@ fn a_cluster_backtest_whose_peer_is_stopped_ends_on_a_stall_instead_of_hanging()
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// Two processes serving over HTTP, a stall timeout of 2 s and a lateness
+/// of 1 s (the wait counts after it: a quiet process holds the frontier
+/// back that long by design).
+#[test]
+fn a_live_run_idle_past_its_stall_timeout_goes_on_and_one_whose_peer_is_stopped_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (models, out, port) = crate::live::two_process_setup(dir.path());
+    let file = crate::live::dataflow_file(dir.path(), port, &models, &out);
+    let text = fs::read_to_string(&file).unwrap();
+    let text = text
+        .replace("stall_timeout_seconds = 5", "stall_timeout_seconds = 2")
+        .replace("lateness_ms = 5000", "lateness_ms = 1000");
+    assert!(text.contains("stall_timeout_seconds = 2"), "{text}");
+    fs::write(&file, text).unwrap();
+    let hosts = dir.path().join("hosts");
+    let process =
+        |p: &str| crate::live::start(&file, &["-w", "2", "-n", "2", "-p", p, "-h", s(&hosts)]);
+    let (mut first, mut second) = (process("0"), process("1"));
+    let bases = [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://127.0.0.1:{}", port + 1),
+    ];
+    let post = |base: &str, n: u64, seed: u64| {
+        post_events(
+            &format!("{base}/events"),
+            n,
+            seed,
+            fraudflow::clock::now_millis(),
+        );
+    };
+    for (i, base) in bases.iter().enumerate() {
+        wait_ready(base);
+        post(base, 300, 40 + i as u64);
+    }
+    assert_eq!(written(&wait_written(&bases[0], 600)), 600);
+    // Idle for longer than the stall timeout and the lateness together:
+    // the end follows the clock, so both serve on and score what comes.
+    std::thread::sleep(Duration::from_secs(5));
+    for base in &bases {
+        assert_eq!(get(&format!("{base}/health"))["status"], "serving");
+    }
+    post(&bases[1], 100, 50);
+    assert_eq!(written(&wait_written(&bases[0], 700)), 700);
+
+    let more = || post(&bases[0], 100, 51);
+    stop_one_and_see_the_other_end(&mut first, &mut second, more, Duration::from_millis(2_500));
+}
+
+/// Stops `stopped` (SIGSTOP), then gives `waiting` more events (`more`):
+/// `waiting` must end on a stall, no sooner than `least` after the stop,
+/// and `stopped`, resumed, must end too.
+fn stop_one_and_see_the_other_end(
+    waiting: &mut Running,
+    stopped: &mut Running,
+    more: impl FnOnce(),
+    least: Duration,
+) {
+    let mut resume = Resume(libc::pid_t::try_from(stopped.0.id()).ok());
+    signal(&stopped.0, libc::SIGSTOP);
+    let at = Instant::now();
+    more();
+    let (status, err) = wait_exit(waiting, "the process whose peer was stopped did not end");
+    let waited = at.elapsed();
+    signal(&stopped.0, libc::SIGCONT);
+    resume.0 = None;
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("the run made no progress for "), "{err}");
+    assert!(waited >= least, "ended after {waited:?}");
+    let (status, err) = wait_exit(stopped, "the stopped process, resumed, did not end");
+    assert_eq!(status.code(), Some(2), "{err}");
+    let said = ["lost the connection", "the run made no progress for "];
+    assert!(said.iter().any(|m| err.contains(m)), "{err}");
+}
+
+/// The same from Kafka (librdkafka's mock cluster): once process 1 is
+/// stopped, process 0's partitions go on taking events that its end,
+/// held by process 1's partitions, never passes.
+#[test]
+fn a_kafka_run_whose_peer_is_stopped_ends_on_a_stall_after_it_idled_past_the_timeout() {
+    use crate::kafka_live::{dataflow_file, listen, mock, publish, read_outputs, rows};
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 4_000, 14);
+    let models = dir.path().join("models");
+    train(&input, &models, &[]);
+    let all = rows(&input);
+    let cluster = mock();
+    let brokers = cluster.bootstrap_servers();
+    let file = dataflow_file(dir.path(), &brokers, &models, "");
+    let port = crate::common::free_port_pair();
+    let text = fs::read_to_string(&file)
+        .unwrap()
+        .replace(&listen(&file), &format!("127.0.0.1:{port}"))
+        .replace("stall_timeout_seconds = 5", "stall_timeout_seconds = 2");
+    fs::write(&file, text).unwrap();
+    let hosts = two_hosts(dir.path());
+    let process =
+        |p: &str| crate::live::start(&file, &["-w", "1", "-n", "2", "-p", p, "-h", s(&hosts)]);
+    let (mut first, mut second) = (process("0"), process("1"));
+    let half = all.len() / 2;
+    let sent = publish(&brokers, &all[..half], 1, &[]);
+    read_outputs(&brokers, sent as usize, Duration::from_secs(60));
+    // Idle past the stall timeout and the partitions' idle time: the run
+    // goes on, and scores what comes next.
+    std::thread::sleep(Duration::from_secs(4));
+    for run in [&mut first, &mut second] {
+        assert!(
+            run.0.try_wait().unwrap().is_none(),
+            "a run ended while idle"
+        );
+    }
+    let sent = sent + publish(&brokers, &all[half..half + 100], half + 1, &[]);
+    read_outputs(&brokers, sent as usize, Duration::from_secs(60));
+
+    let rest = || {
+        publish(&brokers, &all[half + 100..], half + 101, &[]);
+    };
+    stop_one_and_see_the_other_end(&mut first, &mut second, rest, Duration::from_secs(2));
 }

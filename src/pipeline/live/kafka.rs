@@ -92,6 +92,7 @@ fn kafka_settings(file: &DataflowFile, kafka: &KafkaTable) -> KafkaSettings {
             metrics: sinks.metrics,
             dead_letter: sinks.dead_letter,
         },
+        stall_after: Duration::from_secs(kafka.stall_timeout_seconds),
     }
 }
 

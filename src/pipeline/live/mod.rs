@@ -99,7 +99,11 @@ impl Live {
             future_ms: http.future_limit_seconds.saturating_mul(1_000),
             past_ms: http.past_limit_seconds.saturating_mul(1_000),
         };
-        let input = LiveInput::new(limits, cluster.process, cluster.processes());
+        let input = LiveInput::new(
+            limits,
+            (cluster.process, cluster.processes()),
+            Duration::from_secs(http.stall_timeout_seconds),
+        );
         let models = Models::load(options, &file, &input, &cluster)?;
         let stats = Arc::new(LiveStats::default());
         let outputs = file_outputs(options, &file, &cluster, &stats)?;

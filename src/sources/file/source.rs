@@ -82,6 +82,7 @@ pub fn file_source<'scope>(
         abort,
         workers_per_process,
         file_share,
+        held: _,
     } = context;
     let place = Place::of(scope.index(), scope.peers(), workers_per_process);
     source::<_, CapacityContainerBuilder<Vec<Parsed>>, _, _>(
@@ -90,8 +91,6 @@ pub fn file_source<'scope>(
         move |cap, info| {
             let activator = scope.activator_for(info.address);
             let mut cap = Some(cap);
-            // A run over a file keeps moving while it is well.
-            crate::pipeline::stall::watch_end(&done, settings.stall_after);
             let mut reader = Reader::new(settings, file_share, place);
             move |output| {
                 let Some(current) = cap.as_mut() else { return };

@@ -76,6 +76,9 @@ pub struct KafkaSettings {
     /// `None`: start at the committed offsets.
     pub restore_ms: Option<u64>,
     pub sinks: SinkTopics,
+    /// How long the run's end may stand still behind this process's
+    /// partitions before the run ends as stalled (`pipeline::stall`).
+    pub stall_after: Duration,
 }
 
 /// What the workers of one process share.
@@ -113,7 +116,13 @@ pub struct KafkaInput {
 impl KafkaInput {
     pub fn new(settings: KafkaSettings, process: usize, processes: usize) -> Arc<KafkaInput> {
         Arc::new(KafkaInput {
-            hub: LiveInput::new(settings.limits, process, processes),
+            // A quiet partition holds the frontier back `idle` by design:
+            // the wait for a stall counts after it.
+            hub: LiveInput::new(
+                settings.limits,
+                (process, processes),
+                settings.stall_after.saturating_add(settings.idle),
+            ),
             settings,
             health: Arc::new(Health::default()),
             own: AtomicU64::new(0),
