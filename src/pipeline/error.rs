@@ -37,11 +37,13 @@ pub enum PipelineError {
         "lost the connection to another process of this run (it failed or was stopped): {message}"
     )]
     PeerLost { message: String },
-    /// The end of a run stood still behind its source for the source's
-    /// stall timeout (see [`crate::pipeline::stall`]).
+    /// The end of a run over a file, or a live run's heartbeat, stood
+    /// still for the source's stall timeout (see
+    /// [`crate::pipeline::stall`]).
     #[error(
-        "the run made no progress for {seconds} s (its end stood still while this process waited on it): \
-         with several processes, another may be stopped or cut off from this one (--stall-timeout, or \
+        "the run made no progress for {seconds} s while this process waited (over a file: its end \
+         stood still; live: another process stopped stepping): with several processes, another may \
+         be stopped or cut off from this one (--stall-timeout, or \
          stall_timeout_seconds in the dataflow file's [source.file], [source.http] or [source.kafka], \
          sets the wait)"
     )]

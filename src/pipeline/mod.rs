@@ -218,7 +218,6 @@ pub fn run(
     let cluster = settings.cluster.clone();
     let share = outputs.as_ref().and_then(Outputs::kept);
     let file_share = ScanShare::default();
-    let held = stall::held_slots(cluster.workers);
     let outputs = Arc::new(Mutex::new(outputs));
     let terms = if cluster.processes() > 1 {
         agree::terms(&settings)?
@@ -231,7 +230,7 @@ pub fn run(
         } else {
             None
         };
-        let shares = (share.clone(), file_share.clone(), held.clone());
+        let shares = (share.clone(), file_share.clone());
         build(worker, &settings, (mine, shares), abort)
     })?;
     let mut total = RunSummary::default();
@@ -385,15 +384,15 @@ impl Slots {
 }
 
 /// What the workers of a process share: the evaluation, the file's
-/// reader, where the sources are (the stall watch's).
-type Shares = (Option<KeptShare>, ScanShare, stall::HeldSlots);
+/// reader.
+type Shares = (Option<KeptShare>, ScanShare);
 
 /// Builds this worker's graph, with its outputs (worker 0) and its
 /// process's shares; returns its finish step.
 fn build(
     worker: &mut Worker,
     settings: &PipelineSettings,
-    (outputs, (kept, file_share, held)): (Option<Outputs>, Shares),
+    (outputs, (kept, file_share)): (Option<Outputs>, Shares),
     abort: &Abort,
 ) -> Result<harness::Finish<RunSummary>, PipelineError> {
     if let (Some(o), stage) = (&outputs, &settings.stage) {
@@ -412,7 +411,7 @@ fn build(
     let slots = Slots::new(outputs, kept);
     let done = ProbeHandle::new();
     observe::install(worker.index(), &counts, &done);
-    let held = settings.source.watch_stalls(&done, &held, worker.index());
+    settings.source.watch_stalls(worker, &done);
     worker
         .dataflow::<u64, _, _>(|scope| {
             let context = SourceContext {
@@ -421,7 +420,6 @@ fn build(
                 abort: abort.clone(),
                 workers_per_process: settings.cluster.workers,
                 file_share: file_share.clone(),
-                held,
             };
             let parsed = settings.source.build(scope, context, link.clone())?;
             let (events, dead) = parsed.ok_err(|r| r);

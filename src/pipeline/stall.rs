@@ -2,25 +2,24 @@
 //!
 //! Why: timely has no timeout. With several processes, one that is stopped
 //! (SIGSTOP, a frozen virtual machine) or cut off without its connections
-//! breaking leaves the others waiting for its progress for ever. A run
-//! knows what it does while it is well: its end (the probe after its last
-//! operator) follows what its sources let go of. So the pipeline has the
-//! harness watch that end ([`watch_end`]) beside how far this worker's
-//! source has gone ([`Held`]); after every step the harness looks
-//! ([`check`]), and when the end has stood still *behind* the source for
-//! the source's stall timeout (`--stall-timeout`, `stall_timeout_seconds`
-//! in `[source.file]`, `[source.http]` or `[source.kafka]`) while the
-//! worker was there to see it, the run fails with
-//! [`PipelineError::Stalled`] and every process ends (see
-//! `pipeline::harness`).
+//! breaking leaves the others waiting for its progress for ever. So the
+//! harness watches a probe ([`watch_end`]): after every step it looks
+//! ([`check`]), and when the probe's frontier has stood still for the
+//! source's stall timeout while the worker was there to see it, the run
+//! fails with [`PipelineError::Stalled`] and every process ends (see
+//! `pipeline::harness`). Which probe:
 //!
-//! A file source is never idle: while it has input its end must move, so
-//! it reports itself always ahead ([`Held::ahead`]). A live source is
-//! idle by nature: an end that stands where the source holds it (nothing
-//! arrives, or a Kafka partition holds the time of its latest events for
-//! more of them) waits on nothing; an end left behind while the source
-//! moves on (its events go on arriving, or its clock ticks) waits on
-//! another worker or process.
+//! - over a file, the one at the pipeline's end: a file source is never
+//!   idle, so while the run is well its end moves;
+//! - live, with several processes, a [`heartbeat`]'s: a dataflow beside the
+//!   pipeline whose one operator a worker moves its capability on every
+//!   [`PULSE`] and whose frontier, the least over every worker of every
+//!   process, stands still only when some worker stops stepping (stopped,
+//!   cut off, or stuck in a step). A live run's own end is no guide: it
+//!   stands still whenever nothing arrives, and where a source holds it
+//!   (a Kafka partition still taking events of its latest time, a sink
+//!   waiting on a broker) for as long as that lasts. With one process there
+//!   is no peer to lose, and no watch.
 //!
 //! Only time spent waiting counts: a gap between two looks longer than
 //! [`AWAY`] (a long step, a write that blocked, this process stopped and
@@ -28,7 +27,8 @@
 //! busy or away, not waiting on others; and so does another worker of the
 //! process at work, inside a step or out of one within [`AWAY`], that
 //! lasted longer than a park can ([`BUSY_STEP`]: parsing or scoring a huge
-//! block while this one has nothing to do).
+//! block while this one has nothing to do). A probe that completes (a live
+//! run closing) is not waited on.
 //!
 //! # Examples
 //!
@@ -42,22 +42,24 @@
 //! // Looking every 50 ms at an end that does not move, no worker busy:
 //! assert_eq!((1..40).find_map(|n| watch.check(Some(5), false, look(n))), None);
 //! assert!(watch.check(Some(5), false, look(41)).is_some());
-//! // Another worker busy in a long step, or an end that is where the
-//! // source holds it, starts the wait again.
+//! // Another worker busy in a long step starts the wait again.
 //! assert_eq!(watch.check(Some(5), true, look(42)), None);
 //! ```
 
 use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::generic::source;
+use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 use timely::worker::Worker;
 
 use super::harness::{Abort, POLL};
 use super::PipelineError;
+use crate::sources::live::LiveInput;
 
 /// A gap between two looks longer than this means the worker was busy or
 /// away: the wait starts again.
@@ -87,11 +89,10 @@ impl StallWatch {
         }
     }
 
-    /// Looks at the end's frontier at `now`, and whether its standing
+    /// Looks at the probe's frontier at `now`, and whether its standing
     /// still is `excused` (another worker of the process busy in a long
-    /// step, or the end where this worker's source holds it): how long the
-    /// end has stood still while the process waited, once that reaches the
-    /// watch's time.
+    /// step, or the probe complete): how long it has stood still while the
+    /// process waited, once that reaches the watch's time.
     pub fn check(&mut self, end: Option<u64>, excused: bool, now: Instant) -> Option<Duration> {
         let gap = now.saturating_duration_since(self.looked);
         self.looked = now;
@@ -105,96 +106,41 @@ impl StallWatch {
     }
 }
 
-/// How far the sources of a process have let its dataflow go: one slot
-/// for each of its workers, the time of the capabilities the worker's
-/// source holds (the least of them), or past every time once it holds
-/// none. Each source sets its worker's slot; the watch reads the least of
-/// them, so an end held by a source of the same process (another worker's
-/// Kafka partition still taking events of its latest time) is no stall.
-pub type HeldSlots = Arc<[AtomicU64]>;
+/// How often a [`heartbeat`] moves while its worker steps.
+pub const PULSE: Duration = Duration::from_millis(200);
 
-/// Slots for a process of `workers` workers, each at time 0.
-pub fn held_slots(workers: usize) -> HeldSlots {
-    (0..workers.max(1)).map(|_| AtomicU64::new(0)).collect()
+/// Builds, beside the pipeline, this worker's part of a dataflow whose
+/// frontier moves every [`PULSE`] while every worker of every process
+/// steps, and completes once `input` closes (the run stopping); returns
+/// its probe.
+pub fn heartbeat(worker: &mut Worker, input: &Arc<LiveInput>) -> ProbeHandle<u64> {
+    let probe = ProbeHandle::new();
+    let input = Arc::clone(input);
+    worker.dataflow::<u64, _, _>(|scope| {
+        source::<_, CapacityContainerBuilder<Vec<()>>, _, _>(scope, "Heartbeat", |cap, info| {
+            let activator = scope.activator_for(info.address.clone());
+            // Closing the input wakes it, to let go.
+            input.register(scope.worker().sync_activator_for(info.address.to_vec()));
+            let mut cap = Some(cap);
+            move |_output| {
+                if input.is_closed() {
+                    cap = None;
+                }
+                if let Some(cap) = cap.as_mut() {
+                    let next = *cap.time() + 1;
+                    cap.downgrade(&next);
+                    activator.activate_after(PULSE);
+                }
+            }
+        })
+        .probe_with(&probe);
+    });
+    probe
 }
 
-/// A worker's view of [`HeldSlots`].
-#[derive(Clone)]
-pub struct Held {
-    slots: HeldSlots,
-    me: usize,
-    /// While this says so, an end behind the sources waits on something
-    /// a source knows is away (a Kafka broker), not on a stopped process.
-    paused: Option<Rc<dyn Fn() -> bool>>,
-}
-
-impl Default for Held {
-    /// A process of one worker whose source holds time 0.
-    fn default() -> Held {
-        Held::of(&held_slots(1), 0)
-    }
-}
-
-impl Held {
-    /// Worker `me`'s slot of `slots` (taken modulo their number).
-    pub fn of(slots: &HeldSlots, me: usize) -> Held {
-        Held {
-            slots: Arc::clone(slots),
-            me: me % slots.len().max(1),
-            paused: None,
-        }
-    }
-
-    /// A source that is never idle: its end standing still is always
-    /// waiting on something.
-    pub fn ahead() -> Held {
-        let held = Held::default();
-        held.release();
-        held
-    }
-
-    /// The same, but an end behind the sources is not waited on while
-    /// `paused` says so.
-    pub fn paused_while(self, paused: impl Fn() -> bool + 'static) -> Held {
-        Held {
-            paused: Some(Rc::new(paused)),
-            ..self
-        }
-    }
-
-    /// This worker's source holds capabilities at `time` and later.
-    pub fn set(&self, time: u64) {
-        self.slots[self.me].store(time, Ordering::Relaxed);
-    }
-
-    /// This worker's source holds nothing.
-    pub fn release(&self) {
-        self.set(u64::MAX);
-    }
-
-    /// Whether an end at `end` (`None`: complete) is behind every source
-    /// of the process and waits on something other than what pauses it.
-    fn is_behind(&self, end: Option<u64>) -> bool {
-        let least = || self.slots.iter().map(|s| s.load(Ordering::Relaxed)).min();
-        end.is_some_and(|e| least().is_some_and(|l| e < l))
-            && !self.paused.as_ref().is_some_and(|p| p())
-    }
-}
-
-impl std::fmt::Debug for Held {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Held")
-            .field("me", &self.me)
-            .field("slots", &self.slots)
-            .field("paused", &self.paused.is_some())
-            .finish()
-    }
-}
-
-/// A worker's watched end.
+/// A worker's watched probe.
 struct Watched {
     end: ProbeHandle<u64>,
-    source: Held,
     watch: StallWatch,
 }
 
@@ -203,13 +149,13 @@ thread_local! {
     static WATCHED: RefCell<Option<Watched>> = const { RefCell::new(None) };
 }
 
-/// Has the harness of the calling worker watch `end`, the probe of its
-/// dataflow's end, and fail the run once it stands still behind `source`
-/// for `after`. Call while building the dataflow, on the worker's thread.
-pub fn watch_end(end: &ProbeHandle<u64>, source: Held, after: Duration) {
+/// Has the harness of the calling worker watch `end` (the probe of its
+/// pipeline's end, or of a [`heartbeat`]), and fail the run once it
+/// stands still for `after`. Call while building the dataflows, on the
+/// worker's thread.
+pub fn watch_end(end: &ProbeHandle<u64>, after: Duration) {
     let watched = Watched {
         end: end.clone(),
-        source,
         watch: StallWatch::new(after, Instant::now()),
     };
     WATCHED.with(|w| *w.borrow_mut() = Some(watched));
@@ -281,18 +227,18 @@ pub(super) fn step_to_end(worker: &mut Worker, abort: &Abort, steps: &Steps) {
     forget();
 }
 
-/// The harness's look after a step: the stall, if the watched end has
-/// stood still behind the source for its time while the process waited
-/// (`busy`: whether another worker is at work, asked only when an end is
-/// watched and behind).
+/// The harness's look after a step: the stall, if the watched probe has
+/// stood still for its time while the process waited (`busy`: whether
+/// another worker is at work, asked only when a probe is watched and not
+/// complete).
 fn check(busy: impl FnOnce() -> bool) -> Result<(), PipelineError> {
     WATCHED.with(|w| {
         let mut watched = w.borrow_mut();
-        let Some(Watched { end, source, watch }) = watched.as_mut() else {
+        let Some(Watched { end, watch }) = watched.as_mut() else {
             return Ok(());
         };
         let frontier = end.with_frontier(|f| f.first().copied());
-        let excused = !source.is_behind(frontier) || busy();
+        let excused = frontier.is_none() || busy();
         match watch.check(frontier, excused, Instant::now()) {
             Some(still) => Err(PipelineError::Stalled {
                 seconds: still.as_secs(),
@@ -357,32 +303,55 @@ mod tests {
         assert_eq!(watch.check(Some(1), false, t0 + AWAY * 3), Some(AWAY * 2));
     }
 
+    /// Two workers, each stepping: the heartbeat's frontier moves; worker 1
+    /// sleeping in a step (as a stopped process would) holds it still for
+    /// worker 0; closing the input completes it.
     #[test]
-    fn an_end_is_behind_only_when_behind_every_source_of_the_process_and_not_paused() {
-        use std::cell::Cell;
-        let slots = held_slots(2);
-        let (a, b) = (Held::of(&slots, 0), Held::of(&slots, 3));
-        // Both sources at time 0 (as they start): nothing is behind them.
-        assert!(!a.is_behind(Some(0)));
-        a.set(10);
-        b.set(5);
-        assert!(a.is_behind(Some(4)) && b.is_behind(Some(4)));
-        // Held by worker 1's source, of the same process: no stall.
-        assert!(!a.is_behind(Some(5)) && !a.is_behind(Some(7)));
-        assert!(!a.is_behind(None));
-        b.release();
-        assert!(a.is_behind(Some(9)) && !a.is_behind(Some(10)));
-        a.release();
-        assert!(b.is_behind(Some(u64::MAX - 1)));
-        // Paused (a broker away), an end behind is not waited on.
-        let away = Rc::new(Cell::new(true));
-        let seen = Rc::clone(&away);
-        let paused = a.clone().paused_while(move || seen.get());
-        assert!(!paused.is_behind(Some(3)));
-        away.set(false);
-        assert!(paused.is_behind(Some(3)));
-        assert!(Held::ahead().is_behind(Some(0)) && !Held::ahead().is_behind(None));
-        assert!(!Held::default().is_behind(Some(0)));
+    fn a_heartbeat_moves_while_every_worker_steps_and_stands_still_while_one_does_not() {
+        use crate::sources::order::TimeLimits;
+        use std::sync::Barrier;
+        let input = LiveInput::new(
+            TimeLimits::with_lateness(0),
+            (0, 1),
+            Duration::from_secs(60),
+        );
+        let barrier = Arc::new(Barrier::new(2));
+        let guards = timely::execute::execute(timely::Config::process(2), move |worker| {
+            let beat = heartbeat(worker, &input);
+            let frontier = |w: &mut Worker, for_: Duration| {
+                let until = Instant::now() + for_;
+                while Instant::now() < until {
+                    w.step_or_park(Some(Duration::from_millis(10)));
+                }
+                beat.with_frontier(|f| f.first().copied())
+            };
+            let ms = Duration::from_millis;
+            let moving = frontier(worker, ms(700));
+            barrier.wait();
+            let (held, still) = if worker.index() == 1 {
+                std::thread::sleep(ms(1_000));
+                (None, None)
+            } else {
+                (frontier(worker, ms(150)), frontier(worker, ms(700)))
+            };
+            barrier.wait();
+            let moved = frontier(worker, ms(700));
+            if worker.index() == 0 {
+                input.close();
+            }
+            let until = Instant::now() + ms(5_000);
+            while !beat.done() && Instant::now() < until {
+                worker.step_or_park(Some(ms(10)));
+            }
+            (moving, held, still, moved, beat.done())
+        })
+        .unwrap();
+        let seen: Vec<_> = guards.join().into_iter().map(Result::unwrap).collect();
+        let (moving, held, still, moved, done) = seen[0];
+        assert!(moving >= Some(2), "{seen:?}");
+        assert_eq!(held, still, "{seen:?}");
+        assert!(moved > still, "{seen:?}");
+        assert!(done && seen[1].4, "{seen:?}");
     }
 
     /// A run whose input is all read and whose end then stands still (an
@@ -420,7 +389,7 @@ mod tests {
                         )
                         .probe_with(&end);
                 });
-                watch_end(&end, Held::ahead(), Duration::from_millis(1_500));
+                watch_end(&end, Duration::from_millis(1_500));
                 Ok(Box::new(|_: &mut Worker| Ok(())) as Finish<()>)
             });
             (result, started.elapsed())

@@ -60,7 +60,7 @@ pub struct KafkaTable {
     /// Address of the HTTP API (`/health`, `/ready`, `/models/reload`); process `p` of several listens on port + p.
     #[serde(default = "defaults::listen")]
     pub listen: String,
-    /// Seconds the run's end may stand still behind this process's partitions (their events go on arriving, but nothing gets scored), counted after `idle_ms` and not while the brokers are away, before the run ends as stalled: another process of the run is stopped or cut off.
+    /// With several processes, seconds one of them may stop stepping (stopped, cut off from this one, or stuck) before the run ends as stalled.
     #[serde(default = "defaults::stall_timeout_seconds")]
     pub stall_timeout_seconds: u64,
     /// Partitions of each topic created.

@@ -120,10 +120,9 @@ pub struct HttpTable {
     /// ones are dead letters (`time_too_far_behind`).
     #[serde(default = "defaults::past_limit_seconds")]
     pub past_limit_seconds: u64,
-    /// Seconds the run's end may stand still behind the source (events go
-    /// on arriving or the clock goes on ticking, but nothing gets scored),
-    /// counted after `lateness_ms`, before the run ends as stalled: another
-    /// process of the run is stopped or cut off.
+    /// With several processes, seconds one of them may stop stepping
+    /// (stopped, cut off from this one, or stuck) before the run ends as
+    /// stalled.
     #[serde(default = "defaults::stall_timeout_seconds")]
     pub stall_timeout_seconds: u64,
 }

@@ -49,8 +49,8 @@ pub struct LiveInput {
     /// numbered so that it is unique over the run.
     process: u64,
     processes: u64,
-    /// How long the run's end may stand still behind the sources before
-    /// the run ends as stalled (`pipeline::stall`).
+    /// How long a process of the run may stop stepping before the run
+    /// ends as stalled (`pipeline::stall`).
     stall_after: Duration,
 }
 
@@ -78,9 +78,8 @@ struct Queue {
 impl LiveInput {
     /// `limits.lateness_ms` holds the clock's frontier back when nothing
     /// arrives; events further from the frontier (or, ahead, from the clock)
-    /// than the limits are dead letters. A run whose end stands still
-    /// behind the sources for `stall_after` past the lateness ends as
-    /// stalled.
+    /// than the limits are dead letters. A run of several processes one
+    /// of which stops stepping for `stall_after` ends as stalled.
     pub fn new(
         limits: TimeLimits,
         (process, processes): (usize, usize),
@@ -98,9 +97,7 @@ impl LiveInput {
             next: AtomicU64::new(1),
             process: process as u64,
             processes: processes.max(1) as u64,
-            // A quiet process holds the frontier back `lateness_ms` by
-            // design: the wait for a stall counts after it.
-            stall_after: stall_after.saturating_add(Duration::from_millis(limits.lateness_ms)),
+            stall_after,
         })
     }
 
@@ -187,8 +184,8 @@ impl LiveInput {
         self.limits
     }
 
-    /// How long the run's end may stand still behind the sources: the
-    /// stall timeout and the lateness.
+    /// How long a process of the run may stop stepping before the run
+    /// ends as stalled (`pipeline::stall`).
     pub fn stall_after(&self) -> Duration {
         self.stall_after
     }
@@ -228,6 +225,11 @@ impl LiveInput {
     /// Events placed at the frontier because they came behind it.
     pub fn late(&self) -> u64 {
         self.late.load(Ordering::Relaxed)
+    }
+
+    /// The number of processes of the run.
+    pub fn processes(&self) -> u64 {
+        self.processes
     }
 
     /// The event time (ms) the sources may advance to.
@@ -276,7 +278,7 @@ pub fn live_source<'scope>(
     let reader = scope
         .index()
         .is_multiple_of(context.workers_per_process.max(1));
-    let (counts, held) = (context.counts, context.held);
+    let counts = context.counts;
     source::<_, CapacityContainerBuilder<Vec<Parsed>>, _, _>(
         scope,
         "LiveSource",
@@ -317,10 +319,8 @@ pub fn live_source<'scope>(
                 }
                 if closed {
                     cap = None;
-                    held.release();
                 } else if watermark.max(placed) > *current.time() {
                     current.downgrade(&watermark.max(placed));
-                    held.set(*current.time());
                 }
             }
         },
@@ -411,7 +411,6 @@ mod tests {
                 abort: Abort::default(),
                 workers_per_process: 1,
                 file_share: Default::default(),
-                held: Default::default(),
             };
             let rx = worker.dataflow::<u64, _, _>(|scope| {
                 live_source(scope, Arc::clone(&feed), context).capture()

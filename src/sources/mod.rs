@@ -128,9 +128,6 @@ pub struct SourceContext {
     /// The reader of a file source that this process's workers share:
     /// one for each run, made before the workers start.
     pub file_share: file::ScanShare,
-    /// Where a live source says how far it has let the dataflow go, for
-    /// the stall watch (`pipeline::stall`).
-    pub held: crate::pipeline::stall::Held,
 }
 
 /// The source of a run.
@@ -145,31 +142,21 @@ pub enum SourceSettings {
 }
 
 impl SourceSettings {
-    /// Has the harness fail the run once its `end` stands still behind
-    /// the process's sources (`slots`) for this source's stall timeout
-    /// (`pipeline::stall`); worker `me`'s view of the slots, for its
-    /// source to say where it is. A file source is never idle: always
-    /// ahead.
-    pub fn watch_stalls(
-        &self,
-        end: &timely::dataflow::ProbeHandle<u64>,
-        slots: &crate::pipeline::stall::HeldSlots,
-        me: usize,
-    ) -> crate::pipeline::stall::Held {
-        use crate::pipeline::stall::{watch_end, Held};
-        let (after, held) = match self {
-            SourceSettings::File(file) => (file.stall_after, Held::ahead()),
-            SourceSettings::Live(input) => (input.stall_after(), Held::of(slots, me)),
-            SourceSettings::Kafka(input) => {
-                // A broker away (or an output topic full) holds the end by
-                // itself: that is no stall of the run.
-                let health = std::sync::Arc::clone(&input.health);
-                let held = Held::of(slots, me).paused_while(move || !health.is_ok());
-                (input.hub.stall_after(), held)
-            }
+    /// Has the harness of `worker` fail the run when it stops moving
+    /// (`pipeline::stall`): over a file, when `end` (the probe of the
+    /// pipeline's end) stands still for the stall timeout; live, with
+    /// several processes, when a heartbeat beside the pipeline does, since
+    /// a live run's end stands still whenever nothing arrives.
+    pub fn watch_stalls(&self, worker: &mut timely::worker::Worker, end: &ProbeHandle<u64>) {
+        use crate::pipeline::stall::{heartbeat, watch_end};
+        let hub = match self {
+            SourceSettings::File(file) => return watch_end(end, file.stall_after),
+            SourceSettings::Live(input) => input,
+            SourceSettings::Kafka(input) => &input.hub,
         };
-        watch_end(end, held.clone(), after);
-        held
+        if hub.processes() > 1 {
+            watch_end(&heartbeat(worker, hub), hub.stall_after());
+        }
     }
 
     /// A Kafka source's link for this worker, with the watermark beacon

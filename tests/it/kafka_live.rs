@@ -50,7 +50,7 @@ pub(crate) fn dataflow_file(dir: &Path, brokers: &str, models: &Path, extra: &st
     let path = dir.join("live.toml");
     let text = format!(
         "[source.kafka]\nbrokers = {brokers:?}\nlisten = \"127.0.0.1:{}\"\nidle_ms = 200\n\
-         commit_ms = 50\ncreate_topics = false\nstall_timeout_seconds = 5\n{extra}\n[models]\ndir = {:?}\npoll_seconds = 0\n\
+         commit_ms = 50\ncreate_topics = false\nstall_timeout_seconds = 10\n{extra}\n[models]\ndir = {:?}\npoll_seconds = 0\n\
          [sinks.kafka]\n",
         free_port(),
         s(models)

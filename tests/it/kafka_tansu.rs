@@ -146,7 +146,7 @@ pub(crate) fn dataflow_file(dir: &Path, brokers: &str, models: &Path, listen: u1
     let path = dir.join("live.toml");
     let text = format!(
         "[source.kafka]\nbrokers = {brokers:?}\nlisten = \"127.0.0.1:{listen}\"\nidle_ms = 200\n\
-         commit_ms = 50\nstall_timeout_seconds = 5\n[models]\ndir = {:?}\npoll_seconds = 0\n[sinks.kafka]\n",
+         commit_ms = 50\nstall_timeout_seconds = 10\n[models]\ndir = {:?}\npoll_seconds = 0\n[sinks.kafka]\n",
         s(models)
     );
     std::fs::write(&path, text).unwrap();

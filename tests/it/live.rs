@@ -30,7 +30,7 @@ pub(crate) fn dataflow_file(dir: &Path, port: u16, models: &Path, out: &Path) ->
     let path = dir.join("local.toml");
     let text = format!(
         "[source.http]\nlisten = \"127.0.0.1:{port}\"\nmax_body_bytes = 262144\ntick_ms = 5\nlateness_ms = 5000\n\
-         stall_timeout_seconds = 5\n\
+         stall_timeout_seconds = 10\n\
          [models]\ndir = {:?}\npoll_seconds = 0\n[sinks]\ndir = {:?}\nflush_ms = 50\n",
         s(models),
         s(out)

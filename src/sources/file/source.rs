@@ -82,7 +82,6 @@ pub fn file_source<'scope>(
         abort,
         workers_per_process,
         file_share,
-        held: _,
     } = context;
     let place = Place::of(scope.index(), scope.peers(), workers_per_process);
     source::<_, CapacityContainerBuilder<Vec<Parsed>>, _, _>(

@@ -76,8 +76,8 @@ pub struct KafkaSettings {
     /// `None`: start at the committed offsets.
     pub restore_ms: Option<u64>,
     pub sinks: SinkTopics,
-    /// How long the run's end may stand still behind this process's
-    /// partitions before the run ends as stalled (`pipeline::stall`).
+    /// How long a process of the run may stop stepping before the run
+    /// ends as stalled (`pipeline::stall`).
     pub stall_after: Duration,
 }
 
@@ -116,13 +116,7 @@ pub struct KafkaInput {
 impl KafkaInput {
     pub fn new(settings: KafkaSettings, process: usize, processes: usize) -> Arc<KafkaInput> {
         Arc::new(KafkaInput {
-            // A quiet partition holds the frontier back `idle` by design:
-            // the wait for a stall counts after it.
-            hub: LiveInput::new(
-                settings.limits,
-                (process, processes),
-                settings.stall_after.saturating_add(settings.idle),
-            ),
+            hub: LiveInput::new(settings.limits, (process, processes), settings.stall_after),
             settings,
             health: Arc::new(Health::default()),
             own: AtomicU64::new(0),

@@ -22,7 +22,6 @@ use super::seq::Numbering;
 use super::{KafkaInput, Link};
 use crate::dataflow::dead_letter::DeadLetter;
 use crate::dataflow::json_event::parse_event;
-use crate::pipeline::stall::Held;
 use crate::sources::order::{admit_live, Frontier};
 use crate::sources::{Parsed, Runs, SourceContext, SourceCounts};
 
@@ -70,8 +69,6 @@ struct Reader {
     /// Messages read, placed late and read again in this activation, added
     /// to the run's counters once at its end.
     tally: Tally,
-    /// How far this worker's capabilities have gone, for the stall watch.
-    held: Held,
 }
 
 #[derive(Default)]
@@ -120,13 +117,11 @@ pub(super) fn build<'scope>(
                 backoff: Duration::from_millis(100),
                 started: false,
                 tally: Tally::default(),
-                held: context.held,
             });
             move |output| {
                 let Some(r) = reader.as_mut() else { return };
                 if r.input.is_closed() {
                     // Dropping every capability lets the dataflow drain.
-                    r.held.release();
                     reader = None;
                     return;
                 }
@@ -389,9 +384,6 @@ impl Reader {
         if self.started && watermark > *self.discovery.time() {
             self.discovery.downgrade(&watermark);
         }
-        let least = self.parts.values().map(|p| *p.cap.time()).min();
-        let discovery = *self.discovery.time();
-        self.held.set(least.map_or(discovery, |t| t.min(discovery)));
     }
 
     /// Comes back at once when messages are left, or when a partition will
