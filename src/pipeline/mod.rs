@@ -411,7 +411,6 @@ fn build(
     let slots = Slots::new(outputs, kept);
     let done = ProbeHandle::new();
     observe::install(worker.index(), &counts, &done);
-    settings.source.watch_stalls(worker, &done);
     worker
         .dataflow::<u64, _, _>(|scope| {
             let context = SourceContext {
@@ -438,6 +437,7 @@ fn build(
             ends.build(scope, rows, dead, settings)
         })
         .map_err(kafka_error)?;
+    settings.source.watch_stalls(worker, &done);
     Ok(Box::new(move |_: &mut Worker| {
         let summary = slots.finish(&counts, &loops);
         crate::metrics::worker::uninstall();

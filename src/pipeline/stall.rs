@@ -13,9 +13,11 @@
 //!   idle, so while the run is well its end moves;
 //! - live, with several processes, a [`heartbeat`]'s: a dataflow beside the
 //!   pipeline whose one operator a worker moves its capability on every
-//!   [`PULSE`] and whose frontier, the least over every worker of every
-//!   process, stands still only when some worker stops stepping (stopped,
-//!   cut off, or stuck in a step). A live run's own end is no guide: it
+//!   [`PULSE`] until the pipeline's end completes, and whose frontier, the
+//!   least over every worker of every process, stands still only when some
+//!   worker stops stepping (stopped, cut off, or stuck in a step: the live
+//!   source takes at most `MAX_TAKEN` events a step, so that a burst is no
+//!   long step). A live run's own end is no guide: it
 //!   stands still whenever nothing arrives, and where a source holds it
 //!   (a Kafka partition still taking events of its latest time, a sink
 //!   waiting on a broker) for as long as that lasts. With one process there
@@ -27,8 +29,8 @@
 //! busy or away, not waiting on others; and so does another worker of the
 //! process at work, inside a step or out of one within [`AWAY`], that
 //! lasted longer than a park can ([`BUSY_STEP`]: parsing or scoring a huge
-//! block while this one has nothing to do). A probe that completes (a live
-//! run closing) is not waited on.
+//! block while this one has nothing to do). A probe that completes is not
+//! waited on.
 //!
 //! # Examples
 //!
@@ -59,7 +61,6 @@ use timely::worker::Worker;
 
 use super::harness::{Abort, POLL};
 use super::PipelineError;
-use crate::sources::live::LiveInput;
 
 /// A gap between two looks longer than this means the worker was busy or
 /// away: the wait starts again.
@@ -109,21 +110,20 @@ impl StallWatch {
 /// How often a [`heartbeat`] moves while its worker steps.
 pub const PULSE: Duration = Duration::from_millis(200);
 
-/// Builds, beside the pipeline, this worker's part of a dataflow whose
-/// frontier moves every [`PULSE`] while every worker of every process
-/// steps, and completes once `input` closes (the run stopping); returns
-/// its probe.
-pub fn heartbeat(worker: &mut Worker, input: &Arc<LiveInput>) -> ProbeHandle<u64> {
+/// Builds, beside the pipeline whose end `end` probes, this worker's part
+/// of a dataflow whose frontier moves every [`PULSE`] while every worker of
+/// every process steps, until that end completes (so a peer stopped while
+/// the run drains is seen too); returns its probe. Build it after the
+/// pipeline.
+pub fn heartbeat(worker: &mut Worker, end: &ProbeHandle<u64>) -> ProbeHandle<u64> {
     let probe = ProbeHandle::new();
-    let input = Arc::clone(input);
+    let end = end.clone();
     worker.dataflow::<u64, _, _>(|scope| {
         source::<_, CapacityContainerBuilder<Vec<()>>, _, _>(scope, "Heartbeat", |cap, info| {
-            let activator = scope.activator_for(info.address.clone());
-            // Closing the input wakes it, to let go.
-            input.register(scope.worker().sync_activator_for(info.address.to_vec()));
+            let activator = scope.activator_for(info.address);
             let mut cap = Some(cap);
             move |_output| {
-                if input.is_closed() {
+                if end.done() {
                     cap = None;
                 }
                 if let Some(cap) = cap.as_mut() {
@@ -305,19 +305,20 @@ mod tests {
 
     /// Two workers, each stepping: the heartbeat's frontier moves; worker 1
     /// sleeping in a step (as a stopped process would) holds it still for
-    /// worker 0; closing the input completes it.
+    /// worker 0; the pipeline's end completing completes it.
     #[test]
     fn a_heartbeat_moves_while_every_worker_steps_and_stands_still_while_one_does_not() {
-        use crate::sources::order::TimeLimits;
         use std::sync::Barrier;
-        let input = LiveInput::new(
-            TimeLimits::with_lateness(0),
-            (0, 1),
-            Duration::from_secs(60),
-        );
+        use timely::dataflow::operators::vec::Input;
         let barrier = Arc::new(Barrier::new(2));
         let guards = timely::execute::execute(timely::Config::process(2), move |worker| {
-            let beat = heartbeat(worker, &input);
+            let end = ProbeHandle::new();
+            let input = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, stream) = scope.new_input::<u64>();
+                stream.probe_with(&end);
+                input
+            });
+            let beat = heartbeat(worker, &end);
             let frontier = |w: &mut Worker, for_: Duration| {
                 let until = Instant::now() + for_;
                 while Instant::now() < until {
@@ -336,14 +337,13 @@ mod tests {
             };
             barrier.wait();
             let moved = frontier(worker, ms(700));
-            if worker.index() == 0 {
-                input.close();
-            }
+            let beating = !beat.done();
+            input.close();
             let until = Instant::now() + ms(5_000);
             while !beat.done() && Instant::now() < until {
                 worker.step_or_park(Some(ms(10)));
             }
-            (moving, held, still, moved, beat.done())
+            (moving, held, still, moved, beating && beat.done())
         })
         .unwrap();
         let seen: Vec<_> = guards.join().into_iter().map(Result::unwrap).collect();

@@ -146,7 +146,8 @@ impl SourceSettings {
     /// (`pipeline::stall`): over a file, when `end` (the probe of the
     /// pipeline's end) stands still for the stall timeout; live, with
     /// several processes, when a heartbeat beside the pipeline does, since
-    /// a live run's end stands still whenever nothing arrives.
+    /// a live run's end stands still whenever nothing arrives. Call once
+    /// the pipeline is built.
     pub fn watch_stalls(&self, worker: &mut timely::worker::Worker, end: &ProbeHandle<u64>) {
         use crate::pipeline::stall::{heartbeat, watch_end};
         let hub = match self {
@@ -155,7 +156,7 @@ impl SourceSettings {
             SourceSettings::Kafka(input) => &input.hub,
         };
         if hub.processes() > 1 {
-            watch_end(&heartbeat(worker, hub), hub.stall_after());
+            watch_end(&heartbeat(worker, end), hub.stall_after());
         }
     }
 
