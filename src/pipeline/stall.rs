@@ -15,13 +15,12 @@
 //!   pipeline whose one operator a worker moves its capability on every
 //!   [`PULSE`] until the pipeline's end completes, and whose frontier, the
 //!   least over every worker of every process, stands still only when some
-//!   worker stops stepping (stopped, cut off, or stuck in a step: the live
-//!   source takes at most `MAX_TAKEN` events a step, so that a burst is no
-//!   long step). A live run's own end is no guide: it stands still whenever
-//!   nothing arrives, and where a source holds it (a Kafka partition still
-//!   taking events of its latest time, a sink waiting on a broker) for as
-//!   long as that lasts. With one process there is no peer to lose, and no
-//!   watch.
+//!   worker stops stepping (stopped, cut off, or stuck in a step longer
+//!   than the timeout). A live run's own end is no guide: it stands still
+//!   whenever nothing arrives, and where a source holds it (a Kafka
+//!   partition still taking events of its latest time, a sink waiting on a
+//!   broker) for as long as that lasts. With one process there is no peer
+//!   to lose, and no watch.
 //!
 //! Only time spent waiting counts: a gap between two looks longer than
 //! [`AWAY`] (a long step, a write that blocked, this process stopped and

@@ -22,20 +22,14 @@ use std::time::Duration;
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::source;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::{Scope, Stream};
 use timely::scheduling::SyncActivator;
 
 use super::order::{admit_live, Frontier, TimeLimits};
-use super::{Parsed, Runs, SourceContext, SourceCounts};
+use super::{Parsed, Runs, SourceContext};
 
 /// Most events waiting for the dataflow before new ones are refused.
 pub const MAX_WAITING: usize = 1_000_000;
-
-/// Most events the source places in one activation: a longer queue is
-/// taken over several, so that no step of a worker runs long (another
-/// process's stall watch waits on this one's steps: `pipeline::stall`).
-pub const MAX_TAKEN: usize = 32_768;
 
 /// What the server threads and this process's workers share.
 #[derive(Debug)]
@@ -77,7 +71,7 @@ pub enum Refused {
 /// one lock, so that input order is the order events are judged in.
 #[derive(Debug, Default)]
 struct Queue {
-    events: std::collections::VecDeque<Parsed>,
+    events: Vec<Parsed>,
     frontier: Frontier,
 }
 
@@ -138,7 +132,7 @@ impl LiveInput {
             }
             for parsed in events {
                 let parsed = self.judge(parsed, &mut queue.frontier, now);
-                queue.events.push_back(parsed);
+                queue.events.push(parsed);
             }
             queue.frontier.latest()
         };
@@ -268,12 +262,8 @@ impl LiveInput {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The first `most` events waiting, and whether more wait.
-    fn take(&self, most: usize) -> (Vec<Parsed>, bool) {
-        let mut queue = self.lock_queue();
-        let n = queue.events.len().min(most);
-        let taken = queue.events.drain(..n).collect();
-        (taken, !queue.events.is_empty())
+    fn take(&self) -> Vec<Parsed> {
+        std::mem::take(&mut self.lock_queue().events)
     }
 }
 
@@ -294,7 +284,6 @@ pub fn live_source<'scope>(
         "LiveSource",
         move |cap, info| {
             input.register(scope.worker().sync_activator_for(info.address.to_vec()));
-            let activator = scope.activator_for(info.address.clone());
             let mut cap = Some(cap);
             let mut runs = Runs::default();
             input.started.store(true, Ordering::SeqCst);
@@ -304,16 +293,31 @@ pub fn live_source<'scope>(
                 // moved is in the queue now.
                 let watermark = input.watermark();
                 let closed = input.is_closed();
-                let (placed, more) = if reader {
-                    place_waiting(&input, &mut runs, &counts, current, output)
-                } else {
-                    (0, false)
-                };
-                if more {
-                    // The rest next time, from the same floor: the frontier
-                    // must not pass what still waits.
-                    activator.activate();
-                } else if closed {
+                let mut placed = 0;
+                if reader {
+                    let floor = *current.time();
+                    for parsed in input.take() {
+                        counts.read(&parsed);
+                        // Live, each place is its own logical time.
+                        let at = |place| place;
+                        let late = runs.place(parsed, floor, &counts, at, |time, run| {
+                            output.session(&current.delayed(&time)).give_container(run)
+                        });
+                        if late {
+                            input.late.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    runs.flush(|time, run| {
+                        output.session(&current.delayed(&time)).give_container(run)
+                    });
+                    // Late events and dead letters go at the frontier: move it
+                    // past them, or they would wait for the clock.
+                    if let Some(latest) = runs.take_latest() {
+                        placed = latest + 1;
+                        input.advance_to(placed);
+                    }
+                }
+                if closed {
                     cap = None;
                 } else if watermark.max(placed) > *current.time() {
                     current.downgrade(&watermark.max(placed));
@@ -321,45 +325,6 @@ pub fn live_source<'scope>(
             }
         },
     )
-}
-
-type Output<'a> = timely::dataflow::operators::generic::OutputBuilderSession<
-    'a,
-    u64,
-    CapacityContainerBuilder<Vec<Parsed>>,
->;
-
-/// Places up to [`MAX_TAKEN`] of the events waiting, from the frontier at
-/// `current`: one past the latest place (0 when none), and whether more
-/// wait.
-fn place_waiting(
-    input: &LiveInput,
-    runs: &mut Runs,
-    counts: &SourceCounts,
-    current: &Capability<u64>,
-    output: &mut Output<'_>,
-) -> (u64, bool) {
-    let floor = *current.time();
-    let (taken, more) = input.take(MAX_TAKEN);
-    for parsed in taken {
-        counts.read(&parsed);
-        // Live, each place is its own logical time.
-        let at = |place| place;
-        let late = runs.place(parsed, floor, counts, at, |time, run| {
-            output.session(&current.delayed(&time)).give_container(run)
-        });
-        if late {
-            input.late.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    runs.flush(|time, run| output.session(&current.delayed(&time)).give_container(run));
-    // Late events and dead letters go at the frontier: move it past them, or
-    // they would wait for the clock.
-    let placed = runs.take_latest().map_or(0, |latest| latest + 1);
-    if placed > 0 {
-        input.advance_to(placed);
-    }
-    (placed, more)
 }
 
 #[cfg(test)]
@@ -411,8 +376,7 @@ mod tests {
             .push(times.iter().map(|&t| event(t)).collect())
             .unwrap();
         let codes: Vec<Option<String>> = input
-            .take(usize::MAX)
-            .0
+            .take()
             .iter()
             .map(|p| p.as_ref().err().map(|d| d.code.clone()))
             .collect();
@@ -431,71 +395,23 @@ mod tests {
         assert_eq!(input.watermark(), now + 1_001);
     }
 
-    /// An input of one process that places events up to a minute behind
-    /// its frontier at their own times.
-    fn minute_late_input() -> Arc<LiveInput> {
-        let limits = TimeLimits::with_lateness(60_000);
-        LiveInput::new(limits, (0, 1), Duration::from_secs(60))
-    }
-
-    /// A source's context on one worker, counting into `counts`.
-    fn context(counts: &Rc<SourceCounts>) -> SourceContext {
-        SourceContext {
-            counts: Rc::clone(counts),
-            done: ProbeHandle::new(),
-            abort: Abort::default(),
-            workers_per_process: 1,
-            file_share: Default::default(),
-        }
-    }
-
-    #[test]
-    fn a_long_queue_is_placed_over_several_steps_and_none_of_it_late() {
-        let input = minute_late_input();
-        let feed = Arc::clone(&input);
-        let n = MAX_TAKEN + 10;
-        let (left, captured) = timely::execute_directly(move |worker| {
-            let context = context(&Rc::default());
-            let rx = worker.dataflow::<u64, _, _>(|scope| {
-                live_source(scope, Arc::clone(&feed), context).capture()
-            });
-            let times = (0..n as u64).map(|i| event(1_000 + i / 1_000));
-            feed.push(times.collect()).unwrap();
-            worker.step();
-            let left = feed.lock_queue().events.len();
-            feed.close();
-            while worker.step() {}
-            (left, rx)
-        });
-        // One step took MAX_TAKEN; the rest came after, at their own times.
-        assert_eq!(left, 10);
-        let mut placed: Vec<u64> = captured
-            .try_iter()
-            .filter_map(|e| match e {
-                Captured::Messages(t, data) => {
-                    let t = *t.least().unwrap();
-                    Some(data.into_iter().map(move |p| {
-                        assert_eq!(p.unwrap().place_ms, t);
-                        t
-                    }))
-                }
-                Captured::Progress(_) => None,
-            })
-            .flatten()
-            .collect();
-        placed.sort();
-        let expected: Vec<u64> = (0..n as u64).map(|i| 1_000 + i / 1_000).collect();
-        assert_eq!(placed, expected);
-        assert_eq!(input.late(), 0);
-    }
-
     #[test]
     fn late_events_go_at_the_frontier_which_then_moves_past_them() {
-        let input = minute_late_input();
+        let input = LiveInput::new(
+            TimeLimits::with_lateness(60_000),
+            (0, 1),
+            Duration::from_secs(60),
+        );
         let feed = Arc::clone(&input);
         let captured = timely::execute_directly(move |worker| {
             let counts = Rc::new(SourceCounts::default());
-            let context = context(&counts);
+            let context = SourceContext {
+                counts: Rc::clone(&counts),
+                done: ProbeHandle::new(),
+                abort: Abort::default(),
+                workers_per_process: 1,
+                file_share: Default::default(),
+            };
             let rx = worker.dataflow::<u64, _, _>(|scope| {
                 live_source(scope, Arc::clone(&feed), context).capture()
             });
