@@ -227,6 +227,7 @@ pub fn on_cluster<T>(
         let error = match err.downcast::<PipelineError>() {
             Ok(e) => e,
             Err(other) => PipelineError::Setup {
+                data: exit_code(&other) == 1,
                 message: format!("{other:#}"),
             },
         };

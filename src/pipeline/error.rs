@@ -23,9 +23,11 @@ pub enum PipelineError {
         setting: &'static str,
         problem: String,
     },
-    /// A command's setup failed before the workers started, as it said.
+    /// A command's setup failed before the workers started, as it said;
+    /// `data` keeps whether the data was at fault (exit 1), which the
+    /// message alone no longer tells.
     #[error("{message}")]
-    Setup { message: String },
+    Setup { message: String, data: bool },
     /// timely could not start the workers (e.g. a port in use).
     #[error("starting the workers: {0}")]
     Start(String),
@@ -85,8 +87,10 @@ impl PipelineError {
     /// the system (exit 2): a component's error that says so, such as a bad
     /// row under `--strict` or an unlabelled training event.
     pub fn is_data_error(&self) -> bool {
-        let PipelineError::Component { cause, .. } = self else {
-            return false;
+        let cause = match self {
+            PipelineError::Component { cause, .. } => cause,
+            PipelineError::Setup { data, .. } => return *data,
+            _ => return false,
         };
         if let Some(e) = cause.downcast_ref::<crate::paysim::ReadError>() {
             return e.is_data_error();

@@ -18,8 +18,9 @@
 //! workers park and the caller exits at once: the peers' network threads
 //! see the connection break, panic with "timely communication error", and
 //! abort in turn. So with several processes a failed run prints its error
-//! and exits the process (status 2) from here, after removing its
-//! temporary outputs ([`crate::atomic::remove_pending`]).
+//! and exits the process (status 1 when the data is at fault, else 2)
+//! from here, after removing its temporary outputs
+//! ([`crate::atomic::remove_pending`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -283,7 +284,8 @@ where
         // no destructor runs after `exit`.
         crate::atomic::remove_pending();
         eprintln!("fraudflow: {error}");
-        std::process::exit(2)
+        // The statuses of a run of one process (`cmd::exit_code`).
+        std::process::exit(if error.is_data_error() { 1 } else { 2 })
     }
     *active().lock().unwrap_or_else(|e| e.into_inner()) = None;
     result.map_err(|f| f.error)
@@ -474,8 +476,8 @@ fn write_busy(path: &std::path::Path, busy: &Mutex<Vec<WorkerBusy>>, abort: &Abo
 
 /// Ends a run of several processes that failed before its workers started:
 /// this process still joins the others, so that they learn at once that the
-/// run is over instead of waiting for it; then it exits (status 2) with
-/// `error`. With one process, returns `error`.
+/// run is over instead of waiting for it; then it exits with `error`
+/// (status 1 when the data is at fault, else 2). With one process, returns `error`.
 pub fn fail_cluster(cluster: &Cluster, error: PipelineError) -> PipelineError {
     if cluster.processes() == 1 || started() {
         return error;

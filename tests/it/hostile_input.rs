@@ -12,7 +12,7 @@ use fraudflow::paysim::{PaysimReader, Transaction, HEADER};
 use fraudflow::settings::limits::{cores, max_workers};
 use serde_json::Value;
 
-use crate::common::{fraudflow, generated, s, shared_slice, stdout_json};
+use crate::common::{finish, fraudflow, generated, s, shared_slice, spawn, stdout_json, two_hosts};
 
 /// Runs `features` on `input`; its exit code, stderr and dead letters.
 fn features(input: &Path, extra: &[&str]) -> (Option<i32>, String, Vec<Value>) {
@@ -487,5 +487,38 @@ fn garbage_json_gives_one_dead_letter_per_line_bounded_as_written() {
         assert!(raw.len() - 2 <= RAW_LIMIT, "raw of {} bytes", raw.len() - 2);
         let bound = RAW_LIMIT + MESSAGE_LIMIT + FIXED_BYTES + source.len();
         assert!(line.len() < bound, "{} bytes: {line:.200}", line.len());
+    }
+}
+
+/// Data at fault exits 1 however many processes read it: an empty file and
+/// a file with a wrong header, through `features` as one process and as
+/// two (where the error used to reach the exit as a setup failure, 2).
+#[test]
+fn a_bad_file_exits_one_with_one_process_or_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "").unwrap();
+    let wrong = dir.path().join("wrong.csv");
+    std::fs::write(&wrong, "step,kind,amount\n1,PAYMENT,9.0\n").unwrap();
+    for (input, said) in [(&empty, "the file is empty"), (&wrong, "header")] {
+        let out = dir.path().join("f.csv");
+        let args = ["features", "--input", s(input), "--out", s(&out), "-q"];
+        let (code, stderr, _) = features(input, &["-q"]);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains(said), "{stderr}");
+        let hosts = two_hosts(dir.path());
+        let process = |p: &'static str| {
+            let mut v = args.to_vec();
+            v.extend(["-n", "2", "-p", p, "-h", s(&hosts)]);
+            spawn(&v, None)
+        };
+        let second = process("1");
+        let first = process("0");
+        for run in [finish(first, "process 0"), finish(second, "process 1")] {
+            let stderr = String::from_utf8_lossy(&run.stderr);
+            assert_eq!(run.status.code(), Some(1), "{stderr}");
+            assert!(stderr.contains(said), "{stderr}");
+        }
+        assert!(!out.exists());
     }
 }
