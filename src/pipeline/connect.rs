@@ -2,7 +2,7 @@
 //!
 //! Why: timely waits for every process of a cluster for ever. A process
 //! whose peers never come ends after the cluster's `--connect-timeout`
-//! (exit 2), and one asked to stop while it waits (SIGTERM, Ctrl-C) ends at
+//! (exit 2; 1 when it had failed on its data before), and one asked to stop while it waits (SIGTERM, Ctrl-C) ends at
 //! once: before every process has connected a live run takes no event or
 //! label (`LiveInput::taking`), so there is nothing to drain.
 
@@ -19,11 +19,13 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 /// The error of a process that failed before its workers ran and waits
 /// for the others only to tell them: said first should they never come.
-static FAILED: Mutex<Option<String>> = Mutex::new(None);
+static FAILED: Mutex<Option<(String, bool)>> = Mutex::new(None);
 
-/// Notes the error this process waits for the others to be told of.
-pub(super) fn failed_before_start(error: &dyn std::fmt::Display) {
-    *FAILED.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
+/// Notes the error this process waits for the others to be told of, and
+/// whether the data was at fault.
+pub(super) fn failed_before_start(error: &super::PipelineError) {
+    *FAILED.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((error.to_string(), error.is_data_error()));
 }
 
 /// Asks the wait for the other processes, if it still goes on, to end the
@@ -97,7 +99,8 @@ pub(super) fn deadline(cluster: &Cluster) -> Wait {
         crate::atomic::remove_pending();
         match ended {
             Ended::TimedOut => {
-                if let Some(error) = FAILED.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let failed = FAILED.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some((error, _)) = &failed {
                     eprintln!("fraudflow: {error}");
                 }
                 eprintln!(
@@ -105,7 +108,12 @@ pub(super) fn deadline(cluster: &Cluster) -> Wait {
                      connect and agree on their settings within {:.0} s",
                     timeout.as_secs_f64()
                 );
-                std::process::exit(2);
+                // As a run of one process would have ended: `cmd::exit_code`.
+                std::process::exit(if failed.is_some_and(|(_, data)| data) {
+                    1
+                } else {
+                    2
+                });
             }
             Ended::Stopped => {
                 eprintln!(

@@ -111,3 +111,36 @@ impl PipelineError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paysim::ReadError;
+
+    /// The exit status of a run of several processes follows this, where
+    /// a run of one follows `cmd::exit_code`: the two must agree.
+    #[test]
+    fn the_data_is_at_fault_however_the_error_reached_the_run() {
+        let empty = || ReadError::Empty {
+            expected: "step,type".into(),
+        };
+        let missing = || ReadError::Open {
+            path: "/nope.csv".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert!(PipelineError::component("input", empty()).is_data_error());
+        assert!(!PipelineError::component("input", missing()).is_data_error());
+        let setup = |data| PipelineError::Setup {
+            message: "input: the file is empty".into(),
+            data,
+        };
+        assert!(setup(true).is_data_error());
+        assert!(!setup(false).is_data_error());
+        let setting = PipelineError::Setting {
+            setting: "window",
+            problem: "0 is not allowed".into(),
+        };
+        assert!(!setting.is_data_error());
+        assert!(!PipelineError::Aborted.is_data_error());
+    }
+}

@@ -491,8 +491,9 @@ fn garbage_json_gives_one_dead_letter_per_line_bounded_as_written() {
 }
 
 /// Data at fault exits 1 however many processes read it: an empty file and
-/// a file with a wrong header, through `features` as one process and as
-/// two (where the error used to reach the exit as a setup failure, 2).
+/// a file with a wrong header, through `features` as one process, as two,
+/// and as one of two whose peer never comes (a failed run of several
+/// processes always exited 2).
 #[test]
 fn a_bad_file_exits_one_with_one_process_or_two() {
     let dir = tempfile::tempdir().unwrap();
@@ -520,5 +521,24 @@ fn a_bad_file_exits_one_with_one_process_or_two() {
             assert!(stderr.contains(said), "{stderr}");
         }
         assert!(!out.exists());
+        // Alone, its peer never started: it gives up waiting, still 1.
+        let mut alone = args.to_vec();
+        alone.extend([
+            "-n",
+            "2",
+            "-p",
+            "0",
+            "-h",
+            s(&hosts),
+            "--connect-timeout",
+            "1",
+        ]);
+        let run = finish(spawn(&alone, None), "process 0 alone");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(said) && stderr.contains("did not all connect"),
+            "{stderr}"
+        );
     }
 }
