@@ -86,13 +86,67 @@ pub fn imbalance(busy: &[WorkerBusy]) -> Option<f64> {
     Some(most / mean - 1.0)
 }
 
-/// Every worker count's runs, fewest workers first.
+/// Every worker count's runs, fewest workers first: with several rounds,
+/// each row is its count's median round, and `rounds` keeps every
+/// round's rates.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Scaling {
     pub rows: Vec<ScalingRow>,
+    #[serde(default)]
+    pub rounds: Vec<Rounds>,
+}
+
+/// One worker count's events a second in each round, in turn.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rounds {
+    pub workers: usize,
+    pub backtest: Vec<f64>,
+    pub features: Vec<f64>,
+}
+
+/// Where the median of `values` is: the lower of the middle two when they
+/// are even in number; `None` when there are none.
+///
+/// ```
+/// use fraudflow::bench::scaling::median_at;
+/// assert_eq!(median_at(&[3.0, 1.0, 2.0]), Some(2));
+/// assert_eq!(median_at(&[4.0, 1.0, 3.0, 2.0]), Some(3));
+/// assert_eq!(median_at(&[]), None);
+/// ```
+pub fn median_at(values: &[f64]) -> Option<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    order.get(values.len().saturating_sub(1) / 2).copied()
 }
 
 impl Scaling {
+    /// The table of several sweeps over the same worker counts (`rounds[r]`
+    /// holds round `r`'s rows, in the same order): each count's backtest,
+    /// and its busy times, from the round of its median backtest rate, and
+    /// its features from the round of its median features rate, so that a
+    /// quick or a slow moment of the machine in one round does not make
+    /// the speedups.
+    pub fn of_rounds(rounds: Vec<Vec<ScalingRow>>) -> Scaling {
+        let counts = rounds.first().map_or(0, Vec::len);
+        let mut scaling = Scaling::default();
+        for i in 0..counts {
+            let runs: Vec<&ScalingRow> = rounds.iter().filter_map(|r| r.get(i)).collect();
+            let rates = Rounds {
+                workers: runs[0].backtest.workers,
+                backtest: runs.iter().map(|r| r.backtest.events_per_second).collect(),
+                features: runs.iter().map(|r| r.features.events_per_second).collect(),
+            };
+            let (b, f) = (median_at(&rates.backtest), median_at(&rates.features));
+            let (Some(b), Some(f)) = (b, f) else { continue };
+            scaling.rows.push(ScalingRow {
+                features: runs[f].features.clone(),
+                ..runs[b].clone()
+            });
+            scaling.rounds.push(rates);
+        }
+        scaling
+    }
+
     /// The backtest's and the features' growth at each row, against the
     /// first.
     pub fn growth(&self) -> Vec<(Growth, Growth)> {
@@ -118,5 +172,79 @@ impl Scaling {
                 (b, f)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::ChildRun;
+
+    /// A row of `workers` whose backtest ran at `b` and features at `f`
+    /// events a second; its busy time names the round.
+    fn row(workers: usize, b: f64, f: f64, round: f64) -> ScalingRow {
+        let run = ChildRun {
+            wall_s: 1.0,
+            peak_rss_kib: None,
+            cpu_s: None,
+            load_before: None,
+        };
+        ScalingRow {
+            backtest: BacktestFigures {
+                workers,
+                events: 100,
+                seconds: 100.0 / b,
+                events_per_second: b,
+                latency_us: None,
+                run: run.clone(),
+            },
+            features: FeaturesFigures {
+                workers,
+                events: 100,
+                events_per_second: f,
+                run,
+            },
+            busy: vec![WorkerBusy {
+                worker: 0,
+                busy_s: round,
+                wall_s: 1.0,
+            }],
+        }
+    }
+
+    #[test]
+    fn each_count_shows_its_median_rounds_and_keeps_every_rate() {
+        // Three rounds of 1 and 2 workers; the medians fall in different
+        // rounds for the backtest and the features.
+        let rounds = vec![
+            vec![row(1, 100.0, 50.0, 0.0), row(2, 150.0, 95.0, 0.0)],
+            vec![row(1, 120.0, 40.0, 1.0), row(2, 210.0, 60.0, 1.0)],
+            vec![row(1, 90.0, 45.0, 2.0), row(2, 190.0, 80.0, 2.0)],
+        ];
+        let s = Scaling::of_rounds(rounds);
+        let shown: Vec<(f64, f64, f64)> = s
+            .rows
+            .iter()
+            .map(|r| {
+                let b = r.backtest.events_per_second;
+                (b, r.features.events_per_second, r.busy[0].busy_s)
+            })
+            .collect();
+        // -w 1: backtest median 100 (round 0), features 45 (round 2);
+        // -w 2: backtest 190 (round 2), features 80 (round 2).
+        assert_eq!(shown, [(100.0, 45.0, 0.0), (190.0, 80.0, 2.0)]);
+        assert_eq!(s.rounds[1].backtest, [150.0, 210.0, 190.0]);
+        assert_eq!(s.rounds[0].features, [50.0, 40.0, 45.0]);
+        assert_eq!(
+            s.rounds.iter().map(|r| r.workers).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        let (b, f) = s.growth()[1];
+        assert_eq!((b.speedup, f.speedup), (1.9, 80.0 / 45.0));
+        // One round is that round.
+        let one = Scaling::of_rounds(vec![vec![row(1, 7.0, 3.0, 0.0)]]);
+        assert_eq!(one.rows[0].backtest.events_per_second, 7.0);
+        assert_eq!(one.rounds[0].backtest, [7.0]);
+        assert!(Scaling::of_rounds(Vec::new()).rows.is_empty());
     }
 }

@@ -56,6 +56,10 @@ pub struct Args {
     /// --workers, each worker's busy time, and no live run.
     #[arg(long)]
     scaling: bool,
+    /// Sweeps of --scaling over the worker counts, one after another; each
+    /// count shows its median round, and every round's figures are printed.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Events a second posted to the live server.
     #[arg(long, default_value_t = 20_000)]
     rate: u64,
@@ -146,23 +150,45 @@ fn backtests(
     (input, models): (&Path, &Path),
     say: &dyn Fn(&str),
 ) -> anyhow::Result<(Vec<BacktestFigures>, Option<Scaling>)> {
-    let mut backtest = Vec::new();
-    let mut scaling = args.scaling.then(Scaling::default);
-    for &w in &args.workers {
-        let busy_file = scaling
-            .as_ref()
-            .map(|_| args.dir.join(format!("busy-w{w}.jsonl")));
-        let b = backtest_run(args, exe, (input, models), w, busy_file.as_deref(), say)?;
-        if let (Some(scaling), Some(busy_file)) = (scaling.as_mut(), &busy_file) {
-            scaling.rows.push(ScalingRow {
+    if args.scaling {
+        return sweeps(args, exe, (input, models), say);
+    }
+    let backtest = args
+        .workers
+        .iter()
+        .map(|&w| backtest_run(args, exe, (input, models), w, None, say))
+        .collect::<anyhow::Result<_>>()?;
+    Ok((backtest, None))
+}
+
+/// `--rounds` sweeps of the backtest and the features over the worker
+/// counts; the backtests reported are the median rounds'.
+fn sweeps(
+    args: &Args,
+    exe: &Path,
+    (input, models): (&Path, &Path),
+    say: &dyn Fn(&str),
+) -> anyhow::Result<(Vec<BacktestFigures>, Option<Scaling>)> {
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        if args.rounds > 1 {
+            say(&format!("round {round} of {}", args.rounds));
+        }
+        let mut rows = Vec::new();
+        for &w in &args.workers {
+            let busy_file = args.dir.join(format!("busy-w{w}.jsonl"));
+            let b = backtest_run(args, exe, (input, models), w, Some(&busy_file), say)?;
+            rows.push(ScalingRow {
                 features: features_run(args, exe, input, w, b.events, say)?,
-                busy: busy::read(busy_file)?,
-                backtest: b.clone(),
+                busy: busy::read(&busy_file)?,
+                backtest: b,
             });
         }
-        backtest.push(b);
+        rounds.push(rows);
     }
-    Ok((backtest, scaling))
+    let scaling = Scaling::of_rounds(rounds);
+    let backtest = scaling.rows.iter().map(|r| r.backtest.clone()).collect();
+    Ok((backtest, Some(scaling)))
 }
 
 fn check(args: &Args) -> anyhow::Result<()> {
@@ -177,6 +203,12 @@ fn check(args: &Args) -> anyhow::Result<()> {
     }
     if args.seconds > 0 && (args.rate == 0 || args.batch == 0 || args.live_workers == 0) {
         bail!("--rate, --batch and --live-workers must be at least 1 for the live run");
+    }
+    if args.rounds == 0 || (args.rounds > 1 && !args.scaling) {
+        bail!(
+            "--rounds must be at least 1, and more only with --scaling, got {}",
+            args.rounds
+        );
     }
     if args.peer.is_some() && args.peer_parallelism == 0 {
         bail!("--peer-parallelism must be at least 1");

@@ -150,7 +150,8 @@ fn path(p: &Path) -> &str {
 
 /// `--scaling`: the backtest and the features at each count, speedup and
 /// efficiency against the first, and each backtest worker's busy time,
-/// which is some of the worker's time and never more.
+/// which is some of the worker's time and never more; over two rounds,
+/// each count shows its slower round (the lower median of two).
 #[test]
 fn bench_scaling_measures_every_count_and_every_worker() {
     let dir = tempfile::tempdir().unwrap();
@@ -158,10 +159,36 @@ fn bench_scaling_measures_every_count_and_every_worker() {
     let work = dir.path().join("work");
     let rows = ROWS.to_string();
     let (stdout, r) = bench(
-        &["--scaling", "--rows", &rows, "--workers", "1,2"],
+        &[
+            "--scaling",
+            "--rows",
+            &rows,
+            "--workers",
+            "1,2",
+            "--rounds",
+            "2",
+        ],
         &work,
         &json,
     );
+    let rounds = r["scaling"]["rounds"].as_array().unwrap();
+    for (i, rates) in rounds.iter().enumerate() {
+        for (what, key) in [
+            ("backtest", "events_per_second"),
+            ("features", "events_per_second"),
+        ] {
+            let each: Vec<f64> = rates[what]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| f64_of(v, "rate"))
+                .collect();
+            assert_eq!(each.len(), 2, "{rates}");
+            let shown = f64_of(&r["scaling"]["rows"][i][what][key], "shown");
+            assert_eq!(shown, each[0].min(each[1]), "{rates}");
+        }
+    }
+    assert!(stdout.contains("median round"), "{stdout}");
     assert!(r["live"].is_null(), "no live run with --scaling: {r}");
     let scaling = r["scaling"]["rows"].as_array().unwrap();
     assert_eq!(scaling.len(), 2);

@@ -88,6 +88,9 @@ fn scaling(s: &Scaling, cores: usize) {
             mb(row.backtest.run.peak_rss_kib)
         );
     }
+    if s.rounds.iter().any(|r| r.backtest.len() > 1) {
+        rounds(s);
+    }
     for row in s.rows.iter().filter(|r| r.busy.len() > 1) {
         let each: Vec<String> = row
             .busy
@@ -113,6 +116,23 @@ fn scaling(s: &Scaling, cores: usize) {
                 100.0 * over
             );
         }
+    }
+}
+
+/// Every round's events a second, in turn, under the table of medians.
+fn rounds(s: &Scaling) {
+    let each = |rates: &[f64]| {
+        let rates: Vec<String> = rates.iter().map(|r| grouped(r.round() as u64)).collect();
+        rates.join(" / ")
+    };
+    outln!("each row is its worker count's median round; every round, in turn:");
+    for r in &s.rounds {
+        outln!(
+            "  -w {}: backtest {}; features {}",
+            r.workers,
+            each(&r.backtest),
+            each(&r.features)
+        );
     }
 }
 
