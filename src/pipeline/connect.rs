@@ -2,9 +2,10 @@
 //!
 //! Why: timely waits for every process of a cluster for ever. A process
 //! whose peers never come ends after the cluster's `--connect-timeout`
-//! (exit 2; 1 when it had failed on its data before), and one asked to stop while it waits (SIGTERM, Ctrl-C) ends at
-//! once: before every process has connected a live run takes no event or
-//! label (`LiveInput::taking`), so there is nothing to drain.
+//! (exit 2; 1 when it had failed on its data before), and one asked to
+//! stop while it waits (SIGTERM, Ctrl-C) ends at once: before every
+//! process has connected a live run takes no event or label
+//! (`LiveInput::taking`), so there is nothing to drain.
 
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicU8};
