@@ -56,8 +56,9 @@ pub struct Args {
     /// --workers, each worker's busy time, and no live run.
     #[arg(long)]
     scaling: bool,
-    /// Sweeps of --scaling over the worker counts, one after another; each
-    /// count shows its median round, and every round's figures are printed.
+    /// Sweeps of --scaling over the worker counts, one after another: an
+    /// odd number, at most 99; each count shows its median round, and
+    /// every round's figures are printed.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
     /// Events a second posted to the live server.
@@ -177,6 +178,13 @@ fn sweeps(
         let mut rows = Vec::new();
         for &w in &args.workers {
             let busy_file = args.dir.join(format!("busy-w{w}.jsonl"));
+            // Only this round's backtest may be read as its busy times.
+            match std::fs::remove_file(&busy_file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {}", busy_file.display()));
+                }
+                _ => {}
+            }
             let b = backtest_run(args, exe, (input, models), w, Some(&busy_file), say)?;
             rows.push(ScalingRow {
                 features: features_run(args, exe, input, w, b.events, say)?,
@@ -204,9 +212,10 @@ fn check(args: &Args) -> anyhow::Result<()> {
     if args.seconds > 0 && (args.rate == 0 || args.batch == 0 || args.live_workers == 0) {
         bail!("--rate, --batch and --live-workers must be at least 1 for the live run");
     }
-    if args.rounds == 0 || (args.rounds > 1 && !args.scaling) {
+    // Odd, so that each count has a middle round to show.
+    if args.rounds.is_multiple_of(2) || args.rounds > 99 || (args.rounds > 1 && !args.scaling) {
         bail!(
-            "--rounds must be at least 1, and more only with --scaling, got {}",
+            "--rounds must be odd, at most 99, and above 1 only with --scaling, got {}",
             args.rounds
         );
     }

@@ -150,45 +150,46 @@ fn path(p: &Path) -> &str {
 
 /// `--scaling`: the backtest and the features at each count, speedup and
 /// efficiency against the first, and each backtest worker's busy time,
-/// which is some of the worker's time and never more; over two rounds,
-/// each count shows its slower round (the lower median of two).
+/// which is some of the worker's time and never more; over three rounds,
+/// each count shows its median rounds.
 #[test]
 fn bench_scaling_measures_every_count_and_every_worker() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("scaling.json");
     let work = dir.path().join("work");
     let rows = ROWS.to_string();
-    let (stdout, r) = bench(
-        &[
-            "--scaling",
-            "--rows",
-            &rows,
-            "--workers",
-            "1,2",
-            "--rounds",
-            "2",
-        ],
-        &work,
-        &json,
-    );
+    let args = [
+        "--scaling",
+        "--rows",
+        &rows,
+        "--workers",
+        "1,2",
+        "--rounds",
+        "3",
+    ];
+    let (stdout, r) = bench(&args, &work, &json);
     let rounds = r["scaling"]["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2, "one a worker count: {r}");
     for (i, rates) in rounds.iter().enumerate() {
-        for (what, key) in [
-            ("backtest", "events_per_second"),
-            ("features", "events_per_second"),
-        ] {
-            let each: Vec<f64> = rates[what]
+        for what in ["backtest", "features"] {
+            let mut each: Vec<f64> = rates[what]
                 .as_array()
                 .unwrap()
                 .iter()
                 .map(|v| f64_of(v, "rate"))
                 .collect();
-            assert_eq!(each.len(), 2, "{rates}");
-            let shown = f64_of(&r["scaling"]["rows"][i][what][key], "shown");
-            assert_eq!(shown, each[0].min(each[1]), "{rates}");
+            assert_eq!(each.len(), 3, "{rates}");
+            each.sort_by(f64::total_cmp);
+            let shown = &r["scaling"]["rows"][i][what]["events_per_second"];
+            assert_eq!(f64_of(shown, "shown"), each[1], "{rates}");
         }
     }
-    assert!(stdout.contains("median round"), "{stdout}");
+    assert!(stdout.contains("median features round"), "{stdout}");
+    // An even number of rounds has no middle one: refused before any run.
+    let even = fraudflow(&["bench", "--scaling", "--rounds", "2", "--dir", path(&work)]);
+    assert_eq!(even.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&even.stderr);
+    assert!(said.contains("--rounds must be odd"), "{said}");
     assert!(r["live"].is_null(), "no live run with --scaling: {r}");
     let scaling = r["scaling"]["rows"].as_array().unwrap();
     assert_eq!(scaling.len(), 2);

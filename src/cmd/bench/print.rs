@@ -125,7 +125,10 @@ fn rounds(s: &Scaling) {
         let rates: Vec<String> = rates.iter().map(|r| grouped(r.round() as u64)).collect();
         rates.join(" / ")
     };
-    outln!("each row is its worker count's median round; every round, in turn:");
+    outln!(
+        "each row: the backtest (its peak RSS and busy times too) from its count's median \
+         backtest round, the features from its median features round; every round, in turn:"
+    );
     for r in &s.rounds {
         outln!(
             "  -w {}: backtest {}; features {}",
