@@ -87,11 +87,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         err.downcast_ref::<ReadError>()
             .is_some_and(ReadError::is_data_error)
     };
-    if data {
-        1
-    } else {
-        2
-    }
+    fraudflow::pipeline::error::exit_status(data)
 }
 
 pub use fraudflow::progress::grouped;

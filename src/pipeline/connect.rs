@@ -109,12 +109,8 @@ pub(super) fn deadline(cluster: &Cluster) -> Wait {
                      connect and agree on their settings within {:.0} s",
                     timeout.as_secs_f64()
                 );
-                // As a run of one process would have ended: `cmd::exit_code`.
-                std::process::exit(if failed.is_some_and(|(_, data)| data) {
-                    1
-                } else {
-                    2
-                });
+                let data = failed.is_some_and(|(_, data)| data);
+                std::process::exit(super::error::exit_status(data).into());
             }
             Ended::Stopped => {
                 eprintln!(

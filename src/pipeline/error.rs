@@ -74,6 +74,16 @@ pub enum PipelineError {
     },
 }
 
+/// The exit status of a failed command: 1 when the data is at fault, else
+/// 2 (the README's exit codes), with one process or several.
+pub fn exit_status(data_at_fault: bool) -> u8 {
+    if data_at_fault {
+        1
+    } else {
+        2
+    }
+}
+
 impl PipelineError {
     /// An I/O failure on `path`.
     pub fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> PipelineError {

@@ -284,8 +284,7 @@ where
         // no destructor runs after `exit`.
         crate::atomic::remove_pending();
         eprintln!("fraudflow: {error}");
-        // The statuses of a run of one process (`cmd::exit_code`).
-        std::process::exit(if error.is_data_error() { 1 } else { 2 })
+        std::process::exit(super::error::exit_status(error.is_data_error()).into())
     }
     *active().lock().unwrap_or_else(|e| e.into_inner()) = None;
     result.map_err(|f| f.error)
