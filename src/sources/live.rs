@@ -9,7 +9,13 @@
 //! process, the model-version source) never holds the others back. Every
 //! worker's source downgrades its capability to the watermark as soon as it
 //! moves (the server wakes them). An event stamped behind the frontier is
-//! placed at the frontier, counted as late and scored, never dropped.
+//! placed at the frontier and scored, never dropped; it is counted as late
+//! when stamped behind the watermark its own stream made (the latest stamp
+//! plus one, or the clock less the lateness), not behind the millisecond
+//! the reader steps past each place it gives late events and dead letters
+//! (which lets them through at once): those steps add up with every such
+//! request, and once they ran ahead of the clock every event on time was
+//! counted late.
 //!
 //! The trade-off: with several processes, a quiet process holds the global
 //! frontier `lateness_ms` behind its clock, so events elsewhere wait up to
@@ -36,6 +42,13 @@ pub const MAX_WAITING: usize = 1_000_000;
 pub struct LiveInput {
     queue: Mutex<Queue>,
     watermark: AtomicU64,
+    /// The watermark less the source's own moves past late events and
+    /// dead letters ([`advance_to`](Self::advance_to)): the latest event
+    /// time handed over plus one, or the clock less the lateness. Lateness
+    /// is judged against this, never against those moves, which can run
+    /// ahead of the clock (one millisecond for each request with a dead
+    /// letter or a late event).
+    stamped: AtomicU64,
     limits: TimeLimits,
     closed: AtomicBool,
     /// Another process of the run stopped: this one's server is to stop
@@ -88,6 +101,7 @@ impl LiveInput {
         Arc::new(LiveInput {
             queue: Mutex::new(Queue::default()),
             watermark: AtomicU64::new(0),
+            stamped: AtomicU64::new(0),
             limits,
             closed: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -138,6 +152,7 @@ impl LiveInput {
         };
         if let Some(latest) = latest {
             self.watermark.fetch_max(latest + 1, Ordering::SeqCst);
+            self.stamped.fetch_max(latest + 1, Ordering::SeqCst);
         }
         self.wake();
         Ok(())
@@ -163,6 +178,7 @@ impl LiveInput {
     /// Moves the watermark with the clock when nothing arrives.
     pub fn tick(&self, now_ms: u64) {
         let clock = now_ms.saturating_sub(self.limits.lateness_ms);
+        self.stamped.fetch_max(clock, Ordering::SeqCst);
         if self.watermark.fetch_max(clock, Ordering::SeqCst) < clock {
             self.wake();
         }
@@ -237,6 +253,12 @@ impl LiveInput {
         self.watermark.load(Ordering::SeqCst)
     }
 
+    /// The event time (ms) before which an event is late: the watermark
+    /// without the source's own moves past late events and dead letters.
+    pub fn stamped(&self) -> u64 {
+        self.stamped.load(Ordering::SeqCst)
+    }
+
     /// Wakes every source registered here.
     pub fn wake(&self) {
         for a in self
@@ -286,23 +308,29 @@ pub fn live_source<'scope>(
             input.register(scope.worker().sync_activator_for(info.address.to_vec()));
             let mut cap = Some(cap);
             let mut runs = Runs::default();
+            // What lateness is judged against: `stamped` as of the last
+            // activation, as the capability is the watermark as of then.
+            let mut judged = 0;
             input.started.store(true, Ordering::SeqCst);
             move |output| {
                 let Some(current) = cap.as_mut() else { return };
                 // Read before draining: whatever was pushed before the watermark
                 // moved is in the queue now.
+                let stamped = input.stamped();
                 let watermark = input.watermark();
                 let closed = input.is_closed();
                 let mut placed = 0;
                 if reader {
                     let floor = *current.time();
+                    let behind = judged.min(floor);
                     for parsed in input.take() {
                         counts.read(&parsed);
                         // Live, each place is its own logical time.
                         let at = |place| place;
-                        let late = runs.place(parsed, floor, &counts, at, |time, run| {
-                            output.session(&current.delayed(&time)).give_container(run)
-                        });
+                        let late =
+                            runs.place_behind(parsed, floor, behind, &counts, at, |time, run| {
+                                output.session(&current.delayed(&time)).give_container(run)
+                            });
                         if late {
                             input.late.fetch_add(1, Ordering::Relaxed);
                         }
@@ -317,6 +345,7 @@ pub fn live_source<'scope>(
                         input.advance_to(placed);
                     }
                 }
+                judged = judged.max(stamped);
                 if closed {
                     cap = None;
                 } else if watermark.max(placed) > *current.time() {
@@ -395,23 +424,31 @@ mod tests {
         assert_eq!(input.watermark(), now + 1_001);
     }
 
+    /// A live input that allows a minute of lateness.
+    fn a_minute_late() -> Arc<LiveInput> {
+        let limits = TimeLimits::with_lateness(60_000);
+        LiveInput::new(limits, (0, 1), Duration::from_secs(60))
+    }
+
+    /// A source's context on one worker, and its counts.
+    fn context() -> (Rc<SourceCounts>, SourceContext) {
+        let counts = Rc::new(SourceCounts::default());
+        let context = SourceContext {
+            counts: Rc::clone(&counts),
+            done: ProbeHandle::new(),
+            abort: Abort::default(),
+            workers_per_process: 1,
+            file_share: Default::default(),
+        };
+        (counts, context)
+    }
+
     #[test]
     fn late_events_go_at_the_frontier_which_then_moves_past_them() {
-        let input = LiveInput::new(
-            TimeLimits::with_lateness(60_000),
-            (0, 1),
-            Duration::from_secs(60),
-        );
+        let input = a_minute_late();
         let feed = Arc::clone(&input);
         let captured = timely::execute_directly(move |worker| {
-            let counts = Rc::new(SourceCounts::default());
-            let context = SourceContext {
-                counts: Rc::clone(&counts),
-                done: ProbeHandle::new(),
-                abort: Abort::default(),
-                workers_per_process: 1,
-                file_share: Default::default(),
-            };
+            let (counts, context) = context();
             let rx = worker.dataflow::<u64, _, _>(|scope| {
                 live_source(scope, Arc::clone(&feed), context).capture()
             });
@@ -437,5 +474,34 @@ mod tests {
         times.sort();
         assert_eq!(times, [(1_000, 2), (1_001, 2)]);
         assert_eq!(input.late(), 2);
+    }
+
+    #[test]
+    fn moves_past_late_events_do_not_make_the_next_on_time_event_late() {
+        let input = a_minute_late();
+        let feed = Arc::clone(&input);
+        timely::execute_directly(move |worker| {
+            let (counts, context) = context();
+            worker.dataflow::<u64, _, _>(|scope| {
+                live_source(scope, Arc::clone(&feed), context);
+            });
+            feed.push(vec![event(1_000), event(1_000)]).unwrap();
+            worker.step();
+            // Three requests of one late event each: each moves the
+            // frontier a millisecond past the one it was placed at.
+            for _ in 0..3 {
+                feed.push(vec![event(400)]).unwrap();
+                worker.step();
+            }
+            assert_eq!(feed.watermark(), 1_004);
+            // Stamped after every event before it: on time, though placed
+            // at the frontier those moves left.
+            feed.push(vec![event(1_001)]).unwrap();
+            worker.step();
+            assert_eq!(counts.late.get(), 3);
+            feed.close();
+            while worker.step() {}
+        });
+        assert_eq!(input.late(), 3);
     }
 }

@@ -52,15 +52,30 @@ impl Runs {
     /// handed to `emit` first. Returns whether the record was late.
     pub fn place(
         &mut self,
+        parsed: Parsed,
+        floor: u64,
+        counts: &SourceCounts,
+        epoch: impl Fn(u64) -> u64,
+        emit: impl FnOnce(u64, &mut Vec<Parsed>),
+    ) -> bool {
+        self.place_behind(parsed, floor, floor, counts, epoch, emit)
+    }
+
+    /// [`place`](Self::place), late only when stamped before `behind` (at
+    /// most `floor`): a live source's capability may have moved past its
+    /// event-time frontier to let late events and dead letters through.
+    pub fn place_behind(
+        &mut self,
         mut parsed: Parsed,
         floor: u64,
+        behind: u64,
         counts: &SourceCounts,
         epoch: impl Fn(u64) -> u64,
         emit: impl FnOnce(u64, &mut Vec<Parsed>),
     ) -> bool {
         let (place, late) = match &mut parsed {
             Ok(e) => {
-                let late = e.time_ms < floor;
+                let late = e.time_ms < behind.min(floor);
                 e.place_ms = e.time_ms.max(floor);
                 (e.place_ms, late)
             }
