@@ -26,6 +26,17 @@ pub struct FeedbackArgs {
     /// No chargebacks: only the analysts' labels.
     #[arg(long, requires = "feedback", conflicts_with = "chargeback_delay")]
     pub no_chargebacks: bool,
+    /// Presume one transaction in N legitimate (by its id) when its
+    /// chargeback delay passes with no label, and learn from it: the
+    /// learner then sees the day's traffic, not only alerts and missed
+    /// fraud; 0: none [default: 0].
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "feedback",
+        conflicts_with = "no_chargebacks"
+    )]
+    pub presume_legit: Option<u64>,
     /// How long features wait for a label, and labels for their
     /// transaction [default: 48h].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "feedback")]
@@ -78,6 +89,7 @@ impl FeedbackArgs {
             } else {
                 self.chargeback_delay.or(desk.chargeback_ms)
             },
+            presume_legit_every: self.presume_legit.unwrap_or(desk.presume_legit_every),
         };
         let learning = LearnerSettings::default();
         let params = LearnerSettings::params_with(self.learn_rate, self.learn_positive_weight);
@@ -117,11 +129,12 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
 /// The feedback loop's line of the summary.
 pub fn print_summary(f: &fraudflow::dataflow::feedback::FeedbackSummary) {
     outln!(
-        "feedback: {} labels ({} by analysts, {} chargebacks, {} alerts over capacity); \
-         {} matched, {} unmatched, {} duplicates; {} updates: {} promoted, {} refused, {} rolled back",
+        "feedback: {} labels ({} by analysts, {} chargebacks, {} presumed legitimate, {} alerts \
+         over capacity); {} matched, {} unmatched, {} duplicates; {} updates: {} promoted, {} refused, {} rolled back",
         grouped(f.received),
         grouped(f.analyst_labels),
         grouped(f.chargebacks),
+        grouped(f.presumed_legit),
         grouped(f.over_capacity),
         grouped(f.matched),
         grouped(f.unmatched),

@@ -201,6 +201,8 @@ fn a_backtest_with_feedback_learns_counts_every_label_and_is_the_same_on_any_clu
         "4",
         "--drift-at",
         "200",
+        "--presume-legit",
+        "7",
     ];
     let run = |name: &str, timely: &[&str]| {
         let out = dir.path().join(name);
@@ -219,10 +221,12 @@ fn a_backtest_with_feedback_learns_counts_every_label_and_is_the_same_on_any_clu
     // fraud without an alert come back as chargebacks.
     let alerts = std::fs::read_to_string(w1.join("alerts.jsonl")).unwrap();
     let (mut labelled, mut over, mut labelled_fraud) = (0, 0, 0);
+    let mut labelled_ids = std::collections::HashSet::new();
     for list in alerts_by_hour(&alerts).values() {
         let first = list.len().min(capacity as usize);
         labelled += first as u64;
         over += (list.len() - first) as u64;
+        labelled_ids.extend(list[..first].iter().map(|a| a["event_id"].to_string()));
         labelled_fraud += list[..first]
             .iter()
             .filter(|a| a["is_fraud"] == true)
@@ -237,7 +241,14 @@ fn a_backtest_with_feedback_learns_counts_every_label_and_is_the_same_on_any_clu
     assert_eq!(count("analyst_labels"), labelled, "{f}");
     assert_eq!(count("over_capacity"), over, "{f}");
     assert_eq!(count("chargebacks"), fraud - labelled_fraud, "{f}");
-    assert_eq!(count("received"), labelled + fraud - labelled_fraud, "{f}");
+    let presumed = presumed_legit(&w1.join("scores.csv"), &labelled_ids, 7);
+    assert!(presumed > 0);
+    assert_eq!(count("presumed_legit"), presumed, "{f}");
+    assert_eq!(
+        count("received"),
+        labelled + fraud - labelled_fraud + presumed,
+        "{f}"
+    );
     // Every label finds its transaction within the two days kept.
     assert_eq!(count("matched"), count("received"), "{f}");
     assert_eq!(count("unmatched"), 0);
@@ -277,6 +288,23 @@ fn a_backtest_with_feedback_learns_counts_every_label_and_is_the_same_on_any_clu
         assert!(same == alerts, "alerts differ in {}", other.display());
         assert_eq!(json(&other.join("report.json"))["feedback"], *f);
     }
+}
+
+/// The legitimate transactions that one in `every` samples and no analyst
+/// labelled (`labelled`: the labelled alerts' ids, quoted), from the
+/// scores file.
+fn presumed_legit(scores: &Path, labelled: &std::collections::HashSet<String>, every: u64) -> u64 {
+    use fraudflow::dataflow::feedback::analysts::presumed;
+    let text = std::fs::read_to_string(scores).unwrap();
+    let mut n = 0;
+    for line in text.lines().skip(1) {
+        let mut cols = line.split(',');
+        let (id, is_fraud) = (cols.next().unwrap(), cols.next().unwrap());
+        let row = EventId::Row(id.parse().unwrap());
+        let quoted = format!("{id:?}");
+        n += u64::from(is_fraud == "0" && presumed(&row, every) && !labelled.contains(&quoted));
+    }
+    n
 }
 
 /// `recovery`'s level before a drift at `step` is the learning table's

@@ -130,6 +130,9 @@ pub struct FeedbackSummary {
     pub over_capacity: u64,
     /// Missed fraud revealed by chargebacks.
     pub chargebacks: u64,
+    /// Transactions presumed legitimate once their chargeback delay passed
+    /// with no label (a sample of them, `presume_legit_every`).
+    pub presumed_legit: u64,
     /// Mini-batches fitted, and of those, the updates promoted and refused.
     pub updates: u64,
     pub promoted: u64,
@@ -157,6 +160,7 @@ impl FeedbackSummary {
         self.analyst_labels += o.analyst_labels;
         self.over_capacity += o.over_capacity;
         self.chargebacks += o.chargebacks;
+        self.presumed_legit += o.presumed_legit;
         self.updates += o.updates;
         self.promoted += o.promoted;
         self.refused += o.refused;
@@ -221,6 +225,7 @@ mod tests {
             analyst_labels: 6,
             over_capacity: 7,
             chargebacks: 8,
+            presumed_legit: 14,
             updates: 9,
             promoted: 10,
             refused: 11,

@@ -41,6 +41,16 @@ pub enum FeedbackSettingsError {
         retention_ms: u64,
         chargeback_ms: u64,
     },
+    #[error(
+        "one transaction in N is presumed legitimate after the chargeback delay: N must be 0 \
+         (none) or at least 2, got {0}"
+    )]
+    PresumeEvery(u64),
+    #[error(
+        "presuming transactions legitimate ({every}) needs chargebacks: a transaction is \
+         presumed legitimate when its chargeback delay passes without one"
+    )]
+    PresumeWithoutChargebacks { every: u64 },
     #[error("the learner replays at most {MAX_BATCH} fraud examples, got {0}")]
     Replay(usize),
     #[error("the learner's model parameters: {0}")]
@@ -155,6 +165,12 @@ pub struct AnalystSettings {
     pub per_hour: u64,
     /// From a missed fraud to its chargeback (ms); `None`: no chargebacks.
     pub chargeback_ms: Option<u64>,
+    /// One transaction in this many (by its id) that no analyst labelled
+    /// and no chargeback named by the chargeback delay is presumed
+    /// legitimate then, and labelled so; 0: none. Without it the learner
+    /// sees only alerts and missed fraud, never the traffic it ranks them
+    /// against.
+    pub presume_legit_every: u64,
 }
 
 impl Default for LearnerSettings {
@@ -180,6 +196,7 @@ impl Default for AnalystSettings {
             delay_ms: STEP_MS,
             per_hour: 100,
             chargeback_ms: Some(24 * STEP_MS),
+            presume_legit_every: 0,
         }
     }
 }
@@ -205,6 +222,14 @@ impl FeedbackSettings {
             }
             if a.per_hour == 0 {
                 return Err(E::Capacity(0));
+            }
+            if a.presume_legit_every == 1 {
+                return Err(E::PresumeEvery(1));
+            }
+            if a.presume_legit_every > 0 && a.chargeback_ms.is_none() {
+                return Err(E::PresumeWithoutChargebacks {
+                    every: a.presume_legit_every,
+                });
             }
             if let Some(chargeback_ms) = a.chargeback_ms {
                 if chargeback_ms < a.delay_ms {
@@ -318,6 +343,22 @@ mod tests {
         let mut s = settings();
         s.learner.params = OnlineLogisticParams::default().learning_rate(-1.0);
         assert!(s.check(0).unwrap_err().to_string().contains("-1"));
+        let mut s = settings();
+        s.analysts = Some(AnalystSettings {
+            presume_legit_every: 1,
+            ..AnalystSettings::default()
+        });
+        assert_eq!(s.check(0), Err(FeedbackSettingsError::PresumeEvery(1)));
+        s.analysts = Some(AnalystSettings {
+            presume_legit_every: 100,
+            chargeback_ms: None,
+            ..AnalystSettings::default()
+        });
+        let err = s.check(0).unwrap_err().to_string();
+        assert!(
+            err.contains("(100)") && err.contains("chargebacks"),
+            "{err}"
+        );
         let mut s = settings();
         s.learner.replay_positives = MAX_BATCH + 1;
         assert_eq!(s.check(0), Err(FeedbackSettingsError::Replay(100_001)));
