@@ -68,7 +68,7 @@ pub struct FeedbackArgs {
     pub learn_replay: Option<usize>,
     /// The step at which fraud changed its pattern (the generator's
     /// --drift-at): report.json's `recovery` then says how fast recall came
-    /// back, against the week before (docs/feedback.md, scenario (b)).
+    /// back, against the week before (docs/drift.md, scenario (b)).
     #[arg(long, value_name = "STEP")]
     pub drift_at: Option<u32>,
 }

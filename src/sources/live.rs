@@ -151,8 +151,9 @@ impl LiveInput {
             queue.frontier.latest()
         };
         if let Some(latest) = latest {
-            self.watermark.fetch_max(latest + 1, Ordering::SeqCst);
+            // `stamped` first: a reader that sees the new watermark sees it too.
             self.stamped.fetch_max(latest + 1, Ordering::SeqCst);
+            self.watermark.fetch_max(latest + 1, Ordering::SeqCst);
         }
         self.wake();
         Ok(())
@@ -238,7 +239,8 @@ impl LiveInput {
         self.processes == 1 || self.is_started()
     }
 
-    /// Events placed at the frontier because they came behind it.
+    /// Events stamped behind the stream's own watermark (see
+    /// [`stamped`](Self::stamped)), placed at the frontier.
     pub fn late(&self) -> u64 {
         self.late.load(Ordering::Relaxed)
     }
@@ -315,29 +317,25 @@ pub fn live_source<'scope>(
             move |output| {
                 let Some(current) = cap.as_mut() else { return };
                 // Read before draining: whatever was pushed before the watermark
-                // moved is in the queue now.
-                let stamped = input.stamped();
+                // moved is in the queue now; `stamped` after it, as it moves first.
                 let watermark = input.watermark();
+                let stamped = input.stamped();
                 let closed = input.is_closed();
                 let mut placed = 0;
                 if reader {
                     let floor = *current.time();
                     let behind = judged.min(floor);
+                    let mut emit = |time: u64, run: &mut Vec<Parsed>| {
+                        output.session(&current.delayed(&time)).give_container(run)
+                    };
                     for parsed in input.take() {
                         counts.read(&parsed);
                         // Live, each place is its own logical time.
-                        let at = |place| place;
-                        let late =
-                            runs.place_behind(parsed, floor, behind, &counts, at, |time, run| {
-                                output.session(&current.delayed(&time)).give_container(run)
-                            });
-                        if late {
+                        if runs.place_behind(parsed, floor, behind, &counts, |p| p, &mut emit) {
                             input.late.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    runs.flush(|time, run| {
-                        output.session(&current.delayed(&time)).give_container(run)
-                    });
+                    runs.flush(&mut emit);
                     // Late events and dead letters go at the frontier: move it
                     // past them, or they would wait for the clock.
                     if let Some(latest) = runs.take_latest() {

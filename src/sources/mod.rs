@@ -27,7 +27,8 @@ pub struct SourceCounts {
     pub events_in: Cell<u64>,
     pub valid: Cell<u64>,
     pub dead: Cell<u64>,
-    /// Events that arrived behind the frontier and were placed at it.
+    /// Events that arrived behind the frontier and were placed at it (live:
+    /// behind the stream's own watermark, not the reader's 1 ms steps).
     pub late: Cell<u64>,
 }
 

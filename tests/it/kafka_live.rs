@@ -66,34 +66,6 @@ pub(crate) fn listen(file: &Path) -> String {
     after.split('"').next().unwrap().to_string()
 }
 
-/// Waits until `n` labels have reached the run's feedback join
-/// (`online_feedback_received_total` on `/metrics`, summed over workers).
-fn labels_received(file: &Path, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let url = format!("http://{}/metrics", listen(file));
-        let text = ureq::get(&url)
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap();
-        let received: f64 = text
-            .lines()
-            .filter(|l| l.starts_with("online_feedback_received_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        if received >= n as f64 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{received} labels of {n} received"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The run's `/health`, from the address its dataflow file gives.
 fn health(file: &Path) -> Value {
     let mut reply = ureq::get(&format!("http://{}/health", listen(file)))
@@ -567,7 +539,7 @@ fn labels_accepted_while_the_broker_is_down_are_published_when_it_returns() {
     // moves on here: the learner takes them as the run drains, and the
     // summary counts them. Stopped before the run's reader got them from
     // the topic (a busy machine), the run would leave them to the next.
-    labels_received(&file, 3);
+    crate::metrics::labels_received(&listen(&file), 3);
     let stderr = sigterm(&mut run);
     assert!(stderr.contains("feedback: 3 labels, 3 matched"), "{stderr}");
     assert!(stderr.contains("3 updates: 3 promoted"), "{stderr}");

@@ -63,6 +63,31 @@ pub(crate) fn balance(listen: &str) {
     }
 }
 
+/// Waits until `n` labels have reached a live run's feedback join
+/// (`online_feedback_received_total`, which every worker's join adds to).
+pub(crate) fn labels_received(listen: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut reply = ureq::get(&format!("http://{listen}/metrics"))
+            .call()
+            .unwrap();
+        let text = reply.body_mut().read_to_string().unwrap();
+        let received: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("online_feedback_received_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if received >= n as f64 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{received} labels of {n} received"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// 20,000 generated rows and three no parser takes, and a bundle trained
 /// on the rows.
 fn input_and_models(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
