@@ -32,6 +32,14 @@ fn total(text: &str, family: &str) -> f64 {
     by_label(text, family, "worker").values().sum()
 }
 
+/// A live run's `/metrics`, as text.
+fn scrape(listen: &str) -> String {
+    let mut reply = ureq::get(&format!("http://{listen}/metrics"))
+        .call()
+        .unwrap();
+    reply.body_mut().read_to_string().unwrap()
+}
+
 /// Waits until the run's metrics balance, events read against events
 /// routed and dead letters (summed over workers): the events read again to
 /// rebuild state are in neither.
@@ -46,10 +54,7 @@ pub(crate) fn balance(listen: &str) {
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let mut reply = ureq::get(&format!("http://{listen}/metrics"))
-            .call()
-            .unwrap();
-        let text = reply.body_mut().read_to_string().unwrap();
+        let text = scrape(listen);
         let read = total(&text, "stream_events_in_total");
         let out = ["anomaly", "normal", "dlq"]
             .map(|k| total(&text, &format!("stream_events_{k}_total")))
@@ -68,11 +73,7 @@ pub(crate) fn balance(listen: &str) {
 pub(crate) fn labels_received(listen: &str, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let mut reply = ureq::get(&format!("http://{listen}/metrics"))
-            .call()
-            .unwrap();
-        let text = reply.body_mut().read_to_string().unwrap();
-        let received: f64 = text
+        let received: f64 = scrape(listen)
             .lines()
             .filter(|l| l.starts_with("online_feedback_received_total"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
